@@ -1,0 +1,737 @@
+#!/usr/bin/env bash
+# scripts/services.sh — a private PostgreSQL 15 and a private ClickHouse for
+# tests and `make run`, as plain background processes (no systemd, no Docker).
+#
+# Usage:
+#   scripts/services.sh up                 start both (idempotent), print env
+#   scripts/services.sh env                print export lines: eval "$(scripts/services.sh env)"
+#   scripts/services.sh status             show what is running (exit 1 unless both are)
+#   scripts/services.sh down [--purge]     stop both; --purge also deletes the state dir
+#   scripts/services.sh stop-postgres | start-postgres | stop-clickhouse | start-clickhouse
+#                                          stop or restart one server, keeping data and port
+#   scripts/services.sh psql [args]        psql against the private PostgreSQL (db relay)
+#   scripts/services.sh ch [args]          clickhouse-client against the private ClickHouse (db relay)
+#
+# State dir: $RELAY_SERVICES_DIR if set, else <repo>/.services.
+# Progress goes to stderr; only the env lines go to stdout.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_PACKAGE=postgresql-15
+CH_SERVER=clickhouse-server
+CH_CLIENT=clickhouse-client
+READY_TIMEOUT=${RELAY_SERVICES_TIMEOUT:-60}
+MARKER=.relay-services
+
+DIR=${RELAY_SERVICES_DIR:-$REPO_ROOT/.services}
+case $DIR in
+/*) ;;
+*) DIR=$PWD/$DIR ;;
+esac
+DIR=${DIR%/}
+[[ -n $DIR ]] || { echo "services: refusing to use / as the state dir" >&2; exit 2; }
+
+PGDIR=$DIR/pg
+PGDATA_DIR=$PGDIR/data
+PGLOG=$PGDIR/log/postgresql.log
+CHDIR=$DIR/ch
+CHPID=$DIR/clickhouse.pid
+CHLOG=$CHDIR/log/clickhouse-server.log
+CHERRLOG=$CHDIR/log/clickhouse-server.err.log
+CHOUT=$CHDIR/log/stdout.log
+PORTS=$DIR/ports
+ENVFILE=$DIR/env
+
+PG_PORT='' CH_TCP_PORT='' CH_HTTP_PORT='' PG_SOCKDIR=''
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+is_root() { ((EUID == 0)); }
+
+
+# ---------------------------------------------------------------- packages
+
+# find_bin NAME prints the absolute path of NAME, also looking in the sbin
+# directories, which are not on a non-root user's PATH on Debian.
+find_bin() {
+	local d p
+	if p=$(command -v "$1" 2>/dev/null) && [[ $p == /* ]]; then
+		echo "$p"
+		return 0
+	fi
+	for d in /usr/sbin /usr/bin /sbin /bin /usr/local/bin /usr/local/sbin; do
+		[[ -x $d/$1 ]] && { echo "$d/$1"; return 0; }
+	done
+	return 1
+}
+
+# resolve_ch turns CH_SERVER and CH_CLIENT into absolute paths.
+resolve_ch() {
+	local p rc=0
+	if p=$(find_bin "$CH_SERVER"); then CH_SERVER=$p; else rc=1; fi
+	if p=$(find_bin "$CH_CLIENT"); then CH_CLIENT=$p; else rc=1; fi
+	return "$rc"
+}
+
+ensure_packages() {
+	local missing=()
+	[[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl && -x $PG_BIN/postgres && -x $PG_BIN/psql ]] || missing+=("$PG_PACKAGE")
+	resolve_ch || true
+	[[ -x $CH_SERVER ]] || missing+=(clickhouse-server)
+	[[ -x $CH_CLIENT ]] || missing+=(clickhouse-client)
+	command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+	if is_root && ! command -v setpriv >/dev/null 2>&1 && ! command -v runuser >/dev/null 2>&1; then
+		missing+=(util-linux)
+	fi
+	if ((${#missing[@]} > 0)); then
+		# de-duplicate
+		mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+		if ! is_root; then
+			log "missing packages: ${missing[*]}"
+			log "install them with: sudo apt-get install -y ${missing[*]}"
+			exit 1
+		fi
+		log "installing ${missing[*]} (apt-get)..."
+		local aptlog
+		aptlog=$(mktemp)
+		if ! { apt-get update -q &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$aptlog" 2>&1; then
+			tail -n 30 "$aptlog" >&2
+			rm -f "$aptlog"
+			die "apt-get install ${missing[*]} failed"
+		fi
+		rm -f "$aptlog"
+		hash -r
+		resolve_ch || die "clickhouse-server/clickhouse-client still missing after apt-get install"
+	fi
+	if is_root; then
+		id -u postgres >/dev/null 2>&1 || die "system user 'postgres' is missing (it comes with the $PG_PACKAGE package)"
+	fi
+}
+
+# ---------------------------------------------------------------- helpers
+
+# as_pg runs a PostgreSQL server tool: as the 'postgres' system user when we
+# are root (initdb and pg_ctl refuse to run as root), else as ourselves. The
+# environment is cleared so that the caller's PG* variables cannot interfere.
+as_pg() {
+	local envv=(env -i PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C)
+	if is_root; then
+		if command -v setpriv >/dev/null 2>&1; then
+			setpriv --reuid=postgres --regid=postgres --init-groups \
+				"${envv[@]}" HOME=/var/lib/postgresql USER=postgres "$@"
+		else
+			runuser -u postgres -- "${envv[@]}" HOME=/var/lib/postgresql USER=postgres "$@"
+		fi
+	else
+		"${envv[@]}" HOME="${HOME:-/tmp}" USER="$(id -un)" "$@"
+	fi
+}
+
+# make_traversable makes every directory from / down to $1 searchable by the
+# postgres user (mktemp dirs are 0700, /root is 0700).
+make_traversable() {
+	is_root || return 0
+	local path=$1 p='' part
+	local -a parts
+	IFS=/ read -r -a parts <<<"${path#/}"
+	for part in "${parts[@]}"; do
+		[[ -n $part ]] || continue
+		p=$p/$part
+		if ! as_pg test -x "$p" 2>/dev/null; then
+			log "chmod o+x $p (so that the postgres user can reach $path)"
+			chmod o+x "$p"
+		fi
+	done
+}
+
+port_in_use() {
+	local port=$1
+	# Anything accepting connections on loopback?
+	if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+		return 0
+	fi
+	# Anything listening on that port on any address (when ss is available)?
+	if command -v ss >/dev/null 2>&1; then
+		if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+			return 0
+		fi
+	fi
+	return 1
+}
+
+# pick_port prints a free TCP port in 20000-32767 (below Linux's ephemeral
+# range), different from the ports given as arguments.
+pick_port() {
+	local port i x taken
+	for ((i = 0; i < 200; i++)); do
+		port=$((20000 + (RANDOM * 32768 + RANDOM) % 12768))
+		taken=0
+		for x in "$@"; do
+			[[ $x == "$port" ]] && taken=1
+		done
+		((taken)) && continue
+		port_in_use "$port" && continue
+		echo "$port"
+		return 0
+	done
+	die "could not find a free TCP port"
+}
+
+load_ports() {
+	[[ -f $PORTS ]] || return 1
+	# shellcheck disable=SC1090
+	source "$PORTS"
+	[[ -n $PG_PORT && -n $CH_TCP_PORT && -n $CH_HTTP_PORT ]]
+}
+
+save_ports() {
+	{
+		echo "PG_PORT=$PG_PORT"
+		echo "CH_TCP_PORT=$CH_TCP_PORT"
+		echo "CH_HTTP_PORT=$CH_HTTP_PORT"
+		printf 'PG_SOCKDIR=%q\n' "$PG_SOCKDIR"
+	} >"$PORTS.tmp"
+	mv -f "$PORTS.tmp" "$PORTS"
+}
+
+# emit NAME VALUE prints a shell export line with VALUE single-quoted.
+emit() { printf "export %s='%s'\n" "$1" "${2//\'/\'\\\'\'}"; }
+
+print_env() {
+	emit RELAY_SERVICES_DIR "$DIR"
+	emit PG_BIN "$PG_BIN"
+	emit PGPORT_RELAY "$PG_PORT"
+	emit DATABASE_URL "postgres://postgres@127.0.0.1:$PG_PORT/relay?sslmode=disable"
+	emit CLICKHOUSE_URL "clickhouse://default:@127.0.0.1:$CH_TCP_PORT/relay"
+	emit CLICKHOUSE_TCP_PORT "$CH_TCP_PORT"
+	emit CLICKHOUSE_HTTP_PORT "$CH_HTTP_PORT"
+}
+
+write_env() {
+	print_env >"$ENVFILE.tmp"
+	mv -f "$ENVFILE.tmp" "$ENVFILE"
+}
+
+lock_state() {
+	mkdir -p "$DIR"
+	touch "$DIR/$MARKER"
+	exec 9>"$DIR/.lock"
+	if ! flock -w 300 9; then
+		die "timed out waiting for the lock on $DIR (another services.sh running?)"
+	fi
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+# proc_alive PID [COMM] succeeds if PID exists, is not a zombie and (if COMM
+# is given) its process name starts with COMM.
+proc_alive() {
+	local stat='' comm rest
+	[[ $1 =~ ^[0-9]+$ ]] || return 1
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+	comm=${stat#*(}
+	comm=${comm%)*}
+	rest=${stat##*) }
+	[[ ${rest:0:1} != [ZX] ]] || return 1
+	[[ -z ${2:-} || $comm == "$2"* ]]
+}
+
+# alive_pid PIDFILE COMM prints the pid recorded (first line) in PIDFILE if
+# that process is alive and its name starts with COMM.
+alive_pid() {
+	local pid=''
+	[[ -r $1 ]] || return 1
+	{ read -r pid || [[ -n $pid ]]; } 2>/dev/null <"$1" || return 1
+	proc_alive "$pid" "$2" || return 1
+	echo "$pid"
+}
+
+pg_pid() { alive_pid "$PGDATA_DIR/postmaster.pid" postgres; }
+
+pg_running() { alive_pid "$PGDATA_DIR/postmaster.pid" postgres >/dev/null; }
+
+pg_init() {
+	[[ -f $PGDATA_DIR/PG_VERSION ]] && return 0
+	log "initdb $PGDATA_DIR"
+	rm -rf "$PGDATA_DIR"
+	mkdir -p "$PGDIR" "$PGDIR/log"
+	if is_root; then
+		chown postgres: "$PGDIR" "$PGDIR/log"
+		chmod 0700 "$PGDIR"
+	fi
+	make_traversable "$DIR"
+	local out
+	if ! out=$(cd "$PGDIR" && as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres \
+		--auth=trust --encoding=UTF8 --locale=C --no-sync 2>&1 9>&-); then
+		printf '%s\n' "$out" >&2
+		die "initdb failed"
+	fi
+	cat >"$PGDATA_DIR/pg_hba.conf" <<-'EOF'
+		# TYPE  DATABASE     USER  ADDRESS        METHOD
+		local   all          all                  trust
+		local   replication  all                  trust
+		host    all          all   127.0.0.1/32   trust
+		host    replication  all   127.0.0.1/32   trust
+		host    all          all   ::1/128        trust
+		host    replication  all   ::1/128        trust
+	EOF
+	echo "include_if_exists = 'relay.conf'" >>"$PGDATA_DIR/postgresql.conf"
+	is_root && chown postgres: "$PGDATA_DIR/pg_hba.conf" "$PGDATA_DIR/postgresql.conf"
+	return 0
+}
+
+pg_sockdir() {
+	local d=$PGDIR/run
+	# A Unix socket path is limited to 107 bytes; fall back to a short /tmp dir.
+	if ((${#d} + 20 > 100)); then
+		if [[ -n $PG_SOCKDIR && $PG_SOCKDIR != "$d" && -d $PG_SOCKDIR ]]; then
+			d=$PG_SOCKDIR
+		else
+			d=$(mktemp -d /tmp/relay-pg.XXXXXX)
+		fi
+	fi
+	mkdir -p "$d"
+	if is_root; then
+		chown postgres: "$d"
+		make_traversable "$d"
+	fi
+	PG_SOCKDIR=$d
+}
+
+pg_write_conf() {
+	cat >"$PGDATA_DIR/relay.conf" <<-EOF
+		# Written by scripts/services.sh; rewritten at every start.
+		port = $PG_PORT
+		listen_addresses = '127.0.0.1'
+		unix_socket_directories = '$PG_SOCKDIR'
+		wal_level = logical
+		max_replication_slots = 32
+		max_wal_senders = 32
+		wal_sender_timeout = 60s
+		fsync = off
+		synchronous_commit = off
+		full_page_writes = off
+		max_connections = 200
+		shared_buffers = 256MB
+		log_min_messages = warning
+		logging_collector = off
+		timezone = 'UTC'
+		log_timezone = 'UTC'
+	EOF
+	is_root && chown postgres: "$PGDATA_DIR/relay.conf"
+	return 0
+}
+
+pg_start() {
+	if pg_running; then
+		log "postgres already running (pid $(pg_pid), port $PG_PORT)"
+		return 0
+	fi
+	pg_init
+	pg_sockdir
+	save_ports
+	pg_write_conf
+	pg_clear_stale
+	mkdir -p "$PGDIR/log"
+	is_root && chown postgres: "$PGDIR/log"
+	log "starting postgres on 127.0.0.1:$PG_PORT"
+	local out
+	if ! out=$(cd "$PGDIR" && as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGLOG" \
+		-w -t "$READY_TIMEOUT" start 2>&1 </dev/null 9>&-); then
+		printf '%s\n' "$out" >&2
+		log "--- tail of $PGLOG"
+		tail -n 30 "$PGLOG" >&2 2>/dev/null || true
+		return 1
+	fi
+	pg_create_db
+}
+
+pg_create_db() {
+	env -u PGDATABASE -u PGSERVICE -u PGOPTIONS -u PGSSLMODE \
+		"$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+		>/dev/null <<-'EOF'
+			SELECT 'CREATE DATABASE relay' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'relay') \gexec
+		EOF
+}
+
+# pg_clear_stale waits for a dead postmaster to vanish (a killed postmaster
+# can linger as a zombie, which makes PostgreSQL believe it is still alive),
+# then removes its stale lock files.
+pg_clear_stale() {
+	local pid='' deadline=$((SECONDS + 10))
+	if [[ -f $PGDATA_DIR/postmaster.pid ]]; then
+		{ read -r pid || true; } 2>/dev/null <"$PGDATA_DIR/postmaster.pid"
+	fi
+	if [[ $pid =~ ^[0-9]+$ ]]; then
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+			sleep 0.1
+		done
+	fi
+	rm -f "$PGDATA_DIR/postmaster.pid" "$PG_SOCKDIR/.s.PGSQL.$PG_PORT" "$PG_SOCKDIR/.s.PGSQL.$PG_PORT.lock"
+}
+
+pg_stop() {
+	if ! pg_running; then
+		log "postgres is not running"
+		return 0
+	fi
+	log "stopping postgres (pid $(pg_pid))"
+	if ! (cd "$PGDIR" && as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 </dev/null 9>&-); then
+		log "fast stop failed; trying immediate"
+		(cd "$PGDIR" && as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w -t 30 stop >/dev/null 2>&1 </dev/null 9>&-) || true
+	fi
+	if pg_running; then
+		local pid
+		pid=$(pg_pid)
+		log "postgres still running; SIGKILL $pid"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+}
+
+# ---------------------------------------------------------------- ClickHouse
+
+ch_pid() { alive_pid "$CHPID" clickhouse; }
+
+ch_running() { alive_pid "$CHPID" clickhouse >/dev/null; }
+
+# ch_ping asks the HTTP interface for /ping (cheaper than starting the client).
+ch_ping() {
+	local resp
+	# shellcheck disable=SC2016 # $1 is expanded by the inner bash
+	resp=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+		printf "GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' _ "$CH_HTTP_PORT" 2>/dev/null) || return 1
+	[[ $resp == *Ok.* ]]
+}
+
+ch_write_conf() {
+	mkdir -p "$CHDIR/data" "$CHDIR/tmp" "$CHDIR/user_files" "$CHDIR/format_schemas" "$CHDIR/log"
+	cat >"$CHDIR/config.xml" <<-EOF
+		<?xml version="1.0"?>
+		<!-- Written by scripts/services.sh; rewritten at every start. -->
+		<yandex>
+		    <logger>
+		        <level>warning</level>
+		        <log>$CHLOG</log>
+		        <errorlog>$CHERRLOG</errorlog>
+		        <size>50M</size>
+		        <count>2</count>
+		    </logger>
+		    <listen_host>127.0.0.1</listen_host>
+		    <tcp_port>$CH_TCP_PORT</tcp_port>
+		    <http_port>$CH_HTTP_PORT</http_port>
+		    <max_connections>1024</max_connections>
+		    <keep_alive_timeout>3</keep_alive_timeout>
+		    <max_concurrent_queries>100</max_concurrent_queries>
+		    <uncompressed_cache_size>268435456</uncompressed_cache_size>
+		    <mark_cache_size>268435456</mark_cache_size>
+		    <path>$CHDIR/data/</path>
+		    <tmp_path>$CHDIR/tmp/</tmp_path>
+		    <user_files_path>$CHDIR/user_files/</user_files_path>
+		    <format_schema_path>$CHDIR/format_schemas/</format_schema_path>
+		    <users_config>$CHDIR/users.xml</users_config>
+		    <default_profile>default</default_profile>
+		    <default_database>default</default_database>
+		    <timezone>UTC</timezone>
+		    <umask>022</umask>
+		    <mlock_executable>false</mlock_executable>
+		    <max_table_size_to_drop>0</max_table_size_to_drop>
+		    <max_partition_size_to_drop>0</max_partition_size_to_drop>
+		    <max_session_timeout>3600</max_session_timeout>
+		    <default_session_timeout>60</default_session_timeout>
+		</yandex>
+	EOF
+	cat >"$CHDIR/users.xml" <<-'EOF'
+		<?xml version="1.0"?>
+		<!-- Written by scripts/services.sh. -->
+		<yandex>
+		    <profiles>
+		        <default>
+		            <max_memory_usage>4000000000</max_memory_usage>
+		            <use_uncompressed_cache>0</use_uncompressed_cache>
+		            <load_balancing>random</load_balancing>
+		        </default>
+		    </profiles>
+		    <users>
+		        <default>
+		            <password></password>
+		            <networks>
+		                <ip>127.0.0.1</ip>
+		                <ip>::1</ip>
+		            </networks>
+		            <profile>default</profile>
+		            <quota>default</quota>
+		        </default>
+		    </users>
+		    <quotas>
+		        <default>
+		            <interval>
+		                <duration>3600</duration>
+		                <queries>0</queries>
+		                <errors>0</errors>
+		                <result_rows>0</result_rows>
+		                <read_rows>0</read_rows>
+		                <execution_time>0</execution_time>
+		            </interval>
+		        </default>
+		    </quotas>
+		</yandex>
+	EOF
+}
+
+ch_client() {
+	"$CH_CLIENT" --host 127.0.0.1 --port "$CH_TCP_PORT" "$@"
+}
+
+ch_show_log() {
+	local f
+	for f in "$CHOUT" "$CHERRLOG"; do
+		if [[ -s $f ]]; then
+			log "--- tail of $f"
+			tail -n 30 "$f" >&2 || true
+		fi
+	done
+}
+
+# ch_start starts ClickHouse and waits until it answers; returns 2 when the
+# server died because a port was taken (so that `up` can pick others).
+ch_start() {
+	if ch_running; then
+		log "clickhouse already running (pid $(ch_pid), tcp port $CH_TCP_PORT)"
+		return 0
+	fi
+	ch_write_conf
+	rm -f "$CHPID"
+	: >"$CHOUT"
+	: >"$CHERRLOG"
+	log "starting clickhouse on 127.0.0.1:$CH_TCP_PORT (http $CH_HTTP_PORT)"
+	# ClickHouse 18.16 runs fine as root; it runs as whoever calls this script.
+	# The wrapper records its own pid, then execs the server in a new session.
+	(
+		cd "$CHDIR"
+		# shellcheck disable=SC2016 # $$ and $1 are expanded by the inner bash
+		exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$CHPID" \
+			"$CH_SERVER" --config-file="$CHDIR/config.xml" \
+			</dev/null >>"$CHOUT" 2>&1 9>&-
+	) &
+	local deadline=$((SECONDS + READY_TIMEOUT)) pid=''
+	while ((SECONDS < deadline)); do
+		if [[ -z $pid ]]; then
+			pid=$(cat "$CHPID" 2>/dev/null || true)
+		fi
+		if [[ -n $pid ]] && ! proc_alive "$pid"; then
+			log "clickhouse exited during startup"
+			ch_show_log
+			rm -f "$CHPID"
+			if grep -qiE 'address already in use|cannot bind|DB::NetException: Net Exception: Address' "$CHERRLOG" "$CHOUT" 2>/dev/null; then
+				return 2
+			fi
+			return 1
+		fi
+		if [[ -n $pid ]] && ch_ping && ch_client -q 'CREATE DATABASE IF NOT EXISTS relay' >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	log "clickhouse did not answer within ${READY_TIMEOUT}s"
+	ch_show_log
+	return 1
+}
+
+ch_stop() {
+	local pid
+	if ! pid=$(ch_pid); then
+		log "clickhouse is not running"
+		rm -f "$CHPID"
+		return 0
+	fi
+	log "stopping clickhouse (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + 30))
+	while proc_alive "$pid" && ((SECONDS < deadline)); do
+		sleep 0.1
+	done
+	if proc_alive "$pid"; then
+		log "clickhouse still running after 30s; SIGKILL $pid"
+		kill -KILL "$pid" 2>/dev/null || true
+		deadline=$((SECONDS + 10))
+		while proc_alive "$pid" && ((SECONDS < deadline)); do
+			sleep 0.1
+		done
+	fi
+	rm -f "$CHPID"
+}
+
+# ---------------------------------------------------------------- commands
+
+need_state() {
+	load_ports || die "services are not set up in $DIR; run: scripts/services.sh up"
+}
+
+cmd_up() {
+	ensure_packages
+	lock_state
+	if load_ports && pg_running && ch_running; then
+		write_env
+		print_env
+		return 0
+	fi
+	local -a taken=()
+	if [[ -z $PG_PORT ]] || { ! pg_running && port_in_use "$PG_PORT"; }; then
+		PG_PORT=$(pick_port)
+	fi
+	taken+=("$PG_PORT")
+	if [[ -z $CH_TCP_PORT ]] || { ! ch_running && port_in_use "$CH_TCP_PORT"; }; then
+		CH_TCP_PORT=$(pick_port "${taken[@]}")
+	fi
+	taken+=("$CH_TCP_PORT")
+	if [[ -z $CH_HTTP_PORT ]] || { ! ch_running && port_in_use "$CH_HTTP_PORT"; }; then
+		CH_HTTP_PORT=$(pick_port "${taken[@]}")
+	fi
+	taken+=("$CH_HTTP_PORT")
+	save_ports
+
+	local try
+	for try in 1 2 3; do
+		if pg_start; then
+			break
+		fi
+		if ((try < 3)) && grep -qiE 'could not (bind|create listen socket)|address already in use' "$PGLOG" 2>/dev/null; then
+			PG_PORT=$(pick_port "${taken[@]}")
+			taken+=("$PG_PORT")
+			log "port clash; retrying postgres on port $PG_PORT"
+			continue
+		fi
+		die "postgres failed to start (log: $PGLOG)"
+	done
+
+	local rc
+	for try in 1 2 3; do
+		rc=0
+		ch_start || rc=$?
+		((rc == 0)) && break
+		if ((rc == 2 && try < 3)); then
+			CH_TCP_PORT=$(pick_port "${taken[@]}")
+			taken+=("$CH_TCP_PORT")
+			CH_HTTP_PORT=$(pick_port "${taken[@]}")
+			taken+=("$CH_HTTP_PORT")
+			save_ports
+			log "port clash; retrying clickhouse on ports $CH_TCP_PORT/$CH_HTTP_PORT"
+			continue
+		fi
+		die "clickhouse failed to start (logs: $CHDIR/log)"
+	done
+	save_ports
+	write_env
+	log "up: postgres 127.0.0.1:$PG_PORT, clickhouse 127.0.0.1:$CH_TCP_PORT (state: $DIR)"
+	print_env
+}
+
+cmd_down() {
+	local purge=0
+	case ${1:-} in
+	--purge) purge=1 ;;
+	'') ;;
+	*) die "usage: $0 down [--purge]" ;;
+	esac
+	if [[ ! -d $DIR ]]; then
+		log "nothing to stop ($DIR does not exist)"
+		return 0
+	fi
+	lock_state
+	load_ports || true
+	ch_stop
+	pg_stop
+	if ((purge)); then
+		if [[ ! -e $DIR/$MARKER ]]; then
+			die "$DIR has no $MARKER marker; not deleting it"
+		fi
+		if [[ -n $PG_SOCKDIR && $PG_SOCKDIR == /tmp/relay-pg.* ]]; then
+			rm -rf "$PG_SOCKDIR"
+		fi
+		exec 9>&-
+		rm -rf "$DIR"
+		log "removed $DIR"
+	fi
+}
+
+cmd_start_one() {
+	ensure_packages
+	lock_state
+	need_state
+	case $1 in
+	postgres) pg_start || die "postgres failed to start (log: $PGLOG)" ;;
+	clickhouse) ch_start || die "clickhouse failed to start (logs: $CHDIR/log)" ;;
+	esac
+}
+
+cmd_stop_one() {
+	[[ -d $DIR ]] || { log "nothing to stop ($DIR does not exist)"; return 0; }
+	lock_state
+	load_ports || true
+	case $1 in
+	postgres) pg_stop ;;
+	clickhouse) ch_stop ;;
+	esac
+}
+
+cmd_status() {
+	local ok=0
+	load_ports || true
+	if pg_running; then
+		echo "postgres:   running (pid $(pg_pid), 127.0.0.1:$PG_PORT)"
+	else
+		echo "postgres:   stopped"
+		ok=1
+	fi
+	if ch_running; then
+		echo "clickhouse: running (pid $(ch_pid), 127.0.0.1:$CH_TCP_PORT, http $CH_HTTP_PORT)"
+	else
+		echo "clickhouse: stopped"
+		ok=1
+	fi
+	echo "state dir:  $DIR"
+	return "$ok"
+}
+
+usage() {
+	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+}
+
+main() {
+	local cmd=${1:-}
+	(($# > 0)) && shift
+	case $cmd in
+	up) cmd_up ;;
+	env)
+		need_state
+		print_env
+		;;
+	down) cmd_down "$@" ;;
+	status) cmd_status ;;
+	start-postgres) cmd_start_one postgres ;;
+	start-clickhouse) cmd_start_one clickhouse ;;
+	stop-postgres) cmd_stop_one postgres ;;
+	stop-clickhouse) cmd_stop_one clickhouse ;;
+	psql)
+		need_state
+		exec "$PG_BIN/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d relay "$@"
+		;;
+	ch)
+		need_state
+		resolve_ch || true
+		exec "$CH_CLIENT" --host 127.0.0.1 --port "$CH_TCP_PORT" --database relay "$@"
+		;;
+	-h | --help | help)
+		usage
+		;;
+	*)
+		usage
+		exit 2
+		;;
+	esac
+}
+
+main "$@"
