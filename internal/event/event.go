@@ -1,0 +1,31 @@
+// Package event defines the unit that moves through the relay:
+// source -> batch -> sink -> ack -> cleanup.
+package event
+
+import "time"
+
+// Event is one outbox_event row as decoded from the replication stream.
+//
+// Context holds the event_context JSON text; it is owned by the event (never
+// a view into a reused network buffer).
+type Event struct {
+	ID              [16]byte
+	Type            string
+	OccurredAt      time.Time
+	Environment     string
+	Context         []byte
+	MetadataVersion int64
+
+	// CommitLSN is the LSN of the commit record of the transaction that wrote
+	// the event. It is identical on every replay of that transaction, so the
+	// sink can use it as a deterministic version.
+	CommitLSN uint64
+	// CommitTime is when that transaction committed (for end-to-end lag).
+	CommitTime time.Time
+}
+
+// Size is the number of payload bytes the event holds in memory; the byte
+// budget and batch limits are expressed in it.
+func (e *Event) Size() int {
+	return len(e.Context) + len(e.Type) + len(e.Environment) + 64
+}

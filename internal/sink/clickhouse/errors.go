@@ -1,0 +1,47 @@
+package clickhouse
+
+import (
+	"errors"
+	"fmt"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/outbox-relay/relay/internal/retry"
+)
+
+// ClickHouse exception codes that mean "try again later": the server is
+// overloaded, restarting or the network failed. Every other exception is a
+// problem with the data or the schema and is permanent.
+var retryableCodes = map[int32]bool{
+	3:   true, // UNEXPECTED_END_OF_FILE
+	159: true, // TIMEOUT_EXCEEDED
+	164: true, // READONLY
+	202: true, // TOO_MANY_SIMULTANEOUS_QUERIES
+	203: true, // NO_FREE_CONNECTION
+	209: true, // SOCKET_TIMEOUT
+	210: true, // NETWORK_ERROR
+	236: true, // ABORTED
+	241: true, // MEMORY_LIMIT_EXCEEDED
+	242: true, // TABLE_IS_READ_ONLY
+	252: true, // TOO_MANY_PARTS
+	285: true, // TOO_FEW_LIVE_REPLICAS
+	319: true, // UNKNOWN_STATUS_OF_INSERT
+	394: true, // QUERY_WAS_CANCELLED
+	425: true, // SYSTEM_ERROR
+	439: true, // CANNOT_SCHEDULE_TASK
+	999: true, // KEEPER_EXCEPTION
+}
+
+// classify marks permanent errors; connection-level errors (no exception
+// from the server) are retryable.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("clickhouse %s: %w", op, err)
+	var ex *ch.Exception
+	if errors.As(err, &ex) && !retryableCodes[ex.Code] {
+		return retry.Permanent(err)
+	}
+	return err
+}

@@ -1,0 +1,172 @@
+// Package clickhouse is the ClickHouse sink: it writes a batch of events to
+// the event_log table in one native-protocol INSERT.
+//
+// The sink adapts to the table it finds (system.columns) instead of assuming
+// one schema: event_date_time is DateTime64(6) on servers that have it, and
+// DateTime plus event_date_time_us (the microseconds) on older ones such as
+// 18.16. Columns with a DEFAULT are left to the server, so columns can be
+// added to event_log over time.
+//
+// Write is all-or-error: a nil return means ClickHouse accepted every row.
+// Rows may be written more than once (replays after a crash); event_log is a
+// ReplacingMergeTree keyed by event_id so the documented read path (FINAL)
+// shows each event once.
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/retry"
+)
+
+// Sink writes events to one ClickHouse table.
+type Sink struct {
+	conn    driver.Conn
+	table   string
+	version driver.ServerVersion
+	cols    []column
+	insert  string
+}
+
+// Open connects with a clickhouse-go DSN (clickhouse://user:pass@host:9000/db)
+// over the native protocol and reads the table's columns.
+func Open(ctx context.Context, dsn, table string) (*Sink, error) {
+	conn, err := Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{conn: conn, table: table}
+	if err := s.describe(ctx); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Connect opens and pings a native-protocol connection.
+func Connect(ctx context.Context, dsn string) (driver.Conn, error) {
+	opts, err := ch.ParseDSN(dsn)
+	if err != nil {
+		return nil, retry.Permanent(fmt.Errorf("parse CLICKHOUSE_URL: %w", redact(err, dsn)))
+	}
+	opts.Protocol = ch.Native
+	if opts.DialTimeout == 0 || opts.DialTimeout > 10*time.Second {
+		opts.DialTimeout = 5 * time.Second
+	}
+	conn, err := ch.Open(opts)
+	if err != nil {
+		return nil, classify("open", err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		_ = conn.Close()
+		return nil, classify("ping", err)
+	}
+	return conn, nil
+}
+
+// redact keeps a password in the DSN out of an error message.
+func redact(err error, dsn string) error {
+	msg := err.Error()
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if j := strings.Index(dsn[i+3:], "@"); j >= 0 {
+			if k := strings.Index(dsn[i+3:i+3+j], ":"); k >= 0 {
+				pw := dsn[i+3+k+1 : i+3+j]
+				if pw != "" {
+					msg = strings.ReplaceAll(msg, pw, "xxxxx")
+				}
+			}
+		}
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+// Version is the server's version, e.g. "18.16.1".
+func (s *Sink) Version() string {
+	v := s.version.Version
+	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
+}
+
+// Close releases the connection.
+func (s *Sink) Close() error { return s.conn.Close() }
+
+// Write inserts evs in one INSERT. On error nothing may be assumed written
+// or not written; the caller retries retryable errors with the same events.
+func (s *Sink) Write(ctx context.Context, evs []event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	b, err := s.conn.PrepareBatch(ctx, s.insert)
+	if err != nil {
+		return classify("prepare insert", err)
+	}
+	defer func() { _ = b.Abort() }()
+	for i, c := range s.cols {
+		if err := b.Column(i).Append(c.values(evs)); err != nil {
+			return retry.Permanent(fmt.Errorf("clickhouse append column %s: %w", c.name, err))
+		}
+	}
+	if err := b.Send(); err != nil {
+		return classify("insert", err)
+	}
+	return nil
+}
+
+// column is one insertable column of the table and how to fill it.
+type column struct {
+	name   string
+	typ    string
+	values func([]event.Event) any
+}
+
+func (s *Sink) describe(ctx context.Context) error {
+	v, err := s.conn.ServerVersion()
+	if err != nil {
+		return classify("server version", err)
+	}
+	s.version = *v
+	rows, err := s.conn.Query(ctx, `SELECT name, type, default_kind FROM system.columns
+		WHERE database = currentDatabase() AND table = ? ORDER BY position`, s.table)
+	if err != nil {
+		return classify("describe table", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, typ, defaultKind string
+		if err := rows.Scan(&name, &typ, &defaultKind); err != nil {
+			return classify("describe table", err)
+		}
+		fill, ok := filler(name, typ)
+		switch {
+		case ok:
+			s.cols = append(s.cols, column{name: name, typ: typ, values: fill})
+		case defaultKind != "":
+			// DEFAULT / MATERIALIZED / ALIAS: the server fills it.
+		default:
+			return retry.Permanent(fmt.Errorf("clickhouse table %s: column %s %s has no DEFAULT and the relay has no value for it", s.table, name, typ))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return classify("describe table", err)
+	}
+	if len(s.cols) == 0 {
+		return retry.Permanent(fmt.Errorf("clickhouse table %s does not exist in the database of CLICKHOUSE_URL (run `relay migrate`)", s.table))
+	}
+	names := make([]string, len(s.cols))
+	for i, c := range s.cols {
+		names[i] = quoteIdent(c.name)
+	}
+	// 18.16 needs the explicit column list.
+	s.insert = fmt.Sprintf("INSERT INTO %s (%s)", quoteIdent(s.table), strings.Join(names, ", "))
+	return nil
+}
+
+func quoteIdent(s string) string {
+	return "`" + strings.ReplaceAll(s, "`", "\\`") + "`"
+}

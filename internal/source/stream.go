@@ -1,0 +1,402 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/retry"
+)
+
+// ackPoll bounds how long a confirmed position waits before it is sent when
+// the stream is quiet; under load the check runs on every message.
+const ackPoll = time.Second
+
+// minStatusGap keeps a busy stream from sending a status update per batch.
+const minStatusGap = 200 * time.Millisecond
+
+// finalStatusTimeout bounds the last status update on shutdown.
+const finalStatusTimeout = 5 * time.Second
+
+// Run connects, makes sure the slot exists, backfills a new slot, and
+// streams until ctx ends or the stream fails. After ctx ends it waits for
+// drained to close (the consumer flushed and acknowledged what it held), up
+// to DrainTimeout, sends a final status update and returns nil.
+func (s *Source) Run(ctx context.Context, out chan<- Item, drained <-chan struct{}) error {
+	if err := Check(ctx, s.db, s.cfg); err != nil {
+		return err
+	}
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalStatusTimeout)
+		defer cancel()
+		_ = conn.Close(cctx)
+		s.hook(false)
+	}()
+	if err := s.prepareSlot(ctx, conn, out); err != nil {
+		return err
+	}
+	err = pglogrepl.StartReplication(ctx, conn, pgx.Identifier{s.cfg.Slot}.Sanitize(),
+		pglogrepl.LSN(s.tracker.Confirmed()), pglogrepl.StartReplicationOptions{
+			Mode: pglogrepl.LogicalReplication,
+			PluginArgs: []string{
+				"proto_version '1'",
+				"publication_names " + quoteLiteral(s.cfg.Publication),
+				"binary 'true'",
+			},
+		})
+	if err != nil {
+		return classify(fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err))
+	}
+	s.hook(true)
+	s.log.Info().Str("slot", s.cfg.Slot).Str("from_lsn", pglogrepl.LSN(s.tracker.Confirmed()).String()).Msg("streaming")
+	st := &stream{Source: s, conn: conn, out: out, types: pgtype.NewMap(), relations: map[uint32]*relation{}}
+	err = st.loop(ctx)
+	if ctx.Err() == nil {
+		return err
+	}
+	return st.finish(ctx, drained)
+}
+
+func (s *Source) hook(connected bool) {
+	if s.hooks.Connected != nil {
+		s.hooks.Connected(connected)
+	}
+}
+
+func (s *Source) connect(ctx context.Context) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(s.cfg.ConnString)
+	if err != nil {
+		return nil, retry.Permanent(fmt.Errorf("parse DATABASE_URL: %w", err))
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "outbox-relay"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, classify(fmt.Errorf("open replication connection: %w", err))
+	}
+	return conn, nil
+}
+
+// prepareSlot creates the slot when it is missing (then backfills from the
+// exported snapshot) and starts the tracker at the slot's position.
+func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<- Item) error {
+	st, err := readSlot(ctx, s.db, s.cfg.Slot)
+	if err != nil {
+		return err
+	}
+	if st.exists {
+		switch {
+		case st.plugin != "pgoutput":
+			return retry.Permanent(fmt.Errorf("replication slot %q uses plugin %q, the relay needs pgoutput", s.cfg.Slot, st.plugin))
+		case st.walStatus == "lost":
+			return retry.Permanent(fmt.Errorf("%w: slot %q has wal_status 'lost'", ErrSlotLost, s.cfg.Slot))
+		}
+		s.tracker.Start(st.confirmed)
+		return nil
+	}
+	snapshot, consistent, err := createSlot(ctx, conn, s.cfg.Slot)
+	if err != nil {
+		return err
+	}
+	s.log.Warn().Str("slot", s.cfg.Slot).Str("consistent_lsn", pglogrepl.LSN(consistent).String()).
+		Msg("created replication slot; delivering rows already in the outbox table from its snapshot")
+	if s.hooks.SlotCreated != nil {
+		s.hooks.SlotCreated(s.cfg.Slot)
+	}
+	n, err := s.backfill(ctx, snapshot, consistent, out)
+	if err != nil {
+		return fmt.Errorf("backfill from snapshot %s: %w", snapshot, err)
+	}
+	s.log.Info().Int("events", n).Msg("backfill done")
+	if s.hooks.Backfilled != nil {
+		s.hooks.Backfilled(n)
+	}
+	s.tracker.Start(consistent)
+	return nil
+}
+
+// backfill sends every row of the outbox table as seen by the slot's
+// snapshot, then a Commit at the consistent point: rows committed before it
+// are in the snapshot, rows committed after it come from the stream.
+func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint64, out chan<- Item) (int, error) {
+	tx, err := s.db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, classify(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshot)); err != nil {
+		return 0, classify(fmt.Errorf("import snapshot: %w", err))
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT id, event_type, event_date_time, environment, event_context::text, metadata_version
+		FROM %s ORDER BY event_date_time, id`, pgx.Identifier{s.cfg.Table}.Sanitize()))
+	if err != nil {
+		return 0, classify(fmt.Errorf("read outbox table: %w", err))
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var (
+			ev      event.Event
+			id      pgtype.UUID
+			payload []byte
+		)
+		if err := rows.Scan(&id, &ev.Type, &ev.OccurredAt, &ev.Environment, &payload, &ev.MetadataVersion); err != nil {
+			return n, fmt.Errorf("scan outbox row: %w", err)
+		}
+		ev.ID, ev.Context, ev.OccurredAt = id.Bytes, payload, ev.OccurredAt.UTC()
+		ev.CommitLSN = consistent
+		n++
+		if err := s.emitEvent(ctx, nil, out, ev); err != nil {
+			return n, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, classify(fmt.Errorf("read outbox table: %w", err))
+	}
+	return n, s.emit(ctx, nil, out, Item{Commit: true, EndLSN: consistent})
+}
+
+// emitEvent takes the event's weight from the budget, then sends it.
+func (s *Source) emitEvent(ctx context.Context, st *stream, out chan<- Item, ev event.Event) error {
+	w := min(int64(ev.Size()), s.cfg.BudgetBytes)
+	for {
+		actx, cancel := context.WithTimeout(ctx, s.cfg.StatusInterval/2)
+		err := s.budget.Acquire(actx, w)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Budget still full (the sink is slow or down): stay alive.
+		if st != nil {
+			if err := st.sendStatus(ctx, false); err != nil {
+				return err
+			}
+		}
+	}
+	return s.emit(ctx, st, out, Item{Event: ev, Weight: w})
+}
+
+// emit sends it on out, keeping the stream alive while out is full.
+func (s *Source) emit(ctx context.Context, st *stream, out chan<- Item, it Item) error {
+	select {
+	case out <- it:
+		return nil
+	default:
+	}
+	t := time.NewTicker(s.cfg.StatusInterval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case out <- it:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if st != nil {
+				if err := st.sendStatus(ctx, false); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// stream is the state of one START_REPLICATION session.
+type stream struct {
+	*Source
+	conn      *pgconn.PgConn
+	out       chan<- Item
+	types     *pgtype.Map
+	relations map[uint32]*relation
+
+	tx         bool
+	commitLSN  uint64
+	commitTime time.Time
+
+	lastStatus     time.Time
+	lastSentFlush  uint64
+	nextStatusTime time.Time
+}
+
+func (st *stream) loop(ctx context.Context) error {
+	st.nextStatusTime = time.Now().Add(st.cfg.StatusInterval)
+	for {
+		if err := st.maybeSendStatus(ctx); err != nil {
+			return err
+		}
+		wake := min(time.Until(st.nextStatusTime), ackPoll)
+		rctx, cancel := context.WithTimeout(ctx, max(wake, time.Millisecond))
+		msg, err := st.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return classify(fmt.Errorf("receive from slot %q: %w", st.cfg.Slot, err))
+		}
+		if err := st.handle(ctx, msg); err != nil {
+			return err
+		}
+	}
+}
+
+func (st *stream) handle(ctx context.Context, msg pgproto3.BackendMessage) error {
+	switch m := msg.(type) {
+	case *pgproto3.CopyData:
+		if len(m.Data) == 0 {
+			return nil
+		}
+		switch m.Data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
+			if err != nil {
+				return fmt.Errorf("parse keepalive: %w", err)
+			}
+			st.tracker.Keepalive(uint64(ka.ServerWALEnd))
+			if st.hooks.ServerWALEnd != nil {
+				st.hooks.ServerWALEnd(uint64(ka.ServerWALEnd))
+			}
+			if ka.ReplyRequested {
+				return st.sendStatus(ctx, false)
+			}
+		case pglogrepl.XLogDataByteID:
+			if len(m.Data) < 25 {
+				return fmt.Errorf("parse xlogdata: %w", errMalformed)
+			}
+			return st.decode(ctx, m.Data[25:])
+		}
+	case *pgproto3.ErrorResponse:
+		return classify(fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m)))
+	case *pgproto3.CopyDone:
+		return fmt.Errorf("replication stream ended by the server")
+	}
+	return nil
+}
+
+// decode handles one pgoutput message.
+func (st *stream) decode(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return errMalformed
+	}
+	switch pglogrepl.MessageType(data[0]) {
+	case pglogrepl.MessageTypeInsert:
+		return st.insert(ctx, data[1:])
+	case pglogrepl.MessageTypeBegin:
+		var m pglogrepl.BeginMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode begin: %w", err)
+		}
+		st.tx, st.commitLSN, st.commitTime = true, uint64(m.FinalLSN), m.CommitTime
+		st.tracker.Begin()
+	case pglogrepl.MessageTypeCommit:
+		var m pglogrepl.CommitMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode commit: %w", err)
+		}
+		st.tx = false
+		if err := st.emit(ctx, st, st.out, Item{Commit: true, EndLSN: uint64(m.TransactionEndLSN)}); err != nil {
+			return err
+		}
+		st.tracker.Received(uint64(m.TransactionEndLSN))
+	case pglogrepl.MessageTypeRelation:
+		var m pglogrepl.RelationMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode relation: %w", err)
+		}
+		if m.RelationName != st.cfg.Table {
+			st.log.Warn().Str("relation", m.Namespace+"."+m.RelationName).Msg("publication includes another table; its inserts are ignored")
+			delete(st.relations, m.RelationID)
+			return nil
+		}
+		rel, err := newRelation(&m)
+		if err != nil {
+			return retry.Permanent(err)
+		}
+		st.relations[m.RelationID] = rel
+		st.log.Debug().Str("relation", rel.name).Int("columns", len(rel.fields)).Msg("relation")
+	}
+	// Origin, Type, Truncate, Update, Delete, Message: not part of the outbox
+	// contract (the publication only publishes inserts).
+	return nil
+}
+
+func (st *stream) insert(ctx context.Context, body []byte) error {
+	if len(body) < 4 {
+		return errMalformed
+	}
+	relID := uint32(body[0])<<24 | uint32(body[1])<<16 | uint32(body[2])<<8 | uint32(body[3])
+	rel, ok := st.relations[relID]
+	if !ok {
+		return nil // a table other than the outbox
+	}
+	ev := event.Event{CommitLSN: st.commitLSN, CommitTime: st.commitTime}
+	if err := rel.decodeInsert(body, &ev, st.types); err != nil {
+		return retry.Permanent(fmt.Errorf("decode insert at commit %s: %w", pglogrepl.LSN(st.commitLSN), err))
+	}
+	return st.emitEvent(ctx, st, st.out, ev)
+}
+
+func (st *stream) maybeSendStatus(ctx context.Context) error {
+	now := time.Now()
+	if now.After(st.nextStatusTime) {
+		return st.sendStatus(ctx, false)
+	}
+	if _, flushed := st.tracker.Position(); flushed != st.lastSentFlush && now.Sub(st.lastStatus) >= minStatusGap {
+		return st.sendStatus(ctx, false)
+	}
+	return nil
+}
+
+// sendStatus reports the tracker's positions: written is what was received,
+// flushed only what the sink holds.
+func (st *stream) sendStatus(ctx context.Context, reply bool) error {
+	written, flushed := st.tracker.Position()
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(written),
+		WALFlushPosition: pglogrepl.LSN(flushed),
+		WALApplyPosition: pglogrepl.LSN(flushed),
+		ReplyRequested:   reply,
+	})
+	if err != nil {
+		return classify(fmt.Errorf("send standby status: %w", err))
+	}
+	now := time.Now()
+	st.lastStatus, st.lastSentFlush, st.nextStatusTime = now, flushed, now.Add(st.cfg.StatusInterval)
+	return nil
+}
+
+// finish waits for the consumer to drain, then confirms what it flushed.
+func (st *stream) finish(ctx context.Context, drained <-chan struct{}) error {
+	t := time.NewTimer(st.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
+		st.log.Warn().Dur("timeout", st.cfg.DrainTimeout).Msg("consumer did not drain in time; confirming what it flushed so far")
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalStatusTimeout)
+	defer cancel()
+	if err := st.sendStatus(fctx, false); err != nil {
+		return fmt.Errorf("final status update: %w", err)
+	}
+	_, flushed := st.tracker.Position()
+	st.log.Info().Str("confirmed_lsn", pglogrepl.LSN(flushed).String()).Msg("replication stopped")
+	return nil
+}
