@@ -1,0 +1,295 @@
+// Package config is the relay's configuration: one typed struct filled from
+// defaults, then the environment, then command-line flags (a flag set on the
+// command line wins over its environment twin).
+//
+// Every field has an environment variable (tag env) and a flag (tag flag);
+// the README's configuration table lists the same pairs. Validate reports
+// every problem at once; no message contains a secret.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/caarlos0/env/v11"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
+)
+
+// Config holds every setting of every command.
+type Config struct {
+	DatabaseURL   string `env:"DATABASE_URL" flag:"database-url" help:"PostgreSQL URL or DSN (libpq form)"`
+	ClickHouseURL string `env:"CLICKHOUSE_URL" flag:"clickhouse-url" help:"ClickHouse DSN, native protocol: clickhouse://user:pass@host:9000/database"`
+
+	Slot        string `env:"RELAY_SLOT" envDefault:"outbox_relay" flag:"slot" help:"logical replication slot (created when missing)"`
+	Publication string `env:"RELAY_PUBLICATION" envDefault:"outbox_pub" flag:"publication" help:"publication of the outbox table (created by migrate)"`
+
+	BatchSize    int     `env:"CH_OUTBOX_BATCH_SIZE" envDefault:"1000" flag:"batch-size" help:"flush after this many events"`
+	BatchBytes   int64   `env:"RELAY_BATCH_BYTES" envDefault:"16777216" flag:"batch-bytes" help:"flush after this many payload bytes; at most twice this is held in memory"`
+	FlushSeconds float64 `env:"CH_OUTBOX_PROCESSING_FREQUENCY_SEC" envDefault:"1" flag:"processing-frequency-sec" help:"flush this many seconds after the first buffered event (fractions allowed)"`
+
+	StatusInterval time.Duration `env:"RELAY_STATUS_INTERVAL" envDefault:"10s" flag:"status-interval" help:"longest time between standby status updates to PostgreSQL"`
+	ShutdownGrace  time.Duration `env:"RELAY_SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" help:"time to flush and acknowledge on SIGTERM before exiting"`
+
+	AdminAddr string `env:"RELAY_ADMIN_ADDR" envDefault:":9090" flag:"admin-addr" help:"address of /healthz, /readyz and /metrics; empty switches it off"`
+	APIAddr   string `env:"API_ADDR" envDefault:":8080" flag:"api-addr" help:"listen address of the demo HTTP API (relay api)"`
+
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"auto" flag:"log-format" help:"json, console, or auto (console on a terminal)"`
+
+	SentryDSN         string  `env:"SENTRY_DSN" flag:"sentry-dsn" help:"Sentry DSN; empty disables Sentry"`
+	SentryEnvironment string  `env:"SENTRY_ENVIRONMENT" envDefault:"production" flag:"sentry-environment" help:"Sentry environment tag"`
+	SentrySampleRate  float64 `env:"SENTRY_TRACES_SAMPLE_RATE" envDefault:"0" flag:"sentry-traces-sample-rate" help:"share of flushes traced in Sentry (0..1)"`
+}
+
+// Outbox and sink table names: part of the contract with publishers and
+// readers, so not configurable.
+const (
+	OutboxTable = "outbox_event"
+	EventTable  = "event_log"
+)
+
+// Error is a configuration problem (exit code 2).
+type Error struct{ Problems []error }
+
+func (e *Error) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = "  - " + p.Error()
+	}
+	return "invalid configuration:\n" + strings.Join(msgs, "\n")
+}
+
+// Defaults returns the configuration with every default applied.
+func Defaults() Config {
+	var c Config
+	// Parsing an empty environment only applies envDefault tags; it cannot fail.
+	_ = env.ParseWithOptions(&c, env.Options{Environment: map[string]string{}})
+	return c
+}
+
+// field describes one setting.
+type field struct {
+	index      int
+	env, flag  string
+	help       string
+	defaultVal string
+}
+
+func fields() []field {
+	t := reflect.TypeFor[Config]()
+	out := make([]field, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		out = append(out, field{index: i, env: f.Tag.Get("env"), flag: f.Tag.Get("flag"), help: f.Tag.Get("help"), defaultVal: f.Tag.Get("envDefault")})
+	}
+	return out
+}
+
+// RegisterFlags adds the flags named in names (all when empty) to fs, bound
+// to c, with their environment twin in the help text.
+func RegisterFlags(fs *pflag.FlagSet, c *Config, names ...string) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	v := reflect.ValueOf(c).Elem()
+	for _, f := range fields() {
+		if len(want) > 0 && !want[f.flag] {
+			continue
+		}
+		usage := fmt.Sprintf("%s (env %s)", f.help, f.env)
+		switch p := v.Field(f.index).Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, f.flag, *p, usage)
+		case *int:
+			fs.IntVar(p, f.flag, *p, usage)
+		case *int64:
+			fs.Int64Var(p, f.flag, *p, usage)
+		case *float64:
+			fs.Float64Var(p, f.flag, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, f.flag, *p, usage)
+		}
+	}
+}
+
+// Resolve fills every field whose flag was not set on the command line
+// from environ (a KEY=VALUE map). Malformed values are reported together.
+func Resolve(fs *pflag.FlagSet, c *Config, environ map[string]string) error {
+	fromEnv := Defaults()
+	var problems []error
+	if err := env.ParseWithOptions(&fromEnv, env.Options{Environment: environ}); err != nil {
+		problems = append(problems, envProblems(err)...)
+	}
+	src := reflect.ValueOf(&fromEnv).Elem()
+	dst := reflect.ValueOf(c).Elem()
+	for _, f := range fields() {
+		if fl := fs.Lookup(f.flag); fl != nil && fl.Changed {
+			continue
+		}
+		dst.Field(f.index).Set(src.Field(f.index))
+	}
+	if len(problems) > 0 {
+		return &Error{Problems: problems}
+	}
+	return nil
+}
+
+func envProblems(err error) []error {
+	byName := map[string]field{}
+	t := reflect.TypeFor[Config]()
+	for _, f := range fields() {
+		byName[t.Field(f.index).Name] = f
+	}
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			f := byName[pe.Name]
+			out = append(out, fmt.Errorf("%s: not a valid %s", f.env, kindName(pe.Type)))
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func kindName(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "duration (e.g. 10s, 500ms)"
+	case t.Kind() == reflect.Int, t.Kind() == reflect.Int64:
+		return "whole number"
+	case t.Kind() == reflect.Float64:
+		return "number"
+	}
+	return t.String()
+}
+
+// Need names what a command requires beyond the common checks.
+type Need int
+
+const (
+	NeedPostgres Need = 1 << iota
+	NeedClickHouse
+	NeedStream
+)
+
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// Validate reports every problem at once as an *Error.
+func (c *Config) Validate(need Need) error {
+	var p []error
+	add := func(format string, args ...any) { p = append(p, fmt.Errorf(format, args...)) }
+	if need&NeedPostgres != 0 {
+		if c.DatabaseURL == "" {
+			add("DATABASE_URL (--database-url) is required")
+		} else if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
+			add("DATABASE_URL is not a valid PostgreSQL URL or DSN")
+		}
+	}
+	if need&NeedClickHouse != 0 {
+		if c.ClickHouseURL == "" {
+			add("CLICKHOUSE_URL (--clickhouse-url) is required")
+		} else if _, err := ch.ParseDSN(c.ClickHouseURL); err != nil || !strings.HasPrefix(c.ClickHouseURL, "clickhouse://") {
+			add("CLICKHOUSE_URL is not a valid ClickHouse DSN (want clickhouse://user:pass@host:9000/database)")
+		}
+	}
+	if need&NeedStream != 0 {
+		if !slotName.MatchString(c.Slot) {
+			add("RELAY_SLOT %q: use 1-63 lowercase letters, digits or underscores", c.Slot)
+		}
+		if c.Publication == "" {
+			add("RELAY_PUBLICATION is required")
+		}
+		if c.BatchSize < 1 {
+			add("CH_OUTBOX_BATCH_SIZE must be at least 1, got %d", c.BatchSize)
+		}
+		if c.BatchBytes < 1024 {
+			add("RELAY_BATCH_BYTES must be at least 1024, got %d", c.BatchBytes)
+		}
+		if c.FlushSeconds <= 0 || c.FlushSeconds > 3600 {
+			add("CH_OUTBOX_PROCESSING_FREQUENCY_SEC must be in (0, 3600], got %g", c.FlushSeconds)
+		}
+		if c.StatusInterval < 100*time.Millisecond || c.StatusInterval > 10*time.Minute {
+			add("RELAY_STATUS_INTERVAL must be between 100ms and 10m, got %s", c.StatusInterval)
+		}
+		if c.ShutdownGrace <= 0 {
+			add("RELAY_SHUTDOWN_TIMEOUT must be positive, got %s", c.ShutdownGrace)
+		}
+		if c.AdminAddr != "" {
+			if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+				add("RELAY_ADMIN_ADDR %q is not host:port", c.AdminAddr)
+			}
+		}
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		add("LOG_LEVEL %q: use debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "console", "auto":
+	default:
+		add("LOG_FORMAT %q: use json, console or auto", c.LogFormat)
+	}
+	if c.SentrySampleRate < 0 || c.SentrySampleRate > 1 {
+		add("SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1, got %g", c.SentrySampleRate)
+	}
+	if len(p) > 0 {
+		return &Error{Problems: p}
+	}
+	return nil
+}
+
+// FlushInterval is CH_OUTBOX_PROCESSING_FREQUENCY_SEC as a duration.
+func (c *Config) FlushInterval() time.Duration {
+	return time.Duration(c.FlushSeconds * float64(time.Second))
+}
+
+// Environ turns os.Environ()-style pairs into a map.
+func Environ(pairs []string) map[string]string {
+	m := make(map[string]string, len(pairs))
+	for _, kv := range pairs {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// Table lists (flag, env, default, help) for every setting, for docs.
+func Table() [][4]string {
+	var out [][4]string
+	for _, f := range fields() {
+		out = append(out, [4]string{f.flag, f.env, f.defaultVal, f.help})
+	}
+	return out
+}
+
+// Load resolves c from environ and validates it for need; every problem of
+// both steps comes back in one *Error.
+func Load(fs *pflag.FlagSet, c *Config, environ map[string]string, need Need) error {
+	var problems []error
+	var ce *Error
+	if err := Resolve(fs, c, environ); errors.As(err, &ce) {
+		problems = append(problems, ce.Problems...)
+	}
+	if err := c.Validate(need); errors.As(err, &ce) {
+		problems = append(problems, ce.Problems...)
+	}
+	if len(problems) > 0 {
+		return &Error{Problems: problems}
+	}
+	return nil
+}
