@@ -50,7 +50,6 @@ log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 is_root() { ((EUID == 0)); }
 
-
 # ---------------------------------------------------------------- packages
 
 # find_bin NAME prints the absolute path of NAME, also looking in the sbin
