@@ -40,6 +40,9 @@ type Batcher struct {
 	first   time.Time // when the oldest buffered item arrived
 	pending bool      // something (events or a commit) awaits a flush
 	ackLSN  uint64
+	// committed is how many buffered events belong to complete transactions.
+	committed      int
+	committedBytes int
 }
 
 // New returns an empty Batcher.
@@ -62,6 +65,20 @@ func (b *Batcher) Commit(endLSN uint64, now time.Time) {
 	if endLSN > b.ackLSN {
 		b.ackLSN = endLSN
 	}
+	b.committed, b.committedBytes = len(b.events), b.bytes
+}
+
+// DropUncommitted removes the events of the transaction still open (its
+// stream broke or the relay is stopping; it will be streamed again from the
+// acknowledged position) and returns them.
+func (b *Batcher) DropUncommitted() []event.Event {
+	tail := b.events[b.committed:]
+	b.events = b.events[:b.committed]
+	b.bytes = b.committedBytes
+	if len(b.events) == 0 && b.ackLSN == 0 {
+		b.pending = false
+	}
+	return tail
 }
 
 func (b *Batcher) touch(now time.Time) {
@@ -110,7 +127,7 @@ func (b *Batcher) Pending() bool { return b.pending }
 func (b *Batcher) Flush() Batch {
 	out := Batch{Events: b.events, Bytes: b.bytes, AckLSN: b.ackLSN}
 	b.events = make([]event.Event, 0, cap(b.events))
-	b.bytes = 0
+	b.bytes, b.committed, b.committedBytes = 0, 0, 0
 	b.pending = false
 	b.ackLSN = 0
 	return out

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/migrate"
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+)
+
+const migrateTimeout = 2 * time.Minute
+
+func newMigrateCmd(e *env) *cobra.Command {
+	cfg := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the PostgreSQL and ClickHouse schemas (idempotent) and create the publication",
+		Long: `migrate applies the schemas embedded in the binary: outbox_event (and the demo
+users table) with goose in PostgreSQL, the publication of outbox_event's inserts,
+and event_log in ClickHouse (DateTime64(6) where the server has it, DateTime plus
+event_date_time_us on servers before 20.1). Running it again changes nothing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres|config.NeedClickHouse); err != nil {
+				return err
+			}
+			log := newLogger(e, &cfg)
+			ctx, cancel := context.WithTimeout(cmd.Context(), migrateTimeout)
+			defer cancel()
+			if err := migrate.Postgres(ctx, cfg.DatabaseURL, cfg.Publication, config.OutboxTable, log); err != nil {
+				return err
+			}
+			conn, err := chsink.Connect(ctx, cfg.ClickHouseURL)
+			if err != nil {
+				return fmt.Errorf("connect to ClickHouse: %w", err)
+			}
+			defer func() { _ = conn.Close() }()
+			if err := migrate.ClickHouse(ctx, conn, log); err != nil {
+				return err
+			}
+			log.Info().Msg("schemas are up to date")
+			return nil
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "publication", "log-level", "log-format")
+	return cmd
+}

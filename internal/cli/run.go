@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/outbox-relay/relay/internal/ack"
+	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/buildinfo"
+	"github.com/outbox-relay/relay/internal/cleanup"
+	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/logging"
+	"github.com/outbox-relay/relay/internal/metrics"
+	"github.com/outbox-relay/relay/internal/relay"
+	"github.com/outbox-relay/relay/internal/report"
+	"github.com/outbox-relay/relay/internal/retry"
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+	"github.com/outbox-relay/relay/internal/source"
+)
+
+// preflightTimeout bounds the start-up checks of each server.
+const preflightTimeout = 15 * time.Second
+
+func newLogger(e *env, cfg *config.Config) zerolog.Logger {
+	return logging.New(e.stderr, cfg.LogLevel, cfg.LogFormat)
+}
+
+func newRunCmd(e *env) *cobra.Command {
+	cfg := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Stream outbox events to ClickHouse until SIGTERM/SIGINT",
+		Long: `run streams outbox_event INSERTs from the replication slot (created when missing;
+rows already in the table are delivered first), writes them to ClickHouse when
+CH_OUTBOX_BATCH_SIZE events, RELAY_BATCH_BYTES bytes or
+CH_OUTBOX_PROCESSING_FREQUENCY_SEC seconds are reached, then acknowledges the
+LSN and deletes the delivered rows. On SIGTERM it flushes, acknowledges and
+exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres|config.NeedClickHouse|config.NeedStream); err != nil {
+				return err
+			}
+			return runRelay(cmd.Context(), e, &cfg)
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), &cfg)
+	for _, name := range []string{"api-addr"} {
+		_ = cmd.Flags().MarkHidden(name)
+	}
+	return cmd
+}
+
+// deps are the connections run opens before streaming.
+type deps struct {
+	pool *pgxpool.Pool
+	sink *chsink.Sink
+}
+
+func (d *deps) close() {
+	if d.pool != nil {
+		d.pool.Close()
+	}
+	if d.sink != nil {
+		_ = d.sink.Close()
+	}
+}
+
+// preflight connects to both servers and checks what streaming needs; every
+// problem comes back at once as a usage error (exit 2).
+func preflight(ctx context.Context, cfg *config.Config, srcCfg source.Config) (*deps, error) {
+	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	d := &deps{}
+	var problems []error
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		problems = append(problems, fmt.Errorf("PostgreSQL (DATABASE_URL) is not reachable: %w", err))
+	} else {
+		d.pool = pool
+		if err := source.Check(ctx, pool, srcCfg); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	sink, err := chsink.Open(ctx, cfg.ClickHouseURL, config.EventTable)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err))
+	} else {
+		d.sink = sink
+	}
+	if len(problems) > 0 {
+		d.close()
+		return nil, &config.Error{Problems: problems}
+	}
+	return d, nil
+}
+
+func runRelay(ctx context.Context, e *env, cfg *config.Config) error {
+	log := newLogger(e, cfg).With().Str("slot", cfg.Slot).Logger()
+	rep, err := report.New(report.Options{DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment,
+		Release: buildinfo.Version, SampleRate: cfg.SentrySampleRate})
+	if err != nil {
+		return usageError(fmt.Errorf("SENTRY_DSN: %w", err))
+	}
+	defer rep.Flush(5 * time.Second)
+
+	budgetBytes := 2 * cfg.BatchBytes
+	srcCfg := source.Config{
+		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
+		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
+	}
+	d, err := preflight(ctx, cfg, srcCfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	log.Info().Str("version", buildinfo.Version).Str("clickhouse_version", d.sink.Version()).
+		Int("batch_size", cfg.BatchSize).Int64("batch_bytes", cfg.BatchBytes).
+		Dur("flush_interval", cfg.FlushInterval()).Msg("relay starting")
+
+	m := metrics.New()
+	tracker := ack.New(0)
+	budget := semaphore.NewWeighted(budgetBytes)
+	hooks := source.Hooks{Connected: m.SetStreamConnected}
+	newSrc := func() relay.Source {
+		return source.New(srcCfg, d.pool, tracker, budget, log, hooks)
+	}
+	r := relay.New(relay.Config{
+		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},
+		BudgetBytes:   budgetBytes,
+		ShutdownGrace: cfg.ShutdownGrace,
+		Backoff:       retry.Backoff{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
+	}, newSrc, d.sink, cleanup.New(d.pool, config.OutboxTable), tracker, budget, m, log)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.Run(gctx) })
+	if cfg.AdminAddr != "" {
+		srv := &http.Server{Addr: cfg.AdminAddr, Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error { return serveUntil(gctx, srv) })
+	}
+	err = g.Wait()
+	if err != nil {
+		rep.Error(err, map[string]string{"slot": cfg.Slot, "clickhouse_version": d.sink.Version()})
+		log.Error().Err(err).Msg("relay stopped")
+		return err
+	}
+	log.Info().Msg("relay stopped cleanly")
+	return nil
+}
+
+// serveUntil runs srv until ctx ends, then shuts it down.
+func serveUntil(ctx context.Context, srv *http.Server) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin server on %s: %w", srv.Addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

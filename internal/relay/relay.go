@@ -1,0 +1,301 @@
+// Package relay runs the pipeline source -> batch -> sink -> ack -> cleanup.
+//
+// Contract (at-least-once into the sink, exactly-once through its read path):
+//   - The sink is asked to write a batch; only after it returned nil is the
+//     batch's AckLSN handed to the ack.Tracker (which the source reports to
+//     PostgreSQL) and are the batch's rows deleted from the outbox table.
+//   - Retryable sink errors are retried with backoff for as long as it takes;
+//     meanwhile the source stops reading once the byte budget is spent and
+//     keeps the replication connection alive. Permanent sink errors stop
+//     the relay with nothing acknowledged.
+//   - A broken stream is reconnected with backoff; the events of the
+//     transaction that was open are dropped (it is streamed again).
+//   - On shutdown (ctx ends): the open transaction is dropped, the complete
+//     ones are flushed and acknowledged within the grace period, then the
+//     source sends its final status update.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/outbox-relay/relay/internal/ack"
+	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/metrics"
+	"github.com/outbox-relay/relay/internal/retry"
+	"github.com/outbox-relay/relay/internal/source"
+)
+
+// Source streams items until ctx ends (see package source).
+type Source interface {
+	Run(ctx context.Context, out chan<- source.Item, drained <-chan struct{}) error
+}
+
+// Sink durably stores a batch; nil means every event is stored.
+type Sink interface {
+	Write(ctx context.Context, evs []event.Event) error
+}
+
+// Cleaner deletes delivered rows from the outbox table.
+type Cleaner interface {
+	Delete(ctx context.Context, ids [][16]byte) (int64, error)
+}
+
+// Config tunes the loop.
+type Config struct {
+	Policy batch.Policy
+	// BudgetBytes caps the bytes of events held between source and sink.
+	BudgetBytes int64
+	// ShutdownGrace bounds the final flush after ctx ends.
+	ShutdownGrace time.Duration
+	// Backoff between reconnects and sink retries.
+	Backoff retry.Backoff
+}
+
+// Relay is the pipeline.
+type Relay struct {
+	cfg     Config
+	newSrc  func() Source
+	sink    Sink
+	clean   Cleaner
+	tracker *ack.Tracker
+	budget  *semaphore.Weighted
+	batcher *batch.Batcher
+	m       *metrics.Metrics
+	log     zerolog.Logger
+}
+
+// New wires a Relay. newSrc builds the source for each (re)connection; it
+// must use tracker and budget (see Budget).
+func New(cfg Config, newSrc func() Source, sink Sink, clean Cleaner, tracker *ack.Tracker, budget *semaphore.Weighted, m *metrics.Metrics, log zerolog.Logger) *Relay {
+	return &Relay{cfg: cfg, newSrc: newSrc, sink: sink, clean: clean, tracker: tracker, budget: budget,
+		batcher: batch.New(cfg.Policy), m: m, log: log}
+}
+
+// Run relays until ctx ends (returns nil after a clean drain) or a
+// permanent error occurs.
+func (r *Relay) Run(ctx context.Context) error {
+	b := r.cfg.Backoff
+	for {
+		start := time.Now()
+		err := r.session(ctx)
+		if ctx.Err() != nil {
+			if err != nil && !retry.IsPermanent(err) {
+				// Stopped while the sink was failing: nothing was acknowledged,
+				// so the buffered events are streamed again on the next start.
+				r.log.Warn().Err(err).Msg("stopped before buffered events reached the sink; they will be streamed again")
+				return nil
+			}
+			return err
+		}
+		if retry.IsPermanent(err) {
+			return err
+		}
+		if time.Since(start) > time.Minute {
+			b.Reset()
+		}
+		wait := b.Next()
+		if errors.Is(err, source.ErrSlotInUse) {
+			r.log.Info().Err(err).Dur("retry_in", wait).Msg("slot is active in another relay; standing by")
+		} else {
+			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("stream interrupted; reconnecting")
+		}
+		r.m.ReconnectsTotal.Inc()
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return nil
+		}
+	}
+}
+
+// session runs one source connection and consumes its items.
+func (r *Relay) session(ctx context.Context) error {
+	items := make(chan source.Item, 1024)
+	drained := make(chan struct{})
+	srcCtx, cancelSrc := context.WithCancel(ctx)
+	defer cancelSrc()
+	srcDone := make(chan error, 1)
+	src := r.newSrc()
+	go func() { srcDone <- src.Run(srcCtx, items, drained) }()
+
+	err := r.consume(ctx, items, srcDone)
+	r.release(r.batcher.DropUncommitted())
+	if ctx.Err() != nil && err == nil {
+		err = r.drain()
+	}
+	close(drained)
+	cancelSrc()
+	if srcErr, ok := <-srcDone; ok && err == nil {
+		err = srcErr
+	}
+	return err
+}
+
+// consume is the loop's select: it owns the batch timer.
+func (r *Relay) consume(ctx context.Context, items chan source.Item, srcDone chan error) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var due <-chan time.Time
+		if d, ok := r.batcher.UntilNext(time.Now()); ok {
+			timer.Reset(d)
+			due = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-srcDone:
+			srcDone <- err // session() reads it again
+			// Items already queued are complete messages: keep them.
+			for len(items) > 0 {
+				if ferr := r.add(ctx, <-items); ferr != nil {
+					return ferr
+				}
+			}
+			return err
+		case it := <-items:
+			if err := r.add(ctx, it); err != nil {
+				return err
+			}
+		case <-due:
+			if err := r.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *Relay) add(ctx context.Context, it source.Item) error {
+	now := time.Now()
+	var full bool
+	if it.Commit {
+		r.batcher.Commit(it.EndLSN, now)
+		full = r.batcher.Full(now)
+	} else {
+		full = r.batcher.Add(it.Event, now)
+	}
+	r.m.BufferEvents.Set(float64(r.batcher.Len()))
+	r.m.BufferBytes.Set(float64(r.batcher.Bytes()))
+	if full {
+		return r.flush(ctx)
+	}
+	return nil
+}
+
+// flush writes the batch (retrying retryable errors until ctx ends), then
+// acknowledges and cleans up.
+func (r *Relay) flush(ctx context.Context) error {
+	if !r.batcher.Pending() {
+		return nil
+	}
+	b := r.batcher.Flush()
+	r.m.BufferEvents.Set(0)
+	r.m.BufferBytes.Set(0)
+	start := time.Now()
+	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
+		return r.sink.Write(ctx, b.Events)
+	}, func(err error, wait time.Duration) {
+		r.m.SinkErrorsTotal.WithLabelValues("retryable").Inc()
+		r.m.SetClickHouseUp(false)
+		r.log.Warn().Err(err).Int("events", len(b.Events)).Dur("retry_in", wait).Msg("sink write failed; retrying")
+	})
+	if err != nil {
+		if retry.IsPermanent(err) {
+			r.m.SinkErrorsTotal.WithLabelValues("fatal").Inc()
+		}
+		return fmt.Errorf("write batch of %d events: %w", len(b.Events), err)
+	}
+	r.m.SetClickHouseUp(true)
+	took := time.Since(start)
+	r.observe(b, took)
+	if b.AckLSN > 0 {
+		r.tracker.Flushed(b.AckLSN)
+		r.m.AckedLSN.Set(float64(b.AckLSN))
+		r.m.LastAckTimestamp.SetToCurrentTime()
+	}
+	r.cleanup(ctx, b.Events)
+	r.release(b.Events)
+	r.log.Info().Int("events", len(b.Events)).Int("bytes", b.Bytes).Dur("took", took).
+		Str("acked_lsn", pglogrepl.LSN(b.AckLSN).String()).Msg("flushed")
+	return nil
+}
+
+func (r *Relay) observe(b batch.Batch, took time.Duration) {
+	if len(b.Events) == 0 {
+		return
+	}
+	now := time.Now()
+	r.m.EventsTotal.Add(float64(len(b.Events)))
+	r.m.BytesTotal.Add(float64(b.Bytes))
+	r.m.BatchesTotal.Inc()
+	r.m.BatchEvents.Observe(float64(len(b.Events)))
+	r.m.FlushDuration.Observe(took.Seconds())
+	var last time.Time
+	for i := range b.Events {
+		// One observation per transaction keeps this off the per-event path.
+		if ct := b.Events[i].CommitTime; !ct.IsZero() && !ct.Equal(last) {
+			r.m.EndToEndLag.Observe(now.Sub(ct).Seconds())
+			last = ct
+		}
+	}
+}
+
+// cleanup deletes the delivered rows. A failure is logged, not fatal: the
+// rows are already delivered and acknowledged, and a later delete (or the
+// next start's backfill, de-duplicated by the sink) takes care of them.
+func (r *Relay) cleanup(ctx context.Context, evs []event.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	ids := make([][16]byte, len(evs))
+	for i := range evs {
+		ids[i] = evs[i].ID
+	}
+	b := r.cfg.Backoff
+	var n int64
+	err := retry.Do(ctx, b, func(ctx context.Context) error {
+		var err error
+		n, err = r.clean.Delete(ctx, ids)
+		return err
+	}, func(err error, wait time.Duration) {
+		r.log.Warn().Err(err).Dur("retry_in", wait).Msg("deleting delivered rows failed; retrying")
+	})
+	if err != nil {
+		r.log.Error().Err(err).Int("rows", len(ids)).Msg("delivered rows left in the outbox table")
+		return
+	}
+	r.m.RowsDeletedTotal.Add(float64(n))
+}
+
+// drain flushes the complete transactions on shutdown, under a fresh
+// deadline because ctx has already ended.
+func (r *Relay) drain() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownGrace)
+	defer cancel()
+	if err := r.flush(ctx); err != nil {
+		return fmt.Errorf("flush on shutdown: %w", err)
+	}
+	return nil
+}
+
+// release gives the events' weight back to the budget.
+func (r *Relay) release(evs []event.Event) {
+	var w int64
+	for i := range evs {
+		w += Weight(&evs[i], r.cfg.BudgetBytes)
+	}
+	if w > 0 {
+		r.budget.Release(w)
+	}
+}
+
+// Weight is what an event takes from a budget of capacity bytes.
+func Weight(ev *event.Event, capacity int64) int64 {
+	return min(int64(ev.Size()), capacity)
+}
