@@ -33,7 +33,6 @@ func okExecer() *fakeExecer {
 	}}
 }
 
-
 func TestNewPublisher(t *testing.T) {
 	tests := []struct {
 		name     string
