@@ -61,12 +61,8 @@ func newOutboxTable(tb testing.TB, pool *pgxpool.Pool) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var exists bool
-	if err := pool.QueryRow(ctx, `SELECT to_regclass('outbox_event') IS NOT NULL`).Scan(&exists); err != nil {
-		tb.Fatalf("look up outbox_event: %v", err)
-	}
-	if !exists {
-		applyMigration(tb, pool, "00001_outbox_event.sql")
+	if err := pgx.BeginFunc(ctx, pool, ensureOutboxTable); err != nil {
+		tb.Fatalf("ensure outbox_event: %v", err)
 	}
 	name := "outbox_test_" + strings.ReplaceAll(uuid.NewString()[:13], "-", "")
 	ident := pgx.Identifier{name}.Sanitize()
@@ -83,16 +79,29 @@ func newOutboxTable(tb testing.TB, pool *pgxpool.Pool) string {
 	return name
 }
 
-func applyMigration(tb testing.TB, pool *pgxpool.Pool, file string) {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "migrations", "postgres", file))
+// ensureOutboxTable applies the outbox migration if the database lacks it,
+// under an advisory lock so parallel test packages do not race on DDL.
+func ensureOutboxTable(tx pgx.Tx) error {
+	ctx := context.Background()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('outbox-relay test schema'))`); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('outbox_event') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("look up outbox_event: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join("..", "migrations", "postgres", "00001_outbox_event.sql"))
 	if err != nil {
-		tb.Fatalf("read migration: %v", err)
+		return fmt.Errorf("read migration: %w", err)
 	}
 	up, _, _ := strings.Cut(string(b), "-- +goose Down")
-	if _, err := pool.Exec(context.Background(), up); err != nil {
-		tb.Fatalf("apply %s: %v", file, err)
+	if _, err := tx.Exec(ctx, up); err != nil {
+		return fmt.Errorf("apply migration: %w", err)
 	}
+	return nil
 }
 
 // countingExecer counts statements sent through it.

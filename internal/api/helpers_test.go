@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -172,29 +173,47 @@ func testPool(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
-// ensureSchema applies the migrations a fresh database lacks.
+// ensureSchema applies the migrations a fresh database lacks, under an
+// advisory lock so test packages running in parallel do not race on DDL.
 func ensureSchema(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	for _, m := range []struct{ table, file string }{
-		{"outbox_event", "00001_outbox_event.sql"},
-		{"users", "00002_users.sql"},
-	} {
-		var exists bool
-		if err := pool.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, m.table).Scan(&exists); err != nil {
-			t.Fatalf("look up %s: %v", m.table, err)
+	ctx := context.Background()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('outbox-relay test schema'))`); err != nil {
+			return fmt.Errorf("lock: %w", err)
 		}
-		if exists {
-			continue
+		for _, m := range []struct{ table, file string }{
+			{"outbox_event", "00001_outbox_event.sql"},
+			{"users", "00002_users.sql"},
+		} {
+			if err := applyIfMissing(ctx, tx, m.table, m.file); err != nil {
+				return err
+			}
 		}
-		b, err := os.ReadFile(filepath.Join("..", "..", "migrations", "postgres", m.file))
-		if err != nil {
-			t.Fatalf("read migration: %v", err)
-		}
-		up, _, _ := strings.Cut(string(b), "-- +goose Down")
-		if _, err := pool.Exec(context.Background(), up); err != nil {
-			t.Fatalf("apply %s: %v", m.file, err)
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ensure schema: %v", err)
 	}
+}
+
+func applyIfMissing(ctx context.Context, tx pgx.Tx, table, file string) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+		return fmt.Errorf("look up %s: %w", table, err)
+	}
+	if exists {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "migrations", "postgres", file))
+	if err != nil {
+		return fmt.Errorf("read migration: %w", err)
+	}
+	up, _, _ := strings.Cut(string(b), "-- +goose Down")
+	if _, err := tx.Exec(ctx, up); err != nil {
+		return fmt.Errorf("apply %s: %w", file, err)
+	}
+	return nil
 }
 
 // dbEnv is an httptest server on the real database. Its users have emails
