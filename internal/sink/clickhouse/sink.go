@@ -132,7 +132,7 @@ func (s *Sink) describe(ctx context.Context) error {
 	}
 	s.version = *v
 	rows, err := s.conn.Query(ctx, `SELECT name, type, default_kind FROM system.columns
-		WHERE database = currentDatabase() AND table = ? ORDER BY position`, s.table)
+		WHERE database = currentDatabase() AND table = ?`, s.table)
 	if err != nil {
 		return classify("describe table", err)
 	}
