@@ -137,10 +137,10 @@ func TestPublishAcceptsValidContexts(t *testing.T) {
 	}{
 		{name: "raw message kept as is", context: json.RawMessage(`{"b":1, "a":2}`), want: `{"b":1, "a":2}`},
 		{name: "byte slice is raw json", context: []byte(`[1,2]`), want: `[1,2]`},
-		{name: "struct marshalled", context: struct {
+		{name: "struct marshaled", context: struct {
 			A string `json:"a"`
 		}{A: "x"}, want: `{"a":"x"}`},
-		{name: "string marshalled", context: `{}`, want: `"{}"`},
+		{name: "string marshaled", context: `{}`, want: `"{}"`},
 		{name: "escaped backslash before u0000 text", context: json.RawMessage(`"\\u0000"`), want: `"\\u0000"`},
 		{name: "exactly at limit", context: json.RawMessage(`"` + strings.Repeat("x", 30) + `"`), want: `"` + strings.Repeat("x", 30) + `"`},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -133,7 +134,7 @@ func TestRequestID(t *testing.T) {
 		incoming string
 		keep     bool
 	}{
-		{name: "honoured", incoming: "abc-123", keep: true},
+		{name: "honored", incoming: "abc-123", keep: true},
 		{name: "generated when absent", incoming: ""},
 		{name: "replaced when too long", incoming: strings.Repeat("x", 129)},
 		{name: "replaced when it has spaces", incoming: "a b"},
@@ -237,5 +238,49 @@ func TestAccessLogNeverHasBodies(t *testing.T) {
 		if !strings.Contains(logs, field) {
 			t.Errorf("access log lacks %s: %s", field, logs)
 		}
+	}
+}
+
+func TestRecoverPanics(t *testing.T) {
+	tests := []struct {
+		name        string
+		handler     http.HandlerFunc
+		wantRepanic bool
+		wantStatus  int
+	}{
+		{name: "abort handler is re-raised", handler: func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }, wantRepanic: true},
+		{name: "plain panic is a 500", handler: func(http.ResponseWriter, *http.Request) { panic("boom") }, wantStatus: 500},
+		{
+			name: "panic after headers keeps the sent status and is still reported",
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(http.StatusOK)
+				panic("late boom")
+			},
+			wantStatus: 200,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, &fakeDB{}, nil)
+			h := withRequestID(f.srv.observe(f.srv.recoverPanics(tt.handler)))
+			w := httptest.NewRecorder()
+			repanicked := func() (re bool) {
+				defer func() { re = recover() != nil }()
+				h.ServeHTTP(w, httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/x", nil))
+				return false
+			}()
+			if repanicked != tt.wantRepanic {
+				t.Fatalf("re-panicked = %v, want %v", repanicked, tt.wantRepanic)
+			}
+			if tt.wantRepanic {
+				return
+			}
+			if w.Code != tt.wantStatus {
+				t.Errorf("status = %d, want %d", w.Code, tt.wantStatus)
+			}
+			if n := len(f.sentry.Events()); n != 1 {
+				t.Errorf("sentry events = %d, want 1", n)
+			}
+		})
 	}
 }

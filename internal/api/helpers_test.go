@@ -25,7 +25,7 @@ import (
 
 var _ DB = (*pgxpool.Pool)(nil)
 
-// fakeDB is a DB whose behaviour each test sets; unset methods fail.
+// fakeDB is a DB whose behavior each test sets; unset methods fail.
 type fakeDB struct {
 	begin    func(ctx context.Context) (pgx.Tx, error)
 	queryRow func(ctx context.Context, sql string, args ...any) pgx.Row
@@ -138,7 +138,7 @@ func newFixture(t *testing.T, db DB, pub *outbox.Publisher, opts ...Option) *fix
 
 // do serves one request in process.
 func (f *fixture) do(method, target, contentType, body string, header ...string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req := httptest.NewRequestWithContext(context.Background(), method, target, strings.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -282,10 +282,17 @@ func (e *dbEnv) counts(t *testing.T, email string) (users, events int) {
 	return users, events
 }
 
+// reply is a response already read and closed.
+type reply struct {
+	status int // 0 when the request failed
+	header http.Header
+	body   []byte
+}
+
 // post sends POST /users over the network to the env's server.
-func (e *dbEnv) post(t *testing.T, client *http.Client, body string) (*http.Response, []byte) {
+func (e *dbEnv) post(t *testing.T, client *http.Client, body string) reply {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.ts.URL+"/users", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.ts.URL+"/users", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,17 +300,27 @@ func (e *dbEnv) post(t *testing.T, client *http.Client, body string) (*http.Resp
 	return send(t, client, req)
 }
 
-func send(t *testing.T, client *http.Client, req *http.Request) (*http.Response, []byte) {
+// get sends GET path to the env's server.
+func (e *dbEnv) get(t *testing.T, path string) reply {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.ts.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return send(t, e.ts.Client(), req)
+}
+
+func send(t *testing.T, client *http.Client, req *http.Request) reply {
 	t.Helper()
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Errorf("%s %s: %v", req.Method, req.URL, err)
-		return nil, nil
+		return reply{}
 	}
 	defer resp.Body.Close()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		t.Errorf("read body: %v", err)
 	}
-	return resp, buf.Bytes()
+	return reply{status: resp.StatusCode, header: resp.Header, body: buf.Bytes()}
 }

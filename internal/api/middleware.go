@@ -50,7 +50,7 @@ func markSilent(ctx context.Context) {
 	}
 }
 
-// withRequestID honours a sane incoming X-Request-Id or makes one, echoes it,
+// withRequestID honors a sane incoming X-Request-Id or makes one, echoes it,
 // and starts the request's requestInfo.
 func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -157,7 +157,7 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 			if p == nil {
 				return
 			}
-			if p == http.ErrAbortHandler { //nolint:errorlint // sentinel compared by identity, as net/http does
+			if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(p)
 			}
 			err := fmt.Errorf("panic: %v", p)

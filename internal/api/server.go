@@ -24,7 +24,7 @@ type Server struct {
 	handler http.Handler
 }
 
-// Option customises a [Server].
+// Option customizes a [Server].
 type Option func(*Server)
 
 // WithSentryHub sets the hub cloned for each request (default

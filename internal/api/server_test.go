@@ -27,7 +27,7 @@ func waitFor(t *testing.T, reason string, cond func() bool) {
 	}
 }
 
-// An in-flight request finishes after Serve's context is cancelled; new
+// An in-flight request finishes after Serve's context is canceled; new
 // connections are refused; Serve then returns nil.
 func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -43,7 +43,8 @@ func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 		})
 	}}
 	f := newFixture(t, db, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,12 @@ func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 
 	status := make(chan int, 1)
 	go func() {
-		resp, err := http.Get("http://" + addr + "/users/5b1f3c9e-2f4a-4c61-9c53-0a9c1f0d2b7e")
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+addr+"/users/5b1f3c9e-2f4a-4c61-9c53-0a9c1f0d2b7e", nil)
+		if err != nil {
+			status <- -1
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			status <- -1
 			return
@@ -66,7 +72,8 @@ func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 	<-entered
 	cancel()
 	waitFor(t, "listener to close", func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(t.Context(), "tcp", addr)
 		if err == nil {
 			c.Close()
 		}

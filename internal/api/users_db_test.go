@@ -24,32 +24,29 @@ func userBody(email string) string {
 func TestIntegrationCreateThenGetUser(t *testing.T) {
 	e := newDBEnv(t)
 	email := e.email("ada")
-	resp, body := e.post(t, e.ts.Client(), userBody(email))
-	if resp == nil || resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST = %v %s", resp, body)
+	r := e.post(t, e.ts.Client(), userBody(email))
+	if r.status != http.StatusCreated {
+		t.Fatalf("POST = %d %s", r.status, r.body)
 	}
 	var created User
-	if err := json.Unmarshal(body, &created); err != nil {
+	if err := json.Unmarshal(r.body, &created); err != nil {
 		t.Fatal(err)
 	}
 	if created.Email != email || created.FirstName != "Ada" || created.LastName != "Lovelace" || created.CreatedAt.Location() != time.UTC {
 		t.Errorf("created = %+v", created)
 	}
-	loc := resp.Header.Get("Location")
+	loc := r.header.Get("Location")
 	if loc != "/users/"+created.ID.String() {
 		t.Fatalf("Location = %q", loc)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, e.ts.URL+loc, nil)
-	resp, body = send(t, e.ts.Client(), req)
+	r = e.get(t, loc)
 	var got User
-	if resp == nil || resp.StatusCode != 200 || json.Unmarshal(body, &got) != nil || got != created {
-		t.Fatalf("GET = %v %s, want %+v", resp, body, created)
+	if r.status != 200 || json.Unmarshal(r.body, &got) != nil || got != created {
+		t.Fatalf("GET = %d %s, want %+v", r.status, r.body, created)
 	}
-
-	req, _ = http.NewRequest(http.MethodGet, e.ts.URL+"/users/00000000-0000-4000-8000-000000000000", nil)
-	if resp, _ = send(t, e.ts.Client(), req); resp == nil || resp.StatusCode != 404 {
-		t.Fatalf("GET unknown = %v, want 404", resp)
+	if r = e.get(t, "/users/00000000-0000-4000-8000-000000000000"); r.status != 404 {
+		t.Fatalf("GET unknown = %d, want 404", r.status)
 	}
 	assertUserCreatedEvent(t, e, created)
 }
@@ -98,12 +95,12 @@ func TestIntegrationDuplicateEmailConflicts(t *testing.T) {
 		{name: "domain case differs", email: strings.Replace(email, "@example.test", "@Example.TEST", 1), wantStatus: 409},
 	}
 	for _, tt := range tests {
-		resp, body := e.post(t, e.ts.Client(), userBody(tt.email))
-		if resp == nil || resp.StatusCode != tt.wantStatus {
-			t.Fatalf("%s: POST = %v %s, want %d", tt.name, resp, body, tt.wantStatus)
+		r := e.post(t, e.ts.Client(), userBody(tt.email))
+		if r.status != tt.wantStatus {
+			t.Fatalf("%s: POST = %d %s, want %d", tt.name, r.status, r.body, tt.wantStatus)
 		}
 		if tt.wantStatus == 409 {
-			if p := decodeProblemBody(t, body); p.Type != problemEmailTaken {
+			if p := decodeProblemBody(t, r.body); p.Type != problemEmailTaken {
 				t.Errorf("%s: problem = %+v", tt.name, p)
 			}
 		}
@@ -146,7 +143,7 @@ func TestIntegrationCreateIsAtomic(t *testing.T) {
 			var e *dbEnv
 			email := ""
 			reached := false
-			e = newDBEnv(t, withStepHook(func(ctx context.Context, step string, tx pgx.Tx) error {
+			e = newDBEnv(t, withStepHook(func(_ context.Context, step string, tx pgx.Tx) error {
 				if step != tt.failAt {
 					return nil
 				}
@@ -157,9 +154,9 @@ func TestIntegrationCreateIsAtomic(t *testing.T) {
 				return errInjected
 			}))
 			email = e.email("atomic")
-			resp, body := e.post(t, e.ts.Client(), userBody(email))
-			if resp == nil || resp.StatusCode != 500 || !reached {
-				t.Fatalf("POST = %v %s (hook reached %v), want 500", resp, body, reached)
+			r := e.post(t, e.ts.Client(), userBody(email))
+			if r.status != 500 || !reached {
+				t.Fatalf("POST = %d %s (hook reached %v), want 500", r.status, r.body, reached)
 			}
 			if users, events := e.counts(t, email); users != 0 || events != 0 {
 				t.Fatalf("after failure users=%d events=%d, want none", users, events)
@@ -219,9 +216,7 @@ func concurrentPosts(t *testing.T, e *dbEnv, bodies []string) map[int]int {
 	for i, body := range bodies {
 		wg.Go(func() {
 			<-start
-			if resp, _ := e.post(t, client, body); resp != nil {
-				statuses[i] = resp.StatusCode
-			}
+			statuses[i] = e.post(t, client, body).status
 		})
 	}
 	close(start)
