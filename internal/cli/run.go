@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/getsentry/sentry-go"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -133,7 +134,16 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config) error {
 	m := metrics.New()
 	tracker := ack.New(0)
 	budget := semaphore.NewWeighted(budgetBytes)
-	hooks := source.Hooks{Connected: m.SetStreamConnected}
+	hooks := source.Hooks{
+		Connected: m.SetStreamConnected,
+		SlotLost: func(slot string) {
+			rep.Message("replication slot lost; recreating and backfilling from the outbox table", sentry.LevelError, map[string]string{"slot": slot})
+		},
+		SlotCreated: func(slot string) {
+			rep.Message("replication slot created; backfilling from the outbox table", sentry.LevelWarning, map[string]string{"slot": slot})
+		},
+		Backfilled: func(n int) { m.BackfilledEventsTotal.Add(float64(n)) },
+	}
 	newSrc := func() relay.Source {
 		return source.New(srcCfg, d.pool, tracker, budget, log, hooks)
 	}

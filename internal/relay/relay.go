@@ -59,6 +59,9 @@ type Config struct {
 	Backoff retry.Backoff
 }
 
+// standbyPoll is how often a standby relay retries an active slot.
+const standbyPoll = time.Second
+
 // Relay is the pipeline.
 type Relay struct {
 	cfg     Config
@@ -103,6 +106,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		wait := b.Next()
 		if errors.Is(err, source.ErrSlotInUse) {
+			// Standby: poll often so that takeover after the active relay
+			// dies takes seconds, not a grown backoff.
+			b.Reset()
+			wait = standbyPoll
 			r.log.Info().Err(err).Dur("retry_in", wait).Msg("slot is active in another relay; standing by")
 		} else {
 			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("stream interrupted; reconnecting")

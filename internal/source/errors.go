@@ -42,7 +42,9 @@ func classify(err error) error {
 	case pgErr.Code == sqlstateObjectInUse:
 		return fmt.Errorf("%w: %w", ErrSlotInUse, err)
 	case pgErr.Code == sqlstateNotInPrerequisite && isSlotLost(pgErr):
-		return retry.Permanent(fmt.Errorf("%w: %w", ErrSlotLost, err))
+		// Retryable: the next session finds wal_status 'lost', recreates
+		// the slot and backfills from the outbox table.
+		return fmt.Errorf("%w: %w", ErrSlotLost, err)
 	case pgErr.Code == sqlstateUndefinedObject,
 		pgErr.Code == sqlstateInsufficientPriv,
 		pgErr.Code == sqlstateInvalidCatalogName,

@@ -81,6 +81,7 @@ type Source struct {
 type Hooks struct {
 	Connected    func(bool)
 	SlotCreated  func(name string)
+	SlotLost     func(name string)
 	Backfilled   func(n int)
 	ServerWALEnd func(lsn uint64)
 }

@@ -95,13 +95,23 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 	if err != nil {
 		return err
 	}
-	if st.exists {
-		switch {
-		case st.plugin != "pgoutput":
-			return retry.Permanent(fmt.Errorf("replication slot %q uses plugin %q, the relay needs pgoutput", s.cfg.Slot, st.plugin))
-		case st.walStatus == "lost":
-			return retry.Permanent(fmt.Errorf("%w: slot %q has wal_status 'lost'", ErrSlotLost, s.cfg.Slot))
+	if st.exists && st.plugin != "pgoutput" {
+		return retry.Permanent(fmt.Errorf("replication slot %q uses plugin %q, the relay needs pgoutput", s.cfg.Slot, st.plugin))
+	}
+	if st.exists && st.walStatus == "lost" {
+		// The WAL the slot needed is gone: events may have been skipped by
+		// the stream. Never skip ahead silently: say so loudly, then recover
+		// every undelivered row from the outbox table via a new slot.
+		s.log.Error().Str("slot", s.cfg.Slot).Msg("replication slot is lost (wal_status 'lost'); recreating it and backfilling from the outbox table")
+		if s.hooks.SlotLost != nil {
+			s.hooks.SlotLost(s.cfg.Slot)
 		}
+		if err := pglogrepl.DropReplicationSlot(ctx, conn, pgx.Identifier{s.cfg.Slot}.Sanitize(), pglogrepl.DropReplicationSlotOptions{}); err != nil {
+			return classify(fmt.Errorf("drop lost slot %q: %w", s.cfg.Slot, err))
+		}
+		st.exists = false
+	}
+	if st.exists {
 		s.tracker.Start(st.confirmed)
 		return nil
 	}
@@ -110,7 +120,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 		return err
 	}
 	s.log.Warn().Str("slot", s.cfg.Slot).Str("consistent_lsn", pglogrepl.LSN(consistent).String()).
-		Msg("created replication slot; delivering rows already in the outbox table from its snapshot")
+		Msg("replication slot was missing: created it; delivering the rows already in the outbox table from its snapshot")
 	if s.hooks.SlotCreated != nil {
 		s.hooks.SlotCreated(s.cfg.Slot)
 	}
