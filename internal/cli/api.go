@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/outbox-relay/relay/internal/api"
+	"github.com/outbox-relay/relay/internal/buildinfo"
+	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/report"
+	"github.com/outbox-relay/relay/outbox"
+)
+
+func newAPICmd(e *env) *cobra.Command {
+	cfg := config.Defaults()
+	var environment string
+	cmd := &cobra.Command{
+		Use:   "api",
+		Short: "Serve the demo HTTP API: POST /users writes the user and its user_created event in one transaction",
+		Long: `api serves the demo "create user" use case on API_ADDR: POST /users inserts the
+user and publishes a user_created event into outbox_event in the same
+transaction; GET /users/{id}; /healthz and /readyz. The relay (relay run)
+delivers the events to ClickHouse; the API keeps working while ClickHouse is down.
+The API is described in api/openapi.yaml.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres); err != nil {
+				return err
+			}
+			if v, ok := e.environ["RELAY_ENVIRONMENT"]; ok && !cmd.Flags().Changed("environment") {
+				environment = v
+			}
+			log := newLogger(e, &cfg)
+			rep, err := report.New(report.Options{DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment, Release: buildinfo.Version})
+			if err != nil {
+				return usageError(fmt.Errorf("SENTRY_DSN: %w", err))
+			}
+			defer rep.Flush(5 * time.Second)
+			pool, err := pgxpool.New(cmd.Context(), cfg.DatabaseURL)
+			if err != nil {
+				return usageError(fmt.Errorf("DATABASE_URL: %w", err))
+			}
+			defer pool.Close()
+			pub, err := outbox.NewPublisher(environment)
+			if err != nil {
+				return usageError(err)
+			}
+			var opts []api.Option
+			if rep.Enabled() {
+				opts = append(opts, api.WithSentryHub(rep.Hub()))
+			}
+			srv, err := api.New(api.Config{Addr: cfg.APIAddr}, pool, pub, log, opts...)
+			if err != nil {
+				return usageError(err)
+			}
+			log.Info().Str("addr", cfg.APIAddr).Msg("api listening")
+			return srv.Run(cmd.Context())
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "api-addr", "log-level", "log-format", "sentry-dsn", "sentry-environment")
+	cmd.Flags().StringVar(&environment, "environment", "local", "environment stamped on published events (env RELAY_ENVIRONMENT)")
+	return cmd
+}
