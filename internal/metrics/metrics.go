@@ -1,0 +1,371 @@
+// Package metrics holds the Prometheus collectors the relay exports.
+//
+// Nothing here touches the global default registry: New creates a private
+// *prometheus.Registry, registers every relay collector on it (plus the Go
+// runtime and process collectors) and Handler serves exactly that registry.
+// This keeps tests hermetic and lets several relays live in one process.
+//
+// Every relay metric family is prefixed "outbox_relay_"; Names lists them
+// all, and the deploy/ tests check that the alert rules and the Grafana
+// dashboard reference only those names.
+package metrics
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Namespace is the prefix (followed by "_") of every relay metric family.
+const Namespace = "outbox_relay"
+
+// Label values of SinkErrorsTotal's "class" label.
+const (
+	// SinkErrorRetryable marks a ClickHouse error that the relay retries
+	// (network failures, timeouts, server overload).
+	SinkErrorRetryable = "retryable"
+	// SinkErrorFatal marks a ClickHouse error that retrying cannot fix
+	// (schema mismatch, authentication, malformed data).
+	SinkErrorFatal = "fatal"
+)
+
+// Label values of WALStatus's "status" label. The first four are the values
+// of pg_replication_slots.wal_status; WALStatusMissing means the replication
+// slot does not exist at all.
+const (
+	WALStatusReserved   = "reserved"
+	WALStatusExtended   = "extended"
+	WALStatusUnreserved = "unreserved"
+	WALStatusLost       = "lost"
+	WALStatusMissing    = "missing"
+)
+
+// WALStatuses lists every value of WALStatus's "status" label, in order.
+func WALStatuses() []string {
+	return []string{WALStatusReserved, WALStatusExtended, WALStatusUnreserved, WALStatusLost, WALStatusMissing}
+}
+
+// SinkErrorClasses lists every value of SinkErrorsTotal's "class" label.
+func SinkErrorClasses() []string {
+	return []string{SinkErrorRetryable, SinkErrorFatal}
+}
+
+// Metric family names, as exposed on /metrics.
+const (
+	NameEventsTotal           = "outbox_relay_events_total"
+	NameBytesTotal            = "outbox_relay_bytes_total"
+	NameBatchesTotal          = "outbox_relay_batches_total"
+	NameBatchEvents           = "outbox_relay_batch_events"
+	NameFlushDuration         = "outbox_relay_flush_duration_seconds"
+	NameEndToEndLag           = "outbox_relay_end_to_end_lag_seconds"
+	NameSlotLagBytes          = "outbox_relay_slot_lag_bytes"
+	NameRetainedWALBytes      = "outbox_relay_retained_wal_bytes"
+	NameWALStatus             = "outbox_relay_wal_status"
+	NameBufferEvents          = "outbox_relay_buffer_events"
+	NameBufferBytes           = "outbox_relay_buffer_bytes"
+	NameAckedLSN              = "outbox_relay_acked_lsn"
+	NameLastAckTimestamp      = "outbox_relay_last_ack_timestamp_seconds"
+	NameStreamConnected       = "outbox_relay_stream_connected"
+	NameClickHouseUp          = "outbox_relay_clickhouse_up"
+	NameSinkErrorsTotal       = "outbox_relay_sink_errors_total"
+	NameRowsDeletedTotal      = "outbox_relay_rows_deleted_total"
+	NameReconnectsTotal       = "outbox_relay_reconnects_total"
+	NameBackfilledEventsTotal = "outbox_relay_backfilled_events_total"
+	NameDeadLetterEventsTotal = "outbox_relay_dead_letter_events_total"
+)
+
+// Names returns the name of every metric family the relay itself exports
+// (the Go runtime and process families are not included). Histogram names
+// are the family names, without the _bucket/_sum/_count series suffixes.
+func Names() []string {
+	return []string{
+		NameEventsTotal,
+		NameBytesTotal,
+		NameBatchesTotal,
+		NameBatchEvents,
+		NameFlushDuration,
+		NameEndToEndLag,
+		NameSlotLagBytes,
+		NameRetainedWALBytes,
+		NameWALStatus,
+		NameBufferEvents,
+		NameBufferBytes,
+		NameAckedLSN,
+		NameLastAckTimestamp,
+		NameStreamConnected,
+		NameClickHouseUp,
+		NameSinkErrorsTotal,
+		NameRowsDeletedTotal,
+		NameReconnectsTotal,
+		NameBackfilledEventsTotal,
+		NameDeadLetterEventsTotal,
+	}
+}
+
+// HistogramNames returns the subset of Names that are histograms (whose
+// series carry the _bucket, _sum and _count suffixes).
+func HistogramNames() []string {
+	return []string{NameBatchEvents, NameFlushDuration, NameEndToEndLag}
+}
+
+// Bucket layouts.
+var (
+	// batchEventsBuckets: 1, 2, 5, 10, ... 100000 events (log-spaced).
+	batchEventsBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000}
+	// flushDurationBuckets: 1ms doubling up to ~65s.
+	flushDurationBuckets = prometheus.ExponentialBuckets(0.001, 2, 17)
+	// endToEndLagBuckets: 1ms up to 5 minutes.
+	endToEndLagBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+)
+
+// Metrics holds every collector the relay exports. Create it with New; the
+// zero value is not usable. All fields are safe for concurrent use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	// EventsTotal counts outbox events delivered to ClickHouse
+	// (outbox_relay_events_total).
+	EventsTotal prometheus.Counter
+	// BytesTotal counts payload bytes of the events delivered to ClickHouse
+	// (outbox_relay_bytes_total).
+	BytesTotal prometheus.Counter
+	// BatchesTotal counts batches flushed to ClickHouse successfully
+	// (outbox_relay_batches_total).
+	BatchesTotal prometheus.Counter
+
+	// BatchEvents observes the number of events in each flushed batch
+	// (outbox_relay_batch_events; buckets 1 … 100000).
+	BatchEvents prometheus.Histogram
+	// FlushDuration observes how long one batch insert into ClickHouse took,
+	// in seconds (outbox_relay_flush_duration_seconds; buckets 1ms … ~65s).
+	FlushDuration prometheus.Histogram
+	// EndToEndLag observes, per event, the seconds between the Postgres
+	// commit time of its transaction and ClickHouse accepting the batch
+	// (outbox_relay_end_to_end_lag_seconds; buckets 1ms … 5min).
+	EndToEndLag prometheus.Histogram
+
+	// SlotLagBytes is the distance in bytes between the server's current WAL
+	// position and the slot's confirmed_flush_lsn
+	// (outbox_relay_slot_lag_bytes).
+	SlotLagBytes prometheus.Gauge
+	// RetainedWALBytes is the WAL, in bytes, the slot keeps on the server
+	// (current WAL position minus restart_lsn)
+	// (outbox_relay_retained_wal_bytes).
+	RetainedWALBytes prometheus.Gauge
+	// WALStatus is 1 for the slot's current pg_replication_slots.wal_status
+	// and 0 for the other values (outbox_relay_wal_status{status}). Set it
+	// with SetWALStatus.
+	WALStatus *prometheus.GaugeVec
+	// BufferEvents is the number of events decoded but not yet flushed
+	// (outbox_relay_buffer_events).
+	BufferEvents prometheus.Gauge
+	// BufferBytes is the payload bytes decoded but not yet flushed
+	// (outbox_relay_buffer_bytes).
+	BufferBytes prometheus.Gauge
+	// AckedLSN is the last LSN confirmed to Postgres as flushed, as a
+	// number (outbox_relay_acked_lsn).
+	AckedLSN prometheus.Gauge
+	// LastAckTimestamp is the Unix time, in seconds, of the last LSN
+	// acknowledgement (outbox_relay_last_ack_timestamp_seconds).
+	LastAckTimestamp prometheus.Gauge
+	// StreamConnected is 1 while the replication stream is connected, else 0
+	// (outbox_relay_stream_connected).
+	StreamConnected prometheus.Gauge
+	// ClickHouseUp is 1 while ClickHouse answers, else 0
+	// (outbox_relay_clickhouse_up).
+	ClickHouseUp prometheus.Gauge
+
+	// SinkErrorsTotal counts failed ClickHouse inserts by class, "retryable"
+	// or "fatal" (outbox_relay_sink_errors_total{class}).
+	SinkErrorsTotal *prometheus.CounterVec
+	// RowsDeletedTotal counts delivered outbox_event rows deleted from
+	// Postgres (outbox_relay_rows_deleted_total).
+	RowsDeletedTotal prometheus.Counter
+	// ReconnectsTotal counts reconnections of the replication stream
+	// (outbox_relay_reconnects_total).
+	ReconnectsTotal prometheus.Counter
+	// BackfilledEventsTotal counts events delivered by the backfill of rows
+	// left in outbox_event rather than from the replication stream
+	// (outbox_relay_backfilled_events_total).
+	BackfilledEventsTotal prometheus.Counter
+	// DeadLetterEventsTotal counts events that could not be delivered and
+	// were set aside (outbox_relay_dead_letter_events_total).
+	DeadLetterEventsTotal prometheus.Counter
+}
+
+// New creates a Metrics whose collectors, together with the Go runtime and
+// process collectors, are registered on a fresh private registry.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+
+		EventsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameEventsTotal,
+			Help: "Outbox events delivered to ClickHouse.",
+		}),
+		BytesTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameBytesTotal,
+			Help: "Payload bytes of the outbox events delivered to ClickHouse.",
+		}),
+		BatchesTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameBatchesTotal,
+			Help: "Batches flushed to ClickHouse successfully.",
+		}),
+
+		BatchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    NameBatchEvents,
+			Help:    "Number of events in each batch flushed to ClickHouse.",
+			Buckets: batchEventsBuckets,
+		}),
+		FlushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    NameFlushDuration,
+			Help:    "Time taken by one batch insert into ClickHouse.",
+			Buckets: flushDurationBuckets,
+		}),
+		EndToEndLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    NameEndToEndLag,
+			Help:    "Time from the Postgres commit of an event to ClickHouse accepting it.",
+			Buckets: endToEndLagBuckets,
+		}),
+
+		SlotLagBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameSlotLagBytes,
+			Help: "Bytes between the current WAL position and the slot's confirmed_flush_lsn.",
+		}),
+		RetainedWALBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameRetainedWALBytes,
+			Help: "Bytes of WAL retained on the server for the slot (current WAL position minus restart_lsn).",
+		}),
+		WALStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: NameWALStatus,
+			Help: "1 for the replication slot's current wal_status (missing: no slot), 0 for the others.",
+		}, []string{"status"}),
+		BufferEvents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameBufferEvents,
+			Help: "Events decoded and buffered but not yet flushed to ClickHouse.",
+		}),
+		BufferBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameBufferBytes,
+			Help: "Payload bytes decoded and buffered but not yet flushed to ClickHouse.",
+		}),
+		AckedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameAckedLSN,
+			Help: "Last LSN acknowledged to Postgres as flushed, as a number.",
+		}),
+		LastAckTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameLastAckTimestamp,
+			Help: "Unix time of the last LSN acknowledgement to Postgres.",
+		}),
+		StreamConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameStreamConnected,
+			Help: "1 while the logical replication stream is connected, else 0.",
+		}),
+		ClickHouseUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameClickHouseUp,
+			Help: "1 while ClickHouse is reachable, else 0.",
+		}),
+
+		SinkErrorsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: NameSinkErrorsTotal,
+			Help: "Failed ClickHouse inserts by error class (retryable or fatal).",
+		}, []string{"class"}),
+		RowsDeletedTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameRowsDeletedTotal,
+			Help: "Delivered outbox_event rows deleted from Postgres.",
+		}),
+		ReconnectsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameReconnectsTotal,
+			Help: "Reconnections of the logical replication stream.",
+		}),
+		BackfilledEventsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameBackfilledEventsTotal,
+			Help: "Events delivered by backfilling rows left in outbox_event.",
+		}),
+		DeadLetterEventsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameDeadLetterEventsTotal,
+			Help: "Events that could not be delivered and were set aside as dead letters.",
+		}),
+	}
+
+	// Expose every label value from the start, so that dashboards and
+	// alerts see 0 rather than no series.
+	for _, class := range SinkErrorClasses() {
+		m.SinkErrorsTotal.WithLabelValues(class)
+	}
+	for _, s := range WALStatuses() {
+		m.WALStatus.WithLabelValues(s).Set(0)
+	}
+
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.EventsTotal,
+		m.BytesTotal,
+		m.BatchesTotal,
+		m.BatchEvents,
+		m.FlushDuration,
+		m.EndToEndLag,
+		m.SlotLagBytes,
+		m.RetainedWALBytes,
+		m.WALStatus,
+		m.BufferEvents,
+		m.BufferBytes,
+		m.AckedLSN,
+		m.LastAckTimestamp,
+		m.StreamConnected,
+		m.ClickHouseUp,
+		m.SinkErrorsTotal,
+		m.RowsDeletedTotal,
+		m.ReconnectsTotal,
+		m.BackfilledEventsTotal,
+		m.DeadLetterEventsTotal,
+	)
+	return m
+}
+
+// Registry returns the private registry every collector is registered on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition formats; mount it
+// at /metrics. It also counts its own scrapes and errors.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      m.reg,
+	}))
+}
+
+// SetWALStatus sets outbox_relay_wal_status to 1 for status s and to 0 for
+// every other status. s is matched case-insensitively against WALStatuses;
+// an empty s (no slot row) counts as "missing", and any other unknown value
+// sets every status to 0, so the label set stays bounded.
+func (m *Metrics) SetWALStatus(s string) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" {
+		s = WALStatusMissing
+	}
+	for _, v := range WALStatuses() {
+		if v == s {
+			m.WALStatus.WithLabelValues(v).Set(1)
+		} else {
+			m.WALStatus.WithLabelValues(v).Set(0)
+		}
+	}
+}
+
+// SetStreamConnected sets outbox_relay_stream_connected to 1 or 0.
+func (m *Metrics) SetStreamConnected(up bool) { m.StreamConnected.Set(boolToFloat(up)) }
+
+// SetClickHouseUp sets outbox_relay_clickhouse_up to 1 or 0.
+func (m *Metrics) SetClickHouseUp(up bool) { m.ClickHouseUp.Set(boolToFloat(up)) }
+
+func boolToFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
