@@ -113,7 +113,7 @@ func newVersionCmd(e *env) *cobra.Command {
 		Use:   "version",
 		Short: "Print the relay's version",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(*cobra.Command, []string) error {
 			_, err := fmt.Fprintln(e.stdout, "relay", buildinfo.Version)
 			return err
 		},

@@ -130,6 +130,13 @@ func Resolve(fs *pflag.FlagSet, c *Config, environ map[string]string) error {
 		problems = append(problems, envProblems(err)...)
 	}
 	src := reflect.ValueOf(&fromEnv).Elem()
+	// A variable set to the empty string means empty (e.g. RELAY_ADMIN_ADDR=
+	// switches the admin server off), not "use the default".
+	for _, f := range fields() {
+		if v, ok := environ[f.env]; ok && v == "" && src.Field(f.index).Kind() == reflect.String {
+			src.Field(f.index).SetString("")
+		}
+	}
 	dst := reflect.ValueOf(c).Elem()
 	for _, f := range fields() {
 		if fl := fs.Lookup(f.flag); fl != nil && fl.Changed {

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -21,7 +22,7 @@ func BuildRelay(dir string, tags ...string) (string, error) {
 	if len(tags) > 0 {
 		args = append(args, "-tags", tags[0])
 	}
-	cmd := exec.Command("go", append(args, "./cmd/relay")...)
+	cmd := exec.CommandContext(context.Background(), "go", append(args, "./cmd/relay")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", errors.Join(err, errors.New(string(out)))
@@ -50,7 +51,7 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 // did not stop it.
 func Start(t TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
-	p := &Process{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p := &Process{cmd: exec.CommandContext(context.Background(), bin, args...), done: make(chan struct{})}
 	p.cmd.Env = env
 	p.cmd.Stdout = lockedWriter{p}
 	p.cmd.Stderr = lockedWriter{p}
