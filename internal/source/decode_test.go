@@ -37,7 +37,8 @@ func encodeRelation(relID uint32, namespace, name string, cols ...relCol) []byte
 	return b
 }
 
-// tupleCol is one column of a TupleData: kind 'b', 't', 'n' or 'u'.
+// tupleCol is one column of a TupleData: kind 'b', 't', 'n' or 'u' (any
+// other kind is encoded like 'b' and 't', to test that it is rejected).
 type tupleCol struct {
 	kind byte
 	val  []byte
@@ -58,7 +59,7 @@ func encodeInsert(relID uint32, cols ...tupleCol) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(cols)))
 	for _, c := range cols {
 		b = append(b, c.kind)
-		if c.kind == 'b' || c.kind == 't' {
+		if c.kind != 'n' && c.kind != 'u' {
 			b = binary.BigEndian.AppendUint32(b, uint32(len(c.val)))
 			b = append(b, c.val...)
 		}
@@ -588,15 +589,13 @@ func TestDecodeInsertCopiesOutOfSource(t *testing.T) {
 
 // pgoutput defines only the kinds 'n', 'u', 't' and 'b'.
 func TestDecodeInsertUnknownKind(t *testing.T) {
-	//SKIPTMP t.Skip("BUG: decodeInsert treats any kind byte other than 'n', 'u' and 'b' as text instead of rejecting the message as malformed")
+	t.Skip("BUG: decodeInsert treats any kind byte other than 'n', 'u' and 'b' as text instead of rejecting the message as malformed")
 	r := mustRelation(t, outboxCols()...)
 	msg := encodeInsert(testRelID, txt(testIDs), kind('x', "order.created"), txt("2024-03-05 12:34:56Z"),
 		txt("prod"), txt(`{}`), txt("3"))
 	var ev event.Event
 	if err := r.decodeInsert(msg, &ev, pgtype.NewMap()); err == nil {
-		t.Errorf("decodeInsert() with column kind x = nil (event_type %q), want an error", ev.Type)
-	} else {
-		t.Log("DEBUG", err)
+		t.Errorf("decodeInsert() with column kind 'x' = nil (event_type %q), want an error", ev.Type)
 	}
 }
 
