@@ -104,7 +104,7 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError{err} })
-	root.AddCommand(newRunCmd(e), newMigrateCmd(e), newAPICmd(e), newVersionCmd(e))
+	root.AddCommand(newRunCmd(e), newMigrateCmd(e), newAPICmd(e), newStatusCmd(e), newVersionCmd(e))
 	return root
 }
 

@@ -1,0 +1,137 @@
+package status
+
+import (
+	"fmt"
+	"time"
+)
+
+// Evaluate judges r by t. Every finding adds a reason; the verdict is the
+// worst of them (OK when there is none). Rules:
+//   - CRITICAL: slot missing, in another database or not pgoutput;
+//     wal_status unreserved or lost; publication missing or without the
+//     outbox table; ClickHouse unreachable or event_log unreadable; lag or
+//     backlog age at or above its critical limit; slot inactive while the
+//     oldest backlog row is at or above the backlog warning limit.
+//   - WARNING: slot inactive (no relay streams from it); wal_status
+//     extended; lag or backlog age at or above its warning limit.
+//
+// Evaluate is pure: it reads nothing but its arguments.
+func Evaluate(r *Report, t Thresholds) (Verdict, []string) {
+	j := judgement{verdict: OK, reasons: []string{}}
+	j.slot(r, t)
+	j.publication(r)
+	j.backlog(r, t)
+	j.clickhouse(r)
+	return j.verdict, j.reasons
+}
+
+type judgement struct {
+	verdict Verdict
+	reasons []string
+}
+
+func (j *judgement) add(v Verdict, format string, args ...any) {
+	if v.rank() > j.verdict.rank() {
+		j.verdict = v
+	}
+	j.reasons = append(j.reasons, fmt.Sprintf(string(v)+": "+format, args...))
+}
+
+func (j *judgement) slot(r *Report, t Thresholds) {
+	if !r.SlotExists {
+		j.add(Critical, "replication slot %q does not exist (relay run creates it; rows written meanwhile wait in outbox_event)", r.Slot)
+		return
+	}
+	if !r.SlotInDatabase {
+		j.add(Critical, "replication slot %q belongs to database %q, not to the one of DATABASE_URL", r.Slot, r.SlotDatabase)
+	}
+	if r.Plugin != "pgoutput" {
+		j.add(Critical, "replication slot %q uses plugin %q; the relay needs pgoutput", r.Slot, r.Plugin)
+	}
+	switch r.WALStatus {
+	case "lost":
+		j.add(Critical, "wal_status is lost: the slot can no longer stream; recreate it (see README, slot lost)")
+	case "unreserved":
+		j.add(Critical, "wal_status is unreserved: retained WAL passed max_slot_wal_keep_size and is removed at the next checkpoint")
+	case "extended":
+		j.add(Warning, "wal_status is extended: the slot retains more WAL than max_wal_size")
+	}
+	if r.LagBytes != nil {
+		j.limit(float64(*r.LagBytes), float64(t.LagWarnBytes), float64(t.LagCritBytes),
+			"slot lag %s is at or above %s", func(x float64) string { return HumanBytes(int64(x)) })
+	}
+	if !r.Active {
+		age := r.OldestBacklogAgeSeconds
+		if age != nil && t.BacklogWarnSeconds > 0 && *age >= t.BacklogWarnSeconds {
+			j.add(Critical, "slot is inactive (no relay streams from it) and the oldest outbox event has waited %s", HumanSeconds(*age))
+		} else {
+			j.add(Warning, "slot is inactive: no relay streams from it")
+		}
+	}
+}
+
+// limit adds a CRITICAL or WARNING reason when x reaches crit or warn
+// (each off when 0).
+func (j *judgement) limit(x, warn, crit float64, format string, show func(float64) string) {
+	switch {
+	case crit > 0 && x >= crit:
+		j.add(Critical, format, show(x), show(crit))
+	case warn > 0 && x >= warn:
+		j.add(Warning, format, show(x), show(warn))
+	}
+}
+
+func (j *judgement) publication(r *Report) {
+	switch {
+	case !r.PublicationExists:
+		j.add(Critical, "publication %q does not exist (run relay migrate)", r.Publication)
+	case !r.PublicationHasTable:
+		j.add(Critical, "publication %q does not include outbox_event", r.Publication)
+	}
+}
+
+func (j *judgement) backlog(r *Report, t Thresholds) {
+	if r.OldestBacklogAgeSeconds == nil {
+		return
+	}
+	j.limit(*r.OldestBacklogAgeSeconds, t.BacklogWarnSeconds, t.BacklogCritSeconds,
+		"oldest outbox event has waited %s (limit %s)", HumanSeconds)
+}
+
+func (j *judgement) clickhouse(r *Report) {
+	switch {
+	case !r.ClickHouseReachable:
+		j.add(Critical, "ClickHouse is unreachable: %s", r.ClickHouseError)
+	case r.ClickHouseError != "":
+		j.add(Critical, "ClickHouse event_log cannot be read: %s", r.ClickHouseError)
+	}
+}
+
+// HumanSeconds renders seconds as a rounded duration (1.5s, 2m3s, 4h0m0s).
+func HumanSeconds(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+// HumanBytes renders n in IEC units (1.5 MiB).
+func HumanBytes(n int64) string {
+	const unit = 1024
+	sign := ""
+	if n < 0 {
+		sign, n = "-", -n
+	}
+	if n < unit {
+		return fmt.Sprintf("%s%d B", sign, n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%s%.1f %ciB", sign, float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,177 @@
+package status
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+)
+
+// clickHouseTimeout bounds the ClickHouse part of Gather, so a hung sink
+// shows up as "unreachable" rather than as a hung status command.
+const clickHouseTimeout = 5 * time.Second
+
+// Target names what Gather looks at.
+type Target struct {
+	Slot        string
+	Publication string
+	// OutboxTable and EventTable are config.OutboxTable and config.EventTable.
+	OutboxTable, EventTable string
+	// ClickHouseURL is the clickhouse-go DSN of CLICKHOUSE_URL.
+	ClickHouseURL string
+}
+
+// Gather reads a Report (without verdict). A PostgreSQL error is returned;
+// ClickHouse problems are recorded in the Report.
+func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
+	r := &Report{SchemaVersion: SchemaVersion, Slot: t.Slot, Publication: t.Publication, Reasons: []string{}}
+	versionNum, err := gatherServer(ctx, db, r)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ReadSlot(ctx, db, t.Slot)
+	if err != nil {
+		return nil, err
+	}
+	r.Time = s.At.UTC()
+	fillSlot(r, s)
+	if s.Exists && versionNum >= 170000 {
+		// inactive_since exists from PostgreSQL 17 on.
+		if err := db.QueryRow(ctx, `SELECT extract(epoch FROM now() - inactive_since)::float8
+			FROM pg_replication_slots WHERE slot_name = $1`, t.Slot).Scan(&r.InactiveSeconds); err != nil {
+			return nil, fmt.Errorf("read inactive_since: %w", err)
+		}
+	}
+	if err := gatherPublication(ctx, db, r, t); err != nil {
+		return nil, err
+	}
+	if err := gatherBacklog(ctx, db, r, t.OutboxTable); err != nil {
+		return nil, err
+	}
+	gatherClickHouse(ctx, r, t)
+	return r, nil
+}
+
+func gatherServer(ctx context.Context, db DB, r *Report) (versionNum int, err error) {
+	err = db.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+		current_setting('max_slot_wal_keep_size'), pg_size_bytes(current_setting('max_slot_wal_keep_size'))`).
+		Scan(&r.PostgresVersion, &versionNum, &r.MaxSlotWALKeepSize, &r.MaxSlotWALKeepSizeBytes)
+	if err != nil {
+		return 0, fmt.Errorf("read PostgreSQL settings: %w", err)
+	}
+	return versionNum, nil
+}
+
+func fillSlot(r *Report, s SlotSample) {
+	r.CurrentWALLSN = pglogrepl.LSN(s.CurrentLSN).String()
+	r.SlotExists = s.Exists
+	if !s.Exists {
+		r.WALStatus = WALStatusMissing
+		return
+	}
+	r.Plugin, r.SlotDatabase, r.SlotInDatabase = s.Plugin, s.Database, s.InDatabase
+	r.Active, r.ActivePID = s.Active, s.ActivePID
+	r.ConfirmedFlushLSN, r.RestartLSN = lsnText(s.ConfirmedLSN), lsnText(s.RestartLSN)
+	r.LagBytes, r.RetainedWALBytes = s.LagBytes, s.RetainedBytes
+	r.WALStatus, r.SafeWALSize = s.WALStatus, s.SafeWALSize
+	if s.ReplyAge != nil {
+		sec := s.ReplyAge.Seconds()
+		r.LastReplyAgeSeconds = &sec
+	}
+}
+
+func lsnText(lsn uint64) *string {
+	if lsn == 0 {
+		return nil
+	}
+	s := pglogrepl.LSN(lsn).String()
+	return &s
+}
+
+func gatherPublication(ctx context.Context, db DB, r *Report, t Target) error {
+	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
+		EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2)`,
+		t.Publication, t.OutboxTable).Scan(&r.PublicationExists, &r.PublicationHasTable)
+	if err != nil {
+		return fmt.Errorf("read publication %q: %w", t.Publication, err)
+	}
+	return nil
+}
+
+func gatherBacklog(ctx context.Context, db DB, r *Report, table string) error {
+	err := db.QueryRow(ctx, `SELECT count(*), extract(epoch FROM now() - min(event_date_time))::float8 FROM `+
+		pgx.Identifier{table}.Sanitize()).Scan(&r.BacklogRows, &r.OldestBacklogAgeSeconds)
+	if err != nil {
+		return fmt.Errorf("read backlog of %s: %w", table, err)
+	}
+	if age := r.OldestBacklogAgeSeconds; age != nil && *age < 0 {
+		*age = 0 // an event_date_time in the future (clock skew of a publisher)
+	}
+	return nil
+}
+
+// gatherClickHouse fills the ClickHouse fields; it never fails.
+func gatherClickHouse(ctx context.Context, r *Report, t Target) {
+	ctx, cancel := context.WithTimeout(ctx, clickHouseTimeout)
+	defer cancel()
+	conn, err := chsink.Connect(ctx, t.ClickHouseURL)
+	if err != nil {
+		r.ClickHouseError = err.Error()
+		return
+	}
+	defer func() { _ = conn.Close() }()
+	r.ClickHouseReachable = true
+	if v, err := conn.ServerVersion(); err == nil {
+		r.ClickHouseVersion = fmt.Sprintf("%d.%d.%d", v.Version.Major, v.Version.Minor, v.Version.Patch)
+	}
+	if err := readEventLog(ctx, conn, r, t.EventTable); err != nil {
+		r.ClickHouseError = err.Error()
+	}
+}
+
+// readEventLog reads count() and the newest event time. Servers before 20.1
+// keep the microseconds in event_date_time_us (see migrations/clickhouse).
+func readEventLog(ctx context.Context, conn driver.Conn, r *Report, table string) error {
+	var cols, withUS uint64
+	if err := conn.QueryRow(ctx, `SELECT count(), countIf(name = 'event_date_time_us') FROM system.columns
+		WHERE database = currentDatabase() AND table = ?`, table).Scan(&cols, &withUS); err != nil {
+		return fmt.Errorf("describe %s: %w", table, err)
+	}
+	if cols == 0 {
+		return fmt.Errorf("table %s does not exist in the database of CLICKHOUSE_URL (run relay migrate)", table)
+	}
+	var rows uint64
+	var newest time.Time
+	if withUS > 0 {
+		var micros uint64
+		if err := conn.QueryRow(ctx, `SELECT count(), max(toUInt64(event_date_time) * 1000000 + event_date_time_us) FROM `+
+			quoteIdent(table)).Scan(&rows, &micros); err != nil {
+			return fmt.Errorf("read %s: %w", table, err)
+		}
+		newest = time.UnixMicro(int64(micros)).UTC()
+	} else if err := conn.QueryRow(ctx, `SELECT count(), max(event_date_time) FROM `+quoteIdent(table)).Scan(&rows, &newest); err != nil {
+		return fmt.Errorf("read %s: %w", table, err)
+	}
+	r.ClickHouseRows = &rows
+	if rows > 0 {
+		newest = newest.UTC()
+		r.ClickHouseNewestEvent = &newest
+	}
+	return nil
+}
+
+func quoteIdent(s string) string {
+	out := []byte{'`'}
+	for i := range len(s) {
+		if s[i] == '`' || s[i] == '\\' {
+			out = append(out, '\\')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '`'))
+}

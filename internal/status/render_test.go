@@ -1,0 +1,116 @@
+package status
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func fixedReport(edit func(r *Report)) *Report {
+	r := healthy()
+	r.SchemaVersion = SchemaVersion
+	r.Time = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	r.PostgresVersion = "15.18"
+	r.ConfirmedFlushLSN, r.RestartLSN, r.CurrentWALLSN = ptr("0/1A2B3C4"), ptr("0/1A2B000"), "0/1A2B7C4"
+	r.LagBytes, r.RetainedWALBytes = ptr(int64(300<<20)), ptr(int64(301<<20))
+	r.MaxSlotWALKeepSize, r.MaxSlotWALKeepSizeBytes = "10GB", 10<<30
+	r.SafeWALSize = ptr(int64(9 << 30))
+	r.LastReplyAgeSeconds = ptr(1.25)
+	r.ClickHouseRows = ptr(uint64(1234))
+	r.ClickHouseNewestEvent = ptr(time.Date(2025, 3, 4, 5, 6, 5, 123456000, time.UTC))
+	if edit != nil {
+		edit(&r)
+	}
+	r.Judge(DefaultThresholds())
+	return &r
+}
+
+func TestWriteGolden(t *testing.T) {
+	tests := []struct {
+		name string
+		r    *Report
+	}{
+		{"warning", fixedReport(nil)},
+		{"missing_slot", fixedReport(func(r *Report) {
+			r.SlotExists, r.Active, r.ActivePID, r.Plugin, r.SlotDatabase, r.SlotInDatabase = false, false, nil, "", "", false
+			r.ConfirmedFlushLSN, r.RestartLSN, r.LagBytes, r.RetainedWALBytes, r.SafeWALSize = nil, nil, nil, nil, nil
+			r.WALStatus, r.LastReplyAgeSeconds = WALStatusMissing, nil
+			r.MaxSlotWALKeepSize, r.MaxSlotWALKeepSizeBytes = "-1", -1
+			r.BacklogRows, r.OldestBacklogAgeSeconds = 0, nil
+			r.ClickHouseReachable, r.ClickHouseVersion, r.ClickHouseRows, r.ClickHouseNewestEvent = false, "", nil, nil
+			r.ClickHouseError = "clickhouse ping: dial tcp 127.0.0.1:9000: connect: connection refused"
+		})},
+		{"inactive_old", fixedReport(func(r *Report) {
+			r.Active, r.ActivePID, r.LastReplyAgeSeconds = false, nil, nil
+			r.LagBytes = ptr(int64(512))
+			r.BacklogRows, r.OldestBacklogAgeSeconds = 42, ptr(75.5)
+			r.ClickHouseRows, r.ClickHouseNewestEvent = ptr(uint64(0)), nil
+		})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var table, js bytes.Buffer
+			if err := WriteTable(&table, tt.r); err != nil {
+				t.Fatal(err)
+			}
+			if err := WriteJSON(&js, tt.r); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tt.name+".txt", table.Bytes())
+			var indented bytes.Buffer
+			if err := json.Indent(&indented, js.Bytes(), "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tt.name+".json", indented.Bytes())
+		})
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/status -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// TestJSONSchemaKeys pins the documented keys: they may be added to, never
+// renamed or removed.
+func TestJSONSchemaKeys(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteJSON(&buf, fixedReport(nil)); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"schema_version", "time", "slot", "slot_exists", "plugin", "active", "active_pid",
+		"confirmed_flush_lsn", "restart_lsn", "lag_bytes", "retained_wal_bytes", "wal_status", "safe_wal_size",
+		"max_slot_wal_keep_size", "inactive_seconds", "backlog_rows", "oldest_backlog_age_seconds",
+		"clickhouse_reachable", "clickhouse_version", "clickhouse_rows", "clickhouse_newest_event_time",
+		"verdict", "reasons"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("key %q missing from %s", k, buf.String())
+		}
+	}
+	if reasons, ok := m["reasons"].([]any); !ok || !slices.ContainsFunc(reasons, func(v any) bool { return v != "" }) {
+		t.Errorf("reasons = %v, want a non-empty list", m["reasons"])
+	}
+}

@@ -1,0 +1,125 @@
+// Package status answers "is the relay keeping up?" from the servers alone:
+// the replication slot, the outbox backlog and ClickHouse. It works whether
+// or not a relay is running, and it is what `relay status` prints.
+//
+// Three parts, kept apart so the judgement is testable without servers:
+//   - Gather reads a Report (PostgreSQL errors are returned; ClickHouse
+//     problems are recorded in the Report, because an unreachable sink is a
+//     finding, not a failure of the check);
+//   - Evaluate turns a Report and Thresholds into a Verdict with reasons;
+//     it is pure;
+//   - WriteTable and WriteJSON render it. The JSON field names are a stable
+//     schema (SchemaVersion); fields may be added, never renamed.
+//
+// ReadSlot and PollSlot are the cheap part of Gather that `relay run`
+// repeats to keep the slot gauges of /metrics and the readiness of /readyz
+// current.
+package status
+
+import (
+	"time"
+)
+
+// SchemaVersion is the version of the JSON schema of Report.
+const SchemaVersion = 1
+
+// Verdict is the overall judgement; its exit code is chosen by the CLI.
+type Verdict string
+
+// Verdicts, from best to worst.
+const (
+	OK       Verdict = "OK"
+	Warning  Verdict = "WARNING"
+	Critical Verdict = "CRITICAL"
+)
+
+func (v Verdict) rank() int {
+	switch v {
+	case Warning:
+		return 1
+	case Critical:
+		return 2
+	}
+	return 0
+}
+
+// WALStatusMissing is Report.WALStatus when the slot does not exist (the
+// same word as the outbox_relay_wal_status metric label).
+const WALStatusMissing = "missing"
+
+// Report is everything `relay status` shows. Pointer fields are null in
+// JSON when the server does not know the value (e.g. lag of a missing slot).
+type Report struct {
+	SchemaVersion int       `json:"schema_version"`
+	Time          time.Time `json:"time"`
+
+	// PostgreSQL and the slot.
+	PostgresVersion string `json:"postgres_version"`
+	Slot            string `json:"slot"`
+	SlotExists      bool   `json:"slot_exists"`
+	Plugin          string `json:"plugin"`
+	// SlotDatabase is the database the slot decodes; it must be the one of
+	// DATABASE_URL.
+	SlotDatabase string `json:"slot_database"`
+	// SlotInDatabase is true when SlotDatabase is DATABASE_URL's database.
+	SlotInDatabase bool   `json:"slot_in_database"`
+	Active         bool   `json:"active"`
+	ActivePID      *int32 `json:"active_pid"`
+	// ConfirmedFlushLSN is what the relay confirmed as stored in ClickHouse.
+	ConfirmedFlushLSN *string `json:"confirmed_flush_lsn"`
+	// RestartLSN is the oldest WAL the slot may still need.
+	RestartLSN    *string `json:"restart_lsn"`
+	CurrentWALLSN string  `json:"current_wal_lsn"`
+	// LagBytes is current WAL position minus confirmed_flush_lsn.
+	LagBytes *int64 `json:"lag_bytes"`
+	// RetainedWALBytes is current WAL position minus restart_lsn: the WAL
+	// the server keeps for this slot.
+	RetainedWALBytes *int64 `json:"retained_wal_bytes"`
+	// WALStatus is pg_replication_slots.wal_status (reserved, extended,
+	// unreserved, lost), or "missing" when there is no slot.
+	WALStatus string `json:"wal_status"`
+	// SafeWALSize is the WAL that may still be written before the slot is
+	// lost; null when max_slot_wal_keep_size is -1 (unlimited).
+	SafeWALSize *int64 `json:"safe_wal_size"`
+	// MaxSlotWALKeepSize is the server setting as shown (e.g. "-1", "10GB");
+	// MaxSlotWALKeepSizeBytes is it in bytes, -1 for unlimited.
+	MaxSlotWALKeepSize      string `json:"max_slot_wal_keep_size"`
+	MaxSlotWALKeepSizeBytes int64  `json:"max_slot_wal_keep_size_bytes"`
+	// InactiveSeconds is how long the slot has been inactive; only
+	// PostgreSQL 17+ records it (inactive_since), so it is null before.
+	InactiveSeconds *float64 `json:"inactive_seconds"`
+	// LastReplyAgeSeconds is the age of the last standby status update the
+	// server received from the active consumer (pg_stat_replication).
+	LastReplyAgeSeconds *float64 `json:"last_reply_age_seconds"`
+
+	// The publication.
+	Publication         string `json:"publication"`
+	PublicationExists   bool   `json:"publication_exists"`
+	PublicationHasTable bool   `json:"publication_has_table"`
+
+	// The backlog: rows of outbox_event not yet delivered.
+	BacklogRows int64 `json:"backlog_rows"`
+	// OldestBacklogAgeSeconds is now() - min(event_date_time); null when
+	// the table is empty.
+	OldestBacklogAgeSeconds *float64 `json:"oldest_backlog_age_seconds"`
+
+	// ClickHouse.
+	ClickHouseReachable bool   `json:"clickhouse_reachable"`
+	ClickHouseVersion   string `json:"clickhouse_version"`
+	// ClickHouseRows is count() of event_log (replays not yet merged away
+	// are counted twice).
+	ClickHouseRows *uint64 `json:"clickhouse_rows"`
+	// ClickHouseNewestEvent is max(event_date_time), with the microseconds
+	// of event_date_time_us on servers before 20.1; null when empty.
+	ClickHouseNewestEvent *time.Time `json:"clickhouse_newest_event_time"`
+	// ClickHouseError says why ClickHouse could not be read ("" when fine).
+	ClickHouseError string `json:"clickhouse_error"`
+
+	Verdict Verdict  `json:"verdict"`
+	Reasons []string `json:"reasons"`
+}
+
+// Judge sets r.Verdict and r.Reasons from Evaluate.
+func (r *Report) Judge(t Thresholds) {
+	r.Verdict, r.Reasons = Evaluate(r, t)
+}
