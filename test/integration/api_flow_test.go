@@ -18,7 +18,9 @@ import (
 	"github.com/outbox-relay/relay/outbox"
 )
 
-func startAPI(t *testing.T, e *testenv.Env) *httptest.Server {
+func startAPI(t *testing.T, e *testenv.Env) *httptest.Server { return startAPIForBench(t, e) }
+
+func startAPIForBench(t testing.TB, e *testenv.Env) *httptest.Server {
 	t.Helper()
 	pub, err := outbox.NewPublisher("test")
 	if err != nil {
