@@ -16,6 +16,7 @@ export CH_OUTBOX_PROCESSING_FREQUENCY_SEC="${CH_OUTBOX_PROCESSING_FREQUENCY_SEC:
 
 pids=()
 cleanup() {
+  trap - EXIT INT TERM
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   echo "stopped. The databases keep running: scripts/services.sh down" >&2
