@@ -1,9 +1,9 @@
 // Package relay runs the pipeline source -> batch -> sink -> ack -> cleanup.
 //
 // Contract (at-least-once into the sink, exactly-once through its read path):
-//   - The sink is asked to write a batch; only after it returned nil is the
-//     batch's AckLSN handed to the ack.Tracker (which the source reports to
-//     PostgreSQL) and are the batch's rows deleted from the outbox table.
+//   - The sink is asked to write a batch; only after it returned nil are the
+//     batch's rows deleted from the outbox table and its AckLSN handed to the
+//     ack.Tracker (which the source reports to PostgreSQL).
 //   - Retryable sink errors are retried with backoff for as long as it takes;
 //     meanwhile the source stops reading once the byte budget is spent and
 //     keeps the replication connection alive. Permanent sink errors stop
@@ -221,12 +221,16 @@ func (r *Relay) flush(ctx context.Context) error {
 	r.m.SetClickHouseUp(true)
 	took := time.Since(start)
 	r.observe(b, took)
+	// Delete, then confirm. Both only after the sink said yes; in this
+	// order a crash between the two replays the batch from the slot
+	// (invisible through the FINAL read path) instead of leaving delivered
+	// rows in the outbox table that no stream would ever bring back.
+	r.cleanup(ctx, b.Events)
 	if b.AckLSN > 0 {
 		r.tracker.Flushed(b.AckLSN)
 		r.m.AckedLSN.Set(float64(b.AckLSN))
 		r.m.LastAckTimestamp.SetToCurrentTime()
 	}
-	r.cleanup(ctx, b.Events)
 	r.release(b.Events)
 	r.log.Info().Int("events", len(b.Events)).Int("bytes", b.Bytes).Dur("took", took).
 		Str("acked_lsn", pglogrepl.LSN(b.AckLSN).String()).Msg("flushed")
@@ -254,8 +258,8 @@ func (r *Relay) observe(b batch.Batch, took time.Duration) {
 }
 
 // cleanup deletes the delivered rows. A failure is logged, not fatal: the
-// rows are already delivered and acknowledged, and a later delete (or the
-// next start's backfill, de-duplicated by the sink) takes care of them.
+// rows are already delivered; a later start that recreates the slot
+// backfills them again, de-duplicated by the sink's read path.
 func (r *Relay) cleanup(ctx context.Context, evs []event.Event) {
 	if len(evs) == 0 {
 		return
