@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
+	"github.com/outbox-relay/relay/internal/admin"
 	"github.com/outbox-relay/relay/internal/batch"
 	"github.com/outbox-relay/relay/internal/buildinfo"
 	"github.com/outbox-relay/relay/internal/cleanup"
@@ -26,6 +27,7 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/source"
+	"github.com/outbox-relay/relay/internal/status"
 )
 
 // preflightTimeout bounds the start-up checks of each server.
@@ -37,6 +39,7 @@ func newLogger(e *env, cfg *config.Config) zerolog.Logger {
 
 func newRunCmd(e *env) *cobra.Command {
 	cfg := config.Defaults()
+	var adminOpts admin.Options
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Stream outbox events to ClickHouse until SIGTERM/SIGINT",
@@ -51,10 +54,14 @@ exits 0.`,
 			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres|config.NeedClickHouse|config.NeedStream); err != nil {
 				return err
 			}
-			return runRelay(cmd.Context(), e, &cfg)
+			if err := adminOpts.Load(cmd.Flags(), e.environ); err != nil {
+				return err
+			}
+			return runRelay(cmd.Context(), e, &cfg, adminOpts)
 		},
 	}
 	config.RegisterFlags(cmd.Flags(), &cfg)
+	admin.RegisterFlags(cmd.Flags(), &adminOpts)
 	for _, name := range []string{"api-addr"} {
 		_ = cmd.Flags().MarkHidden(name)
 	}
@@ -108,7 +115,7 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg source.Config) (*
 	return d, nil
 }
 
-func runRelay(ctx context.Context, e *env, cfg *config.Config) error {
+func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.Options) error {
 	log := newLogger(e, cfg).With().Str("slot", cfg.Slot).Logger()
 	rep, err := report.New(report.Options{DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment,
 		Release: buildinfo.Version, SampleRate: cfg.SentrySampleRate})
@@ -134,7 +141,8 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config) error {
 	m := metrics.New()
 	tracker := ack.New(0)
 	budget := semaphore.NewWeighted(budgetBytes)
-	hooks := source.Hooks{
+	ready := admin.NewReadiness(admin.ReadinessFor(cfg.StatusInterval))
+	hooks := ready.Hooks(source.Hooks{
 		Connected: m.SetStreamConnected,
 		SlotLost: func(slot string) {
 			rep.Message("replication slot lost; recreating and backfilling from the outbox table", sentry.LevelError, map[string]string{"slot": slot})
@@ -143,7 +151,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config) error {
 			rep.Message("replication slot created; backfilling from the outbox table", sentry.LevelWarning, map[string]string{"slot": slot})
 		},
 		Backfilled: func(n int) { m.BackfilledEventsTotal.Add(float64(n)) },
-	}
+	})
 	newSrc := func() relay.Source {
 		return source.New(srcCfg, d.pool, tracker, budget, log, hooks)
 	}
@@ -157,8 +165,12 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx) })
 	if cfg.AdminAddr != "" {
-		srv := &http.Server{Addr: cfg.AdminAddr, Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Addr: cfg.AdminAddr, Handler: admin.New(ready, m.Handler(), adminOpts), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error { return serveUntil(gctx, srv) })
+		g.Go(func() error {
+			return status.PollSlot(gctx, d.pool, cfg.Slot, status.PollInterval(cfg.StatusInterval), log,
+				status.SlotGauges(m), ready.ObserveSlot)
+		})
 	}
 	err = g.Wait()
 	if err != nil {

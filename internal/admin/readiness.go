@@ -1,0 +1,182 @@
+package admin
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/outbox-relay/relay/internal/source"
+	"github.com/outbox-relay/relay/internal/status"
+)
+
+// ReadinessConfig sets the limits of Readiness.
+type ReadinessConfig struct {
+	// MaxSilence is the longest time without sign of life from the stream
+	// (a status update the server acknowledged, a keepalive, or the
+	// confirmed LSN moving) before the relay counts as hung.
+	MaxSilence time.Duration
+	// StuckAfter is how long the confirmed LSN may stand still while the
+	// server has sent WAL beyond it (ClickHouse down, a batch that cannot
+	// be written, ...).
+	StuckAfter time.Duration
+}
+
+// ReadinessFor derives the limits from the relay's status interval: status
+// updates go out at least every statusInterval and the slot is polled every
+// status.PollInterval, so both limits are several of those apart.
+func ReadinessFor(statusInterval time.Duration) ReadinessConfig {
+	return ReadinessConfig{
+		MaxSilence: 6*statusInterval + 2*status.PollInterval(statusInterval),
+		StuckAfter: 10 * statusInterval,
+	}
+}
+
+// Readiness tracks the replication stream from events and answers /readyz.
+// Every event carries its time, so tests need no clock. It is safe for
+// concurrent use: the replication goroutine, the slot poller and the HTTP
+// server call it.
+//
+// Ready is true while the stream is connected, showed a sign of life within
+// MaxSilence, and is not stuck: the confirmed LSN has not stood still for
+// StuckAfter while the server's WAL end was beyond it.
+type Readiness struct {
+	cfg ReadinessConfig
+
+	mu        sync.Mutex
+	connected bool
+	// lastLife is the latest sign of life: connect, keepalive, status
+	// update acknowledged by the server, confirmed LSN moved.
+	lastLife time.Time
+	acked    uint64 // highest confirmed LSN seen
+	walEnd   uint64 // highest WAL end the server reported sending
+	// behindSince is when walEnd was first seen beyond acked, for the
+	// current acked; zero when not behind.
+	behindSince time.Time
+}
+
+var _ State = (*Readiness)(nil)
+
+// NewReadiness returns a tracker that is not ready until the stream
+// connects.
+func NewReadiness(cfg ReadinessConfig) *Readiness {
+	return &Readiness{cfg: cfg}
+}
+
+// StreamConnected records that the replication stream went up or down.
+func (r *Readiness) StreamConnected(up bool, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.connected = up
+	if up {
+		r.life(at)
+		r.behindSince = time.Time{} // a new session starts from what is confirmed
+	}
+}
+
+// Acked records the confirmed LSN as seen at at (the slot's
+// confirmed_flush_lsn). Only a move forward from a known position is a sign
+// of life; the first value seen is just where the relay stands.
+func (r *Readiness) Acked(lsn uint64, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if lsn <= r.acked {
+		return
+	}
+	if r.acked != 0 {
+		r.life(at)
+	}
+	r.acked = lsn
+	r.behindSince = time.Time{}
+	r.markBehind(at)
+}
+
+// ServerWALEnd records the WAL end the server reported (keepalive) or has
+// sent to the relay (pg_stat_replication.sent_lsn).
+func (r *Readiness) ServerWALEnd(lsn uint64, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.walEnd = max(r.walEnd, lsn)
+	r.markBehind(at)
+}
+
+// Keepalive records a keepalive from the server: a sign of life of the
+// receiving side, and a WAL end.
+func (r *Readiness) Keepalive(walEnd uint64, at time.Time) {
+	r.mu.Lock()
+	r.life(at)
+	r.mu.Unlock()
+	r.ServerWALEnd(walEnd, at)
+}
+
+// Replied records that the server received a standby status update at at.
+func (r *Readiness) Replied(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.life(at)
+}
+
+func (r *Readiness) life(at time.Time) {
+	if at.After(r.lastLife) {
+		r.lastLife = at
+	}
+}
+
+func (r *Readiness) markBehind(at time.Time) {
+	if r.walEnd > r.acked && r.behindSince.IsZero() {
+		r.behindSince = at
+	}
+}
+
+// Ready reports whether the relay is ready at now, and why (or why not).
+func (r *Readiness) Ready(now time.Time) (bool, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case !r.connected:
+		return false, "replication stream is not connected"
+	case now.Sub(r.lastLife) > r.cfg.MaxSilence:
+		return false, fmt.Sprintf("no sign of life from the replication stream for %s (limit %s)",
+			now.Sub(r.lastLife).Round(time.Second), r.cfg.MaxSilence)
+	case !r.behindSince.IsZero() && now.Sub(r.behindSince) >= r.cfg.StuckAfter:
+		return false, fmt.Sprintf("stuck: confirmed LSN %s has not moved for %s while the server sent up to %s",
+			pglogrepl.LSN(r.acked), now.Sub(r.behindSince).Round(time.Second), pglogrepl.LSN(r.walEnd))
+	}
+	return true, fmt.Sprintf("streaming; confirmed LSN %s", pglogrepl.LSN(r.acked))
+}
+
+// ObserveSlot feeds a slot sample from status.PollSlot: the confirmed LSN,
+// what the walsender has sent, and when the server last heard from the
+// relay (ages are by the server's clock, so clock skew does not matter).
+func (r *Readiness) ObserveSlot(s status.SlotSample) {
+	if !s.Exists || !s.Active {
+		return
+	}
+	r.Acked(s.ConfirmedLSN, s.At)
+	if s.SentLSN > 0 {
+		r.ServerWALEnd(s.SentLSN, s.At)
+	}
+	if s.ReplyAge != nil {
+		r.Replied(s.At.Add(-*s.ReplyAge))
+	}
+}
+
+// Hooks returns h with the stream events also sent to r (h's own hooks
+// still run first).
+func (r *Readiness) Hooks(h source.Hooks) source.Hooks {
+	connected, walEnd := h.Connected, h.ServerWALEnd
+	h.Connected = func(up bool) {
+		if connected != nil {
+			connected(up)
+		}
+		r.StreamConnected(up, time.Now())
+	}
+	h.ServerWALEnd = func(lsn uint64) {
+		if walEnd != nil {
+			walEnd(lsn)
+		}
+		r.Keepalive(lsn, time.Now())
+	}
+	return h
+}
