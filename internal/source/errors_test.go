@@ -89,7 +89,7 @@ func TestClassify(t *testing.T) {
 				t.Errorf("classify() hides the *pgconn.PgError")
 			}
 			for _, sentinel := range []error{ErrSlotInUse, ErrSlotLost} {
-				if sentinel != tt.wantIs && errors.Is(got, sentinel) {
+				if !errors.Is(tt.wantIs, sentinel) && errors.Is(got, sentinel) {
 					t.Errorf("classify() = %v matches %v", got, sentinel)
 				}
 			}
