@@ -22,7 +22,9 @@ type fakeState struct {
 func (f fakeState) Ready(now time.Time) (bool, string) { return f.ready(now) }
 
 func TestHandler(t *testing.T) {
-	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "outbox_relay_events_total 3\n") })
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "outbox_relay_events_total 3\n")
+	})
 	clock := func() time.Time { return t0 }
 	tests := []struct {
 		name     string

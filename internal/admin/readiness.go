@@ -143,6 +143,9 @@ func (r *Readiness) Ready(now time.Time) (bool, string) {
 		return false, fmt.Sprintf("stuck: confirmed LSN %s has not moved for %s while the server sent up to %s",
 			pglogrepl.LSN(r.acked), now.Sub(r.behindSince).Round(time.Second), pglogrepl.LSN(r.walEnd))
 	}
+	if r.acked == 0 {
+		return true, "streaming"
+	}
 	return true, fmt.Sprintf("streaming; confirmed LSN %s", pglogrepl.LSN(r.acked))
 }
 

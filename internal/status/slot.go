@@ -87,14 +87,21 @@ func ReadSlot(ctx context.Context, db DB, slot string) (SlotSample, error) {
 }
 
 // PollSlot reads the slot every interval until ctx ends and hands each
-// sample to every observer. A failed read is logged (once per streak of
+// sample to every observer. While the slot is missing or inactive (the relay
+// is creating it or connecting) it reads every second at most, so the gauges
+// settle quickly after a start. A failed read is logged (once per streak of
 // failures) and polling goes on: the gauges are a view, not the pipeline.
 // It returns nil when ctx ends.
 func PollSlot(ctx context.Context, db DB, slot string, every time.Duration, log zerolog.Logger, observers ...func(SlotSample)) error {
-	t := time.NewTicker(every)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	failing := false
 	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 		qctx, cancel := context.WithTimeout(ctx, every)
 		s, err := ReadSlot(qctx, db, slot)
 		cancel()
@@ -107,16 +114,16 @@ func PollSlot(ctx context.Context, db DB, slot string, every time.Duration, log 
 			log.Info().Msg("slot gauges: reading the slot works again")
 		}
 		failing = err != nil
+		next := every
 		if err == nil {
 			for _, o := range observers {
 				o(s)
 			}
+			if !s.Exists || !s.Active {
+				next = min(every, time.Second)
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+		t.Reset(next)
 	}
 }
 
@@ -128,14 +135,21 @@ func PollInterval(statusInterval time.Duration) time.Duration {
 
 // SlotGauges returns an observer that sets the slot gauges of m:
 // outbox_relay_slot_lag_bytes, outbox_relay_retained_wal_bytes and
-// outbox_relay_wal_status ("missing" when the slot does not exist; the lag
-// gauges then keep their last value).
+// outbox_relay_wal_status. A relay creates a missing slot as it starts, so
+// "missing" is reported only once the slot disappeared after being seen,
+// or was missing on two reads in a row; the lag gauges then keep their last
+// value.
 func SlotGauges(m *metrics.Metrics) func(SlotSample) {
+	seen, missingBefore := false, false
 	return func(s SlotSample) {
 		if !s.Exists {
-			m.SetWALStatus(metrics.WALStatusMissing)
+			if seen || missingBefore {
+				m.SetWALStatus(metrics.WALStatusMissing)
+			}
+			missingBefore = true
 			return
 		}
+		seen, missingBefore = true, false
 		m.SetWALStatus(s.WALStatus)
 		if s.LagBytes != nil {
 			m.SlotLagBytes.Set(float64(*s.LagBytes))
