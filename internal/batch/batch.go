@@ -10,6 +10,7 @@
 package batch
 
 import (
+	"context"
 	"time"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -30,6 +31,9 @@ type Batch struct {
 	// AckLSN is the end LSN of the last complete transaction covered once
 	// this batch is written; zero when the batch completes no transaction.
 	AckLSN uint64
+	// AfterFlush are the callbacks of the commits in this batch, to run
+	// once it is written.
+	AfterFlush []func(context.Context) error
 }
 
 // Batcher accumulates events and commit positions.
@@ -43,6 +47,7 @@ type Batcher struct {
 	// committed is how many buffered events belong to complete transactions.
 	committed      int
 	committedBytes int
+	afterFlush     []func(context.Context) error
 }
 
 // New returns an empty Batcher.
@@ -59,8 +64,13 @@ func (b *Batcher) Add(ev event.Event, now time.Time) (full bool) {
 }
 
 // Commit records that the transaction ending at endLSN is complete: every
-// event of it has been added.
-func (b *Batcher) Commit(endLSN uint64, now time.Time) {
+// event of it has been added. Optional after callbacks travel with the batch.
+func (b *Batcher) Commit(endLSN uint64, now time.Time, after ...func(context.Context) error) {
+	for _, f := range after {
+		if f != nil {
+			b.afterFlush = append(b.afterFlush, f)
+		}
+	}
 	b.touch(now)
 	if endLSN > b.ackLSN {
 		b.ackLSN = endLSN
@@ -125,7 +135,8 @@ func (b *Batcher) Pending() bool { return b.pending }
 // Flush hands out the buffered batch and resets the Batcher. The returned
 // slice is owned by the caller.
 func (b *Batcher) Flush() Batch {
-	out := Batch{Events: b.events, Bytes: b.bytes, AckLSN: b.ackLSN}
+	out := Batch{Events: b.events, Bytes: b.bytes, AckLSN: b.ackLSN, AfterFlush: b.afterFlush}
+	b.afterFlush = nil
 	b.events = make([]event.Event, 0, cap(b.events))
 	b.bytes, b.committed, b.committedBytes = 0, 0, 0
 	b.pending = false

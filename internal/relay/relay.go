@@ -182,7 +182,7 @@ func (r *Relay) add(ctx context.Context, it source.Item) error {
 	now := time.Now()
 	var full bool
 	if it.Commit {
-		r.batcher.Commit(it.EndLSN, now)
+		r.batcher.Commit(it.EndLSN, now, it.AfterFlush)
 		full = r.batcher.Full(now)
 	} else {
 		full = r.batcher.Add(it.Event, now)
@@ -232,6 +232,11 @@ func (r *Relay) flush(ctx context.Context) error {
 		r.m.LastAckTimestamp.SetToCurrentTime()
 	}
 	r.release(b.Events)
+	for _, f := range b.AfterFlush {
+		if err := f(ctx); err != nil {
+			return fmt.Errorf("after flush: %w", err)
+		}
+	}
 	r.log.Info().Int("events", len(b.Events)).Int("bytes", b.Bytes).Dur("took", took).
 		Str("acked_lsn", pglogrepl.LSN(b.AckLSN).String()).Msg("flushed")
 	return nil

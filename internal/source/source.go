@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
 	"github.com/outbox-relay/relay/internal/ack"
@@ -37,6 +38,8 @@ type Item struct {
 	EndLSN uint64
 	// Weight is what was taken from the Budget for this item.
 	Weight int64
+	// AfterFlush, on a Commit, runs once the commit is in the sink.
+	AfterFlush func(context.Context) error
 }
 
 // Budget bounds the bytes of events in flight between the source and the
@@ -49,6 +52,7 @@ type Budget interface {
 type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 // Config is what the source needs to know.

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -112,8 +113,26 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 		st.exists = false
 	}
 	if st.exists {
+		pending, err := s.backfillPending(ctx)
+		if err != nil {
+			return err
+		}
+		if pending {
+			// A relay died between creating the slot and delivering its
+			// snapshot: deliver every row still in the table (rows the
+			// stream also brings collapse in the sink's read path).
+			s.log.Warn().Msg("backfill of the slot's snapshot did not finish; delivering the outbox table's rows again")
+			n, err := s.backfill(ctx, "", 0, out)
+			if err != nil {
+				return fmt.Errorf("resume backfill: %w", err)
+			}
+			s.log.Info().Int("events", n).Msg("backfill resumed")
+		}
 		s.tracker.Start(st.confirmed)
 		return nil
+	}
+	if err := s.setBackfillPending(ctx, true); err != nil {
+		return err
 	}
 	snapshot, consistent, err := createSlot(ctx, conn, s.cfg.Slot)
 	if err != nil {
@@ -145,8 +164,10 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 		return 0, classify(err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshot)); err != nil {
-		return 0, classify(fmt.Errorf("import snapshot: %w", err))
+	if snapshot != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshot)); err != nil {
+			return 0, classify(fmt.Errorf("import snapshot: %w", err))
+		}
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT id, event_type, event_date_time, environment, event_context::text, metadata_version
 		FROM %s ORDER BY event_date_time, id`, pgx.Identifier{s.cfg.Table}.Sanitize()))
@@ -174,7 +195,33 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 	if err := rows.Err(); err != nil {
 		return n, classify(fmt.Errorf("read outbox table: %w", err))
 	}
-	return n, s.emit(ctx, nil, out, Item{Commit: true, EndLSN: consistent})
+	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
+	return n, s.emit(ctx, nil, out, Item{Commit: true, EndLSN: consistent, AfterFlush: done})
+}
+
+// backfillPending reads the slot's marker in outbox_relay_state.
+func (s *Source) backfillPending(ctx context.Context) (bool, error) {
+	var pending bool
+	err := s.db.QueryRow(ctx, "SELECT backfill_pending FROM outbox_relay_state WHERE slot = $1", s.cfg.Slot).Scan(&pending)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, classify(fmt.Errorf("read outbox_relay_state (run `relay migrate`): %w", err))
+	}
+	return pending, nil
+}
+
+// setBackfillPending records whether the slot's snapshot still has to be
+// delivered; it is set before the slot exists and cleared only after the
+// snapshot's rows are in the sink.
+func (s *Source) setBackfillPending(ctx context.Context, pending bool) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO outbox_relay_state (slot, backfill_pending) VALUES ($1, $2)
+		ON CONFLICT (slot) DO UPDATE SET backfill_pending = EXCLUDED.backfill_pending, updated_at = now()`, s.cfg.Slot, pending)
+	if err != nil {
+		return classify(fmt.Errorf("write outbox_relay_state (run `relay migrate`): %w", err))
+	}
+	return nil
 }
 
 // emitEvent takes the event's weight from the budget, then sends it.

@@ -1,0 +1,89 @@
+package source
+
+import (
+	"encoding/binary"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outbox-relay/relay/internal/event"
+)
+
+// benchOutboxRelation is the outbox table as a RELATION message announces
+// it (column order and types of migrations/postgres/00001_outbox_event.sql).
+func benchOutboxRelation(b *testing.B) *relation {
+	b.Helper()
+	cols := []*pglogrepl.RelationMessageColumn{
+		{Name: colID, DataType: oidUUID},
+		{Name: colEventType, DataType: oidText},
+		{Name: colEventDateTime, DataType: oidTimestamptz},
+		{Name: colEnvironment, DataType: oidText},
+		{Name: colEventContext, DataType: oidJSONB},
+		{Name: colMetadataVersion, DataType: oidInt8},
+	}
+	rel, err := newRelation(&pglogrepl.RelationMessage{RelationID: 16384, Namespace: "public",
+		RelationName: "outbox_event", ColumnNum: uint16(len(cols)), Columns: cols})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rel
+}
+
+// benchInsertBody is a binary-format INSERT body (after the 'I' byte) with
+// an event_context of size bytes, encoded by hand.
+func benchInsertBody(size int) []byte {
+	ctx := make([]byte, size)
+	for i := range ctx {
+		ctx[i] = 'a' + byte(i%26)
+	}
+	ctx[0], ctx[size-1] = '"', '"'
+	ts := binary.BigEndian.AppendUint64(nil, uint64(time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC).UnixMicro()-pgEpochMicros))
+	vals := [][]byte{
+		[]byte("0123456789abcdef"), // uuid, 16 bytes
+		[]byte("user_created"),
+		ts,
+		[]byte("production"),
+		append([]byte{1}, ctx...), // jsonb: version byte + text
+		binary.BigEndian.AppendUint64(nil, 1),
+	}
+	body := binary.BigEndian.AppendUint32(nil, 16384)
+	body = append(body, 'N')
+	body = binary.BigEndian.AppendUint16(body, uint16(len(vals)))
+	for _, v := range vals {
+		body = append(body, 'b')
+		body = binary.BigEndian.AppendUint32(body, uint32(len(v)))
+		body = append(body, v...)
+	}
+	return body
+}
+
+// BenchmarkDecodeInsert measures the per-event decode of the hot path:
+// pgoutput INSERT body -> event.Event. One op is one event.
+func BenchmarkDecodeInsert(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		size int
+	}{{"512B", 512}, {"64KiB", 64 << 10}} {
+		b.Run(bc.name, func(b *testing.B) {
+			rel := benchOutboxRelation(b)
+			body := benchInsertBody(bc.size)
+			types := pgtype.NewMap()
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			for b.Loop() {
+				var ev event.Event
+				if err := rel.decodeInsert(body, &ev, types); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&ms1)
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/event")
+		})
+	}
+}
