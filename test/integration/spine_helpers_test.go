@@ -18,14 +18,17 @@ import (
 
 // Log lines (LOG_FORMAT=json) the spine tests wait for or look for.
 const (
-	logStreaming     = `"message":"streaming"`
-	logFlushed       = `"message":"flushed"`
-	logStoppedClean  = `"message":"relay stopped cleanly"`
-	logReplStopped   = `"message":"replication stopped"`
-	logReconnecting  = `"message":"stream interrupted; reconnecting"`
-	logSinkRetrying  = `"message":"sink write failed; retrying"`
-	spineEventType   = "spine"
-	spineEnvironment = "test"
+	logStreaming         = `"message":"streaming"`
+	logFlushed           = `"message":"flushed"`
+	logStoppedClean      = `"message":"relay stopped cleanly"`
+	logReplStopped       = `"message":"replication stopped"`
+	logBackfillDone      = `"message":"backfill done"`
+	logRowsLeft          = `"message":"delivered rows left in the outbox table"`
+	logStoppedBeforeSink = `"message":"stopped before buffered events reached the sink; they will be streamed again"`
+	logReconnecting      = `"message":"stream interrupted; reconnecting"`
+	logSinkRetrying      = `"message":"sink write failed; retrying"`
+	spineEventType       = "spine"
+	spineEnvironment     = "test"
 )
 
 // startRelay runs `relay run` on e with RelayEnv(extra...).

@@ -1,0 +1,234 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outbox-relay/relay/internal/testenv"
+)
+
+// producer commits small transactions (1-3 events) until stopped and counts
+// the committed events. Its statements are never cancelled: a statement
+// cancelled on the client may still commit on the server and would make the
+// count wrong.
+type producer struct {
+	committed atomic.Int64
+	txs       atomic.Int64
+	done      chan struct{}
+	once      sync.Once
+	wg        sync.WaitGroup
+	err       error
+}
+
+func startProducer(e *testenv.Env) *producer {
+	p := &producer{done: make(chan struct{})}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-p.done:
+				return
+			default:
+			}
+			n := 1 + i%3
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := e.PG.Exec(ctx, `INSERT INTO outbox_event (event_type, environment, event_context)
+				SELECT $1, $2, jsonb_build_object('tx', $3::int, 'n', g) FROM generate_series(1, $4::int) g`,
+				spineEventType, spineEnvironment, i, n)
+			cancel()
+			if err != nil {
+				p.err = fmt.Errorf("producer tx %d: %w", i, err)
+				return
+			}
+			p.committed.Add(int64(n))
+			p.txs.Add(1)
+		}
+	}()
+	return p
+}
+
+// stop ends the producer after its current transaction and returns how
+// many events it committed.
+func (p *producer) stop() (int64, error) {
+	p.once.Do(func() { close(p.done) })
+	p.wg.Wait()
+	return p.committed.Load(), p.err
+}
+
+// TestSIGTERMMidStreamLosesAndRepeatsNothing stops the relay with SIGTERM
+// while transactions keep committing, then restarts it: every committed
+// event arrives exactly once, even counted without FINAL.
+func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
+	t.Parallel()
+	e := testenv.New(t)
+	ctx := context.Background()
+	const grace = 10 * time.Second
+	env := []string{"RELAY_SHUTDOWN_TIMEOUT=" + grace.String()}
+	first := startRelay(t, e, env...)
+	// Mid-stream: the slot exists and its (empty) backfill is done before
+	// the first event commits (TestSIGTERMDuringBackfill covers the other case).
+	waitLog(t, first, logStreaming, 30*time.Second)
+	prod := startProducer(e)
+	t.Cleanup(func() { _, _ = prod.stop() })
+
+	testenv.Eventually(t, 30*time.Second, "first events delivered while the producer writes", func() error {
+		if first.Exited() {
+			t.Fatalf("relay exited:\n%s", first.Output())
+		}
+		c, err := e.ClickHouseCounts(ctx)
+		if err == nil && c.Distinct < 300 {
+			err = fmt.Errorf("%d events in ClickHouse", c.Distinct)
+		}
+		return err
+	})
+	atSignal := prod.txs.Load()
+	if err := first.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code := first.Wait(grace + 10*time.Second)
+	t.Logf("relay exited with %d %s after SIGTERM", code, time.Since(start).Round(time.Millisecond))
+	if code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0:\n%s", code, first.Output())
+	}
+	out := first.Output()
+	for _, line := range []string{logFlushed, logReplStopped, logStoppedClean} {
+		if !strings.Contains(out, line) {
+			t.Errorf("log of the stopped relay lacks %s", line)
+		}
+	}
+	if strings.Contains(out, logRowsLeft) {
+		t.Errorf("the relay left delivered rows in outbox_event on shutdown (log %s): nothing deletes them later", logRowsLeft)
+	}
+	checkFinalStatusApplied(ctx, t, e, out)
+	// The shutdown happened while transactions kept committing.
+	testenv.Eventually(t, 10*time.Second, "producer still committing after the relay stopped", func() error {
+		if n := prod.txs.Load(); n < atSignal+20 {
+			return fmt.Errorf("%d transactions since SIGTERM", n-atSignal)
+		}
+		return nil
+	})
+	committed, err := prod.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := e.ClickHouseCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Distinct >= uint64(committed) {
+		t.Fatalf("ClickHouse already holds %d of %d events before the restart: the test did not stop the relay mid-stream", before.Distinct, committed)
+	}
+	t.Logf("committed %d events; %d delivered before the restart", committed, before.Distinct)
+
+	second := startRelay(t, e, env...)
+	var c testenv.Counts
+	testenv.Eventually(t, 45*time.Second, fmt.Sprintf("all %d committed events in ClickHouse", committed), func() error {
+		if second.Exited() {
+			t.Fatalf("relay exited:\n%s", second.Output())
+		}
+		var err error
+		if c, err = e.ClickHouseCounts(ctx); err == nil && c.Distinct < uint64(committed) {
+			err = fmt.Errorf("%d distinct events", c.Distinct)
+		}
+		return err
+	})
+	if c.Rows != uint64(committed) || c.Distinct != uint64(committed) || c.Final != uint64(committed) {
+		t.Errorf("count()=%d uniqExact(event_id)=%d FINAL=%d, want all %d: an event was written twice",
+			c.Rows, c.Distinct, c.Final, committed)
+		if strings.Contains(out, logStoppedBeforeSink) {
+			t.Errorf("the stopped relay logged %s: SIGTERM cancelled a ClickHouse INSERT in flight "+
+				"(ClickHouse had stored it), so its batch was not acknowledged and is streamed again", logStoppedBeforeSink)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "outbox_event emptied after every event reached ClickHouse", func() error {
+		n, err := e.OutboxRows(ctx)
+		if err == nil && n != 0 {
+			err = fmt.Errorf("%d delivered rows still in outbox_event", n)
+		}
+		return err
+	})
+	if strings.Contains(second.Output(), logBackfillDone) {
+		t.Errorf("the restart created the slot again: the first run's position was lost")
+	}
+	if err := second.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := second.Wait(grace + 10*time.Second); code != 0 {
+		t.Fatalf("second relay: exit code %d after SIGTERM", code)
+	}
+	if err := checkNoDuplicateRows(ctx, e); err != nil {
+		t.Error(err)
+	}
+}
+
+// checkFinalStatusApplied compares the position the stopped relay says it
+// confirmed (log "replication stopped") with the slot's confirmed_flush_lsn.
+func checkFinalStatusApplied(ctx context.Context, t *testing.T, e *testenv.Env, out string) {
+	t.Helper()
+	var said string
+	for _, line := range strings.Split(out, "\n") {
+		var m struct {
+			Message      string `json:"message"`
+			ConfirmedLSN string `json:"confirmed_lsn"`
+		}
+		if json.Unmarshal([]byte(line), &m) == nil && m.Message == "replication stopped" {
+			said = m.ConfirmedLSN
+		}
+	}
+	if said == "" {
+		t.Errorf("no confirmed_lsn in the relay's \"replication stopped\" line")
+		return
+	}
+	var (
+		active bool
+		slot   string
+		ok     bool
+	)
+	testenv.Eventually(t, 10*time.Second, "walsender of the stopped relay gone", func() error {
+		err := e.PG.QueryRow(ctx, `SELECT active, confirmed_flush_lsn::text, confirmed_flush_lsn >= $2::pg_lsn
+			FROM pg_replication_slots WHERE slot_name = $1`, e.Slot, said).Scan(&active, &slot, &ok)
+		if err == nil && active {
+			err = errors.New("slot still active")
+		}
+		return err
+	})
+	if !ok {
+		t.Errorf("relay logged confirmed_lsn %s on shutdown, but the slot's confirmed_flush_lsn is %s: "+
+			"the final standby status update never reached the walsender, so the last flushed transactions will be streamed (and written) again", said, slot)
+	}
+}
+
+// checkNoDuplicateRows lists event ids stored more than once (without FINAL).
+func checkNoDuplicateRows(ctx context.Context, e *testenv.Env) error {
+	rows, err := e.CH.Query(ctx, `SELECT toString(event_id), count() AS n FROM event_log GROUP BY event_id HAVING n > 1 LIMIT 10`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var dups []string
+	for rows.Next() {
+		var id string
+		var n uint64
+		if err := rows.Scan(&id, &n); err != nil {
+			return err
+		}
+		dups = append(dups, fmt.Sprintf("%s x%d", id, n))
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(dups) > 0 {
+		return errors.New("events stored more than once: " + strings.Join(dups, ", "))
+	}
+	return nil
+}
