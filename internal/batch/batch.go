@@ -11,6 +11,7 @@ package batch
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -82,7 +83,8 @@ func (b *Batcher) Commit(endLSN uint64, now time.Time, after ...func(context.Con
 // stream broke or the relay is stopping; it will be streamed again from the
 // acknowledged position) and returns them.
 func (b *Batcher) DropUncommitted() []event.Event {
-	tail := b.events[b.committed:]
+	tail := slices.Clone(b.events[b.committed:])
+	clear(b.events[b.committed:]) // let the dropped payloads be collected
 	b.events = b.events[:b.committed]
 	b.bytes = b.committedBytes
 	if len(b.events) == 0 && b.ackLSN == 0 {

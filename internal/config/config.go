@@ -227,7 +227,7 @@ func (c *Config) Validate(need Need) error {
 		if c.BatchBytes < 1024 {
 			add("RELAY_BATCH_BYTES must be at least 1024, got %d", c.BatchBytes)
 		}
-		if c.FlushSeconds <= 0 || c.FlushSeconds > 3600 {
+		if !(c.FlushSeconds > 0 && c.FlushSeconds <= 3600) { // also rejects NaN
 			add("CH_OUTBOX_PROCESSING_FREQUENCY_SEC must be in (0, 3600], got %g", c.FlushSeconds)
 		}
 		if c.StatusInterval < 100*time.Millisecond || c.StatusInterval > 10*time.Minute {
@@ -250,7 +250,7 @@ func (c *Config) Validate(need Need) error {
 	default:
 		add("LOG_FORMAT %q: use json, console or auto", c.LogFormat)
 	}
-	if c.SentrySampleRate < 0 || c.SentrySampleRate > 1 {
+	if !(c.SentrySampleRate >= 0 && c.SentrySampleRate <= 1) { // also rejects NaN
 		add("SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1, got %g", c.SentrySampleRate)
 	}
 	if len(p) > 0 {

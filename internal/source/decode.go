@@ -157,10 +157,13 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 			continue
 		}
 		var err error
-		if kind == 'b' {
+		switch kind {
+		case 'b':
 			err = setBinary(ev, r.fields[i], r.oids[i], val)
-		} else {
+		case 't':
 			err = setText(ev, r.fields[i], r.oids[i], val, types)
+		default:
+			err = errMalformed
 		}
 		if err != nil {
 			return fmt.Errorf("relation %s: column %s: %w", r.name, fieldName(r.fields[i]), err)

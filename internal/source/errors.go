@@ -49,8 +49,8 @@ func classify(err error) error {
 		pgErr.Code == sqlstateInsufficientPriv,
 		pgErr.Code == sqlstateInvalidCatalogName,
 		pgErr.Code == sqlstateNotInPrerequisite,
-		pgErr.Code[:2] == "28", // invalid authorization
-		pgErr.Code[:2] == "42": // syntax or access rule violation
+		strings.HasPrefix(pgErr.Code, "28"), // invalid authorization
+		strings.HasPrefix(pgErr.Code, "42"): // syntax or access rule violation
 		return retry.Permanent(err)
 	}
 	return err

@@ -15,7 +15,9 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -74,17 +76,13 @@ func Connect(ctx context.Context, dsn string) (driver.Conn, error) {
 // redact keeps a password in the DSN out of an error message.
 func redact(err error, dsn string) error {
 	msg := err.Error()
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		if j := strings.Index(dsn[i+3:], "@"); j >= 0 {
-			if k := strings.Index(dsn[i+3:i+3+j], ":"); k >= 0 {
-				pw := dsn[i+3+k+1 : i+3+j]
-				if pw != "" {
-					msg = strings.ReplaceAll(msg, pw, "xxxxx")
-				}
-			}
+	if u, perr := url.Parse(dsn); perr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+			msg = strings.ReplaceAll(msg, url.QueryEscape(pw), "xxxxx")
 		}
 	}
-	return fmt.Errorf("%s", msg)
+	return errors.New(msg)
 }
 
 // Version is the server's version, e.g. "18.16.1".
