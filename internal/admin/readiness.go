@@ -15,7 +15,11 @@ import (
 type ReadinessConfig struct {
 	// MaxSilence is the longest time without sign of life from the stream
 	// (a status update the server acknowledged, a keepalive, or the
-	// confirmed LSN moving) before the relay counts as hung.
+	// confirmed LSN moving) before the relay counts as hung. It is judged
+	// only once the server showed when it last heard from the relay
+	// (pg_stat_replication.reply_time, visible to roles with
+	// pg_read_all_stats): without that, an idle stream has no sign of life
+	// to show, and a hung one is caught as stuck as soon as WAL moves.
 	MaxSilence time.Duration
 	// StuckAfter is how long the confirmed LSN may stand still while the
 	// server has sent WAL beyond it (ClickHouse down, a batch that cannot
@@ -39,8 +43,9 @@ func ReadinessFor(statusInterval time.Duration) ReadinessConfig {
 // server call it.
 //
 // Ready is true while the stream is connected, showed a sign of life within
-// MaxSilence, and is not stuck: the confirmed LSN has not stood still for
-// StuckAfter while the server's WAL end was beyond it.
+// MaxSilence (when the server tells reply times), and is not stuck: the
+// confirmed LSN has not stood still for StuckAfter while the server's WAL
+// end was beyond it.
 type Readiness struct {
 	cfg ReadinessConfig
 
@@ -49,8 +54,11 @@ type Readiness struct {
 	// lastLife is the latest sign of life: connect, keepalive, status
 	// update acknowledged by the server, confirmed LSN moved.
 	lastLife time.Time
-	acked    uint64 // highest confirmed LSN seen
-	walEnd   uint64 // highest WAL end the server reported sending
+	// replies is true once the server told when it last heard from the
+	// relay; only then is silence judged.
+	replies bool
+	acked   uint64 // highest confirmed LSN seen
+	walEnd  uint64 // highest WAL end the server reported sending
 	// behindSince is when walEnd was first seen beyond acked, for the
 	// current acked; zero when not behind.
 	behindSince time.Time
@@ -114,6 +122,7 @@ func (r *Readiness) Keepalive(walEnd uint64, at time.Time) {
 func (r *Readiness) Replied(at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.replies = true
 	r.life(at)
 }
 
@@ -136,7 +145,7 @@ func (r *Readiness) Ready(now time.Time) (bool, string) {
 	switch {
 	case !r.connected:
 		return false, "replication stream is not connected"
-	case now.Sub(r.lastLife) > r.cfg.MaxSilence:
+	case r.replies && now.Sub(r.lastLife) > r.cfg.MaxSilence:
 		return false, fmt.Sprintf("no sign of life from the replication stream for %s (limit %s)",
 			now.Sub(r.lastLife).Round(time.Second), r.cfg.MaxSilence)
 	case !r.behindSince.IsZero() && now.Sub(r.behindSince) >= r.cfg.StuckAfter:
@@ -150,15 +159,19 @@ func (r *Readiness) Ready(now time.Time) (bool, string) {
 }
 
 // ObserveSlot feeds a slot sample from status.PollSlot: the confirmed LSN,
-// what the walsender has sent, and when the server last heard from the
-// relay (ages are by the server's clock, so clock skew does not matter).
+// what the walsender has sent (or, when pg_stat_replication hides it from
+// this role, the current WAL position, which an idle relay also reaches),
+// and when the server last heard from the relay (ages are by the server's
+// clock, so clock skew does not matter).
 func (r *Readiness) ObserveSlot(s status.SlotSample) {
 	if !s.Exists || !s.Active {
 		return
 	}
 	r.Acked(s.ConfirmedLSN, s.At)
-	if s.SentLSN > 0 {
-		r.ServerWALEnd(s.SentLSN, s.At)
+	if end := s.SentLSN; end > 0 {
+		r.ServerWALEnd(end, s.At)
+	} else if s.CurrentLSN > 0 {
+		r.ServerWALEnd(s.CurrentLSN, s.At)
 	}
 	if s.ReplyAge != nil {
 		r.Replied(s.At.Add(-*s.ReplyAge))

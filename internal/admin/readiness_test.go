@@ -48,11 +48,13 @@ func TestReadiness(t *testing.T) {
 		{name: "just connected", steps: []step{{0, connect(true)}}, now: 1, want: true, why: "streaming"},
 		{name: "disconnected", steps: []step{{0, connect(true)}, {5, connect(false)}}, now: 6, want: false, why: "not connected"},
 		{name: "reconnected", steps: []step{{0, connect(true)}, {5, connect(false)}, {8, connect(true)}}, now: 9, want: true},
-		{name: "silent past the limit", steps: []step{{0, connect(true)}}, now: 31, want: false, why: "no sign of life"},
-		{name: "silent at the limit", steps: []step{{0, connect(true)}}, now: 30, want: true},
+		{name: "silent past the limit", steps: []step{{0, connect(true)}, {0, replied()}}, now: 31, want: false, why: "no sign of life"},
+		{name: "silent at the limit", steps: []step{{0, connect(true)}, {0, replied()}}, now: 30, want: true},
+		{name: "silence unjudged without reply times", steps: []step{{0, connect(true)}, {1, acked(100)}}, now: 300, want: true},
 		{name: "status replies keep it alive", steps: []step{{0, connect(true)}, {20, replied()}, {40, replied()}}, now: 65, want: true},
-		{name: "keepalives keep it alive", steps: []step{{0, connect(true)}, {25, keepalive(100)}, {26, acked(100)}}, now: 50, want: true},
-		{name: "an unchanged ack is no sign of life", steps: []step{{0, connect(true)}, {1, acked(100)}, {20, acked(100)}}, now: 40, want: false, why: "no sign of life"},
+		{name: "keepalives keep it alive", steps: []step{{0, connect(true)}, {0, replied()}, {25, keepalive(100)}, {26, acked(100)}}, now: 50, want: true},
+		{name: "an unchanged ack is no sign of life", steps: []step{{0, connect(true)}, {0, replied()}, {1, acked(100)}, {20, acked(100)}}, now: 40, want: false, why: "no sign of life"},
+		{name: "stuck without reply times", steps: []step{{0, connect(true)}, {0, acked(100)}, {1, walEnd(200)}}, now: 61, want: false, why: "stuck"},
 		{name: "behind but moving", steps: []step{
 			{0, connect(true)}, {0, acked(100)}, {1, walEnd(200)}, {30, acked(150)}, {31, replied()}, {50, replied()}, {70, acked(190)}, {71, replied()},
 		}, now: 80, want: true},
@@ -114,9 +116,20 @@ func TestObserveSlot(t *testing.T) {
 			{At: at(61), Exists: true, Active: true, ConfirmedLSN: 100, SentLSN: 200, ReplyAge: &age},
 		}, now: 62, want: false, why: "stuck"},
 		{name: "inactive samples are ignored", samples: []status.SlotSample{
-			{At: at(25), Exists: true, Active: false, ConfirmedLSN: 100},
+			{At: at(0), Exists: true, Active: true, ConfirmedLSN: 100, SentLSN: 100, ReplyAge: new(time.Duration(0))},
+			{At: at(25), Exists: true, Active: false, ConfirmedLSN: 200, ReplyAge: &age},
 			{At: at(26), Exists: false},
 		}, now: 31, want: false, why: "no sign of life"},
+		{name: "hidden walsender: current WAL stands in", samples: []status.SlotSample{
+			{At: at(0), Exists: true, Active: true, ConfirmedLSN: 100, CurrentLSN: 300},
+			{At: at(30), Exists: true, Active: true, ConfirmedLSN: 100, CurrentLSN: 400},
+			{At: at(60), Exists: true, Active: true, ConfirmedLSN: 100, CurrentLSN: 500},
+		}, now: 60, want: false, why: "stuck: confirmed LSN 0/64 has not moved for 1m0s while the server sent up to 0/1F4"},
+		{name: "hidden walsender, idle: caught up", samples: []status.SlotSample{
+			{At: at(0), Exists: true, Active: true, ConfirmedLSN: 100, CurrentLSN: 300},
+			{At: at(30), Exists: true, Active: true, ConfirmedLSN: 300, CurrentLSN: 300},
+			{At: at(90), Exists: true, Active: true, ConfirmedLSN: 300, CurrentLSN: 300},
+		}, now: 200, want: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

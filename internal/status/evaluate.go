@@ -50,7 +50,7 @@ func (j *judgement) slot(r *Report, t Thresholds) {
 	}
 	switch r.WALStatus {
 	case "lost":
-		j.add(Critical, "wal_status is lost: the slot can no longer stream; recreate it (see README, slot lost)")
+		j.add(Critical, "wal_status is lost: the slot can no longer stream; relay run drops and recreates it, backfilling from outbox_event")
 	case "unreserved":
 		j.add(Critical, "wal_status is unreserved: retained WAL passed max_slot_wal_keep_size and is removed at the next checkpoint")
 	case "extended":

@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/outbox-relay/relay/internal/testenv"
 )
@@ -278,4 +281,57 @@ func (p *tcpProxy) setBlocked(b bool) {
 			_ = c.Close()
 		}
 	}
+}
+
+// The least-privilege role of the README (LOGIN REPLICATION, CONNECT,
+// SELECT and DELETE on outbox_event, SELECT, INSERT and UPDATE on
+// outbox_relay_state) is enough for relay run, relay status
+// and readiness, although pg_stat_replication hides the walsender's
+// positions and reply time from it.
+func TestAdminAndStatusWithLeastPrivilegeRole(t *testing.T) {
+	t.Parallel()
+	role := testenv.RandomName("relay_lp_")
+	// Registered before testenv.New, so it runs after the database is gone.
+	t.Cleanup(func() { dropRole(role) })
+	e := testenv.New(t)
+	ctx := context.Background()
+	db := pgx.Identifier{e.Name}.Sanitize()
+	mustExec(ctx, t, e.PG, "CREATE ROLE "+role+" LOGIN REPLICATION")
+	mustExec(ctx, t, e.PG, "GRANT CONNECT ON DATABASE "+db+" TO "+role)
+	mustExec(ctx, t, e.PG, "GRANT SELECT, DELETE ON outbox_event TO "+role)
+	mustExec(ctx, t, e.PG, "GRANT SELECT, INSERT, UPDATE ON outbox_relay_state TO "+role)
+	u, err := url.Parse(e.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	asRole := "DATABASE_URL=" + u.String()
+
+	addr := closedPort(t)
+	p := startRelay(t, e, asRole, "RELAY_ADMIN_ADDR="+addr)
+	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
+	if err := insertTagged(ctx, e.PG, "least-privilege"); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitDelivered(t, 1, 30*time.Second, p)
+	r := waitStatus(t, e.RelayEnv(asRole, "RELAY_STATUS_LAG_WARN_BYTES=0", "RELAY_STATUS_LAG_CRIT_BYTES=0"), statusExitOK, 30*time.Second, nil)
+	if !r.Active || r.LagBytes == nil || r.RetainedWALBytes == nil {
+		t.Errorf("status as %s: %+v", role, r)
+	}
+	waitAdmin(t, p, addr, "/metrics", http.StatusOK, `outbox_relay_wal_status{status="reserved"} 1`, 30*time.Second)
+	// No reply times are visible to this role: idling past MaxSilence (8s)
+	// must not turn /readyz red.
+	stayAdmin(t, p, addr, "/readyz", http.StatusOK, 12*time.Second, func() {})
+}
+
+// dropRole drops a role created by a test (best effort, at cleanup).
+func dropRole(role string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		return
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	_, _ = conn.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
 }
