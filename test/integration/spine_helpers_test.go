@@ -52,21 +52,21 @@ func waitLog(t *testing.T, p *testenv.Process, s string, timeout time.Duration) 
 	})
 }
 
-// execer runs a statement: the pool or a transaction.
-type execer interface {
+// spineExecer runs a statement: the pool or a transaction.
+type spineExecer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 // insertTagged inserts one spine event whose event_context is {"tag": tag}.
-func insertTagged(ctx context.Context, db execer, tag string) error {
+func insertTagged(ctx context.Context, db spineExecer, tag string) error {
 	_, err := db.Exec(ctx, `INSERT INTO outbox_event (event_type, environment, event_context)
 		VALUES ($1, $2, jsonb_build_object('tag', $3::text))`, spineEventType, spineEnvironment, tag)
 	return err
 }
 
-// clickHouseTags reads the "tag" of every event in event_log, FINAL (the
+// spineTags reads the "tag" of every event in event_log, FINAL (the
 // documented read path) or not, as tag -> number of rows.
-func clickHouseTags(ctx context.Context, e *testenv.Env, final bool) (map[string]int, error) {
+func spineTags(ctx context.Context, e *testenv.Env, final bool) (map[string]int, error) {
 	q := "SELECT event_context FROM event_log"
 	if final {
 		q += " FINAL"
@@ -93,9 +93,9 @@ func clickHouseTags(ctx context.Context, e *testenv.Env, final bool) (map[string
 	return out, rows.Err()
 }
 
-// eventTimeIsDateTime64 reports whether event_log.event_date_time is
+// spineDateTime64 reports whether event_log.event_date_time is
 // DateTime64 (ClickHouse >= 20.1) rather than DateTime + event_date_time_us.
-func eventTimeIsDateTime64(ctx context.Context, e *testenv.Env) (bool, error) {
+func spineDateTime64(ctx context.Context, e *testenv.Env) (bool, error) {
 	var typ string
 	err := e.CH.QueryRow(ctx, `SELECT type FROM system.columns
 		WHERE database = currentDatabase() AND table = 'event_log' AND name = 'event_date_time'`).Scan(&typ)
@@ -142,4 +142,4 @@ func runRelayCmd(t *testing.T, timeout time.Duration, env []string, args ...stri
 }
 
 // mib formats a byte count for messages.
-func mib(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 2, 64) + " MiB" }
+func spineMiB(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 2, 64) + " MiB" }

@@ -10,8 +10,8 @@ import (
 	"github.com/outbox-relay/relay/internal/testenv"
 )
 
-// lagSampler records the largest slot lag seen while it runs.
-type lagSampler struct {
+// spineLagSampler records the largest slot lag seen while it runs.
+type spineLagSampler struct {
 	mu   sync.Mutex
 	max  int64
 	err  error
@@ -19,8 +19,8 @@ type lagSampler struct {
 	done chan struct{}
 }
 
-func sampleLag(e *testenv.Env, every time.Duration) *lagSampler {
-	s := &lagSampler{stop: make(chan struct{}), done: make(chan struct{})}
+func spineSampleLag(e *testenv.Env, every time.Duration) *spineLagSampler {
+	s := &spineLagSampler{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(every)
@@ -38,7 +38,7 @@ func sampleLag(e *testenv.Env, every time.Duration) *lagSampler {
 	return s
 }
 
-func (s *lagSampler) sample(e *testenv.Env) {
+func (s *spineLagSampler) sample(e *testenv.Env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	lag, err := e.SlotLag(ctx)
@@ -52,7 +52,7 @@ func (s *lagSampler) sample(e *testenv.Env) {
 }
 
 // Stop ends sampling and returns the largest lag seen.
-func (s *lagSampler) Stop() (int64, error) {
+func (s *spineLagSampler) Stop() (int64, error) {
 	close(s.stop)
 	<-s.done
 	s.mu.Lock()
@@ -69,7 +69,7 @@ func TestIdleOutboxBusyDatabaseDoesNotPinWAL(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	p := startRelay(t, e, "RELAY_STATUS_INTERVAL=1s")
-	mustInsert(ctx, t, e.PG, "before")
+	spineInsert(ctx, t, e.PG, "before")
 	e.WaitDelivered(t, 1, 30*time.Second, p)
 
 	mustExec(ctx, t, e.PG, `CREATE TABLE spine_busy (id int, pad text)`)
@@ -77,7 +77,7 @@ func TestIdleOutboxBusyDatabaseDoesNotPinWAL(t *testing.T) {
 	if err := e.PG.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&startLSN); err != nil {
 		t.Fatal(err)
 	}
-	sampler := sampleLag(e, 20*time.Millisecond)
+	sampler := spineSampleLag(e, 20*time.Millisecond)
 	for i := 0; i < 3; i++ {
 		// ~1 KiB rows, below the TOAST threshold: uncompressed in the WAL.
 		mustExec(ctx, t, e.PG, `INSERT INTO spine_busy SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 10000) g`)
@@ -87,13 +87,13 @@ func TestIdleOutboxBusyDatabaseDoesNotPinWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	if written < 20<<20 {
-		t.Fatalf("only %s of WAL written; the test needs at least 20 MiB", mib(written))
+		t.Fatalf("only %s of WAL written; the test needs at least 20 MiB", spineMiB(written))
 	}
 	lagAfter, err := e.SlotLag(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %s of WAL outside the publication; slot lag right after: %s", mib(written), mib(lagAfter))
+	t.Logf("wrote %s of WAL outside the publication; slot lag right after: %s", spineMiB(written), spineMiB(lagAfter))
 
 	start := time.Now()
 	testenv.Eventually(t, 30*time.Second, "slot lag under 1 MiB with an idle outbox", func() error {
@@ -102,7 +102,7 @@ func TestIdleOutboxBusyDatabaseDoesNotPinWAL(t *testing.T) {
 		}
 		lag, err := e.SlotLag(ctx)
 		if err == nil && lag >= 1<<20 {
-			err = fmt.Errorf("lag %s", mib(lag))
+			err = fmt.Errorf("lag %s", spineMiB(lag))
 		}
 		return err
 	})
@@ -113,17 +113,17 @@ func TestIdleOutboxBusyDatabaseDoesNotPinWAL(t *testing.T) {
 	}
 	peak = max(peak, lagAfter)
 	if peak <= 1<<20 {
-		t.Fatalf("the slot lag never exceeded 1 MiB (peak %s) while %s of WAL were written: the test measured nothing", mib(peak), mib(written))
+		t.Fatalf("the slot lag never exceeded 1 MiB (peak %s) while %s of WAL were written: the test measured nothing", spineMiB(peak), spineMiB(written))
 	}
-	t.Logf("peak lag while writing: %s", mib(peak))
+	t.Logf("peak lag while writing: %s", spineMiB(peak))
 
 	// Skipping ahead must not skip an outbox event.
-	mustInsert(ctx, t, e.PG, "after")
+	spineInsert(ctx, t, e.PG, "after")
 	c := e.WaitDelivered(t, 2, 30*time.Second, p)
 	if c.Final != 2 {
 		t.Fatalf("event_log FINAL has %d rows, want 2", c.Final)
 	}
-	got, err := clickHouseTags(ctx, e, true)
+	got, err := spineTags(ctx, e, true)
 	if err != nil {
 		t.Fatal(err)
 	}

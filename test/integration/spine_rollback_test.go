@@ -26,9 +26,9 @@ func TestRolledBackTransactionsDeliverNothing(t *testing.T) {
 	want := map[string]int{}
 	commit := func(tags ...string) {
 		t.Helper()
-		inTx(ctx, t, e, func(tx pgx.Tx) {
+		spineTx(ctx, t, e, func(tx pgx.Tx) {
 			for _, tag := range tags {
-				mustInsert(ctx, t, tx, tag)
+				spineInsert(ctx, t, tx, tag)
 			}
 		}, true)
 		for _, tag := range tags {
@@ -40,11 +40,11 @@ func TestRolledBackTransactionsDeliverNothing(t *testing.T) {
 	commit("c2a", "c2b", "c2c")
 	// A rolled-back transaction, then one big enough to be decoded in
 	// several WAL pages before its abort.
-	inTx(ctx, t, e, func(tx pgx.Tx) {
-		mustInsert(ctx, t, tx, "rb1")
-		mustInsert(ctx, t, tx, "rb2")
+	spineTx(ctx, t, e, func(tx pgx.Tx) {
+		spineInsert(ctx, t, tx, "rb1")
+		spineInsert(ctx, t, tx, "rb2")
 	}, false)
-	inTx(ctx, t, e, func(tx pgx.Tx) {
+	spineTx(ctx, t, e, func(tx pgx.Tx) {
 		mustExec(ctx, t, tx, `INSERT INTO outbox_event (event_type, environment, event_context)
 			SELECT $1, $2, jsonb_build_object('tag', 'rb-big-' || g) FROM generate_series(1, 2000) g`,
 			spineEventType, spineEnvironment)
@@ -52,28 +52,28 @@ func TestRolledBackTransactionsDeliverNothing(t *testing.T) {
 	commit("c3")
 	// Committed transaction with a rolled-back savepoint, a released one,
 	// and a nested savepoint rolled back inside a released one.
-	inTx(ctx, t, e, func(tx pgx.Tx) {
-		mustInsert(ctx, t, tx, "sp-keep1")
+	spineTx(ctx, t, e, func(tx pgx.Tx) {
+		spineInsert(ctx, t, tx, "sp-keep1")
 		mustExec(ctx, t, tx, "SAVEPOINT a")
-		mustInsert(ctx, t, tx, "sp-rb1")
-		mustInsert(ctx, t, tx, "sp-rb2")
+		spineInsert(ctx, t, tx, "sp-rb1")
+		spineInsert(ctx, t, tx, "sp-rb2")
 		mustExec(ctx, t, tx, "ROLLBACK TO SAVEPOINT a")
-		mustInsert(ctx, t, tx, "sp-keep2")
+		spineInsert(ctx, t, tx, "sp-keep2")
 		mustExec(ctx, t, tx, "SAVEPOINT b")
-		mustInsert(ctx, t, tx, "sp-keep3")
+		spineInsert(ctx, t, tx, "sp-keep3")
 		mustExec(ctx, t, tx, "SAVEPOINT c")
-		mustInsert(ctx, t, tx, "sp-rb3")
+		spineInsert(ctx, t, tx, "sp-rb3")
 		mustExec(ctx, t, tx, "ROLLBACK TO SAVEPOINT c")
 		mustExec(ctx, t, tx, "RELEASE SAVEPOINT b")
-		mustInsert(ctx, t, tx, "sp-keep4")
+		spineInsert(ctx, t, tx, "sp-keep4")
 	}, true)
 	for _, tag := range []string{"sp-keep1", "sp-keep2", "sp-keep3", "sp-keep4"} {
 		want[tag]++
 	}
 	// A rolled-back transaction whose savepoint was released: still nothing.
-	inTx(ctx, t, e, func(tx pgx.Tx) {
+	spineTx(ctx, t, e, func(tx pgx.Tx) {
 		mustExec(ctx, t, tx, "SAVEPOINT d")
-		mustInsert(ctx, t, tx, "rb-released")
+		spineInsert(ctx, t, tx, "rb-released")
 		mustExec(ctx, t, tx, "RELEASE SAVEPOINT d")
 	}, false)
 	commit("marker")
@@ -82,7 +82,7 @@ func TestRolledBackTransactionsDeliverNothing(t *testing.T) {
 		if p.Exited() {
 			t.Fatalf("relay exited:\n%s", p.Output())
 		}
-		got, err := clickHouseTags(ctx, e, true)
+		got, err := spineTags(ctx, e, true)
 		if err != nil {
 			return err
 		}
@@ -92,12 +92,12 @@ func TestRolledBackTransactionsDeliverNothing(t *testing.T) {
 		return nil
 	})
 	for _, final := range []bool{true, false} {
-		got, err := clickHouseTags(ctx, e, final)
+		got, err := spineTags(ctx, e, final)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !maps.Equal(got, want) {
-			t.Errorf("event_log (FINAL=%t) tags:\n got %v\nwant %v", final, sortedKeys(got), sortedKeys(want))
+			t.Errorf("event_log (FINAL=%t) tags:\n got %v\nwant %v", final, spineSortedKeys(got), spineSortedKeys(want))
 			for tag, n := range got {
 				if want[tag] != n {
 					t.Errorf("tag %q: %d rows, want %d", tag, n, want[tag])
@@ -114,8 +114,8 @@ func TestRolledBackTransactionsDeliverNothing(t *testing.T) {
 	})
 }
 
-// inTx runs fn in a transaction and commits it, or rolls it back.
-func inTx(ctx context.Context, t *testing.T, e *testenv.Env, fn func(pgx.Tx), commit bool) {
+// spineTx runs fn in a transaction and commits it, or rolls it back.
+func spineTx(ctx context.Context, t *testing.T, e *testenv.Env, fn func(pgx.Tx), commit bool) {
 	t.Helper()
 	tx, err := e.PG.Begin(ctx)
 	if err != nil {
@@ -134,20 +134,20 @@ func inTx(ctx context.Context, t *testing.T, e *testenv.Env, fn func(pgx.Tx), co
 	}
 }
 
-func mustInsert(ctx context.Context, t *testing.T, db execer, tag string) {
+func spineInsert(ctx context.Context, t *testing.T, db spineExecer, tag string) {
 	t.Helper()
 	if err := insertTagged(ctx, db, tag); err != nil {
 		t.Fatalf("insert %s: %v", tag, err)
 	}
 }
 
-func mustExec(ctx context.Context, t *testing.T, db execer, sql string, args ...any) {
+func mustExec(ctx context.Context, t *testing.T, db spineExecer, sql string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
 
-func sortedKeys(m map[string]int) []string {
+func spineSortedKeys(m map[string]int) []string {
 	return slices.Sorted(maps.Keys(m))
 }

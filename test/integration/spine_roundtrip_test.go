@@ -10,27 +10,27 @@ import (
 	"github.com/outbox-relay/relay/internal/testenv"
 )
 
-// roundTripCase is one outbox row; nil at / version take the table's
+// spineRoundTripCase is one outbox row; nil at / version take the table's
 // defaults (now(), 1).
-type roundTripCase struct {
+type spineRoundTripCase struct {
 	name, typ, env, ctx string
 	at                  *string
 	version             *int64
 	wantAt              time.Time // checked when not zero
 }
 
-// stored is one event as PostgreSQL stored it or ClickHouse holds it.
-type stored struct {
+// spineStored is one event as PostgreSQL spineStored it or ClickHouse holds it.
+type spineStored struct {
 	typ, env, ctx string
 	at            time.Time
 	version       uint64
 }
 
-func roundTripCases() []roundTripCase {
+func spineRoundTripCases() []spineRoundTripCase {
 	ptr := func(s string) *string { return &s }
 	seven := int64(7)
 	blob := strings.Repeat("0123456789abcdef", (1<<20)/16)
-	return []roundTripCase{
+	return []spineRoundTripCase{
 		{name: "unicode", typ: "unicode\t😀漢字", env: "staging-עברית-العربية",
 			ctx: `{"emoji":"😀👩‍👩‍👧‍👦🏳️‍🌈","cjk":"漢字かなカナ한국어","rtl":"עברית العربية ‏mark","ctl":"tab\there\nnl\rcr\u0001\u001f","esc":"q\" b\\ s/","sep":"\u2028\u2029","key😀":"v"}`},
 		{name: "empty object", typ: "empty", env: "test", ctx: `{}`},
@@ -50,18 +50,18 @@ func roundTripCases() []roundTripCase {
 
 // TestEveryColumnRoundTrips writes rows through both delivery paths (the
 // new slot's snapshot backfill and the stream) and compares every column in
-// ClickHouse with what PostgreSQL stored.
+// ClickHouse with what PostgreSQL spineStored.
 func TestEveryColumnRoundTrips(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	ctx := context.Background()
-	cases := roundTripCases()
-	want := map[string]stored{}  // event id -> as stored by PostgreSQL
-	names := map[string]string{} // event id -> case name, for messages
+	cases := spineRoundTripCases()
+	want := map[string]spineStored{} // event id -> as stored by PostgreSQL
+	names := map[string]string{}     // event id -> case name, for messages
 	insert := func(path string) {
 		for i, c := range cases {
 			id := fmt.Sprintf("01234567-89ab-4def-%s-%012d", map[string]string{"backfill": "8000", "stream": "9000"}[path], i)
-			want[id] = insertRoundTrip(ctx, t, e, id, c)
+			want[id] = spineInsertRoundTrip(ctx, t, e, id, c)
 			names[id] = path + "/" + c.name
 		}
 	}
@@ -75,20 +75,20 @@ func TestEveryColumnRoundTrips(t *testing.T) {
 		t.Fatalf("event_log FINAL has %d rows, want %d", c.Final, len(want))
 	}
 
-	got := readEventLog(ctx, t, e)
+	got := spineReadEventLog(ctx, t, e)
 	for id, w := range want {
 		g, ok := got[id]
 		if !ok {
 			t.Errorf("%s (%s): missing in event_log", names[id], id)
 			continue
 		}
-		compareStored(t, names[id], g, w)
+		spineCompare(t, names[id], g, w)
 	}
 }
 
-func insertRoundTrip(ctx context.Context, t *testing.T, e *testenv.Env, id string, c roundTripCase) stored {
+func spineInsertRoundTrip(ctx context.Context, t *testing.T, e *testenv.Env, id string, c spineRoundTripCase) spineStored {
 	t.Helper()
-	var s stored
+	var s spineStored
 	var version int64
 	err := e.PG.QueryRow(ctx, `INSERT INTO outbox_event (id, event_type, environment, event_context, event_date_time, metadata_version)
 		VALUES ($1, $2, $3, $4::jsonb, COALESCE($5::timestamptz, now()), COALESCE($6::bigint, 1))
@@ -102,18 +102,18 @@ func insertRoundTrip(ctx context.Context, t *testing.T, e *testenv.Env, id strin
 	}
 	s.typ, s.env, s.at, s.version = c.typ, c.env, s.at.UTC(), uint64(version)
 	if !c.wantAt.IsZero() && !s.at.Equal(c.wantAt) {
-		t.Fatalf("%s: PostgreSQL stored %s, test expects %s", c.name, s.at, c.wantAt)
+		t.Fatalf("%s: PostgreSQL spineStored %s, test expects %s", c.name, s.at, c.wantAt)
 	}
 	if c.version != nil && version != *c.version {
-		t.Fatalf("%s: PostgreSQL stored metadata_version %d", c.name, version)
+		t.Fatalf("%s: PostgreSQL spineStored metadata_version %d", c.name, version)
 	}
 	return s
 }
 
-// readEventLog reads event_log FINAL by event id, on either schema.
-func readEventLog(ctx context.Context, t *testing.T, e *testenv.Env) map[string]stored {
+// spineReadEventLog reads event_log FINAL by event id, on either schema.
+func spineReadEventLog(ctx context.Context, t *testing.T, e *testenv.Env) map[string]spineStored {
 	t.Helper()
-	dt64, err := eventTimeIsDateTime64(ctx, e)
+	dt64, err := spineDateTime64(ctx, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,11 +127,11 @@ func readEventLog(ctx context.Context, t *testing.T, e *testenv.Env) map[string]
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	out := map[string]stored{}
+	out := map[string]spineStored{}
 	for rows.Next() {
 		var (
 			id        string
-			s         stored
+			s         spineStored
 			secs, usc uint32
 		)
 		dest := []any{&id, &s.typ, &s.env, &s.version, &s.ctx}
@@ -161,7 +161,7 @@ func readEventLog(ctx context.Context, t *testing.T, e *testenv.Env) map[string]
 	return out
 }
 
-func compareStored(t *testing.T, name string, got, want stored) {
+func spineCompare(t *testing.T, name string, got, want spineStored) {
 	t.Helper()
 	if got.typ != want.typ {
 		t.Errorf("%s: event_type %q, want %q", name, got.typ, want.typ)

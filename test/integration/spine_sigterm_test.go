@@ -15,11 +15,11 @@ import (
 	"github.com/outbox-relay/relay/internal/testenv"
 )
 
-// producer commits small transactions (1-3 events) until stopped and counts
+// spineProducer commits small transactions (1-3 events) until stopped and counts
 // the committed events. Its statements are never cancelled: a statement
 // cancelled on the client may still commit on the server and would make the
 // count wrong.
-type producer struct {
+type spineProducer struct {
 	committed atomic.Int64
 	txs       atomic.Int64
 	done      chan struct{}
@@ -28,8 +28,8 @@ type producer struct {
 	err       error
 }
 
-func startProducer(e *testenv.Env) *producer {
-	p := &producer{done: make(chan struct{})}
+func startSpineProducer(e *testenv.Env) *spineProducer {
+	p := &spineProducer{done: make(chan struct{})}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -46,7 +46,7 @@ func startProducer(e *testenv.Env) *producer {
 				spineEventType, spineEnvironment, i, n)
 			cancel()
 			if err != nil {
-				p.err = fmt.Errorf("producer tx %d: %w", i, err)
+				p.err = fmt.Errorf("spineProducer tx %d: %w", i, err)
 				return
 			}
 			p.committed.Add(int64(n))
@@ -56,9 +56,9 @@ func startProducer(e *testenv.Env) *producer {
 	return p
 }
 
-// stop ends the producer after its current transaction and returns how
+// stop ends the spineProducer after its current transaction and returns how
 // many events it committed.
-func (p *producer) stop() (int64, error) {
+func (p *spineProducer) stop() (int64, error) {
 	p.once.Do(func() { close(p.done) })
 	p.wg.Wait()
 	return p.committed.Load(), p.err
@@ -77,10 +77,10 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 	// Mid-stream: the slot exists and its (empty) backfill is done before
 	// the first event commits (TestSIGTERMDuringBackfill covers the other case).
 	waitLog(t, first, logStreaming, 30*time.Second)
-	prod := startProducer(e)
+	prod := startSpineProducer(e)
 	t.Cleanup(func() { _, _ = prod.stop() })
 
-	testenv.Eventually(t, 30*time.Second, "first events delivered while the producer writes", func() error {
+	testenv.Eventually(t, 30*time.Second, "first events delivered while the spineProducer writes", func() error {
 		if first.Exited() {
 			t.Fatalf("relay exited:\n%s", first.Output())
 		}
@@ -109,9 +109,9 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 	if strings.Contains(out, logRowsLeft) {
 		t.Errorf("the relay left delivered rows in outbox_event on shutdown (log %s): nothing deletes them later", logRowsLeft)
 	}
-	checkFinalStatusApplied(ctx, t, e, out)
+	spineFinalStatusApplied(ctx, t, e, out)
 	// The shutdown happened while transactions kept committing.
-	testenv.Eventually(t, 10*time.Second, "producer still committing after the relay stopped", func() error {
+	testenv.Eventually(t, 10*time.Second, "spineProducer still committing after the relay stopped", func() error {
 		if n := prod.txs.Load(); n < atSignal+20 {
 			return fmt.Errorf("%d transactions since SIGTERM", n-atSignal)
 		}
@@ -147,7 +147,7 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 			c.Rows, c.Distinct, c.Final, committed)
 		if strings.Contains(out, logStoppedBeforeSink) {
 			t.Errorf("the stopped relay logged %s: SIGTERM cancelled a ClickHouse INSERT in flight "+
-				"(ClickHouse had stored it), so its batch was not acknowledged and is streamed again", logStoppedBeforeSink)
+				"(ClickHouse had spineStored it), so its batch was not acknowledged and is streamed again", logStoppedBeforeSink)
 		}
 	}
 	testenv.Eventually(t, 10*time.Second, "outbox_event emptied after every event reached ClickHouse", func() error {
@@ -166,14 +166,14 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 	if code := second.Wait(grace + 10*time.Second); code != 0 {
 		t.Fatalf("second relay: exit code %d after SIGTERM", code)
 	}
-	if err := checkNoDuplicateRows(ctx, e); err != nil {
+	if err := spineNoDuplicateRows(ctx, e); err != nil {
 		t.Error(err)
 	}
 }
 
-// checkFinalStatusApplied compares the position the stopped relay says it
+// spineFinalStatusApplied compares the position the stopped relay says it
 // confirmed (log "replication stopped") with the slot's confirmed_flush_lsn.
-func checkFinalStatusApplied(ctx context.Context, t *testing.T, e *testenv.Env, out string) {
+func spineFinalStatusApplied(ctx context.Context, t *testing.T, e *testenv.Env, out string) {
 	t.Helper()
 	var said string
 	for _, line := range strings.Split(out, "\n") {
@@ -208,8 +208,8 @@ func checkFinalStatusApplied(ctx context.Context, t *testing.T, e *testenv.Env, 
 	}
 }
 
-// checkNoDuplicateRows lists event ids stored more than once (without FINAL).
-func checkNoDuplicateRows(ctx context.Context, e *testenv.Env) error {
+// spineNoDuplicateRows lists event ids spineStored more than once (without FINAL).
+func spineNoDuplicateRows(ctx context.Context, e *testenv.Env) error {
 	rows, err := e.CH.Query(ctx, `SELECT toString(event_id), count() AS n FROM event_log GROUP BY event_id HAVING n > 1 LIMIT 10`)
 	if err != nil {
 		return err
@@ -228,7 +228,7 @@ func checkNoDuplicateRows(ctx context.Context, e *testenv.Env) error {
 		return err
 	}
 	if len(dups) > 0 {
-		return errors.New("events stored more than once: " + strings.Join(dups, ", "))
+		return errors.New("events spineStored more than once: " + strings.Join(dups, ", "))
 	}
 	return nil
 }
