@@ -60,7 +60,7 @@ func TestHandler(t *testing.T) {
 				method = http.MethodGet
 			}
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(method, tt.path, nil))
+			h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, tt.path, nil))
 			if rec.Code != tt.wantCode {
 				t.Errorf("%s %s = %d, want %d", method, tt.path, rec.Code, tt.wantCode)
 			}

@@ -212,7 +212,8 @@ type tcpProxy struct {
 
 func startTCPProxy(t *testing.T, target string) *tcpProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,8 @@ func (p *tcpProxy) serve() {
 }
 
 func (p *tcpProxy) forward(c net.Conn) {
-	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	d := net.Dialer{Timeout: 5 * time.Second}
+	up, err := d.DialContext(context.Background(), "tcp", p.target)
 	if err != nil {
 		_ = c.Close()
 		return
