@@ -20,6 +20,8 @@ import (
 	"github.com/outbox-relay/relay/internal/buildinfo"
 	"github.com/outbox-relay/relay/internal/cleanup"
 	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/deadletter"
+	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/logging"
 	"github.com/outbox-relay/relay/internal/metrics"
 	"github.com/outbox-relay/relay/internal/relay"
@@ -152,15 +154,19 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		},
 		Backfilled: func(n int) { m.BackfilledEventsTotal.Add(float64(n)) },
 	})
+	fp := failpoint.FromEnv(e.environ)
 	newSrc := func() relay.Source {
-		return source.New(srcCfg, d.pool, tracker, budget, log, hooks)
+		return source.New(srcCfg, d.pool, tracker, budget, log, hooks, fp)
 	}
 	r := relay.New(relay.Config{
 		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},
 		BudgetBytes:   budgetBytes,
 		ShutdownGrace: cfg.ShutdownGrace,
 		Backoff:       retry.Backoff{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
-	}, newSrc, d.sink, cleanup.New(d.pool, config.OutboxTable), tracker, budget, m, log)
+	}, relay.Parts{
+		NewSource: newSrc, Sink: d.sink, Cleaner: cleanup.New(d.pool, config.OutboxTable),
+		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
+	}, log)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx) })

@@ -2,7 +2,10 @@
 // source -> batch -> sink -> ack -> cleanup.
 package event
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Event is one outbox_event row as decoded from the replication stream.
 //
@@ -29,3 +32,8 @@ type Event struct {
 func (e *Event) Size() int {
 	return len(e.Context) + len(e.Type) + len(e.Environment) + 64
 }
+
+// ErrRejected marks a sink error caused by the content of an event (a value
+// the sink cannot store), as opposed to the sink being down or misconfigured.
+// The relay isolates such events and dead-letters them.
+var ErrRejected = errors.New("rejected by the sink")

@@ -30,6 +30,9 @@ const (
 	// SinkErrorFatal marks a ClickHouse error that retrying cannot fix
 	// (schema mismatch, authentication, malformed data).
 	SinkErrorFatal = "fatal"
+	// SinkErrorRejected counts events the sink refused for their content;
+	// they are moved to outbox_dead_letter.
+	SinkErrorRejected = "rejected"
 )
 
 // Label values of WALStatus's "status" label. The first four are the values
@@ -50,7 +53,7 @@ func WALStatuses() []string {
 
 // SinkErrorClasses lists every value of SinkErrorsTotal's "class" label.
 func SinkErrorClasses() []string {
-	return []string{SinkErrorRetryable, SinkErrorFatal}
+	return []string{SinkErrorRetryable, SinkErrorFatal, SinkErrorRejected}
 }
 
 // Metric family names, as exposed on /metrics.

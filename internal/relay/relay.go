@@ -21,13 +21,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/deadletter"
 	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/metrics"
 	"github.com/outbox-relay/relay/internal/retry"
 	"github.com/outbox-relay/relay/internal/source"
@@ -46,6 +49,24 @@ type Sink interface {
 // Cleaner deletes delivered rows from the outbox table.
 type Cleaner interface {
 	Delete(ctx context.Context, ids [][16]byte) (int64, error)
+}
+
+// DeadLetter keeps events the sink rejected for their content.
+type DeadLetter interface {
+	Put(ctx context.Context, rs []deadletter.Rejected) error
+}
+
+// Parts are what the relay connects; every field is required except
+// Failpoints.
+type Parts struct {
+	NewSource  func() Source // builds the source for each (re)connection
+	Sink       Sink
+	Cleaner    Cleaner
+	DeadLetter DeadLetter
+	Tracker    *ack.Tracker        // shared with the sources
+	Budget     *semaphore.Weighted // shared with the sources
+	Metrics    *metrics.Metrics
+	Failpoints *failpoint.Set
 }
 
 // Config tunes the loop.
@@ -68,18 +89,19 @@ type Relay struct {
 	newSrc  func() Source
 	sink    Sink
 	clean   Cleaner
+	dead    DeadLetter
 	tracker *ack.Tracker
 	budget  *semaphore.Weighted
 	batcher *batch.Batcher
 	m       *metrics.Metrics
+	fp      *failpoint.Set
 	log     zerolog.Logger
 }
 
-// New wires a Relay. newSrc builds the source for each (re)connection; it
-// must use tracker and budget (see Budget).
-func New(cfg Config, newSrc func() Source, sink Sink, clean Cleaner, tracker *ack.Tracker, budget *semaphore.Weighted, m *metrics.Metrics, log zerolog.Logger) *Relay {
-	return &Relay{cfg: cfg, newSrc: newSrc, sink: sink, clean: clean, tracker: tracker, budget: budget,
-		batcher: batch.New(cfg.Policy), m: m, log: log}
+// New wires a Relay from its parts.
+func New(cfg Config, p Parts, log zerolog.Logger) *Relay {
+	return &Relay{cfg: cfg, newSrc: p.NewSource, sink: p.Sink, clean: p.Cleaner, dead: p.DeadLetter,
+		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, log: log}
 }
 
 // Run relays until ctx ends (returns nil after a clean drain) or a
@@ -205,27 +227,26 @@ func (r *Relay) flush(ctx context.Context) error {
 	r.m.BufferEvents.Set(0)
 	r.m.BufferBytes.Set(0)
 	start := time.Now()
-	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
-		return r.sink.Write(ctx, b.Events)
-	}, func(err error, wait time.Duration) {
-		r.m.SinkErrorsTotal.WithLabelValues("retryable").Inc()
-		r.m.SetClickHouseUp(false)
-		r.log.Warn().Err(err).Int("events", len(b.Events)).Dur("retry_in", wait).Msg("sink write failed; retrying")
-	})
+	rejected, err := r.write(ctx, b.Events)
 	if err != nil {
 		if retry.IsPermanent(err) {
-			r.m.SinkErrorsTotal.WithLabelValues("fatal").Inc()
+			r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorFatal).Inc()
 		}
 		return fmt.Errorf("write batch of %d events: %w", len(b.Events), err)
+	}
+	if err := r.deadLetter(ctx, rejected); err != nil {
+		return err
 	}
 	r.m.SetClickHouseUp(true)
 	took := time.Since(start)
 	r.observe(b, took)
+	r.fp.Hit(failpoint.AfterSinkWrite)
 	// Delete, then confirm. Both only after the sink said yes; in this
 	// order a crash between the two replays the batch from the slot
 	// (invisible through the FINAL read path) instead of leaving delivered
 	// rows in the outbox table that no stream would ever bring back.
 	r.cleanup(ctx, b.Events)
+	r.fp.Hit(failpoint.AfterDelete)
 	if b.AckLSN > 0 {
 		r.tracker.Flushed(b.AckLSN)
 		r.m.AckedLSN.Set(float64(b.AckLSN))
@@ -239,6 +260,61 @@ func (r *Relay) flush(ctx context.Context) error {
 	}
 	r.log.Info().Int("events", len(b.Events)).Int("bytes", b.Bytes).Dur("took", took).
 		Str("acked_lsn", pglogrepl.LSN(b.AckLSN).String()).Msg("flushed")
+	return nil
+}
+
+// write stores evs, retrying retryable errors until ctx ends. When the sink
+// rejects the content of some events, it bisects the batch to isolate them
+// and returns them as rejected; the rest is written. A batch whose every
+// event is rejected points at the schema, not the data: that stops the relay.
+func (r *Relay) write(ctx context.Context, evs []event.Event) ([]deadletter.Rejected, error) {
+	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
+		return r.sink.Write(ctx, evs)
+	}, func(err error, wait time.Duration) {
+		r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRetryable).Inc()
+		r.m.SetClickHouseUp(false)
+		r.log.Warn().Err(err).Int("events", len(evs)).Dur("retry_in", wait).Msg("sink write failed; retrying")
+	})
+	if err == nil || !errors.Is(err, event.ErrRejected) {
+		return nil, err
+	}
+	if len(evs) == 1 {
+		return []deadletter.Rejected{{Event: evs[0], Err: err}}, nil
+	}
+	left, err := r.write(ctx, evs[:len(evs)/2])
+	if err != nil {
+		return nil, err
+	}
+	right, err := r.write(ctx, evs[len(evs)/2:])
+	if err != nil {
+		return nil, err
+	}
+	rejected := append(left, right...)
+	if len(rejected) == len(evs) {
+		return nil, retry.Permanent(fmt.Errorf("the sink rejected every one of %d events; not dead-lettering a whole batch (check the event_log schema): %w",
+			len(evs), rejected[0].Err))
+	}
+	return rejected, nil
+}
+
+// deadLetter stores rejected events before their rows leave the outbox.
+func (r *Relay) deadLetter(ctx context.Context, rs []deadletter.Rejected) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error { return r.dead.Put(ctx, rs) },
+		func(err error, wait time.Duration) {
+			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("storing rejected events failed; retrying")
+		})
+	if err != nil {
+		return fmt.Errorf("dead-letter %d events: %w", len(rs), err)
+	}
+	for _, rj := range rs {
+		r.log.Error().Str("event_id", uuid.UUID(rj.Event.ID).String()).Str("event_type", rj.Event.Type).Err(rj.Err).
+			Msg("event rejected by the sink; moved to outbox_dead_letter")
+	}
+	r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRejected).Add(float64(len(rs)))
+	r.m.DeadLetterEventsTotal.Add(float64(len(rs)))
 	return nil
 }
 

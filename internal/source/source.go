@@ -27,6 +27,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/failpoint"
 )
 
 // Item is one step of the stream: an event, or the end of a transaction.
@@ -79,6 +80,7 @@ type Source struct {
 	budget  Budget
 	log     zerolog.Logger
 	hooks   Hooks
+	fp      *failpoint.Set
 }
 
 // Hooks observe the stream (metrics); every field is optional.
@@ -92,6 +94,6 @@ type Hooks struct {
 
 // New returns a Source. tracker must start at the position the consumer
 // has durably stored.
-func New(cfg Config, db DB, tracker *ack.Tracker, budget Budget, log zerolog.Logger, hooks Hooks) *Source {
-	return &Source{cfg: cfg, db: db, tracker: tracker, budget: budget, log: log, hooks: hooks}
+func New(cfg Config, db DB, tracker *ack.Tracker, budget Budget, log zerolog.Logger, hooks Hooks, fp *failpoint.Set) *Source {
+	return &Source{cfg: cfg, db: db, tracker: tracker, budget: budget, log: log, hooks: hooks, fp: fp}
 }

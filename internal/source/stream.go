@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
@@ -435,7 +436,11 @@ func (st *stream) sendStatus(ctx context.Context, reply bool) error {
 		return classify(fmt.Errorf("send standby status: %w", err))
 	}
 	now := time.Now()
+	advanced := flushed > st.lastSentFlush && st.lastSentFlush != 0
 	st.lastStatus, st.lastSentFlush, st.nextStatusTime = now, flushed, now.Add(st.cfg.StatusInterval)
+	if advanced {
+		st.fp.Hit(failpoint.AfterStatusUpdate)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
@@ -32,16 +33,35 @@ var retryableCodes = map[int32]bool{
 	999: true, // KEEPER_EXCEPTION
 }
 
+// Exception codes caused by a value in the data, not by the server or the
+// schema: the event is rejected (event.ErrRejected) and dead-lettered.
+var dataCodes = map[int32]bool{
+	6:   true, // CANNOT_PARSE_TEXT
+	27:  true, // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+	38:  true, // CANNOT_PARSE_DATE
+	41:  true, // CANNOT_PARSE_DATETIME
+	53:  true, // TYPE_MISMATCH
+	69:  true, // ARGUMENT_OUT_OF_BOUND
+	70:  true, // CANNOT_CONVERT_TYPE
+	72:  true, // CANNOT_PARSE_NUMBER
+	117: true, // INCORRECT_DATA
+	131: true, // TOO_LARGE_STRING_SIZE
+	321: true, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+	376: true, // CANNOT_PARSE_UUID
+}
+
 // classify marks permanent errors; connection-level errors (no exception
 // from the server) are retryable.
 func classify(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("clickhouse %s: %w", op, err)
 	var ex *ch.Exception
-	if errors.As(err, &ex) && !retryableCodes[ex.Code] {
-		return retry.Permanent(err)
+	switch {
+	case errors.As(err, &ex) && dataCodes[ex.Code]:
+		return retry.Permanent(fmt.Errorf("clickhouse %s: %w: %w", op, event.ErrRejected, err))
+	case errors.As(err, &ex) && !retryableCodes[ex.Code]:
+		return retry.Permanent(fmt.Errorf("clickhouse %s: %w", op, err))
 	}
-	return err
+	return fmt.Errorf("clickhouse %s: %w", op, err)
 }

@@ -100,6 +100,9 @@ func (s *Sink) Write(ctx context.Context, evs []event.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	if err := s.check(evs); err != nil {
+		return err
+	}
 	b, err := s.conn.PrepareBatch(ctx, s.insert)
 	if err != nil {
 		return classify("prepare insert", err)
@@ -107,13 +110,37 @@ func (s *Sink) Write(ctx context.Context, evs []event.Event) error {
 	defer func() { _ = b.Abort() }()
 	for i, c := range s.cols {
 		if err := b.Column(i).Append(c.values(evs)); err != nil {
-			return retry.Permanent(fmt.Errorf("clickhouse append column %s: %w", c.name, err))
+			// The driver refused a value of this column: a content problem.
+			return retry.Permanent(fmt.Errorf("%w: clickhouse append column %s: %w", event.ErrRejected, c.name, err))
 		}
 	}
 	if err := b.Send(); err != nil {
 		return classify("insert", err)
 	}
 	return nil
+}
+
+// check rejects events the table cannot store faithfully. The driver would
+// wrap a DateTime outside its range silently, so it is caught here.
+func (s *Sink) check(evs []event.Event) error {
+	lo, hi := s.timeRange()
+	for i := range evs {
+		if t := evs[i].OccurredAt; t.Before(lo) || !t.Before(hi) {
+			return retry.Permanent(fmt.Errorf("%w: event %d: event_date_time %s is outside %s..%s, the range of event_log.event_date_time",
+				event.ErrRejected, i, t.Format(time.RFC3339Nano), lo.Format(time.DateOnly), hi.Format(time.DateOnly)))
+		}
+	}
+	return nil
+}
+
+// timeRange is the range of the event_date_time column's type.
+func (s *Sink) timeRange() (lo, hi time.Time) {
+	for _, c := range s.cols {
+		if c.name == "event_date_time" && strings.HasPrefix(c.typ, "DateTime64") {
+			return time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2262, 4, 11, 0, 0, 0, 0, time.UTC)
+		}
+	}
+	return time.Unix(0, 0).UTC(), time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC)
 }
 
 // column is one insertable column of the table and how to fill it.

@@ -1,0 +1,57 @@
+// Package deadletter keeps the events the sink rejected for their content,
+// in the PostgreSQL table outbox_dead_letter, so that a poison event neither
+// disappears nor stalls the stream. Storing is idempotent (a replayed
+// rejection keeps the first row).
+package deadletter
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outbox-relay/relay/internal/event"
+)
+
+// Execer runs a statement (a *pgxpool.Pool satisfies it).
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Store writes rejected events.
+type Store struct{ db Execer }
+
+// New returns a Store.
+func New(db Execer) *Store { return &Store{db: db} }
+
+// Rejected is an event with the reason the sink gave.
+type Rejected struct {
+	Event event.Event
+	Err   error
+}
+
+const insert = `INSERT INTO outbox_dead_letter
+	(id, event_type, event_date_time, environment, event_context, metadata_version, error)
+	SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]::jsonb[], $6::bigint[], $7::text[])
+	ON CONFLICT (id) DO NOTHING`
+
+// Put stores rs in one statement.
+func (s *Store) Put(ctx context.Context, rs []Rejected) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	n := len(rs)
+	ids, types, envs, ctxs, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	times, versions := make([]time.Time, n), make([]int64, n)
+	for i, r := range rs {
+		ids[i] = uuid.UUID(r.Event.ID).String()
+		types[i], envs[i], ctxs[i] = r.Event.Type, r.Event.Environment, string(r.Event.Context)
+		times[i], versions[i], errs[i] = r.Event.OccurredAt, r.Event.MetadataVersion, r.Err.Error()
+	}
+	if _, err := s.db.Exec(ctx, insert, ids, types, times, envs, ctxs, versions, errs); err != nil {
+		return fmt.Errorf("store %d rejected events in outbox_dead_letter: %w", n, err)
+	}
+	return nil
+}
