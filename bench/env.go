@@ -1,0 +1,225 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/migrate"
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+)
+
+// Servers are the server-level URLs (scripts/services.sh env) and where to
+// find the servers' processes for CPU accounting.
+type Servers struct {
+	DatabaseURL   string // PostgreSQL maintenance database URL
+	ClickHouseURL string // ClickHouse URL; its database is replaced per Env
+	// PGDataDir holds postmaster.pid; CHPidFile holds the server's pid.
+	PGDataDir string
+	CHPidFile string
+}
+
+// Env is one scenario run's databases: a fresh PostgreSQL database and a
+// fresh ClickHouse database of the same name, migrated with the relay's own
+// migrations. Close drops both (and the slots in the PostgreSQL database).
+type Env struct {
+	Name          string
+	DatabaseURL   string
+	ClickHouseURL string
+	Slot          string
+	Publication   string
+	PG            *pgxpool.Pool
+	CH            driver.Conn
+	// DateTime64 is whether event_log.event_date_time is DateTime64.
+	DateTime64 bool
+
+	srv *Servers
+}
+
+// NewEnv creates and migrates the databases of one run.
+func NewEnv(ctx context.Context, srv *Servers) (*Env, error) {
+	e := &Env{Name: randomName("bench_"), srv: srv}
+	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
+	if err := e.create(ctx); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Env) create(ctx context.Context) error {
+	admin, err := pgx.Connect(ctx, e.srv.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer func() { _ = admin.Close(ctx) }()
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{e.Name}.Sanitize()); err != nil {
+		return fmt.Errorf("create database: %w", err)
+	}
+	if e.DatabaseURL, err = withPath(e.srv.DatabaseURL, e.Name); err != nil {
+		return err
+	}
+	if e.ClickHouseURL, err = withPath(e.srv.ClickHouseURL, e.Name); err != nil {
+		return err
+	}
+	if err := e.createClickHouse(ctx); err != nil {
+		return err
+	}
+	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, config.OutboxTable, zerolog.Nop()); err != nil {
+		return fmt.Errorf("migrate postgres: %w", err)
+	}
+	cfg, err := pgxpool.ParseConfig(e.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	cfg.MaxConns = 32
+	if e.PG, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return fmt.Errorf("postgres pool: %w", err)
+	}
+	return nil
+}
+
+func (e *Env) createClickHouse(ctx context.Context) error {
+	admin, err := chsink.Connect(ctx, e.srv.ClickHouseURL)
+	if err != nil {
+		return fmt.Errorf("connect to clickhouse: %w", err)
+	}
+	err = admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+e.Name)
+	_ = admin.Close()
+	if err != nil {
+		return fmt.Errorf("create clickhouse database: %w", err)
+	}
+	if e.CH, err = chsink.Connect(ctx, e.ClickHouseURL); err != nil {
+		return err
+	}
+	if err := migrate.ClickHouse(ctx, e.CH, zerolog.Nop()); err != nil {
+		return fmt.Errorf("migrate clickhouse: %w", err)
+	}
+	v, err := e.CH.ServerVersion()
+	if err != nil {
+		return err
+	}
+	e.DateTime64 = migrate.CapabilitiesOf(*v).DateTime64
+	return nil
+}
+
+// CreateSlot creates a pgoutput slot at the current WAL position, so that
+// everything written afterwards has to be decoded by whoever streams it.
+func (e *Env) CreateSlot(ctx context.Context, name string) error {
+	_, err := e.PG.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name)
+	if err != nil {
+		return fmt.Errorf("create slot %s: %w", name, err)
+	}
+	return nil
+}
+
+// SlotActive reports whether a walsender streams from the slot.
+func (e *Env) SlotActive(ctx context.Context, name string) (bool, error) {
+	var active bool
+	err := e.PG.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&active)
+	return active, err
+}
+
+// CurrentWAL is pg_current_wal_lsn() in bytes.
+func (e *Env) CurrentWAL(ctx context.Context) (int64, error) {
+	var lsn int64
+	err := e.PG.QueryRow(ctx, "SELECT (pg_current_wal_lsn() - '0/0')::bigint").Scan(&lsn)
+	return lsn, err
+}
+
+// ClickHouseRows is the number of rows in the active parts of event_log
+// (metadata only: cheap enough to poll while a benchmark runs).
+func (e *Env) ClickHouseRows(ctx context.Context) (uint64, error) {
+	var n uint64
+	err := e.CH.QueryRow(ctx, `SELECT toUInt64(sum(rows)) FROM system.parts
+		WHERE database = ? AND table = ? AND active`, e.Name, config.EventTable).Scan(&n)
+	return n, err
+}
+
+// ClickHouseDistinct counts the distinct event ids in event_log.
+func (e *Env) ClickHouseDistinct(ctx context.Context) (uint64, error) {
+	var n uint64
+	err := e.CH.QueryRow(ctx, "SELECT toUInt64(uniqExact(event_id)) FROM "+config.EventTable).Scan(&n)
+	return n, err
+}
+
+// OutboxEmpty reports whether outbox_event holds no row.
+func (e *Env) OutboxEmpty(ctx context.Context) (bool, error) {
+	var exists bool
+	err := e.PG.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pgx.Identifier{config.OutboxTable}.Sanitize()+")").Scan(&exists)
+	return !exists, err
+}
+
+// Close drops the run's databases; errors are ignored (best effort).
+func (e *Env) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if e.PG != nil {
+		e.PG.Close()
+	}
+	if e.CH != nil {
+		_ = e.CH.Close()
+	}
+	e.dropPostgres(ctx)
+	if admin, err := chsink.Connect(ctx, e.srv.ClickHouseURL); err == nil {
+		_ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+e.Name)
+		_ = admin.Close()
+	}
+}
+
+func (e *Env) dropPostgres(ctx context.Context) {
+	admin, err := pgx.Connect(ctx, e.srv.DatabaseURL)
+	if err != nil {
+		return
+	}
+	defer func() { _ = admin.Close(ctx) }()
+	_, _ = admin.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+		WHERE database = $1 AND active_pid IS NOT NULL`, e.Name)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		_, err := admin.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, e.Name)
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // cleanup only: the walsender is exiting
+	}
+	_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{e.Name}.Sanitize()+" WITH (FORCE)")
+}
+
+// RelayEnv is the environment of a bin/relay process on this Env.
+func (e *Env) RelayEnv(path string, extra ...string) []string {
+	env := []string{
+		"DATABASE_URL=" + e.DatabaseURL,
+		"CLICKHOUSE_URL=" + e.ClickHouseURL,
+		"RELAY_SLOT=" + e.Slot,
+		"RELAY_PUBLICATION=" + e.Publication,
+		"RELAY_ADMIN_ADDR=",
+		"LOG_FORMAT=json",
+		"LOG_LEVEL=info",
+		"PATH=" + path,
+	}
+	return append(env, extra...)
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+func withPath(raw, db string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("parse server URL: %w", err)
+	}
+	u.Path = "/" + db
+	return u.String(), nil
+}
