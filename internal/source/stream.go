@@ -35,6 +35,7 @@ func (s *Source) Run(ctx context.Context, out chan<- Item, drained <-chan struct
 	if err := Check(ctx, s.db, s.cfg); err != nil {
 		return err
 	}
+	s.fitStatusInterval(ctx)
 	conn, err := s.connect(ctx)
 	if err != nil {
 		return err
@@ -68,6 +69,22 @@ func (s *Source) Run(ctx context.Context, out chan<- Item, drained <-chan struct
 		return err
 	}
 	return st.finish(ctx, drained)
+}
+
+// fitStatusInterval keeps status updates well inside the server's
+// wal_sender_timeout, which ends a stream that stays silent that long (also
+// while the sink is down and nothing is read).
+func (s *Source) fitStatusInterval(ctx context.Context) {
+	var ms int64
+	err := s.db.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'").Scan(&ms)
+	if err != nil || ms <= 0 {
+		return
+	}
+	if limit := time.Duration(ms) * time.Millisecond / 3; s.cfg.StatusInterval > limit {
+		s.log.Info().Dur("wal_sender_timeout", time.Duration(ms)*time.Millisecond).Dur("status_interval", limit).
+			Msg("status interval lowered to a third of wal_sender_timeout")
+		s.cfg.StatusInterval = limit
+	}
 }
 
 func (s *Source) hook(connected bool) {
