@@ -145,7 +145,9 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // session runs one source connection and consumes its items.
 func (r *Relay) session(ctx context.Context) error {
-	items := make(chan source.Item, 1024)
+	// Room for a whole batch lets the source decode the next batch while
+	// this one is written; the byte budget bounds the memory either way.
+	items := make(chan source.Item, min(max(1024, r.cfg.Policy.MaxEvents), 65536))
 	drained := make(chan struct{})
 	srcCtx, cancelSrc := context.WithCancel(ctx)
 	defer cancelSrc()
