@@ -1,0 +1,319 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outbox-relay/relay/internal/testenv"
+)
+
+// Helpers of the fault-injection tests (faults_*_test.go). Their names
+// start with fault so that they stay out of the way of the other files of
+// the package.
+
+// Log lines (LOG_FORMAT=json) the fault tests wait for.
+const (
+	faultLogStreaming    = `"message":"streaming"`
+	faultLogFlushed      = `"message":"flushed"`
+	faultLogReconnecting = `"message":"stream interrupted; reconnecting"`
+	faultLogStandingBy   = `standing by`
+	faultLogSinkRetrying = `"message":"sink write failed; retrying"`
+	faultLogSlotLost     = `replication slot is lost`
+	faultLogSlotCreated  = `replication slot was missing: created it`
+)
+
+// faultProducer commits transactions of perTx events until stopped and
+// counts what it committed. Statements are never cancelled: one cancelled
+// on the client may still commit on the server and would make the count
+// wrong.
+type faultProducer struct {
+	committed atomic.Int64
+	txs       atomic.Int64
+	stopc     chan struct{}
+	once      sync.Once
+	wg        sync.WaitGroup
+	err       error
+}
+
+// startFaultProducer commits a transaction of perTx small events, tagged
+// tag, every pace (back to back when pace is zero).
+func startFaultProducer(e *testenv.Env, tag string, perTx int, pace time.Duration) *faultProducer {
+	p := &faultProducer{stopc: make(chan struct{})}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		var tick <-chan time.Time
+		if pace > 0 {
+			tk := time.NewTicker(pace)
+			defer tk.Stop()
+			tick = tk.C
+		}
+		for i := 0; ; i++ {
+			select {
+			case <-p.stopc:
+				return
+			default:
+			}
+			if tick != nil {
+				select {
+				case <-p.stopc:
+					return
+				case <-tick:
+				}
+			}
+			_, err := e.PG.Exec(context.Background(), `INSERT INTO outbox_event (event_type, environment, event_context)
+				SELECT 'fault', 'test', jsonb_build_object('tag', $1::text, 'tx', $2::int, 'n', g)
+				FROM generate_series(1, $3::int) g`, tag, i, perTx)
+			if err != nil {
+				p.err = fmt.Errorf("producer tx %d: %w", i, err)
+				return
+			}
+			p.committed.Add(int64(perTx))
+			p.txs.Add(1)
+		}
+	}()
+	return p
+}
+
+// stop ends the producer after its current transaction and returns how
+// many events it committed.
+func (p *faultProducer) stop() (int64, error) {
+	p.once.Do(func() { close(p.stopc) })
+	p.wg.Wait()
+	return p.committed.Load(), p.err
+}
+
+// stopOnCleanup stops p when the test ends, in case it failed early.
+func (p *faultProducer) stopOnCleanup(t *testing.T) {
+	t.Cleanup(func() { _, _ = p.stop() })
+}
+
+// faultInsert commits one transaction of n events tagged tag.
+func faultInsert(ctx context.Context, t *testing.T, e *testenv.Env, tag string, n int) {
+	t.Helper()
+	_, err := e.PG.Exec(ctx, `INSERT INTO outbox_event (event_type, environment, event_context)
+		SELECT 'fault', 'test', jsonb_build_object('tag', $1::text, 'n', g) FROM generate_series(1, $2::int) g`, tag, n)
+	if err != nil {
+		t.Fatalf("insert %d events %q: %v", n, tag, err)
+	}
+}
+
+// faultExec runs a statement on the test's database.
+func faultExec(ctx context.Context, t *testing.T, e *testenv.Env, sql string, args ...any) {
+	t.Helper()
+	if _, err := e.PG.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// faultStart runs `relay run` from bin on e with RelayEnv(extra...).
+func faultStart(t *testing.T, bin string, e *testenv.Env, extra ...string) *testenv.Process {
+	t.Helper()
+	return testenv.Start(t, bin, e.RelayEnv(extra...), "run")
+}
+
+// faultWaitLog waits until p printed a line containing s; it fails at once
+// when p exits.
+func faultWaitLog(t *testing.T, p *testenv.Process, s string, timeout time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, timeout, "relay log "+s, func() error {
+		if strings.Contains(p.Output(), s) {
+			return nil
+		}
+		if p.Exited() {
+			t.Fatalf("relay exited before logging %s:\n%s", s, p.Output())
+		}
+		return errors.New("not logged yet")
+	})
+}
+
+// faultAlive fails the test when p has exited.
+func faultAlive(t *testing.T, p *testenv.Process, when string) {
+	t.Helper()
+	if p.Exited() {
+		t.Fatalf("relay exited %s:\n%s", when, p.Output())
+	}
+}
+
+// faultHold keeps a fault in place for d: every tick it calls check, which
+// fails the test when something is wrong (typically: the relay died).
+func faultHold(t *testing.T, d, tick time.Duration, check func()) {
+	t.Helper()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	tk := time.NewTicker(tick)
+	defer tk.Stop()
+	for {
+		select {
+		case <-end.C:
+			check()
+			return
+		case <-tk.C:
+			check()
+		}
+	}
+}
+
+// faultExpectExactlyOnce waits until ClickHouse holds want distinct events
+// and the outbox table is empty, then until event_log FINAL (the documented
+// read path) counts exactly want rows. It returns the final counts.
+func faultExpectExactlyOnce(t *testing.T, e *testenv.Env, want int64, timeout time.Duration, procs ...*testenv.Process) testenv.Counts {
+	t.Helper()
+	ctx := context.Background()
+	c := e.WaitDelivered(t, uint64(want), timeout, procs...)
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("event_log FINAL counts each of the %d events once", want), func() error {
+		var err error
+		if c, err = e.ClickHouseCounts(ctx); err != nil {
+			return err
+		}
+		if c.Distinct != uint64(want) {
+			t.Fatalf("ClickHouse holds %d distinct events, %d were committed", c.Distinct, want)
+		}
+		if c.Final != uint64(want) {
+			return fmt.Errorf("FINAL count %d, want %d (rows %d, distinct %d)", c.Final, want, c.Rows, c.Distinct)
+		}
+		return nil
+	})
+	if n, err := e.OutboxRows(ctx); err != nil || n != 0 {
+		t.Fatalf("outbox_event holds %d rows (%v) after delivery, want 0", n, err)
+	}
+	return c
+}
+
+// faultSlot is the test slot's row of pg_replication_slots.
+type faultSlot struct {
+	Exists    bool
+	ActivePID int32 // 0 when inactive
+	Confirmed int64 // confirmed_flush_lsn as a byte position
+	WALStatus string
+}
+
+func readFaultSlot(ctx context.Context, e *testenv.Env) (faultSlot, error) {
+	var (
+		s         faultSlot
+		pid       *int32
+		confirmed *int64
+		walStatus *string
+	)
+	err := e.PG.QueryRow(ctx, `SELECT active_pid, (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint, wal_status
+		FROM pg_replication_slots WHERE slot_name = $1`, e.Slot).Scan(&pid, &confirmed, &walStatus)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	s.Exists = true
+	if pid != nil {
+		s.ActivePID = *pid
+	}
+	if confirmed != nil {
+		s.Confirmed = *confirmed
+	}
+	if walStatus != nil {
+		s.WALStatus = *walStatus
+	}
+	return s, nil
+}
+
+// faultWaitActive waits until a walsender streams the test's slot and
+// returns its pid.
+func faultWaitActive(t *testing.T, e *testenv.Env, timeout time.Duration, procs ...*testenv.Process) int32 {
+	t.Helper()
+	var pid int32
+	testenv.Eventually(t, timeout, "a walsender streaming the slot", func() error {
+		for _, p := range procs {
+			faultAlive(t, p, "while waiting for its walsender")
+		}
+		s, err := readFaultSlot(context.Background(), e)
+		if err != nil {
+			return err
+		}
+		if s.ActivePID == 0 {
+			return errors.New("slot not active")
+		}
+		pid = s.ActivePID
+		return nil
+	})
+	return pid
+}
+
+// faultCurrentLSN is pg_current_wal_lsn() as a byte position.
+func faultCurrentLSN(ctx context.Context, t *testing.T, e *testenv.Env) int64 {
+	t.Helper()
+	var lsn int64
+	if err := e.PG.QueryRow(ctx, "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint").Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+// faultServerSetting sets a server-wide parameter with ALTER SYSTEM until
+// the test ends (RESET in t.Cleanup) and waits until new sessions see it.
+// Tests using it must not be parallel.
+func faultServerSetting(t *testing.T, e *testenv.Env, name, value string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alter := func(ctx context.Context, sql string) error {
+		c, err := pgx.Connect(ctx, e.ServerDatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Close(ctx) }()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			return err
+		}
+		_, err = c.Exec(ctx, "SELECT pg_reload_conf()")
+		return err
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := alter(cctx, "ALTER SYSTEM RESET "+pgx.Identifier{name}.Sanitize()); err != nil {
+			t.Errorf("restore %s: %v", name, err)
+		}
+	})
+	if err := alter(ctx, "ALTER SYSTEM SET "+pgx.Identifier{name}.Sanitize()+" = "+quoteFaultLiteral(value)); err != nil {
+		t.Fatalf("set %s: %v", name, err)
+	}
+	testenv.Eventually(t, 10*time.Second, name+" = "+value, func() error {
+		c, err := pgx.Connect(ctx, e.ServerDatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Close(ctx) }()
+		var got string
+		if err := c.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got); err != nil {
+			return err
+		}
+		if got != value {
+			return fmt.Errorf("still %s", got)
+		}
+		return nil
+	})
+}
+
+func quoteFaultLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// faultExitCode waits for p to exit and returns its code; it fails the test
+// when p is still running after timeout.
+func faultExitCode(t *testing.T, p *testenv.Process, timeout time.Duration) int {
+	t.Helper()
+	code := p.Wait(timeout)
+	if !p.Exited() {
+		t.Fatalf("relay still running %s later:\n%s", timeout, p.Output())
+	}
+	return code
+}
+
+// faultMiB formats bytes.
+func faultMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
