@@ -81,14 +81,14 @@ func TestAdminEndpointsWhileStreaming(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	ctx := context.Background()
-	addr := closedPort(t)
-	p := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr)
+	addr := opsFreeAddr(t)
+	p := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr)
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
 	if code, body, err := adminGet(addr, "/healthz"); err != nil || code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz = %d %q %v", code, body, err)
 	}
 	for i := range 10 {
-		if err := insertTagged(ctx, e.PG, fmt.Sprintf("admin-%d", i)); err != nil {
+		if err := opsInsert(ctx, e.PG, fmt.Sprintf("admin-%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,9 +109,9 @@ func TestAdminEndpointsWhileStreaming(t *testing.T) {
 	// An idle outbox on a server whose WAL moves (other tables here, other
 	// tests' databases too) stays ready for longer than both readiness
 	// limits (RELAY_STATUS_INTERVAL=1s: 8s of silence, 10s stuck).
-	mustExec(ctx, t, e.PG, `CREATE TABLE admin_noise (n int)`)
+	opsExec(ctx, t, e.PG, `CREATE TABLE admin_noise (n int)`)
 	stayAdmin(t, p, addr, "/readyz", http.StatusOK, 15*time.Second, func() {
-		mustExec(ctx, t, e.PG, `INSERT INTO admin_noise SELECT generate_series(1, 100)`)
+		opsExec(ctx, t, e.PG, `INSERT INTO admin_noise SELECT generate_series(1, 100)`)
 	})
 }
 
@@ -140,10 +140,10 @@ func stayAdmin(t *testing.T, p *testenv.Process, addr, path string, code int, d 
 func TestAdminReadyzRedWhileNotConnected(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
-	addr1, addr2 := closedPort(t), closedPort(t)
-	first := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr1)
+	addr1, addr2 := opsFreeAddr(t), opsFreeAddr(t)
+	first := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr1)
 	waitAdmin(t, first, addr1, "/readyz", http.StatusOK, "ready", 30*time.Second)
-	second := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr2, "RELAY_PPROF=true")
+	second := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr2, "RELAY_PPROF=true")
 	waitAdmin(t, second, addr2, "/healthz", http.StatusOK, "ok", 30*time.Second)
 	waitAdmin(t, second, addr2, "/readyz", http.StatusServiceUnavailable, "not ready: replication stream is not connected", 10*time.Second)
 	waitAdmin(t, second, addr2, "/debug/pprof/", http.StatusOK, "goroutine", 10*time.Second)
@@ -164,17 +164,17 @@ func TestAdminReadyzRedWhenStuckOnClickHouse(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	proxy := startTCPProxy(t, hostOf(t, e.ClickHouse))
-	addr := closedPort(t)
-	p := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr, "CLICKHOUSE_URL="+withHost(t, e.ClickHouse, proxy.addr()))
+	addr := opsFreeAddr(t)
+	p := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr, "CLICKHOUSE_URL="+withHost(t, e.ClickHouse, proxy.addr()))
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
-	if err := insertTagged(ctx, e.PG, "before"); err != nil {
+	if err := opsInsert(ctx, e.PG, "before"); err != nil {
 		t.Fatal(err)
 	}
 	e.WaitDelivered(t, 1, 30*time.Second, p)
 
 	proxy.setBlocked(true)
 	for i := range 5 {
-		if err := insertTagged(ctx, e.PG, fmt.Sprintf("during-%d", i)); err != nil {
+		if err := opsInsert(ctx, e.PG, fmt.Sprintf("during-%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -298,10 +298,10 @@ func TestAdminAndStatusWithLeastPrivilegeRole(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	db := pgx.Identifier{e.Name}.Sanitize()
-	mustExec(ctx, t, e.PG, "CREATE ROLE "+role+" LOGIN REPLICATION")
-	mustExec(ctx, t, e.PG, "GRANT CONNECT ON DATABASE "+db+" TO "+role)
-	mustExec(ctx, t, e.PG, "GRANT SELECT, DELETE ON outbox_event TO "+role)
-	mustExec(ctx, t, e.PG, "GRANT SELECT, INSERT, UPDATE ON outbox_relay_state TO "+role)
+	opsExec(ctx, t, e.PG, "CREATE ROLE "+role+" LOGIN REPLICATION")
+	opsExec(ctx, t, e.PG, "GRANT CONNECT ON DATABASE "+db+" TO "+role)
+	opsExec(ctx, t, e.PG, "GRANT SELECT, DELETE ON outbox_event TO "+role)
+	opsExec(ctx, t, e.PG, "GRANT SELECT, INSERT, UPDATE ON outbox_relay_state TO "+role)
 	u, err := url.Parse(e.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
@@ -309,10 +309,10 @@ func TestAdminAndStatusWithLeastPrivilegeRole(t *testing.T) {
 	u.User = url.User(role)
 	asRole := "DATABASE_URL=" + u.String()
 
-	addr := closedPort(t)
-	p := startRelay(t, e, asRole, "RELAY_ADMIN_ADDR="+addr)
+	addr := opsFreeAddr(t)
+	p := opsStartRelay(t, e, asRole, "RELAY_ADMIN_ADDR="+addr)
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
-	if err := insertTagged(ctx, e.PG, "least-privilege"); err != nil {
+	if err := opsInsert(ctx, e.PG, "least-privilege"); err != nil {
 		t.Fatal(err)
 	}
 	e.WaitDelivered(t, 1, 30*time.Second, p)

@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outbox-relay/relay/internal/status"
 	"github.com/outbox-relay/relay/internal/testenv"
@@ -27,7 +32,7 @@ const (
 // relayStatus runs `relay status --json` with env and decodes its report.
 func relayStatus(t *testing.T, env []string) (int, *status.Report, string) {
 	t.Helper()
-	code, out := runRelayCmd(t, 30*time.Second, env, "status", "--json")
+	code, out := opsRun(t, 30*time.Second, env, "status", "--json")
 	for line := range strings.Lines(out) {
 		if strings.HasPrefix(line, "{") {
 			var r status.Report
@@ -69,10 +74,10 @@ func TestStatusFollowsTheRelay(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	ctx := context.Background()
-	p := startRelay(t, e)
-	waitLog(t, p, logStreaming, 30*time.Second)
+	p := opsStartRelay(t, e)
+	opsWaitLog(t, p, opsLogStreaming, 30*time.Second)
 	for i := range 20 {
-		if err := insertTagged(ctx, e.PG, fmt.Sprintf("status-%d", i)); err != nil {
+		if err := opsInsert(ctx, e.PG, fmt.Sprintf("status-%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -110,7 +115,7 @@ func TestStatusFollowsTheRelay(t *testing.T) {
 	}
 
 	for i := range 5 {
-		if err := insertTagged(ctx, e.PG, fmt.Sprintf("waiting-%d", i)); err != nil {
+		if err := opsInsert(ctx, e.PG, fmt.Sprintf("waiting-%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -145,24 +150,24 @@ func TestStatusMissingSlotAndUnreachableServers(t *testing.T) {
 	}
 
 	// The table for people says the same.
-	code, out = runRelayCmd(t, 30*time.Second, e.RelayEnv(), "status")
+	code, out = opsRun(t, 30*time.Second, e.RelayEnv(), "status")
 	if code != statusExitCritical || !strings.Contains(out, "VERDICT") || !strings.Contains(out, "does not exist") {
 		t.Errorf("table output: exit %d:\n%s", code, out)
 	}
 
-	chDown := withHost(t, e.ClickHouse, closedPort(t))
+	chDown := withHost(t, e.ClickHouse, opsFreeAddr(t))
 	code, r, out = relayStatus(t, e.RelayEnv("CLICKHOUSE_URL="+chDown))
 	if code != statusExitCritical || r == nil || r.ClickHouseReachable || !hasReason(r, "CRITICAL: ClickHouse is unreachable") {
 		t.Errorf("ClickHouse down: exit %d:\n%s", code, out)
 	}
 
-	pgDown := withHost(t, e.DatabaseURL, closedPort(t))
-	code, out = runRelayCmd(t, 30*time.Second, e.RelayEnv("DATABASE_URL="+pgDown), "status", "--json")
+	pgDown := withHost(t, e.DatabaseURL, opsFreeAddr(t))
+	code, out = opsRun(t, 30*time.Second, e.RelayEnv("DATABASE_URL="+pgDown), "status", "--json")
 	if code != statusExitError || !strings.Contains(out, "PostgreSQL") {
 		t.Errorf("PostgreSQL down: exit %d, want %d:\n%s", code, statusExitError, out)
 	}
 
-	code, out = runRelayCmd(t, 30*time.Second, e.RelayEnv("RELAY_STATUS_LAG_WARN_BYTES=lots"), "status")
+	code, out = opsRun(t, 30*time.Second, e.RelayEnv("RELAY_STATUS_LAG_WARN_BYTES=lots"), "status")
 	if code != 2 || !strings.Contains(out, "RELAY_STATUS_LAG_WARN_BYTES") {
 		t.Errorf("bad threshold: exit %d, want 2:\n%s", code, out)
 	}
@@ -206,4 +211,88 @@ func withHost(t *testing.T, raw, hostPort string) string {
 	}
 	u.Host = hostPort
 	return u.String()
+}
+
+// Helpers of the status and admin tests (ops-prefixed: the package's other
+// tests keep their own).
+
+// opsLogStreaming is the relay's log line once the stream is up.
+const opsLogStreaming = `"message":"streaming"`
+
+// opsStartRelay runs `relay run` on e with RelayEnv(extra...).
+func opsStartRelay(t *testing.T, e *testenv.Env, extra ...string) *testenv.Process {
+	t.Helper()
+	return testenv.Start(t, relayBin, e.RelayEnv(extra...), "run")
+}
+
+// opsWaitLog waits until p printed a line containing s.
+func opsWaitLog(t *testing.T, p *testenv.Process, s string, timeout time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, timeout, "relay log "+s, func() error {
+		if strings.Contains(p.Output(), s) {
+			return nil
+		}
+		if p.Exited() {
+			t.Fatalf("relay exited before logging %s:\n%s", s, p.Output())
+		}
+		return errors.New("not logged yet")
+	})
+}
+
+// opsExecer runs a statement (the pool).
+type opsExecer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// opsInsert inserts one outbox event whose event_context is {"tag": tag}.
+func opsInsert(ctx context.Context, db opsExecer, tag string) error {
+	_, err := db.Exec(ctx, `INSERT INTO outbox_event (event_type, environment, event_context)
+		VALUES ('ops', 'test', jsonb_build_object('tag', $1::text))`, tag)
+	return err
+}
+
+// opsExec runs sql or fails the test.
+func opsExec(ctx context.Context, t *testing.T, db opsExecer, sql string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// opsFreeAddr returns a 127.0.0.1 address nothing listens on.
+func opsFreeAddr(t *testing.T) string {
+	t.Helper()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// opsRun runs the relay binary to completion with exactly env and returns
+// its exit code and combined output.
+func opsRun(t *testing.T, timeout time.Duration, env []string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, relayBin, args...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("relay %v did not exit within %s:\n%s", args, timeout, out)
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatalf("relay %v: %v", args, err)
+	return 0, ""
 }
