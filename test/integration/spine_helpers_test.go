@@ -22,6 +22,7 @@ const (
 	logFlushed           = `"message":"flushed"`
 	logStoppedClean      = `"message":"relay stopped cleanly"`
 	logReplStopped       = `"message":"replication stopped"`
+	logBackfillResumed   = `"message":"backfill resumed"`
 	logBackfillDone      = `"message":"backfill done"`
 	logRowsLeft          = `"message":"delivered rows left in the outbox table"`
 	logStoppedBeforeSink = `"message":"stopped before buffered events reached the sink; they will be streamed again"`
@@ -143,3 +144,13 @@ func runRelayCmd(t *testing.T, timeout time.Duration, env []string, args ...stri
 
 // mib formats a byte count for messages.
 func spineMiB(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 2, 64) + " MiB" }
+
+// spineStopMerges stops background merges of the test's event_log, so that
+// count() without FINAL still shows a row written twice when the test reads
+// it (a merge would collapse the copies).
+func spineStopMerges(ctx context.Context, t *testing.T, e *testenv.Env) {
+	t.Helper()
+	if err := e.CH.Exec(ctx, "SYSTEM STOP MERGES event_log"); err != nil {
+		t.Fatalf("stop merges of event_log: %v", err)
+	}
+}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,111 +13,6 @@ import (
 
 	"github.com/outbox-relay/relay/internal/testenv"
 )
-
-// spineProxy forwards TCP connections to target. Paused, it stops forwarding
-// bytes in both directions without closing anything: to the relay,
-// ClickHouse looks stalled, not down.
-type spineProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	gate  chan struct{} // closed while forwarding
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func startSpineProxy(t *testing.T, target string) *spineProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &spineProxy{ln: ln, target: target, gate: make(chan struct{})}
-	close(p.gate)
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-// Addr is the proxy's host:port.
-func (p *spineProxy) Addr() string { return p.ln.Addr().String() }
-
-// Pause stops forwarding; Resume starts again.
-func (p *spineProxy) Pause() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.gate:
-		p.gate = make(chan struct{})
-	default: // already paused
-	}
-}
-
-func (p *spineProxy) Resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.gate:
-	default:
-		close(p.gate)
-	}
-}
-
-func (p *spineProxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(out, in)
-		go p.pipe(in, out)
-	}
-}
-
-// pipe copies src to dst, holding each chunk while the proxy is paused.
-func (p *spineProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	defer func() { _ = dst.Close(); _ = src.Close() }()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			gate := p.gate
-			p.mu.Unlock()
-			<-gate
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *spineProxy) close() {
-	_ = p.ln.Close()
-	p.Resume()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
 
 // spineSetWalSenderTimeout sets wal_sender_timeout server-wide until the test
 // ends and waits until new sessions see it.

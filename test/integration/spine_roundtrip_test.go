@@ -19,7 +19,7 @@ type spineRoundTripCase struct {
 	wantAt              time.Time // checked when not zero
 }
 
-// spineStored is one event as PostgreSQL spineStored it or ClickHouse holds it.
+// spineStored is one event as PostgreSQL stored it or ClickHouse holds it.
 type spineStored struct {
 	typ, env, ctx string
 	at            time.Time
@@ -50,7 +50,7 @@ func spineRoundTripCases() []spineRoundTripCase {
 
 // TestEveryColumnRoundTrips writes rows through both delivery paths (the
 // new slot's snapshot backfill and the stream) and compares every column in
-// ClickHouse with what PostgreSQL spineStored.
+// ClickHouse with what PostgreSQL stored.
 func TestEveryColumnRoundTrips(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)

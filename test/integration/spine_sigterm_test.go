@@ -46,7 +46,7 @@ func startSpineProducer(e *testenv.Env) *spineProducer {
 				spineEventType, spineEnvironment, i, n)
 			cancel()
 			if err != nil {
-				p.err = fmt.Errorf("spineProducer tx %d: %w", i, err)
+				p.err = fmt.Errorf("producer tx %d: %w", i, err)
 				return
 			}
 			p.committed.Add(int64(n))
@@ -56,7 +56,7 @@ func startSpineProducer(e *testenv.Env) *spineProducer {
 	return p
 }
 
-// stop ends the spineProducer after its current transaction and returns how
+// stop ends the producer after its current transaction and returns how
 // many events it committed.
 func (p *spineProducer) stop() (int64, error) {
 	p.once.Do(func() { close(p.done) })
@@ -65,58 +65,49 @@ func (p *spineProducer) stop() (int64, error) {
 }
 
 // TestSIGTERMMidStreamLosesAndRepeatsNothing stops the relay with SIGTERM
-// while transactions keep committing, then restarts it: every committed
-// event arrives exactly once, even counted without FINAL.
+// while transactions keep committing, several times, then lets a last relay
+// catch up: every committed event arrives exactly once, even counted
+// without FINAL, and the outbox ends empty.
 func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	ctx := context.Background()
-	const grace = 10 * time.Second
+	const (
+		grace  = 10 * time.Second
+		rounds = 3
+	)
+	spineStopMerges(ctx, t, e)
 	env := []string{"RELAY_SHUTDOWN_TIMEOUT=" + grace.String()}
-	first := startRelay(t, e, env...)
-	// Mid-stream: the slot exists and its (empty) backfill is done before
-	// the first event commits (TestSIGTERMDuringBackfill covers the other case).
-	waitLog(t, first, logStreaming, 30*time.Second)
-	prod := startSpineProducer(e)
-	t.Cleanup(func() { _, _ = prod.stop() })
-
-	testenv.Eventually(t, 30*time.Second, "first events delivered while the spineProducer writes", func() error {
-		if first.Exited() {
-			t.Fatalf("relay exited:\n%s", first.Output())
+	var (
+		prod    *spineProducer
+		outputs []string
+		seen    uint64
+	)
+	for round := 1; round <= rounds; round++ {
+		p := startRelay(t, e, env...)
+		waitLog(t, p, logStreaming, 30*time.Second)
+		if prod == nil {
+			// Mid-stream: the slot and its (empty) backfill exist before the
+			// first event commits (TestSIGTERMDuringBackfill covers the rest).
+			prod = startSpineProducer(e)
+			t.Cleanup(func() { _, _ = prod.stop() })
 		}
-		c, err := e.ClickHouseCounts(ctx)
-		if err == nil && c.Distinct < 300 {
-			err = fmt.Errorf("%d events in ClickHouse", c.Distinct)
-		}
-		return err
-	})
-	atSignal := prod.txs.Load()
-	if err := first.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+		testenv.Eventually(t, 30*time.Second, fmt.Sprintf("round %d: more events delivered while the producer writes", round), func() error {
+			if p.Exited() {
+				t.Fatalf("relay exited:\n%s", p.Output())
+			}
+			c, err := e.ClickHouseCounts(ctx)
+			if err == nil && c.Distinct < seen+200 {
+				err = fmt.Errorf("%d events in ClickHouse", c.Distinct)
+			}
+			if err == nil {
+				seen = c.Distinct
+			}
+			return err
+		})
+		out := stopMidStream(ctx, t, e, p, prod, grace, round)
+		outputs = append(outputs, out)
 	}
-	start := time.Now()
-	code := first.Wait(grace + 10*time.Second)
-	t.Logf("relay exited with %d %s after SIGTERM", code, time.Since(start).Round(time.Millisecond))
-	if code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0:\n%s", code, first.Output())
-	}
-	out := first.Output()
-	for _, line := range []string{logFlushed, logReplStopped, logStoppedClean} {
-		if !strings.Contains(out, line) {
-			t.Errorf("log of the stopped relay lacks %s", line)
-		}
-	}
-	if strings.Contains(out, logRowsLeft) {
-		t.Errorf("the relay left delivered rows in outbox_event on shutdown (log %s): nothing deletes them later", logRowsLeft)
-	}
-	spineFinalStatusApplied(ctx, t, e, out)
-	// The shutdown happened while transactions kept committing.
-	testenv.Eventually(t, 10*time.Second, "spineProducer still committing after the relay stopped", func() error {
-		if n := prod.txs.Load(); n < atSignal+20 {
-			return fmt.Errorf("%d transactions since SIGTERM", n-atSignal)
-		}
-		return nil
-	})
 	committed, err := prod.stop()
 	if err != nil {
 		t.Fatal(err)
@@ -126,15 +117,15 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if before.Distinct >= uint64(committed) {
-		t.Fatalf("ClickHouse already holds %d of %d events before the restart: the test did not stop the relay mid-stream", before.Distinct, committed)
+		t.Fatalf("ClickHouse already holds %d of %d events: the test did not stop the relay mid-stream", before.Distinct, committed)
 	}
-	t.Logf("committed %d events; %d delivered before the restart", committed, before.Distinct)
+	t.Logf("committed %d events; %d delivered before the last start", committed, before.Distinct)
 
-	second := startRelay(t, e, env...)
+	last := startRelay(t, e, env...)
 	var c testenv.Counts
 	testenv.Eventually(t, 45*time.Second, fmt.Sprintf("all %d committed events in ClickHouse", committed), func() error {
-		if second.Exited() {
-			t.Fatalf("relay exited:\n%s", second.Output())
+		if last.Exited() {
+			t.Fatalf("relay exited:\n%s", last.Output())
 		}
 		var err error
 		if c, err = e.ClickHouseCounts(ctx); err == nil && c.Distinct < uint64(committed) {
@@ -145,9 +136,9 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 	if c.Rows != uint64(committed) || c.Distinct != uint64(committed) || c.Final != uint64(committed) {
 		t.Errorf("count()=%d uniqExact(event_id)=%d FINAL=%d, want all %d: an event was written twice",
 			c.Rows, c.Distinct, c.Final, committed)
-		if strings.Contains(out, logStoppedBeforeSink) {
-			t.Errorf("the stopped relay logged %s: SIGTERM cancelled a ClickHouse INSERT in flight "+
-				"(ClickHouse had spineStored it), so its batch was not acknowledged and is streamed again", logStoppedBeforeSink)
+		if strings.Contains(strings.Join(outputs, ""), logStoppedBeforeSink) {
+			t.Errorf("a stopped relay logged %s: SIGTERM cancelled a ClickHouse INSERT in flight "+
+				"(ClickHouse had stored it), so its batch was not acknowledged and is streamed again", logStoppedBeforeSink)
 		}
 	}
 	testenv.Eventually(t, 10*time.Second, "outbox_event emptied after every event reached ClickHouse", func() error {
@@ -157,18 +148,55 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 		}
 		return err
 	})
-	if strings.Contains(second.Output(), logBackfillDone) {
-		t.Errorf("the restart created the slot again: the first run's position was lost")
-	}
-	if err := second.Signal(syscall.SIGTERM); err != nil {
+	if err := last.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := second.Wait(grace + 10*time.Second); code != 0 {
-		t.Fatalf("second relay: exit code %d after SIGTERM", code)
+	if code := last.Wait(grace + 10*time.Second); code != 0 {
+		t.Fatalf("last relay: exit code %d after SIGTERM", code)
 	}
 	if err := spineNoDuplicateRows(ctx, e); err != nil {
 		t.Error(err)
 	}
+}
+
+// stopMidStream sends SIGTERM to p while prod writes and checks the clean
+// stop: exit 0, the shutdown lines, no rows left behind, the final position
+// confirmed. It returns p's output.
+func stopMidStream(ctx context.Context, t *testing.T, e *testenv.Env, p *testenv.Process, prod *spineProducer, grace time.Duration, round int) string {
+	t.Helper()
+	atSignal := prod.txs.Load()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code := p.Wait(grace + 10*time.Second)
+	t.Logf("round %d: relay exited with %d %s after SIGTERM", round, code, time.Since(start).Round(time.Millisecond))
+	out := p.Output()
+	if code != 0 {
+		t.Fatalf("round %d: exit code %d after SIGTERM, want 0:\n%s", round, code, out)
+	}
+	for _, line := range []string{logFlushed, logReplStopped, logStoppedClean} {
+		if !strings.Contains(out, line) {
+			t.Errorf("round %d: log of the stopped relay lacks %s", round, line)
+		}
+	}
+	for _, line := range []string{logBackfillDone, logBackfillResumed} {
+		if round > 1 && strings.Contains(out, line) {
+			t.Errorf("round %d: the relay logged %s: the slot's snapshot was delivered again", round, line)
+		}
+	}
+	if strings.Contains(out, logRowsLeft) {
+		t.Errorf("round %d: the relay left delivered rows in outbox_event on shutdown (log %s): nothing deletes them later", round, logRowsLeft)
+	}
+	// The shutdown happened while transactions kept committing.
+	testenv.Eventually(t, 10*time.Second, "producer still committing after the relay stopped", func() error {
+		if n := prod.txs.Load(); n < atSignal+20 {
+			return fmt.Errorf("%d transactions since SIGTERM", n-atSignal)
+		}
+		return nil
+	})
+	spineFinalStatusApplied(ctx, t, e, out)
+	return out
 }
 
 // spineFinalStatusApplied compares the position the stopped relay says it
@@ -194,7 +222,7 @@ func spineFinalStatusApplied(ctx context.Context, t *testing.T, e *testenv.Env, 
 		slot   string
 		ok     bool
 	)
-	testenv.Eventually(t, 10*time.Second, "walsender of the stopped relay gone", func() error {
+	testenv.Eventually(t, 20*time.Second, "walsender of the stopped relay gone", func() error {
 		err := e.PG.QueryRow(ctx, `SELECT active, confirmed_flush_lsn::text, confirmed_flush_lsn >= $2::pg_lsn
 			FROM pg_replication_slots WHERE slot_name = $1`, e.Slot, said).Scan(&active, &slot, &ok)
 		if err == nil && active {
@@ -208,7 +236,7 @@ func spineFinalStatusApplied(ctx context.Context, t *testing.T, e *testenv.Env, 
 	}
 }
 
-// spineNoDuplicateRows lists event ids spineStored more than once (without FINAL).
+// spineNoDuplicateRows lists event ids stored more than once (without FINAL).
 func spineNoDuplicateRows(ctx context.Context, e *testenv.Env) error {
 	rows, err := e.CH.Query(ctx, `SELECT toString(event_id), count() AS n FROM event_log GROUP BY event_id HAVING n > 1 LIMIT 10`)
 	if err != nil {
@@ -228,7 +256,7 @@ func spineNoDuplicateRows(ctx context.Context, e *testenv.Env) error {
 		return err
 	}
 	if len(dups) > 0 {
-		return errors.New("events spineStored more than once: " + strings.Join(dups, ", "))
+		return errors.New("events stored more than once: " + strings.Join(dups, ", "))
 	}
 	return nil
 }
