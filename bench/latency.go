@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,8 @@ type LatencyConfig struct {
 	Poll time.Duration
 	// Settle bounds the wait for the last events after the producer ends.
 	Settle time.Duration
+	// Dump, when set, receives "seq,commit_unix_ns,seen_unix_ns" lines.
+	Dump string
 }
 
 // LatencyResult holds one end-to-end latency per event that arrived.
@@ -78,7 +82,21 @@ func RunLatency(ctx context.Context, e *Env, cfg LatencyConfig) (LatencyResult, 
 	}
 	res := summarize(committed, seen)
 	res.Resolution = time.Duration(w.maxGap)
+	if cfg.Dump != "" {
+		if err := dump(cfg.Dump, committed, seen); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+func dump(path string, committed, seen []int64) error {
+	var b strings.Builder
+	b.WriteString("seq,commit_unix_ns,seen_unix_ns\n")
+	for i := 1; i < len(committed); i++ {
+		fmt.Fprintf(&b, "%d,%d,%d\n", i, committed[i], seen[i])
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func summarize(committed, seen []int64) LatencyResult {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -151,4 +152,22 @@ func (s *Servers) ReadServerCPU() ServerCPU {
 // Sub is the CPU used between two readings.
 func (c ServerCPU) Sub(earlier ServerCPU) ServerCPU {
 	return ServerCPU{PG: c.PG - earlier.PG, CH: c.CH - earlier.CH}
+}
+
+// LoadAvg1 is the host's one-minute load average (NaN when unreadable): on
+// a shared 2-core machine, a high value explains a slow run.
+func LoadAvg1() float64 {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return math.NaN()
+	}
+	f := strings.Fields(string(raw))
+	if len(f) == 0 {
+		return math.NaN()
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return v
 }

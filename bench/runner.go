@@ -27,6 +27,8 @@ type Runner struct {
 	// ProfileDir, when set, asks the relay binary for a CPU profile per
 	// run (BENCH_CPUPROFILE; only bench/cmd/relayprof honours it).
 	ProfileDir string
+	// KeepLatencies writes every event's commit and seen time to WorkDir.
+	KeepLatencies bool
 	// RelayExtraEnv is appended to the relay's environment (KEY=VALUE).
 	RelayExtraEnv []string
 	Logf          func(format string, args ...any)

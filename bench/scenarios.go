@@ -43,12 +43,14 @@ type drainRun struct {
 func (r *Runner) Drain(ctx context.Context, d Dataset, runs int, polling bool) {
 	sc := d.scenario("drain")
 	for i := range runs {
-		r.Logf("%s: run %d/%d", sc, i+1, runs)
+		load := LoadAvg1()
+		r.Logf("%s: run %d/%d (load average %.1f)", sc, i+1, runs, load)
 		run, err := r.drainRun(ctx, d, polling, fmt.Sprintf("drain-%s-%d", SizeName(d.Size), i+1))
 		if err != nil {
 			r.fail(sc, i, err)
 			continue
 		}
+		r.Report.Add(sc, "host load average at start", "1 min", load)
 		r.record(sc, "relay", *run.relay, true)
 		r.record(sc, "bare-decode", *run.bare, true)
 		r.record(sc, "raw-ch-insert", *run.raw, false)
@@ -148,13 +150,15 @@ func (r *Runner) rssRatio(sc, label string) {
 func (r *Runner) Resources(ctx context.Context, d Dataset, runs int) {
 	sc := d.scenario("resources")
 	for i := range runs {
-		r.Logf("%s: run %d/%d", sc, i+1, runs)
+		load := LoadAvg1()
+		r.Logf("%s: run %d/%d (load average %.1f)", sc, i+1, runs, load)
 		st, err := r.resourceRun(ctx, d, fmt.Sprintf("resources-%s-%d-%d", SizeName(d.Size), d.PerTx, i+1))
 		if err != nil {
 			r.fail(sc, i, err)
 			continue
 		}
 		r.Logf("  relay: %.0f ev/s, %.1f MB/s, peak RSS %d MiB", st.EventsPerSec(), st.MBPerSec(), st.Proc.PeakRSS>>20)
+		r.Report.Add(sc, "host load average at start", "1 min", load)
 		r.record(sc, "relay", st, true)
 	}
 	label := SizeName(d.Size)
@@ -179,7 +183,8 @@ func (r *Runner) resourceRun(ctx context.Context, d Dataset, profile string) (Dr
 func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Duration, runs int) (sc, p99Ratio string) {
 	sc = fmt.Sprintf("latency %d ev/s, interval %s", lc.Rate, interval)
 	for i := range runs {
-		r.Logf("%s: run %d/%d (%s each)", sc, i+1, runs, lc.Duration)
+		load := LoadAvg1()
+		r.Logf("%s: run %d/%d (%s each, load average %.1f)", sc, i+1, runs, lc.Duration, load)
 		relay, err := r.latencyRun(ctx, "relay", lc, interval, fmt.Sprintf("latency-%d-%d", lc.Rate, i+1))
 		if err != nil {
 			r.fail(sc, i, err)
@@ -190,6 +195,7 @@ func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Du
 			r.fail(sc, i, err)
 			continue
 		}
+		r.Report.Add(sc, "host load average at start", "1 min", load)
 		relay.record(r.Report, sc, "relay")
 		poll.record(r.Report, sc, "polling")
 	}
@@ -230,6 +236,9 @@ func (r *Runner) latencyRun(ctx context.Context, system string, lc LatencyConfig
 	p, err := r.startSteady(ctx, e, system, interval, profile)
 	if err != nil {
 		return st, err
+	}
+	if r.KeepLatencies {
+		lc.Dump = filepath.Join(r.WorkDir, fmt.Sprintf("latency-%s-%d.csv", system, lc.Rate))
 	}
 	defer p.Kill()
 	before := r.Srv.ReadServerCPU()

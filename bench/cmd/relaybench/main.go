@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -113,6 +114,8 @@ type options struct {
 	loadConns     int
 	profileDir    string
 	relayEnv      string
+	rates         string
+	dumpLatency   bool
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -136,6 +139,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.Int64Var(&o.batchBytes, "batch-bytes", 16<<20, "RELAY_BATCH_BYTES (and the raw insert's byte cut)")
 	fs.IntVar(&o.loadConns, "load-conns", 2, "connections loading the backlog")
 	fs.StringVar(&o.profileDir, "cpuprofile-dir", "", "pass BENCH_CPUPROFILE=<dir>/<run>.pprof to the relay (use -relay bin/relayprof)")
+	fs.StringVar(&o.rates, "rates", "2000:1s,10000:100ms", "latency scenarios as rate:interval (the first is compared with polling against the p99 ratio target, a 10000 ev/s one against 250 ms)")
+	fs.BoolVar(&o.dumpLatency, "dump-latencies", false, "write each event's commit and seen time to the workdir (latency-<system>-<rate>.csv)")
 	fs.StringVar(&o.relayEnv, "relay-env", "", "extra KEY=VALUE settings for the relay, comma-separated (e.g. GOMEMLIMIT=96MiB)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -235,17 +240,42 @@ func scenarios(ctx context.Context, o *options, r *bench.Runner) {
 }
 
 func latency(ctx context.Context, o *options, r *bench.Runner) {
-	lc := func(rate int) bench.LatencyConfig {
-		return bench.LatencyConfig{Rate: rate, Duration: o.latDuration, Conns: min(max(rate/400, 4), 32),
+	for i, spec := range splitList(o.rates) {
+		rate, interval, err := parseRate(spec)
+		if err != nil {
+			r.Logf("-rates %q: %v", spec, err)
+			continue
+		}
+		lc := bench.LatencyConfig{Rate: rate, Duration: o.latDuration, Conns: min(max(rate/400, 4), 32),
 			Size: 512, Poll: 50 * time.Millisecond, Settle: 30 * time.Second}
+		sc, ratio := r.Latency(ctx, lc, interval, o.latRuns)
+		if i == 0 {
+			r.Report.Goal(bench.RatioScenario, ratio, "<=", 0.5)
+		}
+		if rate == 10000 && interval == 100*time.Millisecond {
+			r.Report.Goal(sc, "relay p99", "<=", 250)
+		}
+		if ctx.Err() != nil {
+			return
+		}
 	}
-	_, ratio := r.Latency(ctx, lc(2000), time.Second, o.latRuns)
-	r.Report.Goal(bench.RatioScenario, ratio, "<=", 0.5)
-	if ctx.Err() != nil {
-		return
+}
+
+// parseRate reads "2000:1s" (events per second, flush/poll interval).
+func parseRate(spec string) (int, time.Duration, error) {
+	r, i, ok := strings.Cut(spec, ":")
+	if !ok {
+		return 0, 0, errors.New("want rate:interval")
 	}
-	sc, _ := r.Latency(ctx, lc(10000), 100*time.Millisecond, o.latRuns)
-	r.Report.Goal(sc, "relay p99", "<=", 250)
+	rate, err := strconv.Atoi(r)
+	if err != nil || rate <= 0 {
+		return 0, 0, fmt.Errorf("bad rate %q", r)
+	}
+	interval, err := time.ParseDuration(i)
+	if err != nil {
+		return 0, 0, err
+	}
+	return rate, interval, nil
 }
 
 // servers reads the environment that `scripts/services.sh up` prints.
@@ -283,7 +313,7 @@ func newRunner(o *options, srv *bench.Servers) (*bench.Runner, func(), error) {
 		}}
 	r := &bench.Runner{Srv: srv, RelayBin: o.relayBin, SelfBin: self, WorkDir: o.workDir,
 		BatchSize: o.batchSize, BatchBytes: o.batchBytes, LoadConns: o.loadConns, ProfileDir: o.profileDir,
-		Report: rep, Path: os.Getenv("PATH"), RelayExtraEnv: splitList(o.relayEnv),
+		Report: rep, Path: os.Getenv("PATH"), RelayExtraEnv: splitList(o.relayEnv), KeepLatencies: o.dumpLatency,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 		}}
