@@ -154,12 +154,22 @@ func (r *Relay) session(ctx context.Context) error {
 	srcDone := make(chan error, 1)
 	src := r.newSrc()
 	go func() { srcDone <- src.Run(srcCtx, items, drained) }()
+	// Writes and deletes already under way are not cut off by shutdown:
+	// they get ShutdownGrace after ctx ends.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(r.cfg.ShutdownGrace, cancelWork)
+		<-work.Done()
+		t.Stop()
+	})
+	defer stopGrace()
 
-	err := r.consume(ctx, items, srcDone)
-	r.release(r.batcher.DropUncommitted())
+	err := r.consume(ctx, work, items, srcDone)
 	if ctx.Err() != nil && err == nil {
-		err = r.drain()
+		err = r.drain(work, items, srcDone)
 	}
+	r.release(r.batcher.DropUncommitted())
 	close(drained)
 	cancelSrc()
 	if srcErr, ok := <-srcDone; ok && err == nil {
@@ -169,7 +179,8 @@ func (r *Relay) session(ctx context.Context) error {
 }
 
 // consume is the loop's select: it owns the batch timer.
-func (r *Relay) consume(ctx context.Context, items chan source.Item, srcDone chan error) error {
+// ctx ends the loop; work bounds the writes.
+func (r *Relay) consume(ctx, work context.Context, items chan source.Item, srcDone chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -185,17 +196,17 @@ func (r *Relay) consume(ctx context.Context, items chan source.Item, srcDone cha
 			srcDone <- err // session() reads it again
 			// Items already queued are complete messages: keep them.
 			for len(items) > 0 {
-				if ferr := r.add(ctx, <-items); ferr != nil {
+				if ferr := r.add(work, <-items); ferr != nil {
 					return ferr
 				}
 			}
 			return err
 		case it := <-items:
-			if err := r.add(ctx, it); err != nil {
+			if err := r.add(work, it); err != nil {
 				return err
 			}
 		case <-due:
-			if err := r.flush(ctx); err != nil {
+			if err := r.flush(work); err != nil {
 				return err
 			}
 		}
@@ -203,6 +214,9 @@ func (r *Relay) consume(ctx context.Context, items chan source.Item, srcDone cha
 }
 
 func (r *Relay) add(ctx context.Context, it source.Item) error {
+	if it.End {
+		return nil
+	}
 	now := time.Now()
 	var full bool
 	if it.Commit {
@@ -247,7 +261,11 @@ func (r *Relay) flush(ctx context.Context) error {
 	// order a crash between the two replays the batch from the slot
 	// (invisible through the FINAL read path) instead of leaving delivered
 	// rows in the outbox table that no stream would ever bring back.
-	r.cleanup(ctx, b.Events)
+	if err := r.cleanup(ctx, b.Events); err != nil {
+		// Not confirmed: the batch is replayed (invisible through the read
+		// path) rather than its rows left behind.
+		return err
+	}
 	r.fp.Hit(failpoint.AfterDelete)
 	if b.AckLSN > 0 {
 		r.tracker.Flushed(b.AckLSN)
@@ -340,20 +358,17 @@ func (r *Relay) observe(b batch.Batch, took time.Duration) {
 	}
 }
 
-// cleanup deletes the delivered rows. A failure is logged, not fatal: the
-// rows are already delivered; a later start that recreates the slot
-// backfills them again, de-duplicated by the sink's read path.
-func (r *Relay) cleanup(ctx context.Context, evs []event.Event) {
+// cleanup deletes the delivered rows, retrying until ctx ends.
+func (r *Relay) cleanup(ctx context.Context, evs []event.Event) error {
 	if len(evs) == 0 {
-		return
+		return nil
 	}
 	ids := make([][16]byte, len(evs))
 	for i := range evs {
 		ids[i] = evs[i].ID
 	}
-	b := r.cfg.Backoff
 	var n int64
-	err := retry.Do(ctx, b, func(ctx context.Context) error {
+	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
 		var err error
 		n, err = r.clean.Delete(ctx, ids)
 		return err
@@ -361,18 +376,40 @@ func (r *Relay) cleanup(ctx context.Context, evs []event.Event) {
 		r.log.Warn().Err(err).Dur("retry_in", wait).Msg("deleting delivered rows failed; retrying")
 	})
 	if err != nil {
-		r.log.Error().Err(err).Int("rows", len(ids)).Msg("delivered rows left in the outbox table")
-		return
+		return fmt.Errorf("delete %d delivered rows: %w", len(ids), err)
 	}
 	r.m.RowsDeletedTotal.Add(float64(n))
+	return nil
 }
 
-// drain flushes the complete transactions on shutdown, under a fresh
-// deadline because ctx has already ended.
-func (r *Relay) drain() error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownGrace)
-	defer cancel()
-	if err := r.flush(ctx); err != nil {
+// drain runs on shutdown: it takes the items the source still hands over
+// (up to its End item: the source completes an open transaction first), then
+// flushes the complete transactions, all within work's grace period.
+func (r *Relay) drain(work context.Context, items chan source.Item, srcDone chan error) error {
+	for done := false; !done; {
+		select {
+		case it := <-items:
+			if it.End {
+				done = true
+				break
+			}
+			if err := r.add(work, it); err != nil {
+				return err
+			}
+		case err := <-srcDone:
+			srcDone <- err
+			for len(items) > 0 {
+				if err := r.add(work, <-items); err != nil {
+					return err
+				}
+			}
+			done = true
+		case <-work.Done():
+			done = true
+		}
+	}
+	r.release(r.batcher.DropUncommitted())
+	if err := r.flush(work); err != nil {
 		return fmt.Errorf("flush on shutdown: %w", err)
 	}
 	return nil

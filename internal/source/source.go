@@ -41,6 +41,8 @@ type Item struct {
 	Weight int64
 	// AfterFlush, on a Commit, runs once the commit is in the sink.
 	AfterFlush func(context.Context) error
+	// End says the source stopped reading for shutdown: no item follows.
+	End bool
 }
 
 // Budget bounds the bytes of events in flight between the source and the
@@ -81,6 +83,10 @@ type Source struct {
 	log     zerolog.Logger
 	hooks   Hooks
 	fp      *failpoint.Set
+	// emitCtx bounds hand-offs to the consumer: it ends when the consumer
+	// is gone (drained closed) or DrainTimeout after shutdown began, not at
+	// once on shutdown, so no decoded item is dropped half-way.
+	emitCtx context.Context
 }
 
 // Hooks observe the stream (metrics); every field is optional.

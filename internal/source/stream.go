@@ -46,7 +46,29 @@ func (s *Source) Run(ctx context.Context, out chan<- Item, drained <-chan struct
 		_ = conn.Close(cctx)
 		s.hook(false)
 	}()
+	emitCtx, cancelEmit := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelEmit()
+	stopOnDrained := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(s.cfg.DrainTimeout, cancelEmit)
+		<-emitCtx.Done()
+		t.Stop()
+	})
+	defer stopOnDrained()
+	go func() {
+		select {
+		case <-drained:
+			cancelEmit()
+		case <-emitCtx.Done():
+		}
+	}()
+	s.emitCtx = emitCtx
 	if err := s.prepareSlot(ctx, conn, out); err != nil {
+		if ctx.Err() != nil {
+			// Stopped during backfill: the pending marker makes the next
+			// start deliver the rest.
+			s.end(out, drained)
+			return nil
+		}
 		return err
 	}
 	err = pglogrepl.StartReplication(ctx, conn, pgx.Identifier{s.cfg.Slot}.Sanitize(),
@@ -59,6 +81,10 @@ func (s *Source) Run(ctx context.Context, out chan<- Item, drained <-chan struct
 			},
 		})
 	if err != nil {
+		if ctx.Err() != nil {
+			s.end(out, drained)
+			return nil
+		}
 		return classify(fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err))
 	}
 	s.hook(true)
@@ -206,7 +232,7 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 		ev.ID, ev.Context, ev.OccurredAt = id.Bytes, payload, ev.OccurredAt.UTC()
 		ev.CommitLSN = consistent
 		n++
-		if err := s.emitEvent(ctx, nil, out, ev); err != nil {
+		if err := s.emitEvent(s.emitCtx, nil, out, ev); err != nil {
 			return n, err
 		}
 	}
@@ -214,7 +240,7 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 		return n, classify(fmt.Errorf("read outbox table: %w", err))
 	}
 	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
-	return n, s.emit(ctx, nil, out, Item{Commit: true, EndLSN: consistent, AfterFlush: done})
+	return n, s.emit(s.emitCtx, nil, out, Item{Commit: true, EndLSN: consistent, AfterFlush: done})
 }
 
 // backfillPending reads the slot's marker in outbox_relay_state.
@@ -298,8 +324,9 @@ type stream struct {
 	types     *pgtype.Map
 	relations map[uint32]*relation
 
-	tx         bool
-	commitLSN  uint64
+	tx          bool
+	untilCommit bool // shutting down: stop once the open transaction is complete
+	commitLSN   uint64
 	commitTime time.Time
 
 	lastStatus     time.Time
@@ -385,11 +412,14 @@ func (st *stream) decode(ctx context.Context, data []byte) error {
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode commit: %w", err)
 		}
-		st.tx = false
-		if err := st.emit(ctx, st, st.out, Item{Commit: true, EndLSN: uint64(m.TransactionEndLSN)}); err != nil {
+		if err := st.emit(st.emitCtx, st, st.out, Item{Commit: true, EndLSN: uint64(m.TransactionEndLSN)}); err != nil {
 			return err
 		}
+		st.tx = false
 		st.tracker.Received(uint64(m.TransactionEndLSN))
+		if st.untilCommit {
+			return errCommitted
+		}
 	case pglogrepl.MessageTypeRelation:
 		var m pglogrepl.RelationMessage
 		if err := m.Decode(data[1:]); err != nil {
@@ -425,7 +455,7 @@ func (st *stream) insert(ctx context.Context, body []byte) error {
 	if err := rel.decodeInsert(body, &ev, st.types); err != nil {
 		return retry.Permanent(fmt.Errorf("decode insert at commit %s: %w", pglogrepl.LSN(st.commitLSN), err))
 	}
-	return st.emitEvent(ctx, st, st.out, ev)
+	return st.emitEvent(st.emitCtx, st, st.out, ev)
 }
 
 func (st *stream) maybeSendStatus(ctx context.Context) error {
@@ -461,19 +491,47 @@ func (st *stream) sendStatus(ctx context.Context, reply bool) error {
 	return nil
 }
 
-// finish waits for the consumer to drain, then confirms what it flushed.
-func (st *stream) finish(ctx context.Context, drained <-chan struct{}) error {
-	t := time.NewTimer(st.cfg.DrainTimeout)
-	defer t.Stop()
+// errCommitted ends the shutdown read once the open transaction is whole.
+var errCommitted = errors.New("open transaction complete")
+
+// end tells the consumer no item follows, then waits until it drained.
+func (s *Source) end(out chan<- Item, drained <-chan struct{}) {
+	if err := s.emit(s.emitCtx, nil, out, Item{End: true}); err != nil {
+		return // the consumer is gone or the drain timed out
+	}
 	select {
 	case <-drained:
-	case <-t.C:
-		st.log.Warn().Dur("timeout", st.cfg.DrainTimeout).Msg("consumer did not drain in time; confirming what it flushed so far")
+	case <-s.emitCtx.Done():
+		s.log.Warn().Dur("timeout", s.cfg.DrainTimeout).Msg("consumer did not drain in time; confirming what it flushed so far")
 	}
+}
+
+// finish stops the stream on shutdown: it first reads on to the end of an
+// open transaction (so no transaction is split between this run and the
+// next), tells the consumer no item follows, waits until it flushed,
+// confirms that position and ends the copy cleanly, so the walsender has
+// applied the final status update before the connection closes.
+func (st *stream) finish(ctx context.Context, drained <-chan struct{}) error {
+	if st.tx {
+		st.untilCommit = true
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.cfg.DrainTimeout/2)
+		err := st.loop(rctx)
+		cancel()
+		if !errors.Is(err, errCommitted) {
+			st.log.Warn().Err(err).Msg("stopped inside a transaction; it is streamed again on the next start")
+		}
+	}
+	st.end(st.out, drained)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalStatusTimeout)
 	defer cancel()
 	if err := st.sendStatus(fctx, false); err != nil {
 		return fmt.Errorf("final status update: %w", err)
+	}
+	if d, ok := fctx.Deadline(); ok {
+		_ = st.conn.Conn().SetDeadline(d)
+	}
+	if _, err := pglogrepl.SendStandbyCopyDone(fctx, st.conn); err != nil {
+		st.log.Debug().Err(err).Msg("ending the replication copy")
 	}
 	_, flushed := st.tracker.Position()
 	st.log.Info().Str("confirmed_lsn", pglogrepl.LSN(flushed).String()).Msg("replication stopped")
