@@ -327,7 +327,7 @@ type stream struct {
 	tx          bool
 	untilCommit bool // shutting down: stop once the open transaction is complete
 	commitLSN   uint64
-	commitTime time.Time
+	commitTime  time.Time
 
 	lastStatus     time.Time
 	lastSentFlush  uint64
