@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ const (
 	faultLogSinkRetrying = `"message":"sink write failed; retrying"`
 	faultLogSlotLost     = `replication slot is lost`
 	faultLogSlotCreated  = `replication slot was missing: created it`
+	// The relay gave up on a batch or on deleting delivered rows.
+	faultLogStoppedBeforeSink = `"message":"stopped before buffered events reached the sink; they will be streamed again"`
+	faultLogRowsLeft          = `"message":"delivered rows left in the outbox table"`
 )
 
 // faultProducer commits transactions of perTx events until stopped and
@@ -246,20 +250,22 @@ func faultWaitActive(t *testing.T, e *testenv.Env, timeout time.Duration, procs 
 	return pid
 }
 
-// faultCurrentLSN is pg_current_wal_lsn() as a byte position.
+// faultCurrentLSN is pg_current_wal_insert_lsn() as a byte position: past
+// every record inserted so far (pg_current_wal_lsn() may lag behind the
+// commit of an asynchronous commit).
 func faultCurrentLSN(ctx context.Context, t *testing.T, e *testenv.Env) int64 {
 	t.Helper()
 	var lsn int64
-	if err := e.PG.QueryRow(ctx, "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint").Scan(&lsn); err != nil {
+	if err := e.PG.QueryRow(ctx, "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint").Scan(&lsn); err != nil {
 		t.Fatal(err)
 	}
 	return lsn
 }
 
-// faultServerSetting sets a server-wide parameter with ALTER SYSTEM until
-// the test ends (RESET in t.Cleanup) and waits until new sessions see it.
-// Tests using it must not be parallel.
-func faultServerSetting(t *testing.T, e *testenv.Env, name, value string) {
+// faultServerSetting sets a server-wide parameter with ALTER SYSTEM and
+// waits until new sessions see it. The returned restore (RESET) runs at the
+// latest in t.Cleanup. Tests using it must not be parallel.
+func faultServerSetting(t *testing.T, e *testenv.Env, name, value string) (restore func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -275,13 +281,17 @@ func faultServerSetting(t *testing.T, e *testenv.Env, name, value string) {
 		_, err = c.Exec(ctx, "SELECT pg_reload_conf()")
 		return err
 	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := alter(cctx, "ALTER SYSTEM RESET "+pgx.Identifier{name}.Sanitize()); err != nil {
-			t.Errorf("restore %s: %v", name, err)
-		}
-	})
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := alter(cctx, "ALTER SYSTEM RESET "+pgx.Identifier{name}.Sanitize()); err != nil {
+				t.Errorf("restore %s: %v", name, err)
+			}
+		})
+	}
+	t.Cleanup(restore)
 	if err := alter(ctx, "ALTER SYSTEM SET "+pgx.Identifier{name}.Sanitize()+" = "+quoteFaultLiteral(value)); err != nil {
 		t.Fatalf("set %s: %v", name, err)
 	}
@@ -300,6 +310,7 @@ func faultServerSetting(t *testing.T, e *testenv.Env, name, value string) {
 		}
 		return nil
 	})
+	return restore
 }
 
 func quoteFaultLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
@@ -317,3 +328,75 @@ func faultExitCode(t *testing.T, p *testenv.Process, timeout time.Duration) int 
 
 // faultMiB formats bytes.
 func faultMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// faultPoll polls cond until it returns nil or timeout passes, and returns
+// cond's last error (for tests that add evidence before failing).
+func faultPoll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		<-tick.C
+	}
+}
+
+// faultStacks ends p with SIGQUIT (the Go runtime prints every goroutine's
+// stack) and returns the stacks that run the relay's own code: where a hung
+// relay waits.
+func faultStacks(t *testing.T, p *testenv.Process) string {
+	t.Helper()
+	before := len(p.Output())
+	if err := p.Signal(syscall.SIGQUIT); err != nil {
+		return "SIGQUIT: " + err.Error()
+	}
+	p.Wait(10 * time.Second)
+	out := p.Output()[before:]
+	var keep []string
+	for _, g := range strings.Split(out, "\n\n") {
+		if !strings.HasPrefix(g, "goroutine ") || !strings.Contains(g, "outbox-relay/relay/internal/") {
+			continue
+		}
+		// The header and the calls of named packages, without runtime
+		// frames and file lines.
+		lines := strings.Split(g, "\n")
+		short := []string{lines[0]}
+		for _, l := range lines[1:] {
+			if i := strings.LastIndex(l, "("); i > 0 && (strings.HasPrefix(l, "github.com/") || strings.HasPrefix(l, "golang.org/")) {
+				short = append(short, "  "+l[:i])
+			}
+		}
+		keep = append(keep, strings.Join(short, "\n"))
+	}
+	return "goroutines of the relay at SIGQUIT:\n" + strings.Join(keep, "\n\n")
+}
+
+// faultWaitFlushes waits until ClickHouse's row count has grown n times
+// (each growth is at least one flush of p).
+func faultWaitFlushes(t *testing.T, e *testenv.Env, p *testenv.Process, n int) {
+	t.Helper()
+	ctx := context.Background()
+	last, err := e.ClickHouseCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	testenv.Eventually(t, time.Minute, fmt.Sprintf("%d new flushes in ClickHouse", n), func() error {
+		faultAlive(t, p, "while waiting for flushes")
+		c, err := e.ClickHouseCounts(ctx)
+		if err != nil {
+			return err
+		}
+		if c.Rows > last.Rows {
+			seen++
+			last = c
+		}
+		if seen < n {
+			return fmt.Errorf("%d of %d flushes seen (rows %d)", seen, n, c.Rows)
+		}
+		return nil
+	})
+}

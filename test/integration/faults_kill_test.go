@@ -54,30 +54,3 @@ func TestFaultKill9TwentyTimes(t *testing.T) {
 	c := faultExpectExactlyOnce(t, e, want, 2*time.Minute, p)
 	t.Logf("committed %d events; ClickHouse rows %d (replayed %d), FINAL %d", want, c.Rows, c.Rows-c.Distinct, c.Final)
 }
-
-// faultWaitFlushes waits until ClickHouse's row count has grown n times
-// (each growth is at least one flush of p).
-func faultWaitFlushes(t *testing.T, e *testenv.Env, p *testenv.Process, n int) {
-	t.Helper()
-	ctx := context.Background()
-	last, err := e.ClickHouseCounts(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := 0
-	testenv.Eventually(t, time.Minute, fmt.Sprintf("%d new flushes in ClickHouse", n), func() error {
-		faultAlive(t, p, "while waiting for flushes")
-		c, err := e.ClickHouseCounts(ctx)
-		if err != nil {
-			return err
-		}
-		if c.Rows > last.Rows {
-			seen++
-			last = c
-		}
-		if seen < n {
-			return fmt.Errorf("%d of %d flushes seen (rows %d)", seen, n, c.Rows)
-		}
-		return nil
-	})
-}
