@@ -15,7 +15,7 @@ import (
 // stalled ClickHouse (proxy paused) and lets ClickHouse answer again one
 // second later, well within RELAY_SHUTDOWN_TIMEOUT: the relay must finish
 // that flush (events in ClickHouse, rows deleted) and exit 0 promptly, in
-// three rounds (the shutdown races the end of the flush). A last relay then
+// five rounds (the shutdown races the end of the flush). A last relay then
 // finds nothing left to do: every event is in ClickHouse exactly once
 // through FINAL.
 func TestFaultSIGTERMDuringSlowFlush(t *testing.T) {
@@ -25,7 +25,7 @@ func TestFaultSIGTERMDuringSlowFlush(t *testing.T) {
 	const (
 		grace  = 10 * time.Second
 		stall  = time.Second
-		rounds = 3
+		rounds = 5
 	)
 	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
 	env := []string{"CLICKHOUSE_URL=" + testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()), "RELAY_SHUTDOWN_TIMEOUT=" + grace.String()}
