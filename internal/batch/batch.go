@@ -111,6 +111,14 @@ func (b *Batcher) Full(now time.Time) bool {
 		now.Sub(b.first) >= p.MaxAge
 }
 
+// Saturated reports whether the count or byte limit is reached (the age
+// limit aside): nothing more should be added before a flush.
+func (b *Batcher) Saturated() bool {
+	p := b.policy
+	return (p.MaxEvents > 0 && len(b.events) >= p.MaxEvents) ||
+		(p.MaxBytes > 0 && b.bytes >= p.MaxBytes)
+}
+
 // UntilNext is how long until the age limit fires; ok is false when nothing
 // is buffered and no timer is needed.
 func (b *Batcher) UntilNext(now time.Time) (d time.Duration, ok bool) {

@@ -162,7 +162,9 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},
 		BudgetBytes:   budgetBytes,
 		ShutdownGrace: cfg.ShutdownGrace,
-		Backoff:       retry.Backoff{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
+		// A short cap: after a ClickHouse or PostgreSQL outage the relay
+		// catches up within seconds of the server's return.
+		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
 		NewSource: newSrc, Sink: d.sink, Cleaner: cleanup.New(d.pool, config.OutboxTable),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,

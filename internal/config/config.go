@@ -71,8 +71,19 @@ func (e *Error) Error() string {
 func Defaults() Config {
 	var c Config
 	// Parsing an empty environment only applies envDefault tags; it cannot fail.
-	_ = env.ParseWithOptions(&c, env.Options{Environment: map[string]string{}})
+	_ = env.ParseWithOptions(&c, env.Options{Environment: only(nil)})
 	return c
+}
+
+// only returns environ as the complete environment for env.ParseWithOptions,
+// which falls back to the process environment when given an empty map.
+func only(environ map[string]string) map[string]string {
+	m := make(map[string]string, len(environ)+1)
+	for k, v := range environ {
+		m[k] = v
+	}
+	m["RELAY_CONFIG_NO_PROCESS_ENV"] = "1" // never read; keeps the map non-empty
+	return m
 }
 
 // field describes one setting.
@@ -126,7 +137,7 @@ func RegisterFlags(fs *pflag.FlagSet, c *Config, names ...string) {
 func Resolve(fs *pflag.FlagSet, c *Config, environ map[string]string) error {
 	fromEnv := Defaults()
 	var problems []error
-	if err := env.ParseWithOptions(&fromEnv, env.Options{Environment: environ}); err != nil {
+	if err := env.ParseWithOptions(&fromEnv, env.Options{Environment: only(environ)}); err != nil {
 		problems = append(problems, envProblems(err)...)
 	}
 	src := reflect.ValueOf(&fromEnv).Elem()

@@ -80,6 +80,21 @@ type Config struct {
 	Backoff retry.Backoff
 }
 
+// wholeBatchRejected is the batch size from which "every event rejected"
+// is taken for a schema problem rather than bad data.
+const wholeBatchRejected = 10
+
+// attemptTimeout bounds one attempt of a statement against PostgreSQL, so
+// that a connection that stopped answering is given up and retried.
+const attemptTimeout = 30 * time.Second
+
+// sinkAttemptTimeout bounds one write of a batch, so that a sink
+// connection that stopped answering is given up and retried.
+const sinkAttemptTimeout = 2 * time.Minute
+
+// errEnd reports the source's End item: it stopped reading for shutdown.
+var errEnd = errors.New("source ended")
+
 // standbyPoll is how often a standby relay retries an active slot.
 const standbyPoll = time.Second
 
@@ -166,7 +181,10 @@ func (r *Relay) session(ctx context.Context) error {
 	defer stopGrace()
 
 	err := r.consume(ctx, work, items, srcDone)
-	if ctx.Err() != nil && err == nil {
+	switch {
+	case errors.Is(err, errEnd):
+		err = r.drain(work, nil, srcDone)
+	case ctx.Err() != nil && err == nil:
 		err = r.drain(work, items, srcDone)
 	}
 	r.release(r.batcher.DropUncommitted())
@@ -206,7 +224,7 @@ func (r *Relay) consume(ctx, work context.Context, items chan source.Item, srcDo
 				return err
 			}
 		case <-due:
-			if err := r.flush(work); err != nil {
+			if err := r.flushDue(work, items); err != nil {
 				return err
 			}
 		}
@@ -215,22 +233,41 @@ func (r *Relay) consume(ctx, work context.Context, items chan source.Item, srcDo
 
 func (r *Relay) add(ctx context.Context, it source.Item) error {
 	if it.End {
-		return nil
+		return errEnd
 	}
-	now := time.Now()
-	var full bool
+	at := it.At
+	if at.IsZero() {
+		at = time.Now()
+	}
 	if it.Commit {
-		r.batcher.Commit(it.EndLSN, now, it.AfterFlush)
-		full = r.batcher.Full(now)
+		r.batcher.Commit(it.EndLSN, at, it.AfterFlush)
 	} else {
-		full = r.batcher.Add(it.Event, now)
+		r.batcher.Add(it.Event, at)
 	}
 	r.m.BufferEvents.Set(float64(r.batcher.Len()))
 	r.m.BufferBytes.Set(float64(r.batcher.Bytes()))
-	if full {
+	if r.batcher.Saturated() {
 		return r.flush(ctx)
 	}
 	return nil
+}
+
+// flushDue flushes a batch whose age limit passed, after taking in what
+// is already queued (up to the count and byte limits): the age counts from
+// when an event arrived, so a backlog must still make full batches.
+func (r *Relay) flushDue(ctx context.Context, items chan source.Item) error {
+	var end error
+	for len(items) > 0 && !r.batcher.Saturated() && end == nil {
+		if err := r.add(ctx, <-items); errors.Is(err, errEnd) {
+			end = err
+		} else if err != nil {
+			return err
+		}
+	}
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
+	return end
 }
 
 // flush writes the batch (retrying retryable errors until ctx ends), then
@@ -244,6 +281,12 @@ func (r *Relay) flush(ctx context.Context) error {
 	r.m.BufferBytes.Set(0)
 	start := time.Now()
 	rejected, err := r.write(ctx, b.Events)
+	if err == nil && len(rejected) == len(b.Events) && len(rejected) >= wholeBatchRejected {
+		// Every event of a sizeable batch refused for its content points
+		// at the table, not the data: stop instead of dead-lettering all.
+		err = retry.Permanent(fmt.Errorf("the sink rejected every one of %d events; not dead-lettering a whole batch (check the event_log schema): %w",
+			len(rejected), rejected[0].Err))
+	}
 	if err != nil {
 		if retry.IsPermanent(err) {
 			r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorFatal).Inc()
@@ -289,7 +332,9 @@ func (r *Relay) flush(ctx context.Context) error {
 // event is rejected points at the schema, not the data: that stops the relay.
 func (r *Relay) write(ctx context.Context, evs []event.Event) ([]deadletter.Rejected, error) {
 	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
-		return r.sink.Write(ctx, evs)
+		actx, cancel := context.WithTimeout(ctx, sinkAttemptTimeout)
+		defer cancel()
+		return r.sink.Write(actx, evs)
 	}, func(err error, wait time.Duration) {
 		r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRetryable).Inc()
 		r.m.SetClickHouseUp(false)
@@ -309,12 +354,7 @@ func (r *Relay) write(ctx context.Context, evs []event.Event) ([]deadletter.Reje
 	if err != nil {
 		return nil, err
 	}
-	rejected := append(left, right...)
-	if len(rejected) == len(evs) {
-		return nil, retry.Permanent(fmt.Errorf("the sink rejected every one of %d events; not dead-lettering a whole batch (check the event_log schema): %w",
-			len(evs), rejected[0].Err))
-	}
-	return rejected, nil
+	return append(left, right...), nil
 }
 
 // deadLetter stores rejected events before their rows leave the outbox.
@@ -322,7 +362,11 @@ func (r *Relay) deadLetter(ctx context.Context, rs []deadletter.Rejected) error 
 	if len(rs) == 0 {
 		return nil
 	}
-	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error { return r.dead.Put(ctx, rs) },
+	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		return r.dead.Put(actx, rs)
+	},
 		func(err error, wait time.Duration) {
 			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("storing rejected events failed; retrying")
 		})
@@ -369,8 +413,10 @@ func (r *Relay) cleanup(ctx context.Context, evs []event.Event) error {
 	}
 	var n int64
 	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
 		var err error
-		n, err = r.clean.Delete(ctx, ids)
+		n, err = r.clean.Delete(actx, ids)
 		return err
 	}, func(err error, wait time.Duration) {
 		r.log.Warn().Err(err).Dur("retry_in", wait).Msg("deleting delivered rows failed; retrying")
@@ -385,8 +431,9 @@ func (r *Relay) cleanup(ctx context.Context, evs []event.Event) error {
 // drain runs on shutdown: it takes the items the source still hands over
 // (up to its End item: the source completes an open transaction first), then
 // flushes the complete transactions, all within work's grace period.
+// items is nil when End was already seen.
 func (r *Relay) drain(work context.Context, items chan source.Item, srcDone chan error) error {
-	for done := false; !done; {
+	for done := items == nil; !done; {
 		select {
 		case it := <-items:
 			if it.End {
@@ -399,7 +446,9 @@ func (r *Relay) drain(work context.Context, items chan source.Item, srcDone chan
 		case err := <-srcDone:
 			srcDone <- err
 			for len(items) > 0 {
-				if err := r.add(work, <-items); err != nil {
+				if err := r.add(work, <-items); errors.Is(err, errEnd) {
+					break
+				} else if err != nil {
 					return err
 				}
 			}

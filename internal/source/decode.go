@@ -56,6 +56,9 @@ type relation struct {
 	name   string
 	fields []field
 	oids   []uint32
+	// last holds the previous event's event_type and environment: they
+	// repeat, and reusing the string saves an allocation per event.
+	lastType, lastEnv string
 }
 
 // newRelation maps a RELATION message onto event fields. Unknown columns
@@ -159,7 +162,14 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 		var err error
 		switch kind {
 		case 'b':
-			err = setBinary(ev, r.fields[i], r.oids[i], val)
+			switch r.fields[i] {
+			case fieldType:
+				ev.Type = intern(&r.lastType, val)
+			case fieldEnvironment:
+				ev.Environment = intern(&r.lastEnv, val)
+			default:
+				err = setBinary(ev, r.fields[i], r.oids[i], val)
+			}
 		case 't':
 			err = setText(ev, r.fields[i], r.oids[i], val, types)
 		default:
@@ -173,6 +183,15 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 		ev.MetadataVersion = 1
 	}
 	return nil
+}
+
+// intern returns *last when v spells it (no allocation: the comparison
+// does not convert), else a new string that becomes *last.
+func intern(last *string, v []byte) string {
+	if string(v) != *last {
+		*last = string(v)
+	}
+	return *last
 }
 
 // pgEpoch is PostgreSQL's timestamp origin.

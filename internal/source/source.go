@@ -43,11 +43,15 @@ type Item struct {
 	AfterFlush func(context.Context) error
 	// End says the source stopped reading for shutdown: no item follows.
 	End bool
+	// At is when the item's message arrived: the flush interval counts
+	// from here, not from when the consumer got to it.
+	At time.Time
 }
 
 // Budget bounds the bytes of events in flight between the source and the
 // sink (golang.org/x/sync/semaphore.Weighted satisfies it).
 type Budget interface {
+	TryAcquire(n int64) bool
 	Acquire(ctx context.Context, n int64) error
 }
 
