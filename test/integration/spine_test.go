@@ -54,6 +54,17 @@ func TestDeliversTransactionsBulkInsertAndCopy(t *testing.T) {
 	if c.Rows != want || c.Final != want {
 		t.Fatalf("clickhouse rows=%d final=%d distinct=%d, want all %d", c.Rows, c.Final, c.Distinct, want)
 	}
+	// The slot does not pin WAL once everything is delivered.
+	testenv.Eventually(t, 30*time.Second, "slot lag under 1 MiB", func() error {
+		lag, err := e.SlotLag(ctx)
+		if err != nil {
+			return err
+		}
+		if lag >= 1<<20 {
+			return fmt.Errorf("lag %d bytes", lag)
+		}
+		return nil
+	})
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,103 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outbox-relay/relay/internal/retry"
+)
+
+// fakeRow answers Scan with fixed values or an error.
+type fakeRow struct {
+	vals []any
+	err  error
+}
+
+func (r fakeRow) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	for i, d := range dest {
+		switch p := d.(type) {
+		case *string:
+			*p = r.vals[i].(string)
+		case *bool:
+			*p = r.vals[i].(bool)
+		case *int:
+			*p = r.vals[i].(int)
+		}
+	}
+	return nil
+}
+
+// fakeDB answers the checks' queries from function fields.
+type fakeDB struct {
+	queryRow func(sql string, args ...any) pgx.Row
+}
+
+func (f fakeDB) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	return f.queryRow(sql, args...)
+}
+func (fakeDB) BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error) { return nil, errors.New("no tx") }
+func (fakeDB) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, nil
+}
+
+func TestCheck(t *testing.T) {
+	cfg := Config{Publication: "outbox_pub", Table: "outbox_event"}
+	tests := []struct {
+		name      string
+		walLevel  string
+		pub       fakeRow // pubinsert
+		tables    int
+		wantErr   []string // every substring must appear
+		permanent bool
+	}{
+		{name: "all good", walLevel: "logical", pub: fakeRow{vals: []any{true}}, tables: 1},
+		{name: "wal_level replica", walLevel: "replica", pub: fakeRow{vals: []any{true}}, tables: 1,
+			wantErr: []string{`wal_level is "replica"`, "wal_level = logical"}, permanent: true},
+		{name: "publication missing and wal_level wrong, both reported", walLevel: "minimal", pub: fakeRow{err: pgx.ErrNoRows},
+			wantErr: []string{"wal_level", `publication "outbox_pub" does not exist`, "relay migrate", "CREATE PUBLICATION"}, permanent: true},
+		{name: "table not in publication", walLevel: "logical", pub: fakeRow{vals: []any{true}}, tables: 0,
+			wantErr: []string{`does not include table "outbox_event"`, "ALTER PUBLICATION"}, permanent: true},
+		{name: "publication without inserts", walLevel: "logical", pub: fakeRow{vals: []any{false}}, tables: 1,
+			wantErr: []string{"does not publish inserts"}, permanent: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := fakeDB{queryRow: func(sql string, _ ...any) pgx.Row {
+				switch {
+				case strings.Contains(sql, "wal_level"):
+					return fakeRow{vals: []any{tt.walLevel}}
+				case strings.Contains(sql, "pg_publication_tables"):
+					return fakeRow{vals: []any{tt.tables}}
+				default:
+					return tt.pub
+				}
+			}}
+			err := Check(context.Background(), db, cfg)
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("Check() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Check() = nil, want an error")
+			}
+			for _, s := range tt.wantErr {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("Check() = %q, want it to contain %q", err, s)
+				}
+			}
+			if retry.IsPermanent(err) != tt.permanent {
+				t.Errorf("IsPermanent = %v, want %v", retry.IsPermanent(err), tt.permanent)
+			}
+		})
+	}
+}
