@@ -43,7 +43,9 @@ type fakeDB struct {
 func (f fakeDB) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
 	return f.queryRow(sql, args...)
 }
-func (fakeDB) BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error) { return nil, errors.New("no tx") }
+func (fakeDB) BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error) {
+	return nil, errors.New("no tx")
+}
 func (fakeDB) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
 	return pgconn.CommandTag{}, nil
 }
