@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/getsentry/sentry-go"
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -168,6 +170,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	}, relay.Parts{
 		NewSource: newSrc, Sink: d.sink, Cleaner: cleanup.New(d.pool, config.OutboxTable),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
+		Spans: rep.StartSpan,
 	}, log)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -182,7 +185,8 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	}
 	err = g.Wait()
 	if err != nil {
-		rep.Error(err, map[string]string{"slot": cfg.Slot, "clickhouse_version": d.sink.Version()})
+		rep.Error(err, map[string]string{"slot": cfg.Slot, "clickhouse_version": d.sink.Version(),
+			"confirmed_lsn": pglogrepl.LSN(tracker.Confirmed()).String(), "batch_size": strconv.Itoa(cfg.BatchSize)})
 		log.Error().Err(err).Msg("relay stopped")
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -67,7 +68,13 @@ type Parts struct {
 	Budget     *semaphore.Weighted // shared with the sources
 	Metrics    *metrics.Metrics
 	Failpoints *failpoint.Set
+	// Spans, when set, traces each flush and its steps (Sentry).
+	Spans StartSpan
 }
+
+// StartSpan starts a tracing span op under the one in ctx and returns the
+// context carrying it and its finish function.
+type StartSpan func(ctx context.Context, op string, tags map[string]string) (context.Context, func())
 
 // Config tunes the loop.
 type Config struct {
@@ -110,13 +117,20 @@ type Relay struct {
 	batcher *batch.Batcher
 	m       *metrics.Metrics
 	fp      *failpoint.Set
+	spans   StartSpan
 	log     zerolog.Logger
 }
 
 // New wires a Relay from its parts.
 func New(cfg Config, p Parts, log zerolog.Logger) *Relay {
-	return &Relay{cfg: cfg, newSrc: p.NewSource, sink: p.Sink, clean: p.Cleaner, dead: p.DeadLetter,
-		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, log: log}
+	r := &Relay{cfg: cfg, newSrc: p.NewSource, sink: p.Sink, clean: p.Cleaner, dead: p.DeadLetter,
+		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, log: log}
+	if r.spans == nil {
+		r.spans = func(ctx context.Context, _ string, _ map[string]string) (context.Context, func()) {
+			return ctx, func() {}
+		}
+	}
+	return r
 }
 
 // Run relays until ctx ends (returns nil after a clean drain) or a
@@ -277,10 +291,15 @@ func (r *Relay) flush(ctx context.Context) error {
 		return nil
 	}
 	b := r.batcher.Flush()
+	defer r.release(b.Events) // whatever happens, these leave memory
 	r.m.BufferEvents.Set(0)
 	r.m.BufferBytes.Set(0)
+	tctx, finish := r.spans(ctx, "flush", map[string]string{"events": strconv.Itoa(len(b.Events))})
+	defer finish()
 	start := time.Now()
-	rejected, err := r.write(ctx, b.Events)
+	wctx, wdone := r.spans(tctx, "sink.write", nil)
+	rejected, err := r.write(wctx, b.Events)
+	wdone()
 	if err == nil && len(rejected) == len(b.Events) && len(rejected) >= wholeBatchRejected {
 		// Every event of a sizeable batch refused for its content points
 		// at the table, not the data: stop instead of dead-lettering all.
@@ -304,18 +323,22 @@ func (r *Relay) flush(ctx context.Context) error {
 	// order a crash between the two replays the batch from the slot
 	// (invisible through the FINAL read path) instead of leaving delivered
 	// rows in the outbox table that no stream would ever bring back.
-	if err := r.cleanup(ctx, b.Events); err != nil {
+	dctx, ddone := r.spans(tctx, "outbox.delete", nil)
+	err = r.cleanup(dctx, b.Events)
+	ddone()
+	if err != nil {
 		// Not confirmed: the batch is replayed (invisible through the read
 		// path) rather than its rows left behind.
 		return err
 	}
 	r.fp.Hit(failpoint.AfterDelete)
 	if b.AckLSN > 0 {
+		_, adone := r.spans(tctx, "lsn.ack", map[string]string{"lsn": pglogrepl.LSN(b.AckLSN).String()})
+		defer adone()
 		r.tracker.Flushed(b.AckLSN)
 		r.m.AckedLSN.Set(float64(b.AckLSN))
 		r.m.LastAckTimestamp.SetToCurrentTime()
 	}
-	r.release(b.Events)
 	for _, f := range b.AfterFlush {
 		if err := f(ctx); err != nil {
 			return fmt.Errorf("after flush: %w", err)

@@ -3,6 +3,7 @@
 package report
 
 import (
+	"context"
 	"time"
 
 	"github.com/getsentry/sentry-go"
@@ -82,4 +83,25 @@ func (r *Reporter) Flush(timeout time.Duration) {
 	if r.Enabled() {
 		r.hub.Flush(timeout)
 	}
+}
+
+// StartSpan starts a performance span named op: a child of the span in ctx,
+// or a new transaction when there is none (one per flush). It returns the
+// context carrying the span and the function that finishes it; both are
+// no-ops when Sentry is disabled. Sampling follows SampleRate.
+func (r *Reporter) StartSpan(ctx context.Context, op string, tags map[string]string) (context.Context, func()) {
+	if !r.Enabled() {
+		return ctx, func() {}
+	}
+	var span *sentry.Span
+	if parent := sentry.SpanFromContext(ctx); parent != nil {
+		span = parent.StartChild(op)
+	} else {
+		ctx = sentry.SetHubOnContext(ctx, r.hub)
+		span = sentry.StartTransaction(ctx, op, sentry.WithOpName(op))
+	}
+	for k, v := range tags {
+		span.SetTag(k, v)
+	}
+	return span.Context(), span.Finish
 }
