@@ -60,7 +60,7 @@ func BareDecode(ctx context.Context, connString, slot, publication string, want 
 		return d.res, err
 	}
 	d.confirmed = d.lastEnd // acknowledge once, at the end
-	d.res.PeakRSS, _ = VmHWM(os.Getpid())
+	d.res.PeakRSS, _ = PeakRSS(os.Getpid())
 	return d.res, d.status(ctx)
 }
 

@@ -42,7 +42,8 @@ type Env struct {
 	// DateTime64 is whether event_log.event_date_time is DateTime64.
 	DateTime64 bool
 
-	srv *Servers
+	srv    *Servers
+	closed bool
 }
 
 // NewEnv creates and migrates the databases of one run.
@@ -160,7 +161,12 @@ func (e *Env) OutboxEmpty(ctx context.Context) (bool, error) {
 }
 
 // Close drops the run's databases; errors are ignored (best effort).
+// Closing twice is harmless.
 func (e *Env) Close() {
+	if e.closed {
+		return
+	}
+	e.closed = true
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if e.PG != nil {

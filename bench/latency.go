@@ -28,6 +28,11 @@ type LatencyConfig struct {
 	Settle time.Duration
 	// Dump, when set, receives "seq,commit_unix_ns,seen_unix_ns" lines.
 	Dump string
+	// SyncCommit runs the producer with synchronous_commit = on (the
+	// PostgreSQL default; the private test servers default to off, which
+	// delays the WAL flush the walsender waits for by up to
+	// wal_writer_delay and so penalises the stream, not polling).
+	SyncCommit bool
 }
 
 // LatencyResult holds one end-to-end latency per event that arrived.
@@ -135,7 +140,7 @@ func produce(ctx context.Context, e *Env, cfg LatencyConfig, total int, committe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- producer(ctx, e, cfg.Size, total, func() int {
+			errs <- producer(ctx, e, cfg.Size, cfg.SyncCommit, total, func() int {
 				return int(next.Add(1))
 			}, func(seq int) time.Time {
 				return start.Add(time.Duration(seq-1) * period)
@@ -160,12 +165,19 @@ func collect(errs <-chan error) []error {
 var produceInsert = fmt.Sprintf(`INSERT INTO %s (event_type, environment, event_context, metadata_version)
 	VALUES ($1, $2, $3, $4)`, pgx.Identifier{config.OutboxTable}.Sanitize())
 
-func producer(ctx context.Context, e *Env, size, total int, take func() int, due func(int) time.Time, committed []int64) error {
+func producer(ctx context.Context, e *Env, size int, syncCommit bool, total int, take func() int, due func(int) time.Time, committed []int64) error {
 	conn, err := e.PG.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
+	setting := "off"
+	if syncCommit {
+		setting = "on"
+	}
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = "+setting); err != nil {
+		return err
+	}
 	buf := make([]byte, 0, size+32)
 	for {
 		seq := take()

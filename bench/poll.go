@@ -55,7 +55,7 @@ func Poll(ctx context.Context, cfg PollConfig) (res PollResult, err error) {
 		return res, err
 	}
 	p := &poller{pg: pg, w: newCHWriter(ch, migrate.CapabilitiesOf(*v).DateTime64), batch: cfg.Batch}
-	defer func() { res.PeakRSS, _ = VmHWM(os.Getpid()) }()
+	defer func() { res.PeakRSS, _ = PeakRSS(os.Getpid()) }()
 	for {
 		n, err := p.once(ctx)
 		if err != nil {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -33,12 +34,13 @@ type Usage struct {
 }
 
 // StartProc starts bin with exactly env; stdout and stderr go to logPath.
-func StartProc(name, logPath, bin string, env []string, args ...string) (*Proc, error) {
+// The child is killed if ctx ends first (the driver was interrupted).
+func StartProc(ctx context.Context, name, logPath, bin string, env []string, args ...string) (*Proc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	p := &Proc{Name: name, LogPath: logPath, cmd: exec.Command(bin, args...), log: f, done: make(chan struct{})}
+	p := &Proc{Name: name, LogPath: logPath, cmd: exec.CommandContext(ctx, bin, args...), log: f, done: make(chan struct{})}
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.Started = time.Now()
@@ -85,7 +87,7 @@ func (p *Proc) Exited() bool {
 
 // SampleRSS records the child's VmHWM while it is alive.
 func (p *Proc) SampleRSS() {
-	if v, err := VmHWM(p.Pid()); err == nil && v > p.hwm.Load() {
+	if v, err := PeakRSS(p.Pid()); err == nil && v > p.hwm.Load() {
 		p.hwm.Store(v)
 	}
 }

@@ -99,8 +99,9 @@ func childrenCPU(root int) (time.Duration, error) {
 	return total, nil
 }
 
-// VmHWM is a process's peak resident set size in bytes.
-func VmHWM(pid int) (int64, error) {
+// PeakRSS is a process's peak resident set size (VmHWM in
+// /proc/<pid>/status) in bytes.
+func PeakRSS(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -129,7 +130,7 @@ func (r *Runner) relayEnv(e *Env, profile string, extra ...string) []string {
 func (r *Runner) RelayDrain(ctx context.Context, e *Env, d Dataset, profile string) (DrainStat, error) {
 	st := DrainStat{Events: d.Events, Bytes: d.Bytes()}
 	before := r.Srv.ReadServerCPU()
-	p, err := StartProc("relay", filepath.Join(r.WorkDir, e.Name+"-relay.log"), r.RelayBin, r.relayEnv(e, profile), "run")
+	p, err := StartProc(ctx, "relay", filepath.Join(r.WorkDir, e.Name+"-relay.log"), r.RelayBin, r.relayEnv(e, profile), "run")
 	if err != nil {
 		return st, err
 	}
@@ -190,7 +191,7 @@ func (r *Runner) BareDecodeRun(ctx context.Context, e *Env, d Dataset, slot stri
 	st := DrainStat{Events: d.Events, Bytes: d.Bytes()}
 	result := filepath.Join(r.WorkDir, e.Name+"-decode.json")
 	before := r.Srv.ReadServerCPU()
-	p, err := StartProc("bare-decode", filepath.Join(r.WorkDir, e.Name+"-decode.log"), r.SelfBin, []string{"PATH=" + r.Path},
+	p, err := StartProc(ctx, "bare-decode", filepath.Join(r.WorkDir, e.Name+"-decode.log"), r.SelfBin, []string{"PATH=" + r.Path},
 		"decode", "-database-url", e.DatabaseURL, "-slot", slot, "-publication", e.Publication,
 		"-events", strconv.Itoa(d.Events), "-result", result)
 	if err != nil {
@@ -223,7 +224,7 @@ func (r *Runner) PollDrain(ctx context.Context, d Dataset) (DrainStat, error) {
 	defer e.Close()
 	result := filepath.Join(r.WorkDir, e.Name+"-poll.json")
 	before := r.Srv.ReadServerCPU()
-	p, err := r.startPoller(e, time.Second, true, result)
+	p, err := r.startPoller(ctx, e, time.Second, true, result)
 	if err != nil {
 		return st, err
 	}
@@ -237,14 +238,18 @@ func (r *Runner) PollDrain(ctx context.Context, d Dataset) (DrainStat, error) {
 		return st, err
 	}
 	st.Proc.PeakRSS = max(st.Proc.PeakRSS, res.PeakRSS)
-	if empty, err := e.OutboxEmpty(ctx); err != nil || !empty {
-		return st, fmt.Errorf("poller stopped before the outbox was empty (err %v)", err)
+	empty, err := e.OutboxEmpty(ctx)
+	if err != nil {
+		return st, err
+	}
+	if !empty {
+		return st, errors.New("poller stopped before the outbox was empty")
 	}
 	return st, r.verify(ctx, e, d.Events)
 }
 
-func (r *Runner) startPoller(e *Env, interval time.Duration, untilEmpty bool, result string) (*Proc, error) {
-	return StartProc("polling", filepath.Join(r.WorkDir, e.Name+"-poll.log"), r.SelfBin, []string{"PATH=" + r.Path},
+func (r *Runner) startPoller(ctx context.Context, e *Env, interval time.Duration, untilEmpty bool, result string) (*Proc, error) {
+	return StartProc(ctx, "polling", filepath.Join(r.WorkDir, e.Name+"-poll.log"), r.SelfBin, []string{"PATH=" + r.Path},
 		"poll", "-database-url", e.DatabaseURL, "-clickhouse-url", e.ClickHouseURL,
 		"-batch", strconv.Itoa(r.BatchSize), "-interval", interval.String(),
 		"-until-empty="+strconv.FormatBool(untilEmpty), "-result", result)

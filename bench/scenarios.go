@@ -223,6 +223,9 @@ func (s latencyStat) record(rep *Report, sc, system string) {
 	rep.Add(sc, system+" tail after last commit", "ms", ms(s.res.Tail))
 	rep.Add(sc, system+" watcher resolution", "ms", ms(s.res.Resolution))
 	perM := func(d time.Duration) float64 { return d.Seconds() / float64(max(s.res.Sent, 1)) * 1e6 }
+	rep.Add(sc, system+" cpu (own)", "s/M ev", perM(s.usage.CPU))
+	rep.Add(sc, system+" cpu postgres", "s/M ev", perM(s.cpu.PG))
+	rep.Add(sc, system+" cpu clickhouse", "s/M ev", perM(s.cpu.CH))
 	rep.Add(sc, system+" cpu total", "s/M ev", perM(s.usage.CPU+s.cpu.PG+s.cpu.CH))
 }
 
@@ -262,13 +265,13 @@ func (r *Runner) latencyRun(ctx context.Context, system string, lc LatencyConfig
 // poller on an empty Env.
 func (r *Runner) startSteady(ctx context.Context, e *Env, system string, interval time.Duration, profile string) (*Proc, error) {
 	if system == "polling" {
-		return r.startPoller(e, interval, false, filepath.Join(r.WorkDir, e.Name+"-poll.json"))
+		return r.startPoller(ctx, e, interval, false, filepath.Join(r.WorkDir, e.Name+"-poll.json"))
 	}
 	if err := e.CreateSlot(ctx, e.Slot); err != nil {
 		return nil, err
 	}
 	env := r.relayEnv(e, profile, "CH_OUTBOX_PROCESSING_FREQUENCY_SEC="+strconv.FormatFloat(interval.Seconds(), 'f', -1, 64))
-	p, err := StartProc("relay", filepath.Join(r.WorkDir, e.Name+"-relay.log"), r.RelayBin, env, "run")
+	p, err := StartProc(ctx, "relay", filepath.Join(r.WorkDir, e.Name+"-relay.log"), r.RelayBin, env, "run")
 	if err != nil {
 		return nil, err
 	}

@@ -116,6 +116,7 @@ type options struct {
 	relayEnv      string
 	rates         string
 	dumpLatency   bool
+	syncCommit    bool
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -140,6 +141,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.loadConns, "load-conns", 2, "connections loading the backlog")
 	fs.StringVar(&o.profileDir, "cpuprofile-dir", "", "pass BENCH_CPUPROFILE=<dir>/<run>.pprof to the relay (use -relay bin/relayprof)")
 	fs.StringVar(&o.rates, "rates", "2000:1s,10000:100ms", "latency scenarios as rate:interval (the first is compared with polling against the p99 ratio target, a 10000 ev/s one against 250 ms)")
+	fs.BoolVar(&o.syncCommit, "sync-commit", true, "latency producer commits with synchronous_commit = on (PostgreSQL's default; the test servers' default is off)")
 	fs.BoolVar(&o.dumpLatency, "dump-latencies", false, "write each event's commit and seen time to the workdir (latency-<system>-<rate>.csv)")
 	fs.StringVar(&o.relayEnv, "relay-env", "", "extra KEY=VALUE settings for the relay, comma-separated (e.g. GOMEMLIMIT=96MiB)")
 	if err := fs.Parse(args); err != nil {
@@ -247,7 +249,7 @@ func latency(ctx context.Context, o *options, r *bench.Runner) {
 			continue
 		}
 		lc := bench.LatencyConfig{Rate: rate, Duration: o.latDuration, Conns: min(max(rate/400, 4), 32),
-			Size: 512, Poll: 50 * time.Millisecond, Settle: 30 * time.Second}
+			Size: 512, Poll: 50 * time.Millisecond, Settle: 30 * time.Second, SyncCommit: o.syncCommit}
 		sc, ratio := r.Latency(ctx, lc, interval, o.latRuns)
 		if i == 0 {
 			r.Report.Goal(bench.RatioScenario, ratio, "<=", 0.5)
@@ -309,7 +311,7 @@ func newRunner(o *options, srv *bench.Servers) (*bench.Runner, func(), error) {
 	rep := &bench.Report{Mode: mode, Started: time.Now().UTC(), Command: strings.Join(os.Args, " "),
 		Settings: map[string]string{
 			"CH_OUTBOX_BATCH_SIZE": fmt.Sprint(o.batchSize), "RELAY_BATCH_BYTES": fmt.Sprint(o.batchBytes),
-			"relay_env": o.relayEnv, "runs": fmt.Sprint(o.runs), "heavy_runs": fmt.Sprint(o.heavyRuns), "latency_runs": fmt.Sprint(o.latRuns), "latency_duration": o.latDuration.String(),
+			"relay_env": o.relayEnv, "runs": fmt.Sprint(o.runs), "heavy_runs": fmt.Sprint(o.heavyRuns), "latency_runs": fmt.Sprint(o.latRuns), "latency_duration": o.latDuration.String(), "producer_synchronous_commit": fmt.Sprint(o.syncCommit),
 		}}
 	r := &bench.Runner{Srv: srv, RelayBin: o.relayBin, SelfBin: self, WorkDir: o.workDir,
 		BatchSize: o.batchSize, BatchBytes: o.batchBytes, LoadConns: o.loadConns, ProfileDir: o.profileDir,
