@@ -207,6 +207,17 @@ func (r *Relay) session(ctx context.Context) error {
 	if srcErr, ok := <-srcDone; ok && err == nil {
 		err = srcErr
 	}
+	// The source has returned: nothing more is sent. Give back the weight
+	// of what it queued, and, when reconnecting, drop what is buffered too:
+	// the next session streams it again from the confirmed position.
+	for len(items) > 0 {
+		if it := <-items; !it.Commit && !it.End {
+			r.release([]event.Event{it.Event})
+		}
+	}
+	if ctx.Err() == nil {
+		r.release(r.batcher.Flush().Events)
+	}
 	return err
 }
 
