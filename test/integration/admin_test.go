@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -163,16 +161,16 @@ func TestAdminReadyzRedWhenStuckOnClickHouse(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	ctx := context.Background()
-	proxy := startTCPProxy(t, hostOf(t, e.ClickHouse))
+	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
 	addr := opsFreeAddr(t)
-	p := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr, "CLICKHOUSE_URL="+withHost(t, e.ClickHouse, proxy.addr()))
+	p := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr, "CLICKHOUSE_URL="+testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()))
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
 	if err := opsInsert(ctx, e.PG, "before"); err != nil {
 		t.Fatal(err)
 	}
 	e.WaitDelivered(t, 1, 30*time.Second, p)
 
-	proxy.setBlocked(true)
+	proxy.Down()
 	for i := range 5 {
 		if err := opsInsert(ctx, e.PG, fmt.Sprintf("during-%d", i)); err != nil {
 			t.Fatal(err)
@@ -184,105 +182,9 @@ func TestAdminReadyzRedWhenStuckOnClickHouse(t *testing.T) {
 		t.Errorf("/healthz while stuck = %d %v, want 200", code, err)
 	}
 
-	proxy.setBlocked(false)
+	proxy.Up()
 	e.WaitDelivered(t, 6, time.Minute, p)
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 60*time.Second)
-}
-
-// hostOf returns the host:port of a URL.
-func hostOf(t *testing.T, raw string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Host
-}
-
-// tcpProxy forwards connections to a target; blocked, it cuts every
-// connection and closes new ones at once, as a network failure would.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	blocked bool
-	conns   map[net.Conn]bool
-}
-
-func startTCPProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	go p.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.setBlocked(true)
-	})
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *tcpProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		go p.forward(c)
-	}
-}
-
-func (p *tcpProxy) forward(c net.Conn) {
-	d := net.Dialer{Timeout: 5 * time.Second}
-	up, err := d.DialContext(context.Background(), "tcp", p.target)
-	if err != nil {
-		_ = c.Close()
-		return
-	}
-	if !p.track(c, up) {
-		_ = c.Close()
-		_ = up.Close()
-		return
-	}
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-	<-done
-	_ = c.Close()
-	_ = up.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
-}
-
-func (p *tcpProxy) track(conns ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.blocked {
-		return false
-	}
-	for _, c := range conns {
-		p.conns[c] = true
-	}
-	return true
-}
-
-func (p *tcpProxy) setBlocked(b bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.blocked = b
-	if b {
-		for c := range p.conns {
-			_ = c.Close()
-		}
-	}
 }
 
 // The least-privilege role of the README (LOGIN REPLICATION, CONNECT,

@@ -55,7 +55,7 @@ func postUser(client *http.Client, base, email string) (int, error) {
 func TestAPIDecoupledFromClickHouseOutage(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
-	proxy := testenv.NewProxy(t, testenv.Host(t, e.ClickHouse))
+	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
 	env := e.RelayEnv()
 	env = append(env, "CLICKHOUSE_URL="+testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()))
 	relay := testenv.Start(t, relayBin, env, "run")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -155,13 +154,13 @@ func TestStatusMissingSlotAndUnreachableServers(t *testing.T) {
 		t.Errorf("table output: exit %d:\n%s", code, out)
 	}
 
-	chDown := withHost(t, e.ClickHouse, opsFreeAddr(t))
+	chDown := testenv.ReplaceHost(t, e.ClickHouse, opsFreeAddr(t))
 	code, r, out = relayStatus(t, e.RelayEnv("CLICKHOUSE_URL="+chDown))
 	if code != statusExitCritical || r == nil || r.ClickHouseReachable || !hasReason(r, "CRITICAL: ClickHouse is unreachable") {
 		t.Errorf("ClickHouse down: exit %d:\n%s", code, out)
 	}
 
-	pgDown := withHost(t, e.DatabaseURL, opsFreeAddr(t))
+	pgDown := testenv.ReplaceHost(t, e.DatabaseURL, opsFreeAddr(t))
 	code, out = opsRun(t, 30*time.Second, e.RelayEnv("DATABASE_URL="+pgDown), "status", "--json")
 	if code != statusExitError || !strings.Contains(out, "PostgreSQL") {
 		t.Errorf("PostgreSQL down: exit %d, want %d:\n%s", code, statusExitError, out)
@@ -200,17 +199,6 @@ func TestStatusWatchUntilInterrupted(t *testing.T) {
 	if code := p.Wait(10 * time.Second); code != 0 {
 		t.Fatalf("exit %d after Ctrl-C, want 0:\n%s", code, p.Output())
 	}
-}
-
-// withHost returns raw with its host:port replaced by hostPort.
-func withHost(t *testing.T, raw, hostPort string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = hostPort
-	return u.String()
 }
 
 // Helpers of the status and admin tests (ops-prefixed: the package's other
