@@ -181,7 +181,12 @@ func (r *Runner) resourceRun(ctx context.Context, d Dataset, profile string) (Dr
 // interval interval) and the polling baseline (poll interval interval).
 // It returns the scenario name and the name of the p99 ratio.
 func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Duration, runs int) (sc, p99Ratio string) {
-	sc = fmt.Sprintf("latency %d ev/s, interval %s", lc.Rate, interval)
+	// The steady-state targets are stated for batch 1,000 (relay and
+	// poller alike), not the drain's 10,000.
+	steady := *r
+	steady.BatchSize = SteadyBatchSize
+	r = &steady
+	sc = fmt.Sprintf("latency %d ev/s, interval %s, batch %d", lc.Rate, interval, r.BatchSize)
 	for i := range runs {
 		load := LoadAvg1()
 		r.Logf("%s: run %d/%d (%s each, load average %.1f)", sc, i+1, runs, lc.Duration, load)
@@ -263,6 +268,10 @@ func (r *Runner) latencyRun(ctx context.Context, system string, lc LatencyConfig
 
 // startSteady starts the relay (streaming once its slot is active) or the
 // poller on an empty Env.
+// SteadyBatchSize is CH_OUTBOX_BATCH_SIZE (and the poller's batch) in the
+// latency scenarios.
+const SteadyBatchSize = 1000
+
 func (r *Runner) startSteady(ctx context.Context, e *Env, system string, interval time.Duration, profile string) (*Proc, error) {
 	if system == "polling" {
 		return r.startPoller(ctx, e, interval, false, filepath.Join(r.WorkDir, e.Name+"-poll.json"))
