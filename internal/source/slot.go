@@ -64,6 +64,8 @@ func Check(ctx context.Context, db DB, cfg Config) error {
 }
 
 func readSlot(ctx context.Context, db DB, slot string) (slotState, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
 	var (
 		s         slotState
 		confirmed *string

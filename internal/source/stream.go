@@ -31,11 +31,27 @@ const finalStatusTimeout = 5 * time.Second
 // streams until ctx ends or the stream fails. After ctx ends it waits for
 // drained to close (the consumer flushed and acknowledged what it held), up
 // to DrainTimeout, sends a final status update and returns nil.
-func (s *Source) Run(ctx context.Context, out chan<- Item, drained <-chan struct{}) error {
-	if err := Check(ctx, s.db, s.cfg); err != nil {
+func (s *Source) Run(ctx context.Context, out chan<- Item, drained <-chan struct{}) (err error) {
+	defer func() {
+		// A broken stream often means a broken network path: drop the
+		// pooled connections too, rather than meet them dead one by one.
+		if err != nil && ctx.Err() == nil && !retry.IsPermanent(err) {
+			if r, ok := s.db.(interface{ Reset() }); ok {
+				r.Reset()
+			}
+		}
+	}()
+	// Control queries are bounded: a pooled connection whose network path
+	// died must not hang the start of a session.
+	cctx, cancelCheck := context.WithTimeout(ctx, controlTimeout)
+	err = Check(cctx, s.db, s.cfg)
+	if err == nil {
+		s.fitStatusInterval(cctx)
+	}
+	cancelCheck()
+	if err != nil {
 		return err
 	}
-	s.fitStatusInterval(ctx)
 	conn, err := s.connect(ctx)
 	if err != nil {
 		return err
@@ -245,6 +261,8 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 
 // backfillPending reads the slot's marker in outbox_relay_state.
 func (s *Source) backfillPending(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
 	var pending bool
 	err := s.db.QueryRow(ctx, "SELECT backfill_pending FROM outbox_relay_state WHERE slot = $1", s.cfg.Slot).Scan(&pending)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -260,6 +278,8 @@ func (s *Source) backfillPending(ctx context.Context) (bool, error) {
 // delivered; it is set before the slot exists and cleared only after the
 // snapshot's rows are in the sink.
 func (s *Source) setBackfillPending(ctx context.Context, pending bool) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
 	_, err := s.db.Exec(ctx, `INSERT INTO outbox_relay_state (slot, backfill_pending) VALUES ($1, $2)
 		ON CONFLICT (slot) DO UPDATE SET backfill_pending = EXCLUDED.backfill_pending, updated_at = now()`, s.cfg.Slot, pending)
 	if err != nil {
@@ -388,13 +408,13 @@ func (st *stream) loop(ctx context.Context) error {
 // that point is caught before anything it hid is skipped. Skip-aheads only
 // happen on an idle stream, so this costs a few queries per status interval.
 func (st *stream) recheck(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, statementTimeout)
+	cctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
 	return Check(cctx, st.db, st.cfg)
 }
 
-// statementTimeout bounds each regular query of the stream.
-const statementTimeout = 30 * time.Second
+// controlTimeout bounds each small control query (checks, slot state).
+const controlTimeout = 10 * time.Second
 
 // setReadDeadline moves the socket's read deadline only when it changes.
 func (st *stream) setReadDeadline(ctx context.Context) {
