@@ -80,7 +80,7 @@ func TestAdminEndpointsWhileStreaming(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	addr := opsFreeAddr(t)
-	p := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr)
+	p := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr)
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
 	if code, body, err := adminGet(addr, "/healthz"); err != nil || code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz = %d %q %v", code, body, err)
@@ -139,9 +139,9 @@ func TestAdminReadyzRedWhileNotConnected(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	addr1, addr2 := opsFreeAddr(t), opsFreeAddr(t)
-	first := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr1)
+	first := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr1)
 	waitAdmin(t, first, addr1, "/readyz", http.StatusOK, "ready", 30*time.Second)
-	second := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr2, "RELAY_PPROF=true")
+	second := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr2, "RELAY_PPROF=true")
 	waitAdmin(t, second, addr2, "/healthz", http.StatusOK, "ok", 30*time.Second)
 	waitAdmin(t, second, addr2, "/readyz", http.StatusServiceUnavailable, "not ready: replication stream is not connected", 10*time.Second)
 	waitAdmin(t, second, addr2, "/debug/pprof/", http.StatusOK, "goroutine", 10*time.Second)
@@ -163,7 +163,7 @@ func TestAdminReadyzRedWhenStuckOnClickHouse(t *testing.T) {
 	ctx := context.Background()
 	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
 	addr := opsFreeAddr(t)
-	p := opsStartRelay(t, e, "RELAY_ADMIN_ADDR="+addr, "CLICKHOUSE_URL="+testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()))
+	p := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr, "CLICKHOUSE_URL="+testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()))
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
 	if err := opsInsert(ctx, e.PG, "before"); err != nil {
 		t.Fatal(err)
@@ -213,7 +213,7 @@ func TestAdminAndStatusWithLeastPrivilegeRole(t *testing.T) {
 	asRole := "DATABASE_URL=" + u.String()
 
 	addr := opsFreeAddr(t)
-	p := opsStartRelay(t, e, asRole, "RELAY_ADMIN_ADDR="+addr)
+	p := startRelay(t, e, asRole, "RELAY_ADMIN_ADDR="+addr)
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
 	if err := opsInsert(ctx, e.PG, "least-privilege"); err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ func faultBlackhole(t *testing.T, e *testenv.Env, hole time.Duration) (*testenv.
 	faultServerSetting(t, e, "wal_sender_timeout", "3s")
 	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.DatabaseURL))
 	p := faultStart(t, relayBin, e, "DATABASE_URL="+testenv.ReplaceHost(t, e.DatabaseURL, proxy.Addr()))
-	faultWaitLog(t, p, faultLogStreaming, 30*time.Second)
+	waitLog(t, p, faultLogStreaming, 30*time.Second)
 	prod := startFaultProducer(e, "load", 3, 10*time.Millisecond)
 	prod.stopOnCleanup(t)
 	faultWaitFlushes(t, e, p, 3)

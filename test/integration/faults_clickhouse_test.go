@@ -37,7 +37,7 @@ func TestFaultClickHouseDownUnderLoad(t *testing.T) {
 	// One event in flight first: from then on nothing may be confirmed,
 	// not even an idle keepalive position.
 	faultInsert(ctx, t, e, "first-in-outage", 1)
-	faultWaitLog(t, p, faultLogSinkRetrying, 30*time.Second)
+	waitLog(t, p, faultLogSinkRetrying, 30*time.Second)
 	before, err := readFaultSlot(ctx, e)
 	if err != nil {
 		t.Fatal(err)

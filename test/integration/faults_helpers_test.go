@@ -124,21 +124,6 @@ func faultStart(t *testing.T, bin string, e *testenv.Env, extra ...string) *test
 	return testenv.Start(t, bin, e.RelayEnv(extra...), "run")
 }
 
-// faultWaitLog waits until p printed a line containing s; it fails at once
-// when p exits.
-func faultWaitLog(t *testing.T, p *testenv.Process, s string, timeout time.Duration) {
-	t.Helper()
-	testenv.Eventually(t, timeout, "relay log "+s, func() error {
-		if strings.Contains(p.Output(), s) {
-			return nil
-		}
-		if p.Exited() {
-			t.Fatalf("relay exited before logging %s:\n%s", s, p.Output())
-		}
-		return errors.New("not logged yet")
-	})
-}
-
 // faultAlive fails the test when p has exited.
 func faultAlive(t *testing.T, p *testenv.Process, when string) {
 	t.Helper()

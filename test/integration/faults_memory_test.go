@@ -24,7 +24,7 @@ func TestFaultHugeTransactionAndEvents(t *testing.T) {
 		hugeBytes  = 5 << 20
 	)
 	p := faultStart(t, relayBin, e, fmt.Sprintf("RELAY_BATCH_BYTES=%d", batchBytes))
-	faultWaitLog(t, p, faultLogStreaming, 30*time.Second)
+	waitLog(t, p, faultLogStreaming, 30*time.Second)
 
 	start := time.Now()
 	faultInsert(ctx, t, e, "big-tx", bigTx)

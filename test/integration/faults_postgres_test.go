@@ -19,7 +19,7 @@ func TestFaultPostgresConnectionCut(t *testing.T) {
 	e := testenv.New(t)
 	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.DatabaseURL))
 	p := faultStart(t, relayBin, e, "DATABASE_URL="+testenv.ReplaceHost(t, e.DatabaseURL, proxy.Addr()))
-	faultWaitLog(t, p, faultLogStreaming, 30*time.Second)
+	waitLog(t, p, faultLogStreaming, 30*time.Second)
 	prod := startFaultProducer(e, "load", 3, 5*time.Millisecond)
 	prod.stopOnCleanup(t)
 
@@ -57,7 +57,7 @@ func TestFaultWalsenderKilled(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	p := faultStart(t, relayBin, e)
-	faultWaitLog(t, p, faultLogStreaming, 30*time.Second)
+	waitLog(t, p, faultLogStreaming, 30*time.Second)
 	prod := startFaultProducer(e, "load", 3, 5*time.Millisecond)
 	prod.stopOnCleanup(t)
 

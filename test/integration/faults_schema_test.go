@@ -19,7 +19,7 @@ func TestFaultOutboxColumnAddedMidStream(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	p := faultStart(t, relayBin, e)
-	faultWaitLog(t, p, faultLogStreaming, 30*time.Second)
+	waitLog(t, p, faultLogStreaming, 30*time.Second)
 	prod := startFaultProducer(e, "load", 3, 5*time.Millisecond)
 	prod.stopOnCleanup(t)
 	faultWaitFlushes(t, e, p, 3)

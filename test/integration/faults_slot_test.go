@@ -29,7 +29,7 @@ func TestFaultBackfillBeforeSlot(t *testing.T) {
 	p := faultStart(t, relayBin, e, "CH_OUTBOX_BATCH_SIZE=500")
 	prod := startFaultProducer(e, "during", 3, 10*time.Millisecond)
 	prod.stopOnCleanup(t)
-	faultWaitLog(t, p, `"message":"backfill done"`, time.Minute)
+	waitLog(t, p, `"message":"backfill done"`, time.Minute)
 	m := regexp.MustCompile(`"events":(\d+),[^\n]*"message":"backfill done"`).FindStringSubmatch(p.Output())
 	if n, err := strconv.Atoi(m[1]); err != nil || n < early {
 		t.Errorf("the backfill delivered %s events, want at least the %d committed before the slot existed", m[1], early)
@@ -55,7 +55,7 @@ func TestFaultSlotDroppedWhileRunning(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	p := faultStart(t, relayBin, e)
-	faultWaitLog(t, p, faultLogStreaming, 30*time.Second)
+	waitLog(t, p, faultLogStreaming, 30*time.Second)
 	prod := startFaultProducer(e, "load", 3, 5*time.Millisecond)
 	prod.stopOnCleanup(t)
 	faultWaitFlushes(t, e, p, 3)
@@ -147,7 +147,7 @@ func TestFaultSlotInvalidated(t *testing.T) {
 	faultInsert(ctx, t, e, "after-loss", 200)
 
 	p2 := faultStart(t, relayBin, e)
-	faultWaitLog(t, p2, faultLogSlotLost, 30*time.Second)
+	waitLog(t, p2, faultLogSlotLost, 30*time.Second)
 	if !faultLoggedAt(p2.Output(), faultLogSlotLost, "error") {
 		t.Errorf("the lost slot was not reported at level error:\n%s", p2.Output())
 	}

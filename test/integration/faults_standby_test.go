@@ -30,9 +30,9 @@ func TestFaultTwoRelaysOneSlot(t *testing.T) {
 	faultServerSetting(t, e, "wal_sender_timeout", "3s")
 
 	a := faultStart(t, relayBin, e)
-	faultWaitLog(t, a, faultLogStreaming, 30*time.Second)
+	waitLog(t, a, faultLogStreaming, 30*time.Second)
 	b := faultStart(t, relayBin, e)
-	faultWaitLog(t, b, faultLogStandingBy, 30*time.Second)
+	waitLog(t, b, faultLogStandingBy, 30*time.Second)
 	if strings.Contains(b.Output(), faultLogStreaming) {
 		t.Fatalf("the second relay streams from a slot the first one holds:\n%s", b.Output())
 	}
@@ -49,7 +49,7 @@ func TestFaultTwoRelaysOneSlot(t *testing.T) {
 	}
 	killedAt := time.Now()
 	a.Wait(10 * time.Second)
-	faultWaitLog(t, b, faultLogStreaming, 30*time.Second)
+	waitLog(t, b, faultLogStreaming, 30*time.Second)
 	takeover := time.Since(killedAt)
 	t.Logf("standby took over %s after the leader was killed", takeover.Round(time.Millisecond))
 	if takeover > 30*time.Second {
@@ -59,7 +59,7 @@ func TestFaultTwoRelaysOneSlot(t *testing.T) {
 
 	// The killed relay comes back and stands by.
 	a2 := faultStart(t, relayBin, e)
-	faultWaitLog(t, a2, faultLogStandingBy, 30*time.Second)
+	waitLog(t, a2, faultLogStandingBy, 30*time.Second)
 
 	// Freeze the leader past wal_sender_timeout.
 	if err := b.Signal(syscall.SIGSTOP); err != nil {

@@ -73,8 +73,8 @@ func TestStatusFollowsTheRelay(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	ctx := context.Background()
-	p := opsStartRelay(t, e)
-	opsWaitLog(t, p, opsLogStreaming, 30*time.Second)
+	p := startRelay(t, e)
+	waitLog(t, p, opsLogStreaming, 30*time.Second)
 	for i := range 20 {
 		if err := opsInsert(ctx, e.PG, fmt.Sprintf("status-%d", i)); err != nil {
 			t.Fatal(err)
@@ -206,26 +206,6 @@ func TestStatusWatchUntilInterrupted(t *testing.T) {
 
 // opsLogStreaming is the relay's log line once the stream is up.
 const opsLogStreaming = `"message":"streaming"`
-
-// opsStartRelay runs `relay run` on e with RelayEnv(extra...).
-func opsStartRelay(t *testing.T, e *testenv.Env, extra ...string) *testenv.Process {
-	t.Helper()
-	return testenv.Start(t, relayBin, e.RelayEnv(extra...), "run")
-}
-
-// opsWaitLog waits until p printed a line containing s.
-func opsWaitLog(t *testing.T, p *testenv.Process, s string, timeout time.Duration) {
-	t.Helper()
-	testenv.Eventually(t, timeout, "relay log "+s, func() error {
-		if strings.Contains(p.Output(), s) {
-			return nil
-		}
-		if p.Exited() {
-			t.Fatalf("relay exited before logging %s:\n%s", s, p.Output())
-		}
-		return errors.New("not logged yet")
-	})
-}
 
 // opsExecer runs a statement (the pool).
 type opsExecer interface {
