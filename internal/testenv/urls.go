@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"context"
+	"net"
 	"net/url"
 )
 
@@ -23,4 +25,20 @@ func Host(t TB, rawURL string) string {
 		t.Fatalf("parse %q: %v", rawURL, err)
 	}
 	return u.Host
+}
+
+// FreeAddr returns a 127.0.0.1 address that nothing listens on (for a
+// server the test starts, or as a closed port to connect to).
+func FreeAddr(t TB) string {
+	t.Helper()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

@@ -79,7 +79,7 @@ func TestAdminEndpointsWhileStreaming(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	ctx := context.Background()
-	addr := opsFreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	p := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr)
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
 	if code, body, err := adminGet(addr, "/healthz"); err != nil || code != http.StatusOK || body != "ok\n" {
@@ -138,7 +138,7 @@ func stayAdmin(t *testing.T, p *testenv.Process, addr, path string, code int, d 
 func TestAdminReadyzRedWhileNotConnected(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
-	addr1, addr2 := opsFreeAddr(t), opsFreeAddr(t)
+	addr1, addr2 := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	first := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr1)
 	waitAdmin(t, first, addr1, "/readyz", http.StatusOK, "ready", 30*time.Second)
 	second := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr2, "RELAY_PPROF=true")
@@ -162,7 +162,7 @@ func TestAdminReadyzRedWhenStuckOnClickHouse(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
-	addr := opsFreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	p := startRelay(t, e, "RELAY_ADMIN_ADDR="+addr, "CLICKHOUSE_URL="+testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()))
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
 	if err := opsInsert(ctx, e.PG, "before"); err != nil {
@@ -212,7 +212,7 @@ func TestAdminAndStatusWithLeastPrivilegeRole(t *testing.T) {
 	u.User = url.User(role)
 	asRole := "DATABASE_URL=" + u.String()
 
-	addr := opsFreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	p := startRelay(t, e, asRole, "RELAY_ADMIN_ADDR="+addr)
 	waitAdmin(t, p, addr, "/readyz", http.StatusOK, "ready: streaming", 30*time.Second)
 	if err := opsInsert(ctx, e.PG, "least-privilege"); err != nil {

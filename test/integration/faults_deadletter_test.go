@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -54,7 +53,7 @@ func TestFaultDeadLetter(t *testing.T) {
 func faultDeadLetterRun(t *testing.T, tc faultDeadLetterCase) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	admin := faultFreeAddr(t)
+	admin := testenv.FreeAddr(t)
 	p := faultStart(t, relayBin, e, "RELAY_ADMIN_ADDR="+admin)
 	faultInsert(ctx, t, e, "before", 10)
 	e.WaitDelivered(t, 10, time.Minute, p)
@@ -165,21 +164,6 @@ func TestFaultSinkSchemaProblemHalts(t *testing.T) {
 	if s, err := readFaultSlot(ctx, e); err != nil || s.Confirmed >= after {
 		t.Errorf("confirmed_flush_lsn %d (%v) is past the undelivered events (committed before %d)", s.Confirmed, err, after)
 	}
-}
-
-// faultFreeAddr is a loopback address nothing listens on (for the admin
-// server).
-func faultFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // faultMetric reads an unlabelled sample from the admin server's /metrics.

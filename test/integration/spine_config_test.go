@@ -42,8 +42,8 @@ func checkOutput(t *testing.T, name string, code, wantCode int, out string, want
 func TestBadConfigurationExitsTwoWithoutSecrets(t *testing.T) {
 	t.Parallel()
 	path := "PATH=" + os.Getenv("PATH")
-	pgDown := "postgres://app:" + pgSecret + "@" + closedPort(t) + "/app?sslmode=disable"
-	chDown := "clickhouse://default:" + chSecret + "@" + closedPort(t) + "/app"
+	pgDown := "postgres://app:" + pgSecret + "@" + testenv.FreeAddr(t) + "/app?sslmode=disable"
+	chDown := "clickhouse://default:" + chSecret + "@" + testenv.FreeAddr(t) + "/app"
 	base := []string{path, "LOG_FORMAT=json", "RELAY_ADMIN_ADDR="}
 
 	t.Run("no server URLs", func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -104,20 +103,6 @@ func spineDateTime64(ctx context.Context, e *testenv.Env) (bool, error) {
 		return false, fmt.Errorf("read type of event_date_time: %w", err)
 	}
 	return strings.HasPrefix(typ, "DateTime64"), nil
-}
-
-// closedPort returns a TCP address on 127.0.0.1 that nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // runRelayCmd runs the relay binary to completion with exactly env and

@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +28,7 @@ const (
 // relayStatus runs `relay status --json` with env and decodes its report.
 func relayStatus(t *testing.T, env []string) (int, *status.Report, string) {
 	t.Helper()
-	code, out := opsRun(t, 30*time.Second, env, "status", "--json")
+	code, out := runRelayCmd(t, 30*time.Second, env, "status", "--json")
 	for line := range strings.Lines(out) {
 		if strings.HasPrefix(line, "{") {
 			var r status.Report
@@ -149,24 +146,24 @@ func TestStatusMissingSlotAndUnreachableServers(t *testing.T) {
 	}
 
 	// The table for people says the same.
-	code, out = opsRun(t, 30*time.Second, e.RelayEnv(), "status")
+	code, out = runRelayCmd(t, 30*time.Second, e.RelayEnv(), "status")
 	if code != statusExitCritical || !strings.Contains(out, "VERDICT") || !strings.Contains(out, "does not exist") {
 		t.Errorf("table output: exit %d:\n%s", code, out)
 	}
 
-	chDown := testenv.ReplaceHost(t, e.ClickHouse, opsFreeAddr(t))
+	chDown := testenv.ReplaceHost(t, e.ClickHouse, testenv.FreeAddr(t))
 	code, r, out = relayStatus(t, e.RelayEnv("CLICKHOUSE_URL="+chDown))
 	if code != statusExitCritical || r == nil || r.ClickHouseReachable || !hasReason(r, "CRITICAL: ClickHouse is unreachable") {
 		t.Errorf("ClickHouse down: exit %d:\n%s", code, out)
 	}
 
-	pgDown := testenv.ReplaceHost(t, e.DatabaseURL, opsFreeAddr(t))
-	code, out = opsRun(t, 30*time.Second, e.RelayEnv("DATABASE_URL="+pgDown), "status", "--json")
+	pgDown := testenv.ReplaceHost(t, e.DatabaseURL, testenv.FreeAddr(t))
+	code, out = runRelayCmd(t, 30*time.Second, e.RelayEnv("DATABASE_URL="+pgDown), "status", "--json")
 	if code != statusExitError || !strings.Contains(out, "PostgreSQL") {
 		t.Errorf("PostgreSQL down: exit %d, want %d:\n%s", code, statusExitError, out)
 	}
 
-	code, out = opsRun(t, 30*time.Second, e.RelayEnv("RELAY_STATUS_LAG_WARN_BYTES=lots"), "status")
+	code, out = runRelayCmd(t, 30*time.Second, e.RelayEnv("RELAY_STATUS_LAG_WARN_BYTES=lots"), "status")
 	if code != 2 || !strings.Contains(out, "RELAY_STATUS_LAG_WARN_BYTES") {
 		t.Errorf("bad threshold: exit %d, want 2:\n%s", code, out)
 	}
@@ -225,42 +222,4 @@ func opsExec(ctx context.Context, t *testing.T, db opsExecer, sql string, args .
 	if _, err := db.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
-}
-
-// opsFreeAddr returns a 127.0.0.1 address nothing listens on.
-func opsFreeAddr(t *testing.T) string {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
-// opsRun runs the relay binary to completion with exactly env and returns
-// its exit code and combined output.
-func opsRun(t *testing.T, timeout time.Duration, env []string, args ...string) (int, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, relayBin, args...)
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("relay %v did not exit within %s:\n%s", args, timeout, out)
-	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, string(out)
-	case errors.As(err, &ee):
-		return ee.ExitCode(), string(out)
-	}
-	t.Fatalf("relay %v: %v", args, err)
-	return 0, ""
 }
