@@ -502,14 +502,9 @@ func (r *Relay) drain(work context.Context, items chan source.Item, srcDone chan
 func (r *Relay) release(evs []event.Event) {
 	var w int64
 	for i := range evs {
-		w += Weight(&evs[i], r.cfg.BudgetBytes)
+		w += evs[i].Weight(r.cfg.BudgetBytes)
 	}
 	if w > 0 {
 		r.budget.Release(w)
 	}
-}
-
-// Weight is what an event takes from a budget of capacity bytes.
-func Weight(ev *event.Event, capacity int64) int64 {
-	return min(int64(ev.Size()), capacity)
 }

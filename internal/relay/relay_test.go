@@ -250,9 +250,10 @@ func (g *rig) stream(s script) fakeSource {
 }
 
 func (g *rig) emit(ctx context.Context, out chan<- source.Item, it source.Item) error {
+	var w int64
 	if !it.Commit && !it.End {
-		it.Weight = Weight(&it.Event, g.capacity)
-		if err := g.budget.Acquire(ctx, it.Weight); err != nil {
+		w = it.Event.Weight(g.capacity)
+		if err := g.budget.Acquire(ctx, w); err != nil {
 			return err
 		}
 	}
@@ -260,8 +261,8 @@ func (g *rig) emit(ctx context.Context, out chan<- source.Item, it source.Item) 
 	case out <- it:
 		return nil
 	case <-ctx.Done():
-		if it.Weight > 0 {
-			g.budget.Release(it.Weight)
+		if w > 0 {
+			g.budget.Release(w)
 		}
 		return ctx.Err()
 	}

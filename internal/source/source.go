@@ -37,8 +37,6 @@ type Item struct {
 	// that may be acknowledged once every earlier event is in the sink.
 	Commit bool
 	EndLSN uint64
-	// Weight is what was taken from the Budget for this item.
-	Weight int64
 	// AfterFlush, on a Commit, runs once the commit is in the sink.
 	AfterFlush func(context.Context) error
 	// End says the source stopped reading for shutdown: no item follows.
@@ -53,6 +51,7 @@ type Item struct {
 type Budget interface {
 	TryAcquire(n int64) bool
 	Acquire(ctx context.Context, n int64) error
+	Release(n int64)
 }
 
 // DB runs the regular (non-replication) queries: checks and backfill.

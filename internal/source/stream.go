@@ -290,7 +290,7 @@ func (s *Source) setBackfillPending(ctx context.Context, pending bool) error {
 
 // emitEvent takes the event's weight from the budget, then sends it.
 func (s *Source) emitEvent(ctx context.Context, st *stream, out chan<- Item, ev event.Event) error {
-	w := min(int64(ev.Size()), s.cfg.BudgetBytes)
+	w := ev.Weight(s.cfg.BudgetBytes)
 	for !s.budget.TryAcquire(w) {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.StatusInterval/2)
 		err := s.budget.Acquire(actx, w)
@@ -309,7 +309,11 @@ func (s *Source) emitEvent(ctx context.Context, st *stream, out chan<- Item, ev 
 			}
 		}
 	}
-	return s.emit(ctx, st, out, Item{Event: ev, Weight: w})
+	if err := s.emit(ctx, st, out, Item{Event: ev}); err != nil {
+		s.budget.Release(w) // never handed over: the consumer will not give it back
+		return err
+	}
+	return nil
 }
 
 // emit sends it on out, keeping the stream alive while out is full.
