@@ -88,10 +88,9 @@ func only(environ map[string]string) map[string]string {
 
 // field describes one setting.
 type field struct {
-	index      int
-	env, flag  string
-	help       string
-	defaultVal string
+	index     int
+	env, flag string
+	help      string
 }
 
 func fields() []field {
@@ -99,7 +98,7 @@ func fields() []field {
 	out := make([]field, 0, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
-		out = append(out, field{index: i, env: f.Tag.Get("env"), flag: f.Tag.Get("flag"), help: f.Tag.Get("help"), defaultVal: f.Tag.Get("envDefault")})
+		out = append(out, field{index: i, env: f.Tag.Get("env"), flag: f.Tag.Get("flag"), help: f.Tag.Get("help")})
 	}
 	return out
 }
@@ -284,15 +283,6 @@ func Environ(pairs []string) map[string]string {
 		}
 	}
 	return m
-}
-
-// Table lists (flag, env, default, help) for every setting, for docs.
-func Table() [][4]string {
-	var out [][4]string
-	for _, f := range fields() {
-		out = append(out, [4]string{f.flag, f.env, f.defaultVal, f.help})
-	}
-	return out
 }
 
 // Load resolves c from environ and validates it for need; every problem of

@@ -37,18 +37,18 @@ func TestDefaults(t *testing.T) {
 
 func TestTable(t *testing.T) {
 	flags, envs := map[string]bool{}, map[string]bool{}
-	for _, row := range Table() {
-		flag, env, help := row[0], row[1], row[3]
+	for _, f := range fields() {
+		flag, env, help := f.flag, f.env, f.help
 		if flag == "" || env == "" || help == "" {
-			t.Errorf("row %q: flag, env and help must all be set", row)
+			t.Errorf("field %+v: flag, env and help must all be set", f)
 		}
 		if flags[flag] || envs[env] {
-			t.Errorf("row %q: flag or env used twice", row)
+			t.Errorf("field %+v: flag or env used twice", f)
 		}
 		flags[flag], envs[env] = true, true
 	}
 	if len(flags) == 0 {
-		t.Fatal("Table() is empty")
+		t.Fatal("no fields")
 	}
 }
 
@@ -56,8 +56,8 @@ func TestRegisterFlags(t *testing.T) {
 	c := Defaults()
 	fs := pflag.NewFlagSet("relay", pflag.ContinueOnError)
 	RegisterFlags(fs, &c)
-	for _, row := range Table() {
-		flag, env := row[0], row[1]
+	for _, fd := range fields() {
+		flag, env := fd.flag, fd.env
 		f := fs.Lookup(flag)
 		if f == nil {
 			t.Errorf("flag --%s not registered", flag)
