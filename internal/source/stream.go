@@ -211,6 +211,8 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 	if s.hooks.Backfilled != nil {
 		s.hooks.Backfilled(n)
 	}
+	// The new slot's own starting point: confirming it skips no WAL. The
+	// snapshot's rows are protected by the backfill marker, not by an LSN.
 	s.tracker.Start(consistent)
 	return nil
 }
