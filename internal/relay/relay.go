@@ -3,7 +3,9 @@
 // Contract (at-least-once into the sink, exactly-once through its read path):
 //   - The sink is asked to write a batch; only after it returned nil are the
 //     batch's rows deleted from the outbox table and its AckLSN handed to the
-//     ack.Tracker (which the source reports to PostgreSQL).
+//     ack.Tracker (which the source reports to PostgreSQL). Deleting and
+//     acknowledging one batch overlaps with writing the next; acks stay in
+//     LSN order.
 //   - Retryable sink errors are retried with backoff for as long as it takes;
 //     meanwhile the source stops reading once the byte budget is spent and
 //     keeps the replication connection alive. Permanent sink errors stop
@@ -119,6 +121,9 @@ type Relay struct {
 	fp      *failpoint.Set
 	spans   StartSpan
 	log     zerolog.Logger
+	// done takes written batches to their cleanup and acknowledgement
+	// (see complete); set per session.
+	done *completer
 }
 
 // New wires a Relay from its parts.
@@ -193,6 +198,7 @@ func (r *Relay) session(ctx context.Context) error {
 		t.Stop()
 	})
 	defer stopGrace()
+	r.done = r.startCompleter(work)
 
 	err := r.consume(ctx, work, items, srcDone)
 	switch {
@@ -200,6 +206,11 @@ func (r *Relay) session(ctx context.Context) error {
 		err = r.drain(work, nil, srcDone)
 	case ctx.Err() != nil && err == nil:
 		err = r.drain(work, items, srcDone)
+	}
+	// Batches already written are still cleaned up and acknowledged (within
+	// the grace period on shutdown) before the source sends its last status.
+	if cerr := r.done.close(); err == nil {
+		err = cerr
 	}
 	r.release(r.batcher.DropUncommitted())
 	close(drained)
@@ -235,6 +246,8 @@ func (r *Relay) consume(ctx, work context.Context, items chan source.Item, srcDo
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-r.done.failed:
+			return r.done.err
 		case err := <-srcDone:
 			srcDone <- err // session() reads it again
 			// Items already queued are complete messages: keep them.
@@ -302,11 +315,16 @@ func (r *Relay) flush(ctx context.Context) error {
 		return nil
 	}
 	b := r.batcher.Flush()
-	defer r.release(b.Events) // whatever happens, these leave memory
+	released := false
+	defer func() { // whatever happens, these leave memory
+		if !released {
+			r.release(b.Events)
+		}
+	}()
 	r.m.BufferEvents.Set(0)
 	r.m.BufferBytes.Set(0)
 	tctx, finish := r.spans(ctx, "flush", map[string]string{"events": strconv.Itoa(len(b.Events))})
-	defer finish()
+	defer func() { finish() }()
 	start := time.Now()
 	wctx, wdone := r.spans(tctx, "sink.write", nil)
 	rejected, err := r.write(wctx, b.Events)
@@ -330,12 +348,99 @@ func (r *Relay) flush(ctx context.Context) error {
 	took := time.Since(start)
 	r.observe(b, took)
 	r.fp.Hit(failpoint.AfterSinkWrite)
+	w := written{ids: make([][16]byte, len(b.Events)), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
+		events: len(b.Events), bytes: b.Bytes, took: took, ctx: tctx, finish: finish}
+	for i := range b.Events {
+		w.ids[i] = b.Events[i].ID
+	}
+	finish = func() {} // the completer ends the span
+	// The cleanup needs only the ids: the source may read on meanwhile.
+	r.release(b.Events)
+	released = true
+	return r.done.put(ctx, w)
+}
+
+// written is a batch the sink accepted, on its way to cleanup and ack.
+type written struct {
+	ids        [][16]byte
+	ackLSN     uint64
+	afterFlush []func(context.Context) error
+	events     int
+	bytes      int
+	took       time.Duration
+	ctx        context.Context // carries the flush span
+	finish     func()          // ends the flush span
+}
+
+// completer deletes the rows of written batches and then acknowledges them,
+// one batch at a time and in order, on its own goroutine: the next batch is
+// written to the sink while the previous one is deleted, so the drain rate
+// is the slower of the two steps instead of their sum. Acks stay in LSN
+// order because there is one completer and its queue is FIFO.
+type completer struct {
+	queue  chan written
+	failed chan struct{} // closed when a completion failed; err says why
+	err    error
+	exited chan struct{}
+}
+
+func (r *Relay) startCompleter(ctx context.Context) *completer {
+	// One batch queued beside the one being completed: enough to overlap
+	// the steps, and it bounds how far acks trail the sink.
+	c := &completer{queue: make(chan written, 1), failed: make(chan struct{}), exited: make(chan struct{})}
+	go func() {
+		defer close(c.exited)
+		for w := range c.queue {
+			err := r.complete(ctx, w)
+			w.finish()
+			if err != nil {
+				c.err = err
+				close(c.failed)
+				for w := range c.queue { // not confirmed: streamed again
+					w.finish()
+				}
+				return
+			}
+		}
+	}()
+	return c
+}
+
+// put queues a written batch; it waits while the queue is full.
+func (c *completer) put(ctx context.Context, w written) error {
+	select {
+	case <-c.failed:
+		w.finish()
+		return c.err
+	default:
+	}
+	select {
+	case c.queue <- w:
+		return nil
+	case <-c.failed:
+		w.finish()
+		return c.err
+	case <-ctx.Done():
+		w.finish()
+		return fmt.Errorf("queue batch for cleanup: %w", ctx.Err())
+	}
+}
+
+// close waits until every queued batch is completed (or one failed).
+func (c *completer) close() error {
+	close(c.queue)
+	<-c.exited
+	return c.err
+}
+
+// complete deletes a written batch's rows, then confirms its LSN.
+func (r *Relay) complete(ctx context.Context, w written) error {
 	// Delete, then confirm. Both only after the sink said yes; in this
 	// order a crash between the two replays the batch from the slot
 	// (invisible through the FINAL read path) instead of leaving delivered
 	// rows in the outbox table that no stream would ever bring back.
-	dctx, ddone := r.spans(tctx, "outbox.delete", nil)
-	err = r.cleanup(dctx, b.Events)
+	dctx, ddone := r.spans(w.ctx, "outbox.delete", nil)
+	err := r.cleanup(dctx, w.ids)
 	ddone()
 	if err != nil {
 		// Not confirmed: the batch is replayed (invisible through the read
@@ -343,20 +448,20 @@ func (r *Relay) flush(ctx context.Context) error {
 		return err
 	}
 	r.fp.Hit(failpoint.AfterDelete)
-	if b.AckLSN > 0 {
-		_, adone := r.spans(tctx, "lsn.ack", map[string]string{"lsn": pglogrepl.LSN(b.AckLSN).String()})
-		defer adone()
-		r.tracker.Flushed(b.AckLSN)
-		r.m.AckedLSN.Set(float64(b.AckLSN))
+	if w.ackLSN > 0 {
+		_, adone := r.spans(w.ctx, "lsn.ack", map[string]string{"lsn": pglogrepl.LSN(w.ackLSN).String()})
+		r.tracker.Flushed(w.ackLSN)
+		r.m.AckedLSN.Set(float64(w.ackLSN))
 		r.m.LastAckTimestamp.SetToCurrentTime()
+		adone()
 	}
-	for _, f := range b.AfterFlush {
+	for _, f := range w.afterFlush {
 		if err := f(ctx); err != nil {
 			return fmt.Errorf("after flush: %w", err)
 		}
 	}
-	r.log.Info().Int("events", len(b.Events)).Int("bytes", b.Bytes).Dur("took", took).
-		Str("acked_lsn", pglogrepl.LSN(b.AckLSN).String()).Msg("flushed")
+	r.log.Info().Int("events", w.events).Int("bytes", w.bytes).Dur("took", w.took).
+		Str("acked_lsn", pglogrepl.LSN(w.ackLSN).String()).Msg("flushed")
 	return nil
 }
 
@@ -437,13 +542,9 @@ func (r *Relay) observe(b batch.Batch, took time.Duration) {
 }
 
 // cleanup deletes the delivered rows, retrying until ctx ends.
-func (r *Relay) cleanup(ctx context.Context, evs []event.Event) error {
-	if len(evs) == 0 {
+func (r *Relay) cleanup(ctx context.Context, ids [][16]byte) error {
+	if len(ids) == 0 {
 		return nil
-	}
-	ids := make([][16]byte, len(evs))
-	for i := range evs {
-		ids[i] = evs[i].ID
 	}
 	var n int64
 	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
