@@ -4,66 +4,148 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/google/uuid"
 
 	"github.com/outbox-relay/relay/internal/event"
 )
 
-// filler returns how to build a column's values from a batch, for the
-// columns the relay knows. Each builds one slice per batch (columnar append,
-// no per-row reflection).
-func filler(name, typ string) (func([]event.Event) any, bool) {
+// column is one insertable column of the table and its values for the
+// batch being written. The values are kept from batch to batch (reset, not
+// reallocated), so the column's buffer grows to the largest batch once and
+// a batch costs one copy of its bytes.
+type column struct {
+	name string
+	typ  string // as the server spells it; sent with the data
+	data proto.ColInput
+	fill func(evs []event.Event) // replaces the values with evs'
+}
+
+// input is the column as the encoder takes it, typed as the server spells
+// the type (ch-go would spell DateTime64's arguments its own way).
+func (c *column) input() proto.InputColumn {
+	return proto.InputColumn{Name: c.name, Data: typed{ColInput: c.data, t: proto.ColumnType(c.typ)}}
+}
+
+type typed struct {
+	proto.ColInput
+	t proto.ColumnType
+}
+
+func (c typed) Type() proto.ColumnType { return c.t }
+
+// newColumn returns how to fill a column the relay knows; false for any
+// other (left to its DEFAULT, or the table is refused).
+func newColumn(name, typ string) (*column, bool) {
 	base := typ
 	if i := strings.IndexByte(typ, '('); i >= 0 {
 		base = typ[:i]
 	}
+	c := &column{name: name, typ: typ}
 	switch {
 	case name == "event_id" && base == "UUID":
-		return func(evs []event.Event) any {
-			return mapEvents(evs, func(e *event.Event) uuid.UUID { return e.ID })
-		}, true
+		var col proto.ColUUID
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col.Reset()
+			for i := range evs {
+				col.Append(uuid.UUID(evs[i].ID))
+			}
+		}
 	case name == "event_id" && base == "String":
-		return func(evs []event.Event) any {
-			return mapEvents(evs, func(e *event.Event) string { return uuid.UUID(e.ID).String() })
-		}, true
+		c.data, c.fill = strColumn(func(e *event.Event) string { return uuid.UUID(e.ID).String() }, nil)
 	case name == "event_type" && base == "String":
-		return func(evs []event.Event) any { return mapEvents(evs, func(e *event.Event) string { return e.Type }) }, true
+		c.data, c.fill = strColumn(func(e *event.Event) string { return e.Type }, nil)
 	case name == "environment" && base == "String":
-		return func(evs []event.Event) any {
-			return mapEvents(evs, func(e *event.Event) string { return e.Environment })
-		}, true
+		c.data, c.fill = strColumn(func(e *event.Event) string { return e.Environment }, nil)
 	case name == "event_context" && base == "String":
-		return func(evs []event.Event) any { return mapEvents(evs, func(e *event.Event) []byte { return e.Context }) }, true
+		c.data, c.fill = strColumn(nil, func(e *event.Event) []byte { return e.Context })
 	case name == "event_date_time" && base == "DateTime64":
-		return func(evs []event.Event) any {
-			return mapEvents(evs, func(e *event.Event) time.Time { return e.OccurredAt })
-		}, true
+		var col proto.ColDateTime64
+		if err := col.Infer(proto.ColumnType(typ)); err != nil {
+			return nil, false
+		}
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col.Data = col.Data[:0]
+			for i := range evs {
+				col.Append(evs[i].OccurredAt)
+			}
+		}
 	case name == "event_date_time" && base == "DateTime":
-		return func(evs []event.Event) any {
-			return mapEvents(evs, func(e *event.Event) time.Time { return e.OccurredAt.Truncate(time.Second) })
-		}, true
+		var col proto.ColDateTime
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col.Data = col.Data[:0]
+			for i := range evs {
+				// Seconds; the microseconds go to event_date_time_us.
+				col.AppendRaw(proto.DateTime(evs[i].OccurredAt.Unix()))
+			}
+		}
 	case name == "event_date_time_us" && base == "UInt32":
-		return func(evs []event.Event) any {
-			return mapEvents(evs, func(e *event.Event) uint32 { return uint32(e.OccurredAt.Nanosecond() / 1000) })
-		}, true
+		var col proto.ColUInt32
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col = col[:0]
+			for i := range evs {
+				col = append(col, uint32(evs[i].OccurredAt.Nanosecond()/int(time.Microsecond)))
+			}
+		}
 	case name == "metadata_version" && base == "UInt64":
-		return func(evs []event.Event) any {
-			return mapEvents(evs, func(e *event.Event) uint64 { return uint64(e.MetadataVersion) })
-		}, true
+		var col proto.ColUInt64
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col = col[:0]
+			for i := range evs {
+				col = append(col, uint64(evs[i].MetadataVersion))
+			}
+		}
 	case name == "metadata_version" && base == "Int64":
-		return func(evs []event.Event) any {
-			return mapEvents(evs, func(e *event.Event) int64 { return e.MetadataVersion })
-		}, true
+		var col proto.ColInt64
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col = col[:0]
+			for i := range evs {
+				col = append(col, evs[i].MetadataVersion)
+			}
+		}
 	case name == "commit_lsn" && base == "UInt64":
-		return func(evs []event.Event) any { return mapEvents(evs, func(e *event.Event) uint64 { return e.CommitLSN }) }, true
+		var col proto.ColUInt64
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col = col[:0]
+			for i := range evs {
+				col = append(col, evs[i].CommitLSN)
+			}
+		}
+	default:
+		return nil, false
 	}
-	return nil, false
+	return c, true
 }
 
-func mapEvents[T any](evs []event.Event, f func(*event.Event) T) []T {
-	out := make([]T, len(evs))
-	for i := range evs {
-		out[i] = f(&evs[i])
-	}
-	return out
+// strColumn is a String column read straight from the batch's events when
+// the block is encoded: the bytes are copied once, into the block. One of
+// str and bytes gives an event's value.
+func strColumn(str func(*event.Event) string, bytes func(*event.Event) []byte) (proto.ColInput, func([]event.Event)) {
+	col := &eventStrings{str: str, bytes: bytes}
+	return col, func(evs []event.Event) { col.evs = evs }
 }
+
+type eventStrings struct {
+	evs   []event.Event
+	str   func(*event.Event) string
+	bytes func(*event.Event) []byte
+}
+
+func (c *eventStrings) Type() proto.ColumnType { return proto.ColumnTypeString }
+func (c *eventStrings) Rows() int              { return len(c.evs) }
+
+// EncodeColumn writes each value as the String column format has it: its
+// length as a varint, then its bytes.
+func (c *eventStrings) EncodeColumn(b *proto.Buffer) {
+	for i := range c.evs {
+		if c.bytes != nil {
+			v := c.bytes(&c.evs[i])
+			b.PutUVarInt(uint64(len(v)))
+			b.Buf = append(b.Buf, v...)
+		} else {
+			b.PutString(c.str(&c.evs[i]))
+		}
+	}
+}
+
+func (c *eventStrings) WriteColumn(w *proto.Writer) { w.ChainBuffer(c.EncodeColumn) }

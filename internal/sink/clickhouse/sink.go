@@ -7,6 +7,10 @@
 // 18.16. Columns with a DEFAULT are left to the server, so columns can be
 // added to event_log over time.
 //
+// Queries and DDL go through clickhouse-go; the INSERTs through a
+// native-protocol connection of the sink's own that reuses its column
+// buffers from batch to batch (see inserter).
+//
 // Write is all-or-error: a nil return means ClickHouse accepted every row.
 // Rows may be written more than once (replays after a crash); event_log is a
 // ReplacingMergeTree keyed by event_id so the documented read path (FINAL)
@@ -21,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -28,23 +33,34 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
-// Sink writes events to one ClickHouse table.
+// Sink writes events to one ClickHouse table. Write is not safe for
+// concurrent use: the relay writes one batch at a time.
 type Sink struct {
 	conn    driver.Conn
+	ins     *inserter
 	table   string
 	version driver.ServerVersion
-	cols    []column
+	cols    []*column
+	inputs  []proto.InputColumn
 	insert  string
 }
 
 // Open connects with a clickhouse-go DSN (clickhouse://user:pass@host:9000/db)
 // over the native protocol and reads the table's columns.
 func Open(ctx context.Context, dsn, table string) (*Sink, error) {
+	opts, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	ins, err := newInserter(opts)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := Connect(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{conn: conn, table: table}
+	s := &Sink{conn: conn, ins: ins, table: table}
 	if err := s.describe(ctx); err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -54,13 +70,9 @@ func Open(ctx context.Context, dsn, table string) (*Sink, error) {
 
 // Connect opens and pings a native-protocol connection.
 func Connect(ctx context.Context, dsn string) (driver.Conn, error) {
-	opts, err := ch.ParseDSN(dsn)
+	opts, err := parseDSN(dsn)
 	if err != nil {
-		return nil, retry.Permanent(fmt.Errorf("parse CLICKHOUSE_URL: %w", redact(err, dsn)))
-	}
-	opts.Protocol = ch.Native
-	if opts.DialTimeout == 0 || opts.DialTimeout > 10*time.Second {
-		opts.DialTimeout = 5 * time.Second
+		return nil, err
 	}
 	conn, err := ch.Open(opts)
 	if err != nil {
@@ -71,6 +83,18 @@ func Connect(ctx context.Context, dsn string) (driver.Conn, error) {
 		return nil, classify("ping", err)
 	}
 	return conn, nil
+}
+
+func parseDSN(dsn string) (*ch.Options, error) {
+	opts, err := ch.ParseDSN(dsn)
+	if err != nil {
+		return nil, retry.Permanent(fmt.Errorf("parse CLICKHOUSE_URL: %w", redact(err, dsn)))
+	}
+	opts.Protocol = ch.Native
+	if opts.DialTimeout == 0 || opts.DialTimeout > 10*time.Second {
+		opts.DialTimeout = 5 * time.Second
+	}
+	return opts, nil
 }
 
 // redact keeps a password in the DSN out of an error message.
@@ -91,8 +115,11 @@ func (s *Sink) Version() string {
 	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
 }
 
-// Close releases the connection.
-func (s *Sink) Close() error { return s.conn.Close() }
+// Close releases the connections.
+func (s *Sink) Close() error {
+	s.ins.close()
+	return s.conn.Close()
+}
 
 // Write inserts evs in one INSERT. On error nothing may be assumed written
 // or not written; the caller retries retryable errors with the same events.
@@ -103,18 +130,14 @@ func (s *Sink) Write(ctx context.Context, evs []event.Event) error {
 	if err := s.check(evs); err != nil {
 		return err
 	}
-	b, err := s.conn.PrepareBatch(ctx, s.insert)
+	for _, c := range s.cols {
+		c.fill(evs)
+	}
+	err := s.ins.insert(ctx, s.insert, s.inputs)
+	for _, c := range s.cols {
+		c.fill(nil) // let go of the events; keep the buffers
+	}
 	if err != nil {
-		return classify("prepare insert", err)
-	}
-	defer func() { _ = b.Abort() }()
-	for i, c := range s.cols {
-		if err := b.Column(i).Append(c.values(evs)); err != nil {
-			// The driver refused a value of this column: a content problem.
-			return retry.Permanent(fmt.Errorf("%w: clickhouse append column %s: %w", event.ErrRejected, c.name, err))
-		}
-	}
-	if err := b.Send(); err != nil {
 		return classify("insert", err)
 	}
 	return nil
@@ -143,13 +166,6 @@ func (s *Sink) timeRange() (lo, hi time.Time) {
 	return time.Unix(0, 0).UTC(), time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC)
 }
 
-// column is one insertable column of the table and how to fill it.
-type column struct {
-	name   string
-	typ    string
-	values func([]event.Event) any
-}
-
 func (s *Sink) describe(ctx context.Context) error {
 	v, err := s.conn.ServerVersion()
 	if err != nil {
@@ -167,10 +183,11 @@ func (s *Sink) describe(ctx context.Context) error {
 		if err := rows.Scan(&name, &typ, &defaultKind); err != nil {
 			return classify("describe table", err)
 		}
-		fill, ok := filler(name, typ)
+		c, ok := newColumn(name, typ)
 		switch {
 		case ok:
-			s.cols = append(s.cols, column{name: name, typ: typ, values: fill})
+			s.cols = append(s.cols, c)
+			s.inputs = append(s.inputs, c.input())
 		case defaultKind != "":
 			// DEFAULT / MATERIALIZED / ALIAS: the server fills it.
 		default:
@@ -188,7 +205,7 @@ func (s *Sink) describe(ctx context.Context) error {
 		names[i] = quoteIdent(c.name)
 	}
 	// 18.16 needs the explicit column list.
-	s.insert = fmt.Sprintf("INSERT INTO %s (%s)", quoteIdent(s.table), strings.Join(names, ", "))
+	s.insert = fmt.Sprintf("INSERT INTO %s (%s) VALUES", quoteIdent(s.table), strings.Join(names, ", "))
 	return nil
 }
 

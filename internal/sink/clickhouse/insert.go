@@ -1,0 +1,381 @@
+package clickhouse
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/ClickHouse/ch-go/compress"
+	"github.com/ClickHouse/ch-go/proto"
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/outbox-relay/relay/internal/retry"
+)
+
+// inserter runs INSERTs over one native-protocol connection of its own,
+// encoding columns the sink keeps from batch to batch.
+//
+// Why not the driver's batch: clickhouse-go builds new columns for every
+// INSERT and grows them from empty, which cost 1–4 µs and five bytes of
+// garbage per event byte (the largest share of the relay's CPU in
+// docs/benchmarks.md); ch-go's client, which reuses columns, cannot talk to
+// 18.16 (it leaves out the client info that servers before 20.x expect).
+// The protocol is the small, stable INSERT subset; the encoders are ch-go's
+// (the library clickhouse-go is built on). Everything else — DDL, queries,
+// migrations, status — still goes through clickhouse-go.
+type inserter struct {
+	opts *ch.Options
+	comp compress.Method // compress.None when compression is off
+	conn net.Conn
+	r    *proto.Reader
+	rev  int // the protocol revision both sides speak
+	buf  proto.Buffer
+	cw   *compress.Writer
+}
+
+// insertRevision is the protocol revision the inserter announces; the
+// server answers in min(this, its own). Kept low on purpose: every packet
+// and field after it (ProfileEvents, OpenTelemetry, parameters, ...) is
+// one the inserter does not have to know. Servers keep speaking older
+// revisions to older clients.
+const insertRevision = 54429
+
+func newInserter(opts *ch.Options) (*inserter, error) {
+	in := &inserter{opts: opts, comp: compress.None}
+	if c := opts.Compression; c != nil && c.Method != ch.CompressionNone {
+		switch c.Method {
+		case ch.CompressionLZ4:
+			in.comp = compress.LZ4
+		case ch.CompressionZSTD:
+			in.comp = compress.ZSTD
+		default:
+			return nil, retry.Permanent(fmt.Errorf("CLICKHOUSE_URL: compression %s is not supported by the relay's insert path (use lz4, zstd or none)", c.Method))
+		}
+		in.cw = compress.NewWriter(compress.LevelZero, in.comp)
+	}
+	return in, nil
+}
+
+// close drops the connection; the next insert dials again.
+func (in *inserter) close() {
+	if in.conn != nil {
+		_ = in.conn.Close()
+		in.conn, in.r = nil, nil
+	}
+}
+
+// insert runs query (INSERT INTO t (cols)) with one block of cols, whose
+// names and types must be the ones the server announces for the query.
+// Any error leaves the connection closed.
+func (in *inserter) insert(ctx context.Context, query string, cols []proto.InputColumn) (err error) {
+	if in.conn == nil {
+		if err := in.dial(ctx); err != nil {
+			return err
+		}
+	}
+	conn := in.conn
+	defer func() {
+		if err != nil {
+			in.close()
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+			}
+		}
+	}()
+	stop := in.deadline(ctx, conn)
+	defer stop()
+
+	in.buf.Reset()
+	in.encodeQuery(query)
+	if err := in.encodeBlock(nil, 0); err != nil { // no external tables
+		return err
+	}
+	if err := in.flush(); err != nil {
+		return err
+	}
+	if err := in.header(cols); err != nil {
+		return err
+	}
+	rows := 0
+	if len(cols) > 0 {
+		rows = cols[0].Data.Rows()
+	}
+	if err := in.encodeBlock(cols, rows); err != nil {
+		return err
+	}
+	if err := in.encodeBlock(nil, 0); err != nil { // end of data
+		return err
+	}
+	if err := in.flush(); err != nil {
+		return err
+	}
+	return in.await()
+}
+
+// deadline makes conn's I/O follow ctx: its deadline, and its end.
+func (in *inserter) deadline(ctx context.Context, conn net.Conn) func() {
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Time{}
+	}
+	_ = conn.SetDeadline(d)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	return func() { stop() }
+}
+
+func (in *inserter) dial(ctx context.Context) error {
+	timeout := in.opts.DialTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	var lastErr error
+	for _, addr := range in.opts.Addr {
+		d := &net.Dialer{Timeout: timeout}
+		var conn net.Conn
+		var err error
+		if in.opts.TLS != nil {
+			conn, err = (&tls.Dialer{NetDialer: d, Config: in.opts.TLS}).DialContext(ctx, "tcp", addr)
+		} else {
+			conn, err = d.DialContext(ctx, "tcp", addr)
+		}
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		in.conn, in.r = conn, proto.NewReader(bufio.NewReaderSize(conn, 64<<10))
+		if err := in.hello(ctx); err != nil {
+			in.close()
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("dial: %w", lastErr)
+}
+
+// hello is the handshake: announce the revision, read the server's.
+func (in *inserter) hello(ctx context.Context) error {
+	stop := in.deadline(ctx, in.conn)
+	defer stop()
+	in.buf.Reset()
+	proto.ClientHello{
+		Name:            "outbox-relay",
+		Major:           1,
+		ProtocolVersion: insertRevision,
+		Database:        in.opts.Auth.Database,
+		User:            in.opts.Auth.Username,
+		Password:        in.opts.Auth.Password,
+	}.Encode(&in.buf)
+	if err := in.flush(); err != nil {
+		return err
+	}
+	code, err := in.r.UVarInt()
+	if err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	switch proto.ServerCode(code) {
+	case proto.ServerCodeException:
+		return in.exception()
+	case proto.ServerCodeHello:
+	default:
+		return retry.Permanent(fmt.Errorf("handshake: server sent packet %d instead of hello", code))
+	}
+	var sh proto.ServerHello
+	if err := sh.DecodeAware(in.r, insertRevision); err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	in.rev = min(insertRevision, sh.Revision)
+	return nil
+}
+
+// encodeQuery appends the Query packet for revisions up to insertRevision.
+func (in *inserter) encodeQuery(query string) {
+	b := &in.buf
+	proto.ClientCodeQuery.Encode(b)
+	b.PutString("") // query id: the server assigns one
+	// Client info (every revision the inserter may speak has it).
+	host, _ := os.Hostname()
+	b.PutByte(byte(proto.ClientQueryInitial))
+	b.PutString("") // initial user
+	b.PutString("") // initial query id
+	b.PutString("0.0.0.0:0")
+	b.PutByte(byte(proto.InterfaceTCP))
+	b.PutString("") // OS user
+	b.PutString(host)
+	b.PutString("outbox-relay")
+	b.PutInt(1) // major
+	b.PutInt(0) // minor
+	b.PutInt(in.rev)
+	b.PutString("") // quota key
+	if proto.FeatureVersionPatch.In(in.rev) {
+		b.PutInt(0)
+	}
+	b.PutString("") // no settings
+	proto.StageComplete.Encode(b)
+	if in.cw != nil {
+		proto.CompressionEnabled.Encode(b)
+	} else {
+		proto.CompressionDisabled.Encode(b)
+	}
+	b.PutString(query)
+}
+
+// encodeBlock appends a Data packet; no columns is the empty block that ends
+// a stream.
+func (in *inserter) encodeBlock(cols []proto.InputColumn, rows int) error {
+	b := &in.buf
+	proto.ClientCodeData.Encode(b)
+	proto.ClientData{}.EncodeAware(b, in.rev)
+	start := len(b.Buf)
+	blk := proto.Block{Columns: len(cols), Rows: rows, Info: proto.BlockInfo{BucketNum: -1}}
+	if err := blk.EncodeBlock(b, in.rev, cols); err != nil {
+		return retry.Permanent(fmt.Errorf("encode block: %w", err))
+	}
+	if in.cw != nil {
+		if err := in.cw.Compress(b.Buf[start:]); err != nil {
+			return retry.Permanent(fmt.Errorf("compress block: %w", err))
+		}
+		b.Buf = append(b.Buf[:start], in.cw.Data...)
+	}
+	return nil
+}
+
+func (in *inserter) flush() error {
+	if _, err := in.conn.Write(in.buf.Buf); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	in.buf.Reset()
+	return nil
+}
+
+// header reads up to the block the server announces for the INSERT and
+// checks that it has cols' names and types.
+func (in *inserter) header(cols []proto.InputColumn) error {
+	for {
+		code, err := in.packet()
+		if err != nil {
+			return err
+		}
+		if code != proto.ServerCodeData {
+			continue
+		}
+		names, types, err := in.headerBlock()
+		if err != nil {
+			return err
+		}
+		if len(names) != len(cols) {
+			return retry.Permanent(fmt.Errorf("insert: the server expects %d columns, the relay sends %d: the table changed since the relay started; restart it", len(names), len(cols)))
+		}
+		for i, c := range cols {
+			if names[i] != c.Name || types[i] != string(c.Data.Type()) {
+				return retry.Permanent(fmt.Errorf("insert: the server expects column %s %s where the relay sends %s %s: the table changed since the relay started; restart it",
+					names[i], types[i], c.Name, c.Data.Type()))
+			}
+		}
+		return nil
+	}
+}
+
+// headerBlock decodes a block without rows: the columns' names and types.
+func (in *inserter) headerBlock() (names, types []string, err error) {
+	var cd proto.ClientData // same layout from the server: the table name
+	if err := cd.DecodeAware(in.r, in.rev); err != nil {
+		return nil, nil, fmt.Errorf("read header: %w", err)
+	}
+	if in.cw != nil {
+		in.r.EnableCompression()
+		defer in.r.DisableCompression()
+	}
+	var info proto.BlockInfo
+	if err := info.Decode(in.r); err != nil {
+		return nil, nil, fmt.Errorf("read header: %w", err)
+	}
+	ncols, err := in.r.Int()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read header: %w", err)
+	}
+	nrows, err := in.r.Int()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read header: %w", err)
+	}
+	if nrows != 0 {
+		return nil, nil, retry.Permanent(fmt.Errorf("insert: the server sent %d rows where it announces the columns", nrows))
+	}
+	for range ncols {
+		name, err := in.r.Str()
+		if err != nil {
+			return nil, nil, fmt.Errorf("read header: %w", err)
+		}
+		typ, err := in.r.Str()
+		if err != nil {
+			return nil, nil, fmt.Errorf("read header: %w", err)
+		}
+		names, types = append(names, name), append(types, typ)
+	}
+	return names, types, nil
+}
+
+// await reads the server's answer to the data up to the end of the query.
+func (in *inserter) await() error {
+	for {
+		code, err := in.packet()
+		if err != nil {
+			return err
+		}
+		switch code {
+		case proto.ServerCodeEndOfStream:
+			return nil
+		case proto.ServerCodeData:
+			if _, _, err := in.headerBlock(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// packet reads one server packet, consuming the ones the inserter has no use
+// for, and returns the code of a Data or EndOfStream packet (whose body is
+// left to read). An exception is returned as the error.
+func (in *inserter) packet() (proto.ServerCode, error) {
+	for {
+		v, err := in.r.UVarInt()
+		if err != nil {
+			return 0, fmt.Errorf("read: %w", err)
+		}
+		code := proto.ServerCode(v)
+		switch code {
+		case proto.ServerCodeData, proto.ServerCodeEndOfStream:
+			return code, nil
+		case proto.ServerCodeException:
+			return 0, in.exception()
+		case proto.ServerCodeProgress:
+			var p proto.Progress
+			err = p.DecodeAware(in.r, in.rev)
+		case proto.ServerCodeProfile:
+			var p proto.Profile
+			err = p.DecodeAware(in.r, in.rev)
+		case proto.ServerCodeTableColumns:
+			var tc proto.TableColumns
+			err = tc.DecodeAware(in.r, in.rev)
+		default:
+			return 0, retry.Permanent(fmt.Errorf("insert: unexpected packet %s from the server", code))
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", code, err)
+		}
+	}
+}
+
+// exception decodes an Exception packet into the driver's type, which
+// classify knows. A nested exception that may follow is left unread: the
+// connection is closed after any error.
+func (in *inserter) exception() error {
+	var e proto.Exception
+	if err := e.DecodeAware(in.r, in.rev); err != nil {
+		return fmt.Errorf("read exception: %w", err)
+	}
+	return &ch.Exception{Code: int32(e.Code), Name: e.Name, Message: e.Message, StackTrace: e.Stack}
+}
