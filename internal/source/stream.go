@@ -537,7 +537,7 @@ func (st *stream) decode(ctx context.Context, data []byte) error {
 	return nil
 }
 
-func (st *stream) insert(ctx context.Context, body []byte) error {
+func (st *stream) insert(_ context.Context, body []byte) error {
 	if len(body) < 4 {
 		return errMalformed
 	}

@@ -37,7 +37,7 @@ func startAPIForBench(t testing.TB, e *testenv.Env) *httptest.Server {
 
 func postUser(client *http.Client, base, email string) (int, error) {
 	body, _ := json.Marshal(map[string]string{"email": email, "first_name": "Ada", "last_name": "Lovelace"})
-	req, err := http.NewRequest(http.MethodPost, base+"/users", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, base+"/users", bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}

@@ -85,7 +85,7 @@ func faultDeadLetterRun(t *testing.T, tc faultDeadLetterCase) {
 			return err
 		}
 		if rows, err := e.OutboxRows(ctx); err != nil || n != len(tc.bad) || rows != 0 {
-			return fmt.Errorf("%d dead letters, %d rows in outbox_event (%v)", n, rows, err)
+			return fmt.Errorf("%d dead letters, %d rows in outbox_event (%w)", n, rows, err)
 		}
 		return nil
 	})

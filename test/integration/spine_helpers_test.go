@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -120,8 +121,8 @@ func runRelayCmd(t *testing.T, timeout time.Duration, env []string, args ...stri
 	if err == nil {
 		return 0, string(out)
 	}
-	ee, ok := err.(*exec.ExitError)
-	if !ok {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
 		t.Fatalf("relay %v: %v", args, err)
 	}
 	return ee.ExitCode(), string(out)

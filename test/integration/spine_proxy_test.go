@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"net"
 	"sync"
 	"testing"
@@ -27,7 +28,7 @@ type spineProxy struct {
 
 func startSpineProxy(t *testing.T, target string) *spineProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func (p *spineProxy) accept() {
 		if err != nil {
 			return
 		}
-		out, err := net.Dial("tcp", p.target)
+		out, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", p.target)
 		if err != nil {
 			_ = in.Close()
 			continue
