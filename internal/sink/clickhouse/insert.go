@@ -72,20 +72,18 @@ func (in *inserter) close() {
 // names and types must be the ones the server announces for the query.
 // Any error leaves the connection closed.
 func (in *inserter) insert(ctx context.Context, query string, cols []proto.InputColumn) (err error) {
+	defer func() {
+		if err != nil {
+			in.close()
+			err = withContext(ctx, err)
+		}
+	}()
 	if in.conn == nil {
 		if err := in.dial(ctx); err != nil {
 			return err
 		}
 	}
 	conn := in.conn
-	defer func() {
-		if err != nil {
-			in.close()
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-			}
-		}
-	}()
 	stop := in.deadline(ctx, conn)
 	defer stop()
 
@@ -114,6 +112,18 @@ func (in *inserter) insert(ctx context.Context, query string, cols []proto.Input
 		return err
 	}
 	return in.await()
+}
+
+// withContext says when err comes from ctx ending: the connection's
+// deadline is ctx's, so its timeout may fire a moment before ctx reports it.
+func withContext(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%w)", cerr, err)
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+	}
+	return err
 }
 
 // deadline makes conn's I/O follow ctx: its deadline, and its end.

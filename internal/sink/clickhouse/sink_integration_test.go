@@ -1,0 +1,218 @@
+package clickhouse_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/retry"
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+	"github.com/outbox-relay/relay/internal/testenv"
+)
+
+// These run against the real ClickHouse of scripts/services.sh (skipped
+// without it): the sink's own INSERT path, end to end.
+
+func sinkEvents(first int64, n int) []event.Event {
+	evs := make([]event.Event, n)
+	for i := range evs {
+		v := first + int64(i)
+		ctx := []byte(`{"n":` + uuid.NewString() + `"}`)
+		if i == 1 {
+			ctx = bytes.Repeat([]byte("x"), 1<<20) // a large one among small ones
+		}
+		evs[i] = event.Event{ID: uuid.New(), Type: "type-" + strings.Repeat("é", i), Environment: []string{"prod", "", "ünï"}[i%3],
+			OccurredAt: time.Date(2024, 2, 29, 23, 59, 58, int(v)*1000+123000, time.UTC), Context: ctx, MetadataVersion: v, CommitLSN: uint64(v) << 20}
+	}
+	return evs
+}
+
+// Two batches per connection setting, the second in columns reused from the
+// first; every column reads back as written.
+func TestSinkWriteRoundTrip(t *testing.T) {
+	for _, q := range []string{"", "?compress=lz4", "?compress=zstd"} {
+		t.Run("dsn"+q, func(t *testing.T) {
+			e := testenv.New(t)
+			ctx := context.Background()
+			s, err := chsink.Open(ctx, e.ClickHouse+q, "event_log")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = s.Close() }()
+			want := append(sinkEvents(1, 4), sinkEvents(10, 2)...)
+			if err := s.Write(ctx, want[:4]); err != nil {
+				t.Fatalf("first batch: %v", err)
+			}
+			if err := s.Write(ctx, want[4:]); err != nil {
+				t.Fatalf("second batch: %v", err)
+			}
+			if err := s.Write(ctx, nil); err != nil {
+				t.Fatalf("empty batch: %v", err)
+			}
+			got := readEvents(ctx, t, e)
+			if len(got) != len(want) {
+				t.Fatalf("read %d rows, want %d", len(got), len(want))
+			}
+			for i := range want {
+				w, g := want[i], got[i]
+				if g.ID != w.ID || g.Type != w.Type || g.Environment != w.Environment || !bytes.Equal(g.Context, w.Context) ||
+					g.MetadataVersion != w.MetadataVersion || g.CommitLSN != w.CommitLSN || !g.OccurredAt.Equal(w.OccurredAt) {
+					t.Errorf("row %d = {%x %q %q %d B v%d lsn %d %s}\nwant   {%x %q %q %d B v%d lsn %d %s}", i,
+						g.ID, g.Type, g.Environment, len(g.Context), g.MetadataVersion, g.CommitLSN, g.OccurredAt,
+						w.ID, w.Type, w.Environment, len(w.Context), w.MetadataVersion, w.CommitLSN, w.OccurredAt)
+				}
+			}
+		})
+	}
+}
+
+// readEvents reads event_log back in metadata_version order, whichever way
+// the server stores event_date_time.
+func readEvents(ctx context.Context, t *testing.T, e *testenv.Env) []event.Event {
+	t.Helper()
+	var split uint64
+	if err := e.CH.QueryRow(ctx, `SELECT count() FROM system.columns
+		WHERE database = currentDatabase() AND table = 'event_log' AND name = 'event_date_time_us'`).Scan(&split); err != nil {
+		t.Fatal(err)
+	}
+	micros := "toUInt32(0)"
+	if split == 1 {
+		micros = "event_date_time_us"
+	}
+	rows, err := e.CH.Query(ctx, `SELECT event_id, event_type, environment, event_context, metadata_version, commit_lsn,
+		event_date_time, `+micros+` FROM event_log ORDER BY metadata_version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []event.Event
+	for rows.Next() {
+		var (
+			ev      event.Event
+			id      uuid.UUID
+			context string
+			version uint64
+			at      time.Time
+			us      uint32
+		)
+		if err := rows.Scan(&id, &ev.Type, &ev.Environment, &context, &version, &ev.CommitLSN, &at, &us); err != nil {
+			t.Fatal(err)
+		}
+		ev.ID, ev.Context, ev.MetadataVersion = id, []byte(context), int64(version)
+		ev.OccurredAt = at.UTC().Add(time.Duration(us) * time.Microsecond)
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A table whose column changed type after the sink described it: Write
+// stops with a permanent error that says so, instead of sending values the
+// server would read as another type.
+func TestSinkWriteTableChanged(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	s, err := chsink.Open(ctx, e.ClickHouse, "event_log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if err := e.CH.Exec(ctx, "ALTER TABLE event_log MODIFY COLUMN metadata_version Int64"); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Write(ctx, sinkEvents(1, 2))
+	if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "table changed") {
+		t.Fatalf("Write = %v, want a permanent 'table changed' error", err)
+	}
+	if errors.Is(err, event.ErrRejected) {
+		t.Errorf("Write = %v: a schema change must not dead-letter the events", err)
+	}
+}
+
+// A server exception (the table is gone) is permanent and names the cause;
+// it is not taken for a rejected event.
+func TestSinkWriteServerException(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	s, err := chsink.Open(ctx, e.ClickHouse, "event_log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if err := e.CH.Exec(ctx, "DROP TABLE event_log"); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Write(ctx, sinkEvents(1, 2))
+	if err == nil || !retry.IsPermanent(err) || errors.Is(err, event.ErrRejected) || !strings.Contains(err.Error(), "event_log") {
+		t.Fatalf("Write = %v, want a permanent error naming event_log", err)
+	}
+}
+
+// The connection breaks between batches and the server is unreachable for
+// a while: Write fails with retryable errors meanwhile, and the next Write
+// after the server is back dials again and succeeds.
+func TestSinkWriteReconnects(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
+	s, err := chsink.Open(ctx, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()), "event_log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Down()
+	for i := range 2 {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.Write(wctx, sinkEvents(10, 2))
+		cancel()
+		if err == nil || retry.IsPermanent(err) {
+			t.Fatalf("write %d while the server is unreachable = %v, want a retryable error", i, err)
+		}
+	}
+	proxy.Up()
+	if err := s.Write(ctx, sinkEvents(10, 2)); err != nil {
+		t.Fatalf("write after the server came back: %v", err)
+	}
+	if got := len(readEvents(ctx, t, e)); got != 4 {
+		t.Errorf("event_log holds %d rows, want 4", got)
+	}
+}
+
+// A write that outlives its context is cut off: the attempt timeout the
+// relay sets is honoured even when the server stops answering.
+func TestSinkWriteHonoursContext(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
+	s, err := chsink.Open(ctx, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()), "event_log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	proxy.Pause()
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Write(wctx, sinkEvents(1, 2))
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Write on a paused connection = %v, want the context's deadline", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Write returned after %s, long after its 500ms deadline", took)
+	}
+	proxy.Resume()
+	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
+		t.Fatalf("write after the pause: %v", err)
+	}
+}
