@@ -3,7 +3,16 @@ package clickhouse_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"io"
+	"math/big"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -215,4 +224,62 @@ func TestSinkWriteHonoursContext(t *testing.T) {
 	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
 		t.Fatalf("write after the pause: %v", err)
 	}
+}
+
+// secure=true: the sink's connections (queries and inserts) speak TLS. The
+// test server has no TLS port, so a TLS-terminating proxy stands in front.
+func TestSinkWriteTLS(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	addr := tlsProxy(t, testenv.Host(t, e.ClickHouse))
+	dsn := testenv.ReplaceHost(t, e.ClickHouse, addr) + "?secure=true&skip_verify=true"
+	s, err := chsink.Open(ctx, dsn, "event_log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if err := s.Write(ctx, sinkEvents(1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(readEvents(ctx, t, e)); got != 3 {
+		t.Errorf("event_log holds %d rows, want 3", got)
+	}
+}
+
+// tlsProxy accepts TLS on a loopback port (a fresh self-signed
+// certificate) and forwards the plaintext to target.
+func tlsProxy(t *testing.T, target string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
+			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
 }
