@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -138,9 +139,10 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		return err
 	}
 	defer d.close()
+	limit := setMemoryLimit(e, cfg.BatchBytes)
 	log.Info().Str("version", buildinfo.Version).Str("clickhouse_version", d.sink.Version()).
 		Int("batch_size", cfg.BatchSize).Int64("batch_bytes", cfg.BatchBytes).
-		Dur("flush_interval", cfg.FlushInterval()).Msg("relay starting")
+		Dur("flush_interval", cfg.FlushInterval()).Int64("memory_limit", limit).Msg("relay starting")
 
 	m := metrics.New()
 	tracker := ack.New(0)
@@ -209,4 +211,26 @@ func serveUntil(ctx context.Context, srv *http.Server) error {
 		return err
 	}
 	return nil
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit that fits what
+// the relay holds by design — twice RELAY_BATCH_BYTES of events in flight,
+// the block being inserted, and the rest of the process — unless GOMEMLIMIT
+// sets one. Without it the garbage collector lets the heap grow to twice
+// its live size, and large events (each also passes through the PostgreSQL
+// driver's read buffer) pile up as garbage above the budget. The limit is
+// soft: a live heap above it is slowed by collection, never failed.
+func setMemoryLimit(e *env, batchBytes int64) int64 {
+	if v, ok := e.environ["GOMEMLIMIT"]; ok && v != "" {
+		return debug.SetMemoryLimit(-1) // the runtime applied it at start
+	}
+	limit := memoryLimit(batchBytes)
+	debug.SetMemoryLimit(limit)
+	return limit
+}
+
+// memoryLimit is 2×batchBytes of events in flight plus 48 MiB for the
+// insert block of a batch (≤ batchBytes), buffers and the runtime.
+func memoryLimit(batchBytes int64) int64 {
+	return 2*batchBytes + 48<<20
 }

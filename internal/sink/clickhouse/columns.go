@@ -149,3 +149,22 @@ func (c *eventStrings) EncodeColumn(b *proto.Buffer) {
 }
 
 func (c *eventStrings) WriteColumn(w *proto.Writer) { w.ChainBuffer(c.EncodeColumn) }
+
+// stream is EncodeColumn for the inserter, which sends a block in pieces.
+func (c *eventStrings) stream(in *inserter) error {
+	for i := range c.evs {
+		var err error
+		if c.bytes != nil {
+			err = in.value(c.bytes(&c.evs[i]))
+		} else {
+			in.buf.PutString(c.str(&c.evs[i]))
+			if len(in.buf.Buf) >= chunk {
+				err = in.spill()
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

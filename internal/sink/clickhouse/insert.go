@@ -102,7 +102,7 @@ func (in *inserter) insert(ctx context.Context, query string, cols []proto.Input
 	if len(cols) > 0 {
 		rows = cols[0].Data.Rows()
 	}
-	if err := in.encodeBlock(cols, rows); err != nil {
+	if err := in.writeData(cols, rows); err != nil {
 		return err
 	}
 	if err := in.encodeBlock(nil, 0); err != nil { // end of data
@@ -249,6 +249,103 @@ func (in *inserter) encodeBlock(cols []proto.InputColumn, rows int) error {
 			return retry.Permanent(fmt.Errorf("compress block: %w", err))
 		}
 		b.Buf = append(b.Buf[:start], in.cw.Data...)
+	}
+	return nil
+}
+
+// chunk is how much of a block is encoded before it is sent, and with
+// compression the most a compressed frame holds (the server reads a block
+// across frames, as ClickHouse's own clients write them).
+const chunk = 1 << 20
+
+// directValue is the length from which a String value is sent from the
+// event instead of being copied into the buffer first.
+const directValue = 64 << 10
+
+// writeData sends a Data packet holding cols, in pieces of about chunk
+// bytes: the memory a block takes stays at one piece whatever the batch's
+// size, and long values go from the events to the connection (or the
+// compressor) without a copy.
+func (in *inserter) writeData(cols []proto.InputColumn, rows int) error {
+	b := &in.buf
+	b.Reset()
+	proto.ClientCodeData.Encode(b)
+	proto.ClientData{}.EncodeAware(b, in.rev)
+	if err := in.flush(); err != nil { // the packet's head is never compressed
+		return err
+	}
+	blk := proto.Block{Columns: len(cols), Rows: rows, Info: proto.BlockInfo{BucketNum: -1}}
+	blk.EncodeAware(b, in.rev)
+	for _, c := range cols {
+		if n := c.Data.Rows(); n != rows {
+			return retry.Permanent(fmt.Errorf("encode block: column %s has %d rows, want %d", c.Name, n, rows))
+		}
+		c.EncodeStart(b, in.rev)
+		data := c.Data
+		if t, ok := data.(typed); ok {
+			data = t.ColInput
+		}
+		if s, ok := data.(*eventStrings); ok {
+			if err := s.stream(in); err != nil {
+				return err
+			}
+		} else {
+			data.EncodeColumn(b)
+		}
+		if len(b.Buf) >= chunk {
+			if err := in.spill(); err != nil {
+				return err
+			}
+		}
+	}
+	return in.spill()
+}
+
+// value appends a String value of a block: copied into the buffer when
+// short, sent from where it is when long.
+func (in *inserter) value(v []byte) error {
+	in.buf.PutUVarInt(uint64(len(v)))
+	if len(v) < directValue {
+		in.buf.Buf = append(in.buf.Buf, v...)
+		if len(in.buf.Buf) >= chunk {
+			return in.spill()
+		}
+		return nil
+	}
+	if err := in.spill(); err != nil {
+		return err
+	}
+	return in.send(v)
+}
+
+// spill sends the buffered part of a block.
+func (in *inserter) spill() error {
+	if len(in.buf.Buf) == 0 {
+		return nil
+	}
+	err := in.send(in.buf.Buf)
+	in.buf.Reset()
+	return err
+}
+
+// send writes part of a block: as is, or as compressed frames of at most
+// chunk bytes each.
+func (in *inserter) send(p []byte) error {
+	if in.cw == nil {
+		if _, err := in.conn.Write(p); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		return nil
+	}
+	for len(p) > 0 {
+		n := min(len(p), chunk)
+		if err := in.cw.Compress(p[:n]); err != nil {
+			return retry.Permanent(fmt.Errorf("compress block: %w", err))
+		}
+		if _, err := in.conn.Write(in.cw.Data); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		p = p[n:]
 	}
 	return nil
 }

@@ -34,7 +34,9 @@ func sinkEvents(first int64, n int) []event.Event {
 		v := first + int64(i)
 		ctx := []byte(`{"n":` + uuid.NewString() + `"}`)
 		if i == 1 {
-			ctx = bytes.Repeat([]byte("x"), 1<<20) // a large one among small ones
+			// A large one among small ones: sent from the event, in
+			// several compressed frames when compression is on.
+			ctx = bytes.Repeat([]byte("x"), 3<<20+5)
 		}
 		evs[i] = event.Event{ID: uuid.New(), Type: "type-" + strings.Repeat("é", i), Environment: []string{"prod", "", "ünï"}[i%3],
 			OccurredAt: time.Date(2024, 2, 29, 23, 59, 58, int(v)*1000+123000, time.UTC), Context: ctx, MetadataVersion: v, CommitLSN: uint64(v) << 20}
@@ -42,8 +44,8 @@ func sinkEvents(first int64, n int) []event.Event {
 	return evs
 }
 
-// Two batches per connection setting, the second in columns reused from the
-// first; every column reads back as written.
+// Three batches per connection setting, each in columns reused from the
+// one before; every column reads back as written.
 func TestSinkWriteRoundTrip(t *testing.T) {
 	for _, q := range []string{"", "?compress=lz4", "?compress=zstd"} {
 		t.Run("dsn"+q, func(t *testing.T) {
@@ -55,11 +57,21 @@ func TestSinkWriteRoundTrip(t *testing.T) {
 			}
 			defer func() { _ = s.Close() }()
 			want := append(sinkEvents(1, 4), sinkEvents(10, 2)...)
+			// Small values across the boundary of a piece of the block.
+			many := make([]event.Event, 4000)
+			for i := range many {
+				many[i] = sinkEvents(100+int64(i), 1)[0]
+				many[i].Context = bytes.Repeat([]byte{'a' + byte(i%26)}, 500)
+			}
+			want = append(want, many...)
 			if err := s.Write(ctx, want[:4]); err != nil {
 				t.Fatalf("first batch: %v", err)
 			}
-			if err := s.Write(ctx, want[4:]); err != nil {
+			if err := s.Write(ctx, want[4:6]); err != nil {
 				t.Fatalf("second batch: %v", err)
+			}
+			if err := s.Write(ctx, want[6:]); err != nil {
+				t.Fatalf("third batch: %v", err)
 			}
 			if err := s.Write(ctx, nil); err != nil {
 				t.Fatalf("empty batch: %v", err)
