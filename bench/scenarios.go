@@ -180,7 +180,7 @@ func (r *Runner) resourceRun(ctx context.Context, d Dataset, profile string) (Dr
 // Latency measures end-to-end latency at a fixed rate for the relay (flush
 // interval interval) and the polling baseline (poll interval interval).
 // It returns the scenario name and the name of the p99 ratio.
-func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Duration, runs int) (sc, p99Ratio string) {
+func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Duration, runs int) (sc, p99Ratio, cpuRatio string) {
 	// The steady-state targets are stated for batch 1,000 (relay and
 	// poller alike), not the drain's 10,000.
 	steady := *r
@@ -208,7 +208,11 @@ func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Du
 	for _, v := range ratio(r.Report.Get(sc, "relay p99"), r.Report.Get(sc, "polling p99")) {
 		r.Report.Add(RatioScenario, p99Ratio, "×", v)
 	}
-	return sc, p99Ratio
+	cpuRatio = fmt.Sprintf("latency cpu total/M @%d ev/s/%s relay/polling", lc.Rate, interval)
+	for _, v := range ratio(r.Report.Get(sc, "relay cpu total"), r.Report.Get(sc, "polling cpu total")) {
+		r.Report.Add(RatioScenario, cpuRatio, "×", v)
+	}
+	return sc, p99Ratio, cpuRatio
 }
 
 // latencyStat is one steady-state run.

@@ -250,9 +250,12 @@ func latency(ctx context.Context, o *options, r *bench.Runner) {
 		}
 		lc := bench.LatencyConfig{Rate: rate, Duration: o.latDuration, Conns: min(max(rate/400, 4), 32),
 			Size: 512, Poll: 50 * time.Millisecond, Settle: 30 * time.Second, SyncCommit: o.syncCommit}
-		sc, ratio := r.Latency(ctx, lc, interval, o.latRuns)
+		sc, ratio, cpuRatio := r.Latency(ctx, lc, interval, o.latRuns)
 		if i == 0 {
 			r.Report.Goal(bench.RatioScenario, ratio, "<=", 0.5)
+		}
+		if rate == 2000 {
+			r.Report.Goal(bench.RatioScenario, cpuRatio, "<=", 1)
 		}
 		if rate == 10000 && interval == 100*time.Millisecond {
 			r.Report.Goal(sc, "relay p99", "<=", 250)
