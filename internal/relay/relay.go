@@ -41,7 +41,7 @@ import (
 
 // Source streams items until ctx ends (see package source).
 type Source interface {
-	Run(ctx context.Context, out chan<- source.Item, drained <-chan struct{}) error
+	Run(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error
 }
 
 // Sink durably stores a batch; nil means every event is stored.
@@ -181,7 +181,7 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) session(ctx context.Context) error {
 	// Room for a whole batch lets the source decode the next batch while
 	// this one is written; the byte budget bounds the memory either way.
-	items := make(chan source.Item, min(max(1024, r.cfg.Policy.MaxEvents), 65536))
+	items := make(chan []source.Item, min(max(1024, r.cfg.Policy.MaxEvents), 65536))
 	drained := make(chan struct{})
 	srcCtx, cancelSrc := context.WithCancel(ctx)
 	defer cancelSrc()
@@ -222,9 +222,7 @@ func (r *Relay) session(ctx context.Context) error {
 	// of what it queued, and, when reconnecting, drop what is buffered too:
 	// the next session streams it again from the confirmed position.
 	for len(items) > 0 {
-		if it := <-items; !it.Commit && !it.End {
-			r.release([]event.Event{it.Event})
-		}
+		r.releaseItems(<-items)
 	}
 	if ctx.Err() == nil {
 		r.release(r.batcher.Flush().Events)
@@ -234,7 +232,7 @@ func (r *Relay) session(ctx context.Context) error {
 
 // consume is the loop's select: it owns the batch timer.
 // ctx ends the loop; work bounds the writes.
-func (r *Relay) consume(ctx, work context.Context, items chan source.Item, srcDone chan error) error {
+func (r *Relay) consume(ctx, work context.Context, items chan []source.Item, srcDone chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -252,13 +250,13 @@ func (r *Relay) consume(ctx, work context.Context, items chan source.Item, srcDo
 			srcDone <- err // session() reads it again
 			// Items already queued are complete messages: keep them.
 			for len(items) > 0 {
-				if ferr := r.add(work, <-items); ferr != nil {
+				if ferr := r.addAll(work, <-items); ferr != nil {
 					return ferr
 				}
 			}
 			return err
-		case it := <-items:
-			if err := r.add(work, it); err != nil {
+		case its := <-items:
+			if err := r.addAll(work, its); err != nil {
 				return err
 			}
 		case <-due:
@@ -267,6 +265,21 @@ func (r *Relay) consume(ctx, work context.Context, items chan source.Item, srcDo
 			}
 		}
 	}
+}
+
+// addAll adds the items of one hand-over from the source. On an error
+// the events after the failing item are given back: they are streamed
+// again.
+func (r *Relay) addAll(ctx context.Context, its []source.Item) error {
+	for i, it := range its {
+		if err := r.add(ctx, it); err != nil {
+			r.releaseItems(its[i+1:])
+			return err
+		}
+	}
+	r.m.BufferEvents.Set(float64(r.batcher.Len()))
+	r.m.BufferBytes.Set(float64(r.batcher.Bytes()))
+	return nil
 }
 
 func (r *Relay) add(ctx context.Context, it source.Item) error {
@@ -282,21 +295,28 @@ func (r *Relay) add(ctx context.Context, it source.Item) error {
 	} else {
 		r.batcher.Add(it.Event, at)
 	}
-	r.m.BufferEvents.Set(float64(r.batcher.Len()))
-	r.m.BufferBytes.Set(float64(r.batcher.Bytes()))
 	if r.batcher.Saturated() {
 		return r.flush(ctx)
 	}
 	return nil
 }
 
+// releaseItems gives back the weight of the events among its.
+func (r *Relay) releaseItems(its []source.Item) {
+	for _, it := range its {
+		if !it.Commit && !it.End {
+			r.release([]event.Event{it.Event})
+		}
+	}
+}
+
 // flushDue flushes a batch whose age limit passed, after taking in what
 // is already queued (up to the count and byte limits): the age counts from
 // when an event arrived, so a backlog must still make full batches.
-func (r *Relay) flushDue(ctx context.Context, items chan source.Item) error {
+func (r *Relay) flushDue(ctx context.Context, items chan []source.Item) error {
 	var end error
 	for len(items) > 0 && !r.batcher.Saturated() && end == nil {
-		if err := r.add(ctx, <-items); errors.Is(err, errEnd) {
+		if err := r.addAll(ctx, <-items); errors.Is(err, errEnd) {
 			end = err
 		} else if err != nil {
 			return err
@@ -567,21 +587,19 @@ func (r *Relay) cleanup(ctx context.Context, ids [][16]byte) error {
 // (up to its End item: the source completes an open transaction first), then
 // flushes the complete transactions, all within work's grace period.
 // items is nil when End was already seen.
-func (r *Relay) drain(work context.Context, items chan source.Item, srcDone chan error) error {
+func (r *Relay) drain(work context.Context, items chan []source.Item, srcDone chan error) error {
 	for done := items == nil; !done; {
 		select {
-		case it := <-items:
-			if it.End {
+		case its := <-items:
+			if err := r.addAll(work, its); errors.Is(err, errEnd) {
 				done = true
-				break
-			}
-			if err := r.add(work, it); err != nil {
+			} else if err != nil {
 				return err
 			}
 		case err := <-srcDone:
 			srcDone <- err
 			for len(items) > 0 {
-				if err := r.add(work, <-items); errors.Is(err, errEnd) {
+				if err := r.addAll(work, <-items); errors.Is(err, errEnd) {
 					break
 				} else if err != nil {
 					return err

@@ -32,10 +32,10 @@ import (
 // Fakes: small structs whose methods are function fields.
 
 type fakeSource struct {
-	run func(ctx context.Context, out chan<- source.Item, drained <-chan struct{}) error
+	run func(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error
 }
 
-func (f fakeSource) Run(ctx context.Context, out chan<- source.Item, drained <-chan struct{}) error {
+func (f fakeSource) Run(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error {
 	return f.run(ctx, out, drained)
 }
 
@@ -288,6 +288,9 @@ type script struct {
 	// noEnd: after the shutdown items the source returns without End or
 	// waiting for drained (its drain timeout passed).
 	noEnd bool
+	// together sends live in one hand-over (as the source does with a
+	// transaction) instead of one item per send.
+	together bool
 }
 
 // stream is a source that keeps the contract of package source: it takes an
@@ -295,9 +298,12 @@ type script struct {
 // after ctx ended sends its last items and End, then waits for drained and
 // logs the position its final status update would report.
 func (g *rig) stream(s script) fakeSource {
-	return fakeSource{run: func(ctx context.Context, out chan<- source.Item, drained <-chan struct{}) error {
+	return fakeSource{run: func(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error {
+		if s.together {
+			_ = g.emit(ctx, out, s.live...)
+		}
 		for _, it := range s.live {
-			if g.emit(ctx, out, it) != nil {
+			if s.together || g.emit(ctx, out, it) != nil {
 				break
 			}
 		}
@@ -326,16 +332,22 @@ func (g *rig) stream(s script) fakeSource {
 	}}
 }
 
-func (g *rig) emit(ctx context.Context, out chan<- source.Item, it source.Item) error {
+func (g *rig) emit(ctx context.Context, out chan<- []source.Item, its ...source.Item) error {
 	var w int64
-	if !it.Commit && !it.End {
-		w = it.Event.Weight(g.capacity)
-		if err := g.budget.Acquire(ctx, w); err != nil {
-			return err
+	for _, it := range its {
+		if !it.Commit && !it.End {
+			ew := it.Event.Weight(g.capacity)
+			if err := g.budget.Acquire(ctx, ew); err != nil {
+				if w > 0 {
+					g.budget.Release(w)
+				}
+				return err
+			}
+			w += ew
 		}
 	}
 	select {
-	case out <- it:
+	case out <- its:
 		return nil
 	case <-ctx.Done():
 		if w > 0 {
@@ -942,11 +954,11 @@ func TestReconnect(t *testing.T) {
 				var first time.Time
 				second := make(chan time.Time, 1)
 				g.sources = []Source{
-					fakeSource{run: func(context.Context, chan<- source.Item, <-chan struct{}) error {
+					fakeSource{run: func(context.Context, chan<- []source.Item, <-chan struct{}) error {
 						first = time.Now()
 						return tc.err
 					}},
-					fakeSource{run: func(ctx context.Context, out chan<- source.Item, drained <-chan struct{}) error {
+					fakeSource{run: func(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error {
 						second <- time.Now()
 						return g.stream(script{}).Run(ctx, out, drained)
 					}},
@@ -1031,6 +1043,50 @@ func TestWriteOverlapsCleanup(t *testing.T) {
 		})
 		g.checkBudget()
 	})
+}
+
+// The source hands a run of transactions over at once: the relay cuts it
+// into batches as if the items came one by one, and when a write fails
+// half-way through the run, the events it did not take yet get their
+// budget back too.
+func TestHandOverOfManyItems(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("write fails %v", fail), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g := newRig(t, bigBudget)
+				g.sink.write = func(_ context.Context, evs []event.Event) error {
+					if fail {
+						g.log.add("write %v refused", evIDs(evs))
+						return retry.Permanent(errSchema)
+					}
+					g.log.add("write %v confirmed=%d", evIDs(evs), g.tracker.Confirmed())
+					return nil
+				}
+				after, flushed := g.signal()
+				live := slices.Concat(tx(100, 1, 2), tx(200, 3, 4), tx(300, 5))
+				live[len(live)-1].AfterFlush = after
+				g.sources = []Source{g.stream(script{live: live, together: true})}
+				x := start(t, g.relay(batch.Policy{MaxEvents: 3, MaxAge: 10 * time.Millisecond}))
+				if fail {
+					if err := x.halted(t, flushed); !errors.Is(err, errSchema) {
+						t.Errorf("Run = %v, want %v", err, errSchema)
+					}
+					checkLog(t, g.log.get(), []string{"write [1 2 3] refused", "drained confirmed=0"})
+				} else {
+					x.until(t, flushed, "the last batch")
+					if err := x.stop(); err != nil {
+						t.Errorf("Run = %v", err)
+					}
+					checkLog(t, g.log.get(), []string{
+						"write [1 2 3] confirmed=0", "write [4 5] confirmed=100",
+						"delete [1 2 3] confirmed=0", "delete [4 5] confirmed=100",
+						"after-flush confirmed=300", "drained confirmed=300",
+					})
+				}
+				g.checkBudget()
+			})
+		})
+	}
 }
 
 // The position is confirmed only once the delivered rows are deleted.
@@ -1226,7 +1282,7 @@ func TestQueuedItemsReleasedOnReconnect(t *testing.T) {
 		big.Event.Context = []byte(`"` + strings.Repeat("x", 5000) + `"`)
 		after, flushed := g.signal()
 		g.sources = []Source{
-			fakeSource{run: func(ctx context.Context, out chan<- source.Item, drained <-chan struct{}) error {
+			fakeSource{run: func(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error {
 				for _, it := range first {
 					if err := g.emit(ctx, out, it); err != nil {
 						t.Errorf("send: %v", err)

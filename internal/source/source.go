@@ -6,8 +6,10 @@
 //     status updates from the ack.Tracker, which only the relay loop moves
 //     forward after the sink accepted a batch: nothing is acknowledged on
 //     receipt.
-//   - Run never closes out; the caller owns the channel. Items of one
-//     transaction arrive in order and end with a Commit item.
+//   - Run never closes out; the caller owns the channel. Items arrive in
+//     slices, in order: a slice ends with a Commit item (one send per small
+//     transaction), an End item, or holds up to 256 items of a large
+//     transaction. Items of one transaction end with a Commit item.
 //   - Before an event is sent, its size is taken from the Budget; the
 //     consumer gives it back once the event is written or dropped. While the
 //     budget or the channel is full, Run keeps sending status updates so
@@ -90,6 +92,8 @@ type Source struct {
 	// is gone (drained closed) or DrainTimeout after shutdown began, not at
 	// once on shutdown, so no decoded item is dropped half-way.
 	emitCtx context.Context
+	// queued are the items not handed over yet (see emit).
+	queued []Item
 }
 
 // Hooks observe the stream (metrics); every field is optional.

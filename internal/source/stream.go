@@ -31,7 +31,10 @@ const finalStatusTimeout = 5 * time.Second
 // streams until ctx ends or the stream fails. After ctx ends it waits for
 // drained to close (the consumer flushed and acknowledged what it held), up
 // to DrainTimeout, sends a final status update and returns nil.
-func (s *Source) Run(ctx context.Context, out chan<- Item, drained <-chan struct{}) (err error) {
+func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan struct{}) (err error) {
+	// Events of a transaction the stream ended inside never reach the
+	// consumer.
+	defer s.dropQueued()
 	defer func() {
 		// A broken stream often means a broken network path: drop the
 		// pooled connections too, rather than meet them dead one by one.
@@ -151,7 +154,7 @@ func (s *Source) connect(ctx context.Context) (*pgconn.PgConn, error) {
 
 // prepareSlot creates the slot when it is missing (then backfills from the
 // exported snapshot) and starts the tracker at the slot's position.
-func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<- Item) error {
+func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<- []Item) error {
 	st, err := readSlot(ctx, s.db, s.cfg.Slot)
 	if err != nil {
 		return err
@@ -220,7 +223,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 // backfill sends every row of the outbox table as seen by the slot's
 // snapshot, then a Commit at the consistent point: rows committed before it
 // are in the snapshot, rows committed after it come from the stream.
-func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint64, out chan<- Item) (int, error) {
+func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint64, out chan<- []Item) (int, error) {
 	tx, err := s.db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return 0, classify(err)
@@ -290,10 +293,15 @@ func (s *Source) setBackfillPending(ctx context.Context, pending bool) error {
 	return nil
 }
 
-// emitEvent takes the event's weight from the budget, then sends it.
-func (s *Source) emitEvent(ctx context.Context, st *stream, out chan<- Item, ev event.Event) error {
+// emitEvent takes the event's weight from the budget, then queues it.
+func (s *Source) emitEvent(ctx context.Context, st *stream, out chan<- []Item, ev event.Event) error {
 	w := ev.Weight(s.cfg.BudgetBytes)
 	for !s.budget.TryAcquire(w) {
+		// The budget is spent: hand over what is queued first, or the
+		// consumer could wait for it while this waits for the budget.
+		if err := s.send(ctx, st, out); err != nil {
+			return err
+		}
 		actx, cancel := context.WithTimeout(ctx, s.cfg.StatusInterval/2)
 		err := s.budget.Acquire(actx, w)
 		cancel()
@@ -311,22 +319,39 @@ func (s *Source) emitEvent(ctx context.Context, st *stream, out chan<- Item, ev 
 			}
 		}
 	}
-	if err := s.emit(ctx, st, out, Item{Event: ev}); err != nil {
-		s.budget.Release(w) // never handed over: the consumer will not give it back
-		return err
-	}
-	return nil
+	return s.emit(ctx, st, out, Item{Event: ev})
 }
 
-// emit sends it on out, keeping the stream alive while out is full.
-func (s *Source) emit(ctx context.Context, st *stream, out chan<- Item, it Item) error {
+// maxQueued is the most items handed over in one send.
+const maxQueued = 256
+
+// emit queues it and hands the queue over at the end of a transaction (or
+// of the stream) or when it is full: one channel send, one wake-up of the
+// consumer, per transaction rather than per message.
+func (s *Source) emit(ctx context.Context, st *stream, out chan<- []Item, it Item) error {
 	if st != nil {
 		it.At = st.received
 	} else {
 		it.At = time.Now()
 	}
+	s.queued = append(s.queued, it)
+	if it.Commit || it.End || len(s.queued) >= maxQueued {
+		return s.send(ctx, st, out)
+	}
+	return nil
+}
+
+// send hands the queued items over, keeping the stream alive while out is
+// full. On failure (the consumer is gone) they are dropped, their weight
+// given back.
+func (s *Source) send(ctx context.Context, st *stream, out chan<- []Item) error {
+	if len(s.queued) == 0 {
+		return nil
+	}
+	its := s.queued
 	select {
-	case out <- it:
+	case out <- its:
+		s.queued = nil
 		return nil
 	default:
 	}
@@ -334,13 +359,16 @@ func (s *Source) emit(ctx context.Context, st *stream, out chan<- Item, it Item)
 	defer t.Stop()
 	for {
 		select {
-		case out <- it:
+		case out <- its:
+			s.queued = nil
 			return nil
 		case <-ctx.Done():
+			s.dropQueued()
 			return ctx.Err()
 		case <-t.C:
 			if st != nil {
 				if err := st.sendStatus(ctx, false); err != nil {
+					s.dropQueued()
 					return err
 				}
 			}
@@ -348,11 +376,22 @@ func (s *Source) emit(ctx context.Context, st *stream, out chan<- Item, it Item)
 	}
 }
 
+// dropQueued gives back the weight of queued events that will never be
+// handed over.
+func (s *Source) dropQueued() {
+	for _, it := range s.queued {
+		if !it.Commit && !it.End {
+			s.budget.Release(it.Event.Weight(s.cfg.BudgetBytes))
+		}
+	}
+	s.queued = nil
+}
+
 // stream is the state of one START_REPLICATION session.
 type stream struct {
 	*Source
 	conn      *pgconn.PgConn
-	out       chan<- Item
+	out       chan<- []Item
 	types     *pgtype.Map
 	relations map[uint32]*relation
 
@@ -635,7 +674,7 @@ func (st *stream) confirmFinal(ctx context.Context, flushed uint64) {
 var errCommitted = errors.New("open transaction complete")
 
 // end tells the consumer no item follows, then waits until it drained.
-func (s *Source) end(out chan<- Item, drained <-chan struct{}) {
+func (s *Source) end(out chan<- []Item, drained <-chan struct{}) {
 	if err := s.emit(s.emitCtx, nil, out, Item{End: true}); err != nil {
 		return // the consumer is gone or the drain timed out
 	}
