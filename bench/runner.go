@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/event"
 )
 
 // Runner runs scenario runs and records what they measured in Report.
@@ -292,7 +293,8 @@ func (r *Runner) rawBatch(d Dataset, first int, rows []Row) []Row {
 		row := d.Row(i, nil)
 		row.OccurredAt = now
 		rows = append(rows, row)
-		bytes += int64(len(row.Context) + len(row.Type) + len(row.Environment) + 64)
+		ev := event.Event{Type: row.Type, Environment: row.Environment, Context: row.Context}
+		bytes += int64(ev.Size())
 	}
 	return rows
 }

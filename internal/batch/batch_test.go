@@ -11,7 +11,7 @@ import (
 
 var t0 = time.Date(2024, 3, 5, 12, 0, 0, 0, time.UTC)
 
-// ev returns an event whose Size is payload+64 (see event.Event.Size).
+// ev returns an event whose Size is its payload plus the per-event overhead (see event.Event.Size).
 func ev(typ string, payload int) event.Event {
 	return event.Event{Type: typ, Context: bytes.Repeat([]byte{'x'}, payload)}
 }

@@ -32,7 +32,7 @@ type Config struct {
 	Publication string `env:"RELAY_PUBLICATION" envDefault:"outbox_pub" flag:"publication" help:"publication of the outbox table (created by migrate)"`
 
 	BatchSize    int     `env:"CH_OUTBOX_BATCH_SIZE" envDefault:"1000" flag:"batch-size" help:"flush after this many events"`
-	BatchBytes   int64   `env:"RELAY_BATCH_BYTES" envDefault:"16777216" flag:"batch-bytes" help:"flush after this many payload bytes; at most twice this is held in memory"`
+	BatchBytes   int64   `env:"RELAY_BATCH_BYTES" envDefault:"16777216" flag:"batch-bytes" help:"flush after this many bytes of events (payload plus ~256 B each); at most twice this is held in memory"`
 	FlushSeconds float64 `env:"CH_OUTBOX_PROCESSING_FREQUENCY_SEC" envDefault:"1" flag:"processing-frequency-sec" help:"flush this many seconds after the first buffered event (fractions allowed)"`
 
 	StatusInterval time.Duration `env:"RELAY_STATUS_INTERVAL" envDefault:"10s" flag:"status-interval" help:"longest time between standby status updates to PostgreSQL"`

@@ -27,11 +27,17 @@ type Event struct {
 	CommitTime time.Time
 }
 
-// Size is the number of payload bytes the event holds in memory; the byte
-// budget and batch limits are expressed in it.
+// Size is the memory the event takes in the relay: its payload plus what
+// is kept per event besides (the Event itself, the item that carried it,
+// its place in a batch: about 256 bytes). The byte budget and batch limits
+// are expressed in it.
 func (e *Event) Size() int {
-	return len(e.Context) + len(e.Type) + len(e.Environment) + 64
+	return len(e.Context) + len(e.Type) + len(e.Environment) + perEventOverhead
 }
+
+// perEventOverhead is an estimate: an Event is 136 bytes, the source.Item
+// that carries it 192, and the batch holds the Event once more.
+const perEventOverhead = 256
 
 // Weight is what the event takes from an in-flight byte budget of
 // capacity bytes: its size, or the whole budget for an event larger than it
