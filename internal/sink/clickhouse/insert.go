@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -29,7 +30,6 @@ import (
 // migrations, status — still goes through clickhouse-go.
 type inserter struct {
 	opts *ch.Options
-	comp compress.Method // compress.None when compression is off
 	conn net.Conn
 	r    *proto.Reader
 	rev  int // the protocol revision both sides speak
@@ -45,17 +45,18 @@ type inserter struct {
 const insertRevision = 54429
 
 func newInserter(opts *ch.Options) (*inserter, error) {
-	in := &inserter{opts: opts, comp: compress.None}
+	in := &inserter{opts: opts}
 	if c := opts.Compression; c != nil && c.Method != ch.CompressionNone {
+		var m compress.Method
 		switch c.Method {
 		case ch.CompressionLZ4:
-			in.comp = compress.LZ4
+			m = compress.LZ4
 		case ch.CompressionZSTD:
-			in.comp = compress.ZSTD
+			m = compress.ZSTD
 		default:
 			return nil, retry.Permanent(fmt.Errorf("CLICKHOUSE_URL: compression %s is not supported by the relay's insert path (use lz4, zstd or none)", c.Method))
 		}
-		in.cw = compress.NewWriter(compress.LevelZero, in.comp)
+		in.cw = compress.NewWriter(compress.LevelZero, m)
 	}
 	return in, nil
 }
@@ -70,8 +71,21 @@ func (in *inserter) close() {
 
 // insert runs query (INSERT INTO t (cols)) with one block of cols, whose
 // names and types must be the ones the server announces for the query.
-// Any error leaves the connection closed.
-func (in *inserter) insert(ctx context.Context, query string, cols []proto.InputColumn) (err error) {
+// Any error leaves the connection closed. A connection kept from an earlier
+// insert that fails without an answer from the server (it may have closed
+// it while idle) is replaced once at once: a repeated insert is harmless
+// (see the package comment), a backoff and a warning for it are not.
+func (in *inserter) insert(ctx context.Context, query string, cols []proto.InputColumn) error {
+	reused := in.conn != nil
+	err := in.attempt(ctx, query, cols)
+	var ex *ch.Exception
+	if err != nil && reused && ctx.Err() == nil && !retry.IsPermanent(err) && !errors.As(err, &ex) {
+		err = in.attempt(ctx, query, cols)
+	}
+	return err
+}
+
+func (in *inserter) attempt(ctx context.Context, query string, cols []proto.InputColumn) (err error) {
 	defer func() {
 		if err != nil {
 			in.close()

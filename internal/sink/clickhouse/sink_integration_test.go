@@ -177,9 +177,9 @@ func TestSinkWriteServerException(t *testing.T) {
 	}
 }
 
-// The connection breaks between batches and the server is unreachable for
-// a while: Write fails with retryable errors meanwhile, and the next Write
-// after the server is back dials again and succeeds.
+// The connection breaks between batches, then the server is unreachable
+// for a while: Write fails with retryable errors meanwhile, and the next
+// Write after the server is back dials again and succeeds.
 func TestSinkWriteReconnects(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
@@ -191,6 +191,13 @@ func TestSinkWriteReconnects(t *testing.T) {
 	defer func() { _ = s.Close() }()
 	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
 		t.Fatal(err)
+	}
+	// The kept connection is closed while idle (as a server does after
+	// its idle timeout): the next write goes through on a new one.
+	proxy.Down()
+	proxy.Up()
+	if err := s.Write(ctx, sinkEvents(5, 2)); err != nil {
+		t.Fatalf("write after the idle connection was closed: %v", err)
 	}
 	proxy.Down()
 	for i := range 2 {
@@ -205,8 +212,8 @@ func TestSinkWriteReconnects(t *testing.T) {
 	if err := s.Write(ctx, sinkEvents(10, 2)); err != nil {
 		t.Fatalf("write after the server came back: %v", err)
 	}
-	if got := len(readEvents(ctx, t, e)); got != 4 {
-		t.Errorf("event_log holds %d rows, want 4", got)
+	if got := len(readEvents(ctx, t, e)); got != 6 {
+		t.Errorf("event_log holds %d rows, want 6", got)
 	}
 }
 
