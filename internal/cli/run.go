@@ -229,8 +229,8 @@ func setMemoryLimit(e *env, batchBytes int64) int64 {
 	return limit
 }
 
-// memoryLimit is 2×batchBytes of events in flight plus 48 MiB for the
+// memoryLimit is 2×batchBytes of events in flight plus 32 MiB for the
 // insert block of a batch (≤ batchBytes), buffers and the runtime.
 func memoryLimit(batchBytes int64) int64 {
-	return 2*batchBytes + 48<<20
+	return 2*batchBytes + 32<<20
 }
