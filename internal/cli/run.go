@@ -215,7 +215,7 @@ func serveUntil(ctx context.Context, srv *http.Server) error {
 
 // setMemoryLimit gives the Go runtime a soft memory limit that fits what
 // the relay holds by design — twice RELAY_BATCH_BYTES of events in flight,
-// the block being inserted, and the rest of the process — unless GOMEMLIMIT
+// the piece of a block being sent, and the rest of the process — unless GOMEMLIMIT
 // sets one. Without it the garbage collector lets the heap grow to twice
 // its live size, and large events (each also passes through the PostgreSQL
 // driver's read buffer) pile up as garbage above the budget. The limit is
@@ -230,7 +230,7 @@ func setMemoryLimit(e *env, batchBytes int64) int64 {
 }
 
 // memoryLimit is 2×batchBytes of events in flight plus 32 MiB for the
-// insert block of a batch (≤ batchBytes), buffers and the runtime.
+// insert's 1 MiB pieces, the drivers' buffers and the runtime.
 func memoryLimit(batchBytes int64) int64 {
 	return 2*batchBytes + 32<<20
 }
