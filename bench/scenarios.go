@@ -178,13 +178,14 @@ func (r *Runner) resourceRun(ctx context.Context, d Dataset, profile string) (Dr
 }
 
 // Latency measures end-to-end latency at a fixed rate for the relay (flush
-// interval interval) and the polling baseline (poll interval interval).
+// interval interval, CH_OUTBOX_BATCH_SIZE batch) and the polling baseline
+// (poll interval interval, the same batch).
 // It returns the scenario name and the name of the p99 ratio.
-func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Duration, runs int) (sc, p99Ratio, cpuRatio string) {
+func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Duration, batch, runs int) (sc, p99Ratio, cpuRatio string) {
 	// The steady-state targets are stated for batch 1,000 (relay and
 	// poller alike), not the drain's 10,000.
 	steady := *r
-	steady.BatchSize = SteadyBatchSize
+	steady.BatchSize = batch
 	r = &steady
 	sc = fmt.Sprintf("latency %d ev/s, interval %s, batch %d", lc.Rate, interval, r.BatchSize)
 	for i := range runs {
