@@ -44,6 +44,24 @@ func sinkEvents(first int64, n int) []event.Event {
 	return evs
 }
 
+// openSink opens a sink on dsn's event_log, closed when the test ends.
+func openSink(t *testing.T, dsn string) *chsink.Sink {
+	t.Helper()
+	s, err := chsink.Open(context.Background(), dsn, "event_log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// proxiedSink opens a sink that reaches ClickHouse through a fault proxy.
+func proxiedSink(t *testing.T, e *testenv.Env) (*chsink.Sink, *testenv.FaultProxy) {
+	t.Helper()
+	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
+	return openSink(t, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr())), proxy
+}
+
 // Three batches per connection setting, each in columns reused from the
 // one before; every column reads back as written.
 func TestSinkWriteRoundTrip(t *testing.T) {
@@ -51,11 +69,7 @@ func TestSinkWriteRoundTrip(t *testing.T) {
 		t.Run("dsn"+q, func(t *testing.T) {
 			e := testenv.New(t)
 			ctx := context.Background()
-			s, err := chsink.Open(ctx, e.ClickHouse+q, "event_log")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = s.Close() }()
+			s := openSink(t, e.ClickHouse+q)
 			want := append(sinkEvents(1, 4), sinkEvents(10, 2)...)
 			// Small values across the boundary of a piece of the block.
 			many := make([]event.Event, 4000)
@@ -141,15 +155,11 @@ func readEvents(ctx context.Context, t *testing.T, e *testenv.Env) []event.Event
 func TestSinkWriteTableChanged(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	s, err := chsink.Open(ctx, e.ClickHouse, "event_log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s := openSink(t, e.ClickHouse)
 	if err := e.CH.Exec(ctx, "ALTER TABLE event_log MODIFY COLUMN metadata_version Int64"); err != nil {
 		t.Fatal(err)
 	}
-	err = s.Write(ctx, sinkEvents(1, 2))
+	err := s.Write(ctx, sinkEvents(1, 2))
 	if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "table changed") {
 		t.Fatalf("Write = %v, want a permanent 'table changed' error", err)
 	}
@@ -163,15 +173,11 @@ func TestSinkWriteTableChanged(t *testing.T) {
 func TestSinkWriteServerException(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	s, err := chsink.Open(ctx, e.ClickHouse, "event_log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s := openSink(t, e.ClickHouse)
 	if err := e.CH.Exec(ctx, "DROP TABLE event_log"); err != nil {
 		t.Fatal(err)
 	}
-	err = s.Write(ctx, sinkEvents(1, 2))
+	err := s.Write(ctx, sinkEvents(1, 2))
 	if err == nil || !retry.IsPermanent(err) || errors.Is(err, event.ErrRejected) || !strings.Contains(err.Error(), "event_log") {
 		t.Fatalf("Write = %v, want a permanent error naming event_log", err)
 	}
@@ -183,12 +189,7 @@ func TestSinkWriteServerException(t *testing.T) {
 func TestSinkWriteReconnects(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
-	s, err := chsink.Open(ctx, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()), "event_log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s, proxy := proxiedSink(t, e)
 	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
 		t.Fatal(err)
 	}
@@ -222,17 +223,12 @@ func TestSinkWriteReconnects(t *testing.T) {
 func TestSinkWriteHonoursContext(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
-	s, err := chsink.Open(ctx, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr()), "event_log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s, proxy := proxiedSink(t, e)
 	proxy.Pause()
 	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = s.Write(wctx, sinkEvents(1, 2))
+	err := s.Write(wctx, sinkEvents(1, 2))
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Write on a paused connection = %v, want the context's deadline", err)
 	}
@@ -252,11 +248,7 @@ func TestSinkWriteTLS(t *testing.T) {
 	ctx := context.Background()
 	addr := tlsProxy(t, testenv.Host(t, e.ClickHouse))
 	dsn := testenv.ReplaceHost(t, e.ClickHouse, addr) + "?secure=true&skip_verify=true"
-	s, err := chsink.Open(ctx, dsn, "event_log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s := openSink(t, dsn)
 	if err := s.Write(ctx, sinkEvents(1, 3)); err != nil {
 		t.Fatal(err)
 	}
