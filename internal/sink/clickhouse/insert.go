@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/ClickHouse/ch-go/compress"
@@ -102,7 +103,9 @@ func (in *inserter) attempt(ctx context.Context, query string, cols []proto.Inpu
 	defer stop()
 
 	in.buf.Reset()
-	in.encodeQuery(query)
+	if err := in.encodeQuery(query); err != nil {
+		return err
+	}
 	if err := in.encodeBlock(nil, 0); err != nil { // no external tables
 		return err
 	}
@@ -216,7 +219,7 @@ func (in *inserter) hello(ctx context.Context) error {
 }
 
 // encodeQuery appends the Query packet for revisions up to insertRevision.
-func (in *inserter) encodeQuery(query string) {
+func (in *inserter) encodeQuery(query string) error {
 	b := &in.buf
 	proto.ClientCodeQuery.Encode(b)
 	b.PutString("") // query id: the server assigns one
@@ -237,7 +240,9 @@ func (in *inserter) encodeQuery(query string) {
 	if proto.FeatureVersionPatch.In(in.rev) {
 		b.PutInt(0)
 	}
-	b.PutString("") // no settings
+	if err := in.encodeSettings(); err != nil {
+		return err
+	}
 	proto.StageComplete.Encode(b)
 	if in.cw != nil {
 		proto.CompressionEnabled.Encode(b)
@@ -245,6 +250,43 @@ func (in *inserter) encodeQuery(query string) {
 		proto.CompressionDisabled.Encode(b)
 	}
 	b.PutString(query)
+	return nil
+}
+
+// encodeSettings appends the settings of CLICKHOUSE_URL (e.g.
+// ?insert_quorum=2), as clickhouse-go sends them with every query: as
+// strings from revision 54429 on, before that as numbers only (the old
+// format is typed per setting, and numbers and booleans are what it can
+// carry without knowing each setting's type).
+func (in *inserter) encodeSettings() error {
+	b := &in.buf
+	keys := make([]string, 0, len(in.opts.Settings))
+	for k := range in.opts.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := in.opts.Settings[k]
+		if proto.FeatureSettingsSerializedAsStrings.In(in.rev) {
+			proto.Setting{Key: k, Value: fmt.Sprint(v), Important: true}.Encode(b)
+			continue
+		}
+		var n uint64
+		switch v := v.(type) {
+		case int:
+			n = uint64(v)
+		case bool:
+			if v {
+				n = 1
+			}
+		default:
+			return retry.Permanent(fmt.Errorf("CLICKHOUSE_URL setting %s=%v: this ClickHouse (protocol %d) takes only numeric settings", k, v, in.rev))
+		}
+		b.PutString(k)
+		b.PutUVarInt(n)
+	}
+	b.PutString("") // end of settings
+	return nil
 }
 
 // encodeBlock appends a Data packet; no columns is the empty block that ends
@@ -481,6 +523,15 @@ func (in *inserter) packet() (proto.ServerCode, error) {
 		case proto.ServerCodeTableColumns:
 			var tc proto.TableColumns
 			err = tc.DecodeAware(in.r, in.rev)
+		case proto.ServerCodeLog:
+			// Only with send_logs_level set (e.g. in the user's profile):
+			// a block of log rows, never compressed; read and dropped.
+			var cd proto.ClientData
+			if err = cd.DecodeAware(in.r, in.rev); err == nil {
+				var res proto.Results
+				var b proto.Block
+				err = b.DecodeBlock(in.r, in.rev, res.Auto())
+			}
 		default:
 			return 0, retry.Permanent(fmt.Errorf("insert: unexpected packet %s from the server", code))
 		}

@@ -294,3 +294,22 @@ func tlsProxy(t *testing.T, target string) string {
 	}()
 	return ln.Addr().String()
 }
+
+// Settings in CLICKHOUSE_URL reach the INSERT, as clickhouse-go sends them
+// with every query: harmless ones let it through, readonly=1 refuses it.
+func TestSinkWriteSettings(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	s := openSink(t, e.ClickHouse+"?insert_deduplicate=1&max_insert_block_size=1048576")
+	if err := s.Write(ctx, sinkEvents(1, 3)); err != nil {
+		t.Fatalf("write with settings: %v", err)
+	}
+	ro := openSink(t, e.ClickHouse+"?readonly=1")
+	err := ro.Write(ctx, sinkEvents(10, 3))
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "readonly") {
+		t.Fatalf("write with readonly=1 = %v, want the server's readonly refusal", err)
+	}
+	if got := len(readEvents(ctx, t, e)); got != 3 {
+		t.Errorf("event_log holds %d rows, want 3", got)
+	}
+}
