@@ -303,10 +303,14 @@ func (r *Relay) add(ctx context.Context, it source.Item) error {
 
 // releaseItems gives back the weight of the events among its.
 func (r *Relay) releaseItems(its []source.Item) {
-	for _, it := range its {
-		if !it.Commit && !it.End {
-			r.release([]event.Event{it.Event})
+	var w int64
+	for i := range its {
+		if !its[i].Commit && !its[i].End {
+			w += its[i].Event.Weight(r.cfg.BudgetBytes)
 		}
+	}
+	if w > 0 {
+		r.budget.Release(w)
 	}
 }
 
