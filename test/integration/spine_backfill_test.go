@@ -22,7 +22,7 @@ func TestSIGTERMDuringBackfillLosesNothing(t *testing.T) {
 	mustExec(ctx, t, e.PG, `INSERT INTO outbox_event (event_type, environment, event_context)
 		SELECT $1, $2, jsonb_build_object('n', g) FROM generate_series(1, $3::int) g`,
 		spineEventType, spineEnvironment, total)
-	// A small byte budget (about 900 of these events in flight) keeps the
+	// A small byte budget (a few hundred of these events in flight) keeps the
 	// relay from having the whole snapshot decoded and queued by the time
 	// SIGTERM arrives: what is queued is still flushed on shutdown.
 	env := []string{"CH_OUTBOX_BATCH_SIZE=200", "RELAY_BATCH_BYTES=65536", "RELAY_SHUTDOWN_TIMEOUT=10s"}
