@@ -9,8 +9,9 @@
 // is open), a keepalive's WAL end may be confirmed too: otherwise an idle
 // outbox on a busy database would pin WAL forever.
 //
-// Tracker is safe for concurrent use: the relay loop calls Flushed, the
-// replication goroutine calls the rest.
+// Tracker is safe for concurrent use: the relay's completer calls Flushed
+// (after a batch was written and its rows deleted), the replication
+// goroutine calls the rest.
 package ack
 
 import (

@@ -31,6 +31,8 @@ import (
 // migrations, status — still goes through clickhouse-go.
 type inserter struct {
 	opts *ch.Options
+	host string   // this machine's name, sent in the client info
+	keys []string // opts.Settings' names, sorted
 	conn net.Conn
 	r    *proto.Reader
 	rev  int // the protocol revision both sides speak
@@ -47,6 +49,11 @@ const insertRevision = 54429
 
 func newInserter(opts *ch.Options) (*inserter, error) {
 	in := &inserter{opts: opts}
+	in.host, _ = os.Hostname()
+	for k := range opts.Settings {
+		in.keys = append(in.keys, k)
+	}
+	sort.Strings(in.keys)
 	if c := opts.Compression; c != nil && c.Method != ch.CompressionNone {
 		var m compress.Method
 		switch c.Method {
@@ -224,14 +231,13 @@ func (in *inserter) encodeQuery(query string) error {
 	proto.ClientCodeQuery.Encode(b)
 	b.PutString("") // query id: the server assigns one
 	// Client info (every revision the inserter may speak has it).
-	host, _ := os.Hostname()
 	b.PutByte(byte(proto.ClientQueryInitial))
 	b.PutString("") // initial user
 	b.PutString("") // initial query id
 	b.PutString("0.0.0.0:0")
 	b.PutByte(byte(proto.InterfaceTCP))
 	b.PutString("") // OS user
-	b.PutString(host)
+	b.PutString(in.host)
 	b.PutString("outbox-relay")
 	b.PutInt(1) // major
 	b.PutInt(0) // minor
@@ -260,12 +266,7 @@ func (in *inserter) encodeQuery(query string) error {
 // carry without knowing each setting's type).
 func (in *inserter) encodeSettings() error {
 	b := &in.buf
-	keys := make([]string, 0, len(in.opts.Settings))
-	for k := range in.opts.Settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range in.keys {
 		v := in.opts.Settings[k]
 		if proto.FeatureSettingsSerializedAsStrings.In(in.rev) {
 			proto.Setting{Key: k, Value: fmt.Sprint(v), Important: true}.Encode(b)

@@ -16,7 +16,7 @@ import (
 func TestEncodeSettings(t *testing.T) {
 	settings := ch.Settings{"insert_quorum": 2, "load_balancing": "random", "insert_deduplicate": 1}
 
-	in := &inserter{opts: &ch.Options{Settings: settings}, rev: insertRevision}
+	in := newTestInserter(t, settings, insertRevision)
 	if err := in.encodeSettings(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestEncodeSettings(t *testing.T) {
 		t.Errorf("settings at %d = %q, want %q", insertRevision, strings.Join(got, " "), want)
 	}
 
-	old := &inserter{opts: &ch.Options{Settings: ch.Settings{"insert_quorum": 2, "insert_deduplicate": true}}, rev: 54412}
+	old := newTestInserter(t, ch.Settings{"insert_quorum": 2, "insert_deduplicate": true}, 54412)
 	if err := old.encodeSettings(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +53,18 @@ func TestEncodeSettings(t *testing.T) {
 		t.Errorf("settings at 54412 = %q, want %q", old.buf.Buf, want.Buf)
 	}
 
-	bad := &inserter{opts: &ch.Options{Settings: settings}, rev: 54412}
+	bad := newTestInserter(t, settings, 54412)
 	if err := bad.encodeSettings(); err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "load_balancing") {
 		t.Errorf("a string setting at 54412 = %v, want a permanent error naming it", err)
 	}
+}
+
+func newTestInserter(t *testing.T, settings ch.Settings, rev int) *inserter {
+	t.Helper()
+	in, err := newInserter(&ch.Options{Settings: settings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.rev = rev
+	return in
 }

@@ -43,6 +43,8 @@ type Sink struct {
 	cols    []*column
 	inputs  []proto.InputColumn
 	insert  string
+	// timeLo, timeHi: the range of event_date_time's type (see check).
+	timeLo, timeHi time.Time
 }
 
 // Open connects with a clickhouse-go DSN (clickhouse://user:pass@host:9000/db)
@@ -143,10 +145,11 @@ func (s *Sink) Write(ctx context.Context, evs []event.Event) error {
 	return nil
 }
 
-// check rejects events the table cannot store faithfully. The driver would
-// wrap a DateTime outside its range silently, so it is caught here.
+// check rejects events the table cannot store faithfully. The column
+// encoding would wrap a DateTime outside its range silently, so it is
+// caught here.
 func (s *Sink) check(evs []event.Event) error {
-	lo, hi := s.timeRange()
+	lo, hi := s.timeLo, s.timeHi
 	for i := range evs {
 		if t := evs[i].OccurredAt; t.Before(lo) || !t.Before(hi) {
 			return retry.Permanent(fmt.Errorf("%w: event %d: event_date_time %s is outside %s..%s, the range of event_log.event_date_time",
@@ -204,6 +207,7 @@ func (s *Sink) describe(ctx context.Context) error {
 	for i, c := range s.cols {
 		names[i] = quoteIdent(c.name)
 	}
+	s.timeLo, s.timeHi = s.timeRange()
 	// 18.16 needs the explicit column list.
 	s.insert = fmt.Sprintf("INSERT INTO %s (%s) VALUES", quoteIdent(s.table), strings.Join(names, ", "))
 	return nil
