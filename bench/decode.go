@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/outbox-relay/relay/internal/procfs"
 )
 
 // DecodeResult is what the bare decode loop received.
@@ -60,7 +62,7 @@ func BareDecode(ctx context.Context, connString, slot, publication string, want 
 		return d.res, err
 	}
 	d.confirmed = d.lastEnd // acknowledge once, at the end
-	d.res.PeakRSS, _ = PeakRSS(os.Getpid())
+	d.res.PeakRSS, _ = procfs.PeakRSS(os.Getpid())
 	return d.res, d.status(ctx)
 }
 

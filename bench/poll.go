@@ -11,6 +11,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/migrate"
+	"github.com/outbox-relay/relay/internal/procfs"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 )
 
@@ -55,7 +56,7 @@ func Poll(ctx context.Context, cfg PollConfig) (res PollResult, err error) {
 		return res, err
 	}
 	p := &poller{pg: pg, w: newCHWriter(ch, migrate.CapabilitiesOf(*v).DateTime64), batch: cfg.Batch}
-	defer func() { res.PeakRSS, _ = PeakRSS(os.Getpid()) }()
+	defer func() { res.PeakRSS, _ = procfs.PeakRSS(os.Getpid()) }()
 	for {
 		n, err := p.once(ctx)
 		if err != nil {

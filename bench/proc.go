@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/outbox-relay/relay/internal/procfs"
 )
 
 // Proc is a child process under measurement (the relay or a baseline).
@@ -87,7 +89,7 @@ func (p *Proc) Exited() bool {
 
 // SampleRSS records the child's VmHWM while it is alive.
 func (p *Proc) SampleRSS() {
-	if v, err := PeakRSS(p.Pid()); err == nil && v > p.hwm.Load() {
+	if v, err := procfs.PeakRSS(p.Pid()); err == nil && v > p.hwm.Load() {
 		p.hwm.Store(v)
 	}
 }

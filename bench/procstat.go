@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math"
@@ -97,24 +96,6 @@ func childrenCPU(root int) (time.Duration, error) {
 		total += c.cpu
 	}
 	return total, nil
-}
-
-// PeakRSS is a process's peak resident set size (VmHWM in
-// /proc/<pid>/status) in bytes.
-func PeakRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
 // PidFromFile reads the pid on the first line of a pid file (postmaster.pid,

@@ -237,31 +237,6 @@ func (p *FaultProxy) close() {
 	p.wg.Wait()
 }
 
-// PeakRSS is the peak resident set size (VmHWM) of the running process pid,
-// in bytes.
-func PeakRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 3 && fields[0] == "VmHWM:" && fields[2] == "kB" {
-			kb, err := strconv.ParseInt(fields[1], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse VmHWM %q: %w", fields[1], err)
-			}
-			return kb << 10, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, errors.New("no VmHWM in /proc/" + strconv.Itoa(pid) + "/status")
-}
-
 // LocalTCPPorts lists the local ports of the TCP sockets process pid holds
 // open (from /proc/<pid>/fd and /proc/net/tcp{,6}), e.g. to tell which of
 // several processes a server-side connection belongs to.

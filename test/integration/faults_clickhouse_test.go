@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outbox-relay/relay/internal/procfs"
 	"github.com/outbox-relay/relay/internal/testenv"
 )
 
@@ -71,7 +72,7 @@ func TestFaultClickHouseDownUnderLoad(t *testing.T) {
 	if c, err := e.ClickHouseCounts(ctx); err != nil || c.Distinct != 10 {
 		t.Fatalf("ClickHouse holds %d distinct events (%v) through the downed proxy, want the 10 of the warm-up", c.Distinct, err)
 	}
-	peakOutage, err := testenv.PeakRSS(p.Pid())
+	peakOutage, err := procfs.PeakRSS(p.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestFaultClickHouseDownUnderLoad(t *testing.T) {
 	faultExpectExactlyOnce(t, e, want, 2*time.Minute, p)
 	t.Logf("outage %s; all %d events delivered %s after ClickHouse came back",
 		upAt.Sub(downAt).Round(time.Millisecond), want, time.Since(upAt).Round(time.Millisecond))
-	peak, err := testenv.PeakRSS(p.Pid())
+	peak, err := procfs.PeakRSS(p.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outbox-relay/relay/internal/procfs"
 	"github.com/outbox-relay/relay/internal/testenv"
 )
 
@@ -46,7 +47,7 @@ func TestFaultHugeTransactionAndEvents(t *testing.T) {
 	if n != huge || shortest < hugeBytes {
 		t.Errorf("ClickHouse holds %d huge events, the shortest %d bytes; want %d of at least %d", n, shortest, huge, hugeBytes)
 	}
-	peak, err := testenv.PeakRSS(p.Pid())
+	peak, err := procfs.PeakRSS(p.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
