@@ -19,7 +19,7 @@ const faultSenderTimeout = 3 * time.Second
 // black-holes the network (proxy paused, sockets open) for hole, longer
 // than wal_sender_timeout. It returns once the hole is over and PostgreSQL
 // has ended the walsender the relay used.
-func faultBlackhole(t *testing.T, e *testenv.Env, hole time.Duration) (*testenv.Process, *testenv.FaultProxy, *faultProducer) {
+func faultBlackhole(t *testing.T, e *testenv.Env, hole time.Duration) (*testenv.Process, *testenv.FaultProxy, *producer) {
 	t.Helper()
 	ctx := context.Background()
 	faultServerSetting(t, e, "wal_sender_timeout", "3s")
@@ -54,7 +54,7 @@ func faultBlackhole(t *testing.T, e *testenv.Env, hole time.Duration) (*testenv.
 // faultWaitResumed waits up to limit for events committed after the black
 // hole to reach ClickHouse, then for everything committed to arrive
 // exactly once. what describes how the hole ended, for the messages.
-func faultWaitResumed(t *testing.T, e *testenv.Env, p *testenv.Process, prod *faultProducer, proxy *testenv.FaultProxy, limit time.Duration, what string) {
+func faultWaitResumed(t *testing.T, e *testenv.Env, p *testenv.Process, prod *producer, proxy *testenv.FaultProxy, limit time.Duration, what string) {
 	t.Helper()
 	ctx := context.Background()
 	healed := time.Now()

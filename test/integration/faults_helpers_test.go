@@ -34,11 +34,10 @@ const (
 	faultLogRowsLeft          = `"message":"delivered rows left in the outbox table"`
 )
 
-// faultProducer commits transactions of perTx events until stopped and
-// counts what it committed. Statements are never cancelled: one cancelled
-// on the client may still commit on the server and would make the count
-// wrong.
-type faultProducer struct {
+// producer commits transactions until stopped and counts what it
+// committed. Statements are never cancelled: one cancelled on the client
+// may still commit on the server and would make the count wrong.
+type producer struct {
 	committed atomic.Int64
 	txs       atomic.Int64
 	stopc     chan struct{}
@@ -47,10 +46,14 @@ type faultProducer struct {
 	err       error
 }
 
-// startFaultProducer commits a transaction of perTx small events, tagged
-// tag, every pace (back to back when pace is zero).
-func startFaultProducer(e *testenv.Env, tag string, perTx int, pace time.Duration) *faultProducer {
-	p := &faultProducer{stopc: make(chan struct{})}
+// producerTx is the i-th transaction: one INSERT statement and the number
+// of events it writes.
+type producerTx func(i int) (sql string, args []any, events int)
+
+// startProducer commits tx(0), tx(1), ... every pace (back to back when
+// pace is zero).
+func startProducer(e *testenv.Env, pace time.Duration, tx producerTx) *producer {
+	p := &producer{stopc: make(chan struct{})}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -73,30 +76,38 @@ func startFaultProducer(e *testenv.Env, tag string, perTx int, pace time.Duratio
 				case <-tick:
 				}
 			}
-			_, err := e.PG.Exec(context.Background(), `INSERT INTO outbox_event (event_type, environment, event_context)
-				SELECT 'fault', 'test', jsonb_build_object('tag', $1::text, 'tx', $2::int, 'n', g)
-				FROM generate_series(1, $3::int) g`, tag, i, perTx)
-			if err != nil {
+			sql, args, n := tx(i)
+			if _, err := e.PG.Exec(context.Background(), sql, args...); err != nil {
 				p.err = fmt.Errorf("producer tx %d: %w", i, err)
 				return
 			}
-			p.committed.Add(int64(perTx))
+			p.committed.Add(int64(n))
 			p.txs.Add(1)
 		}
 	}()
 	return p
 }
 
+// startFaultProducer commits a transaction of perTx small events, tagged
+// tag, every pace (back to back when pace is zero).
+func startFaultProducer(e *testenv.Env, tag string, perTx int, pace time.Duration) *producer {
+	return startProducer(e, pace, func(i int) (string, []any, int) {
+		return `INSERT INTO outbox_event (event_type, environment, event_context)
+			SELECT 'fault', 'test', jsonb_build_object('tag', $1::text, 'tx', $2::int, 'n', g)
+			FROM generate_series(1, $3::int) g`, []any{tag, i, perTx}, perTx
+	})
+}
+
 // stop ends the producer after its current transaction and returns how
 // many events it committed.
-func (p *faultProducer) stop() (int64, error) {
+func (p *producer) stop() (int64, error) {
 	p.once.Do(func() { close(p.stopc) })
 	p.wg.Wait()
 	return p.committed.Load(), p.err
 }
 
 // stopOnCleanup stops p when the test ends, in case it failed early.
-func (p *faultProducer) stopOnCleanup(t *testing.T) {
+func (p *producer) stopOnCleanup(t *testing.T) {
 	t.Cleanup(func() { _, _ = p.stop() })
 }
 

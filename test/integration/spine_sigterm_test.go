@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,53 +13,15 @@ import (
 	"github.com/outbox-relay/relay/internal/testenv"
 )
 
-// spineProducer commits small transactions (1-3 events) until stopped and counts
-// the committed events. Its statements are never cancelled: a statement
-// cancelled on the client may still commit on the server and would make the
-// count wrong.
-type spineProducer struct {
-	committed atomic.Int64
-	txs       atomic.Int64
-	done      chan struct{}
-	once      sync.Once
-	wg        sync.WaitGroup
-	err       error
-}
-
-func startSpineProducer(e *testenv.Env) *spineProducer {
-	p := &spineProducer{done: make(chan struct{})}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-p.done:
-				return
-			default:
-			}
-			n := 1 + i%3
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			_, err := e.PG.Exec(ctx, `INSERT INTO outbox_event (event_type, environment, event_context)
-				SELECT $1, $2, jsonb_build_object('tx', $3::int, 'n', g) FROM generate_series(1, $4::int) g`,
-				spineEventType, spineEnvironment, i, n)
-			cancel()
-			if err != nil {
-				p.err = fmt.Errorf("producer tx %d: %w", i, err)
-				return
-			}
-			p.committed.Add(int64(n))
-			p.txs.Add(1)
-		}
-	}()
-	return p
-}
-
-// stop ends the producer after its current transaction and returns how
-// many events it committed.
-func (p *spineProducer) stop() (int64, error) {
-	p.once.Do(func() { close(p.done) })
-	p.wg.Wait()
-	return p.committed.Load(), p.err
+// startSpineProducer commits small transactions (1-3 events) back to back
+// until stopped.
+func startSpineProducer(e *testenv.Env) *producer {
+	return startProducer(e, 0, func(i int) (string, []any, int) {
+		n := 1 + i%3
+		return `INSERT INTO outbox_event (event_type, environment, event_context)
+			SELECT $1, $2, jsonb_build_object('tx', $3::int, 'n', g) FROM generate_series(1, $4::int) g`,
+			[]any{spineEventType, spineEnvironment, i, n}, n
+	})
 }
 
 // TestSIGTERMMidStreamLosesAndRepeatsNothing stops the relay with SIGTERM
@@ -79,7 +39,7 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 	spineStopMerges(ctx, t, e)
 	env := []string{"RELAY_SHUTDOWN_TIMEOUT=" + grace.String()}
 	var (
-		prod    *spineProducer
+		prod    *producer
 		outputs []string
 		seen    uint64
 	)
@@ -168,7 +128,7 @@ func TestSIGTERMMidStreamLosesAndRepeatsNothing(t *testing.T) {
 // stopMidStream sends SIGTERM to p while prod writes and checks the clean
 // stop: exit 0, the shutdown lines, no rows left behind, the final position
 // confirmed. It returns p's output.
-func stopMidStream(ctx context.Context, t *testing.T, e *testenv.Env, p *testenv.Process, prod *spineProducer, grace time.Duration, round int) string {
+func stopMidStream(ctx context.Context, t *testing.T, e *testenv.Env, p *testenv.Process, prod *producer, grace time.Duration, round int) string {
 	t.Helper()
 	atSignal := prod.txs.Load()
 	if err := p.Signal(syscall.SIGTERM); err != nil {
