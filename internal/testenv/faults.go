@@ -24,16 +24,22 @@ import (
 //   - Sever: the connections open now go silent for good (their server side
 //     is closed, their client side stays open and never answers), as when a
 //     firewall or NAT forgets a connection; new connections work normally.
+//   - HoldResponsesAfter: once n more bytes went to the server, nothing the
+//     server sends is forwarded until Resume (a request the server received
+//     and answered, whose answer is lost in flight).
 type FaultProxy struct {
 	ln     net.Listener
 	target string
 	closed chan struct{}
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	down  bool
-	gate  chan struct{} // closed while forwarding
-	links map[*faultLink]struct{}
+	mu      sync.Mutex
+	down    bool
+	gate    chan struct{} // closed while forwarding
+	replies chan struct{} // closed while forwarding server to client
+	// holdAfter counts down the bytes to the server until replies close.
+	holdAfter int
+	links     map[*faultLink]struct{}
 }
 
 // faultLink is one proxied connection.
@@ -52,8 +58,9 @@ func NewFaultProxy(t TB, target string) *FaultProxy {
 		t.Fatalf("fault proxy listen: %v", err)
 	}
 	p := &FaultProxy{ln: ln, target: target, closed: make(chan struct{}), gate: make(chan struct{}),
-		links: map[*faultLink]struct{}{}}
+		replies: make(chan struct{}), links: map[*faultLink]struct{}{}}
 	close(p.gate)
+	close(p.replies)
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -93,14 +100,49 @@ func (p *FaultProxy) Pause() {
 	}
 }
 
-// Resume forwards again, first what was held.
+// Resume forwards again, first what was held (responses too).
 func (p *FaultProxy) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.holdAfter = 0
+	for _, g := range []chan struct{}{p.gate, p.replies} {
+		select {
+		case <-g:
+		default:
+			close(g)
+		}
+	}
+}
+
+// HoldResponsesAfter stops forwarding what the server sends once n more
+// bytes were forwarded to it, until Resume.
+func (p *FaultProxy) HoldResponsesAfter(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holdAfter = n
+}
+
+// ResponsesHeld reports whether HoldResponsesAfter's hold has begun.
+func (p *FaultProxy) ResponsesHeld() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	select {
-	case <-p.gate:
+	case <-p.replies:
+		return false
 	default:
-		close(p.gate)
+		return true
+	}
+}
+
+// sent counts n bytes forwarded to the server against HoldResponsesAfter.
+func (p *FaultProxy) sent(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holdAfter <= 0 {
+		return
+	}
+	if p.holdAfter -= n; p.holdAfter <= 0 {
+		p.replies = make(chan struct{})
 	}
 }
 
@@ -160,7 +202,7 @@ func (p *FaultProxy) pipe(l *faultLink, dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		forward := p.wait(l)
+		forward := p.wait(l, src == l.server)
 		if !forward {
 			if err != nil {
 				// Severed (or the proxy closed): the client side stays open
@@ -176,6 +218,8 @@ func (p *FaultProxy) pipe(l *faultLink, dst, src net.Conn) {
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				err = werr
+			} else if dst == l.server {
+				p.sent(n)
 			}
 		}
 		if err != nil {
@@ -187,12 +231,22 @@ func (p *FaultProxy) pipe(l *faultLink, dst, src net.Conn) {
 	}
 }
 
-// wait blocks while the proxy is paused; it reports false when the link is
-// severed or the proxy closed.
-func (p *FaultProxy) wait(l *faultLink) bool {
+// wait blocks while the proxy is paused (or, for a reply from the server,
+// while responses are held); it reports false when the link is severed or
+// the proxy closed.
+func (p *FaultProxy) wait(l *faultLink, reply bool) bool {
 	p.mu.Lock()
-	gate := p.gate
+	gate, replies := p.gate, p.replies
 	p.mu.Unlock()
+	if !p.through(l, gate) {
+		return false
+	}
+	return !reply || p.through(l, replies)
+}
+
+// through waits for gate to be open, unless l is severed or the proxy
+// closed first (then false).
+func (p *FaultProxy) through(l *faultLink, gate chan struct{}) bool {
 	select {
 	case <-l.severed:
 		return false

@@ -31,7 +31,7 @@ func TestSIGTERMWaitsForInFlightBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := startSpineProxy(t, chURL.Host)
+	proxy := testenv.NewFaultProxy(t, chURL.Host)
 	chURL.Host = proxy.Addr()
 	// One batch holding the whole transaction, commit included: flushed by
 	// age, not by count, so its acknowledgement travels with it.

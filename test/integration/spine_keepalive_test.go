@@ -88,7 +88,7 @@ func TestKeepalivesWhileClickHouseStalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := startSpineProxy(t, chURL.Host)
+	proxy := testenv.NewFaultProxy(t, chURL.Host)
 	chURL.Host = proxy.Addr()
 	p := testenv.Start(t, relayBin, e.RelayEnv("CLICKHOUSE_URL="+chURL.String(), "RELAY_STATUS_INTERVAL=1s"), "run")
 	waitLog(t, p, logStreaming, 30*time.Second)
