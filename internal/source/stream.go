@@ -423,13 +423,15 @@ func (st *stream) loop(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := st.maybeSendStatus(ctx); err != nil {
+		// One clock reading per message for the checks before the read.
+		now := time.Now()
+		if err := st.maybeSendStatus(ctx, now); err != nil {
 			return err
 		}
-		if err := st.checkAlive(); err != nil {
+		if err := st.checkAlive(now); err != nil {
 			return err
 		}
-		st.setReadDeadline(ctx)
+		st.setReadDeadline(ctx, now)
 		msg, err := st.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) {
@@ -462,8 +464,7 @@ func (st *stream) recheck(ctx context.Context) error {
 const controlTimeout = 10 * time.Second
 
 // setReadDeadline moves the socket's read deadline only when it changes.
-func (st *stream) setReadDeadline(ctx context.Context) {
-	now := time.Now()
+func (st *stream) setReadDeadline(ctx context.Context, now time.Time) {
 	if !now.Before(st.pollUntil) {
 		st.pollUntil = now.Add(ackPoll)
 	}
@@ -483,11 +484,11 @@ func (st *stream) setReadDeadline(ctx context.Context) {
 // checkAlive ends a stream whose server stopped answering: periodic status
 // updates ask for a reply, and a connection that stays silent long after
 // such a request is a dead or black-holed network path, not an idle server.
-func (st *stream) checkAlive() error {
+func (st *stream) checkAlive(now time.Time) error {
 	if st.awaitingReply.IsZero() {
 		return nil
 	}
-	if silent := time.Since(st.awaitingReply); silent > max(2*st.cfg.StatusInterval, 2*time.Second) {
+	if silent := now.Sub(st.awaitingReply); silent > max(2*st.cfg.StatusInterval, 2*time.Second) {
 		return fmt.Errorf("no reply from PostgreSQL on slot %q for %s; reconnecting", st.cfg.Slot, silent.Round(time.Millisecond))
 	}
 	return nil
@@ -592,8 +593,7 @@ func (st *stream) insert(_ context.Context, body []byte) error {
 	return st.emitEvent(st.emitCtx, st, st.out, ev)
 }
 
-func (st *stream) maybeSendStatus(ctx context.Context) error {
-	now := time.Now()
+func (st *stream) maybeSendStatus(ctx context.Context, now time.Time) error {
 	if now.After(st.nextStatusTime) {
 		// Periodic updates ask for a reply: its absence reveals a dead path.
 		if st.awaitingReply.IsZero() {
