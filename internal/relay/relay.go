@@ -373,7 +373,7 @@ func (r *Relay) flush(ctx context.Context) error {
 	r.observe(b, took)
 	r.fp.Hit(failpoint.AfterSinkWrite)
 	w := written{ids: make([][16]byte, len(b.Events)), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
-		events: len(b.Events), bytes: b.Bytes, took: took, ctx: tctx, finish: finish}
+		bytes: b.Bytes, took: took, ctx: tctx, finish: finish}
 	for i := range b.Events {
 		w.ids[i] = b.Events[i].ID
 	}
@@ -389,7 +389,6 @@ type written struct {
 	ids        [][16]byte
 	ackLSN     uint64
 	afterFlush []func(context.Context) error
-	events     int
 	bytes      int
 	took       time.Duration
 	ctx        context.Context // carries the flush span
@@ -484,7 +483,7 @@ func (r *Relay) complete(ctx context.Context, w written) error {
 			return fmt.Errorf("after flush: %w", err)
 		}
 	}
-	r.log.Info().Int("events", w.events).Int("bytes", w.bytes).Dur("took", w.took).
+	r.log.Info().Int("events", len(w.ids)).Int("bytes", w.bytes).Dur("took", w.took).
 		Str("acked_lsn", pglogrepl.LSN(w.ackLSN).String()).Msg("flushed")
 	return nil
 }
