@@ -7,8 +7,8 @@
 // 18.16. Columns with a DEFAULT are left to the server, so columns can be
 // added to event_log over time.
 //
-// Queries and DDL go through clickhouse-go; the INSERTs through a
-// native-protocol connection of the sink's own that reuses its column
+// Reading the table's columns (and DDL elsewhere) goes through clickhouse-go;
+// the INSERTs through a native-protocol connection of the sink's own that reuses its column
 // buffers from batch to batch (see inserter).
 //
 // Write is all-or-error: a nil return means ClickHouse accepted every row.
@@ -36,7 +36,6 @@ import (
 // Sink writes events to one ClickHouse table. Write is not safe for
 // concurrent use: the relay writes one batch at a time.
 type Sink struct {
-	conn    driver.Conn
 	ins     *inserter
 	table   string
 	version driver.ServerVersion
@@ -48,7 +47,8 @@ type Sink struct {
 }
 
 // Open connects with a clickhouse-go DSN (clickhouse://user:pass@host:9000/db)
-// over the native protocol and reads the table's columns.
+// over the native protocol and reads the table's columns; that connection
+// is closed again, the inserts open their own.
 func Open(ctx context.Context, dsn, table string) (*Sink, error) {
 	opts, err := parseDSN(dsn)
 	if err != nil {
@@ -62,9 +62,9 @@ func Open(ctx context.Context, dsn, table string) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{conn: conn, ins: ins, table: table}
-	if err := s.describe(ctx); err != nil {
-		_ = conn.Close()
+	defer func() { _ = conn.Close() }()
+	s := &Sink{ins: ins, table: table}
+	if err := s.describe(ctx, conn); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -117,10 +117,10 @@ func (s *Sink) Version() string {
 	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
 }
 
-// Close releases the connections.
+// Close releases the insert connection.
 func (s *Sink) Close() error {
 	s.ins.close()
-	return s.conn.Close()
+	return nil
 }
 
 // Write inserts evs in one INSERT. On error nothing may be assumed written
@@ -169,13 +169,13 @@ func (s *Sink) timeRange() (lo, hi time.Time) {
 	return time.Unix(0, 0).UTC(), time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC)
 }
 
-func (s *Sink) describe(ctx context.Context) error {
-	v, err := s.conn.ServerVersion()
+func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
+	v, err := conn.ServerVersion()
 	if err != nil {
 		return classify("server version", err)
 	}
 	s.version = *v
-	rows, err := s.conn.Query(ctx, `SELECT name, type, default_kind FROM system.columns
+	rows, err := conn.Query(ctx, `SELECT name, type, default_kind FROM system.columns
 		WHERE database = currentDatabase() AND table = ?`, s.table)
 	if err != nil {
 		return classify("describe table", err)
