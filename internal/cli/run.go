@@ -51,9 +51,9 @@ func newRunCmd(e *env) *cobra.Command {
 		Long: `run streams outbox_event INSERTs from the replication slot (created when missing;
 rows already in the table are delivered first), writes them to ClickHouse when
 CH_OUTBOX_BATCH_SIZE events, RELAY_BATCH_BYTES bytes or
-CH_OUTBOX_PROCESSING_FREQUENCY_SEC seconds are reached, then acknowledges the
-LSN and deletes the delivered rows. On SIGTERM it flushes, acknowledges and
-exits 0.`,
+CH_OUTBOX_PROCESSING_FREQUENCY_SEC seconds are reached, then deletes the
+delivered rows and acknowledges the LSN (while the next batch is written).
+On SIGTERM it flushes, acknowledges and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres|config.NeedClickHouse|config.NeedStream); err != nil {
@@ -67,9 +67,7 @@ exits 0.`,
 	}
 	config.RegisterFlags(cmd.Flags(), &cfg)
 	admin.RegisterFlags(cmd.Flags(), &adminOpts)
-	for _, name := range []string{"api-addr"} {
-		_ = cmd.Flags().MarkHidden(name)
-	}
+	_ = cmd.Flags().MarkHidden("api-addr") // relay api's flag
 	return cmd
 }
 
