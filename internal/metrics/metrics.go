@@ -253,7 +253,7 @@ func New() *Metrics {
 		}),
 		BufferBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: NameBufferBytes,
-			Help: "Payload bytes decoded and buffered but not yet flushed to ClickHouse.",
+			Help: "Bytes of events (payload plus per-event overhead, as RELAY_BATCH_BYTES counts them) buffered but not yet flushed to ClickHouse.",
 		}),
 		AckedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: NameAckedLSN,
@@ -274,7 +274,7 @@ func New() *Metrics {
 
 		SinkErrorsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: NameSinkErrorsTotal,
-			Help: "Failed ClickHouse inserts by error class (retryable or fatal).",
+			Help: "Failed ClickHouse inserts by error class (retryable, fatal, or events rejected for their content).",
 		}, []string{"class"}),
 		RowsDeletedTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: NameRowsDeletedTotal,
