@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"github.com/outbox-relay/relay/internal/source"
+	"github.com/outbox-relay/relay/internal/replication"
 	"github.com/outbox-relay/relay/internal/status"
 )
 
@@ -180,7 +180,7 @@ func (r *Readiness) ObserveSlot(s status.SlotSample) {
 
 // Hooks returns h with the stream events also sent to r (h's own hooks
 // still run first).
-func (r *Readiness) Hooks(h source.Hooks) source.Hooks {
+func (r *Readiness) Hooks(h replication.Hooks) replication.Hooks {
 	connected, walEnd := h.Connected, h.ServerWALEnd
 	h.Connected = func(up bool) {
 		if connected != nil {

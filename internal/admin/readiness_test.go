@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outbox-relay/relay/internal/source"
+	"github.com/outbox-relay/relay/internal/replication"
 	"github.com/outbox-relay/relay/internal/status"
 )
 
@@ -153,7 +153,7 @@ func TestHooksComposeWithExisting(t *testing.T) {
 	r := NewReadiness(ReadinessConfig{MaxSilence: time.Hour, StuckAfter: time.Hour})
 	var metricUp []bool
 	var metricWAL []uint64
-	h := r.Hooks(source.Hooks{
+	h := r.Hooks(replication.Hooks{
 		Connected:    func(up bool) { metricUp = append(metricUp, up) },
 		ServerWALEnd: func(lsn uint64) { metricWAL = append(metricWAL, lsn) },
 	})
@@ -170,7 +170,7 @@ func TestHooksComposeWithExisting(t *testing.T) {
 		t.Errorf("existing hooks saw connected=%v wal=%v", metricUp, metricWAL)
 	}
 	// Hooks without existing functions must not panic.
-	r.Hooks(source.Hooks{}).Connected(true)
+	r.Hooks(replication.Hooks{}).Connected(true)
 }
 
 func TestReadinessFor(t *testing.T) {

@@ -28,10 +28,10 @@ import (
 	"github.com/outbox-relay/relay/internal/logging"
 	"github.com/outbox-relay/relay/internal/metrics"
 	"github.com/outbox-relay/relay/internal/relay"
+	"github.com/outbox-relay/relay/internal/replication"
 	"github.com/outbox-relay/relay/internal/report"
 	"github.com/outbox-relay/relay/internal/retry"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
-	"github.com/outbox-relay/relay/internal/source"
 	"github.com/outbox-relay/relay/internal/status"
 )
 
@@ -88,7 +88,7 @@ func (d *deps) close() {
 
 // preflight connects to both servers and checks what streaming needs; every
 // problem comes back at once as a usage error (exit 2).
-func preflight(ctx context.Context, cfg *config.Config, srcCfg source.Config) (*deps, error) {
+func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Config) (*deps, error) {
 	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	defer cancel()
 	d := &deps{}
@@ -101,7 +101,7 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg source.Config) (*
 		problems = append(problems, fmt.Errorf("PostgreSQL (DATABASE_URL) is not reachable: %w", err))
 	} else {
 		d.pool = pool
-		if err := source.Check(ctx, pool, srcCfg); err != nil {
+		if err := replication.Check(ctx, pool, srcCfg); err != nil {
 			problems = append(problems, err)
 		}
 	}
@@ -128,7 +128,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	defer rep.Flush(5 * time.Second)
 
 	budgetBytes := 2 * cfg.BatchBytes
-	srcCfg := source.Config{
+	srcCfg := replication.Config{
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
 	}
@@ -146,7 +146,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	tracker := ack.New(0)
 	budget := semaphore.NewWeighted(budgetBytes)
 	ready := admin.NewReadiness(admin.ReadinessFor(cfg.StatusInterval))
-	hooks := ready.Hooks(source.Hooks{
+	hooks := ready.Hooks(replication.Hooks{
 		Connected: m.SetStreamConnected,
 		SlotLost: func(slot string) {
 			rep.Message("replication slot lost; recreating and backfilling from the outbox table", sentry.LevelError, map[string]string{"slot": slot})
@@ -158,7 +158,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	})
 	fp := failpoint.FromEnv(e.environ)
 	newSrc := func() relay.Source {
-		return source.New(srcCfg, d.pool, tracker, budget, log, hooks, fp)
+		return replication.New(srcCfg, d.pool, tracker, budget, log, hooks, fp)
 	}
 	r := relay.New(relay.Config{
 		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},

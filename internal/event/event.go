@@ -35,7 +35,7 @@ func (e *Event) Size() int {
 	return len(e.Context) + len(e.Type) + len(e.Environment) + perEventOverhead
 }
 
-// perEventOverhead is an estimate: an Event is 136 bytes, the source.Item
+// perEventOverhead is an estimate: an Event is 136 bytes, the replication.Item
 // that carries it 192, and the batch holds the Event once more.
 const perEventOverhead = 256
 

@@ -35,13 +35,13 @@ import (
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/metrics"
+	"github.com/outbox-relay/relay/internal/replication"
 	"github.com/outbox-relay/relay/internal/retry"
-	"github.com/outbox-relay/relay/internal/source"
 )
 
 // Source streams items until ctx ends (see package source).
 type Source interface {
-	Run(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error
+	Run(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error
 }
 
 // Sink durably stores a batch; nil means every event is stored.
@@ -161,7 +161,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			b.Reset()
 		}
 		wait := b.Next()
-		if errors.Is(err, source.ErrSlotInUse) {
+		if errors.Is(err, replication.ErrSlotInUse) {
 			// Standby: poll often so that takeover after the active relay
 			// dies takes seconds, not a grown backoff.
 			b.Reset()
@@ -181,7 +181,7 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) session(ctx context.Context) error {
 	// Room for a whole batch lets the source decode the next batch while
 	// this one is written; the byte budget bounds the memory either way.
-	items := make(chan []source.Item, min(max(1024, r.cfg.Policy.MaxEvents), 65536))
+	items := make(chan []replication.Item, min(max(1024, r.cfg.Policy.MaxEvents), 65536))
 	drained := make(chan struct{})
 	srcCtx, cancelSrc := context.WithCancel(ctx)
 	defer cancelSrc()
@@ -232,7 +232,7 @@ func (r *Relay) session(ctx context.Context) error {
 
 // consume is the loop's select: it owns the batch timer.
 // ctx ends the loop; work bounds the writes.
-func (r *Relay) consume(ctx, work context.Context, items chan []source.Item, srcDone chan error) error {
+func (r *Relay) consume(ctx, work context.Context, items chan []replication.Item, srcDone chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -270,7 +270,7 @@ func (r *Relay) consume(ctx, work context.Context, items chan []source.Item, src
 // addAll adds the items of one hand-over from the source. On an error
 // the events after the failing item are given back: they are streamed
 // again.
-func (r *Relay) addAll(ctx context.Context, its []source.Item) error {
+func (r *Relay) addAll(ctx context.Context, its []replication.Item) error {
 	for i, it := range its {
 		if err := r.add(ctx, it); err != nil {
 			r.releaseItems(its[i+1:])
@@ -282,7 +282,7 @@ func (r *Relay) addAll(ctx context.Context, its []source.Item) error {
 	return nil
 }
 
-func (r *Relay) add(ctx context.Context, it source.Item) error {
+func (r *Relay) add(ctx context.Context, it replication.Item) error {
 	if it.End {
 		return errEnd
 	}
@@ -302,7 +302,7 @@ func (r *Relay) add(ctx context.Context, it source.Item) error {
 }
 
 // releaseItems gives back the weight of the events among its.
-func (r *Relay) releaseItems(its []source.Item) {
+func (r *Relay) releaseItems(its []replication.Item) {
 	var w int64
 	for i := range its {
 		if !its[i].Commit && !its[i].End {
@@ -317,7 +317,7 @@ func (r *Relay) releaseItems(its []source.Item) {
 // flushDue flushes a batch whose age limit passed, after taking in what
 // is already queued (up to the count and byte limits): the age counts from
 // when an event arrived, so a backlog must still make full batches.
-func (r *Relay) flushDue(ctx context.Context, items chan []source.Item) error {
+func (r *Relay) flushDue(ctx context.Context, items chan []replication.Item) error {
 	var end error
 	for len(items) > 0 && !r.batcher.Saturated() && end == nil {
 		if err := r.addAll(ctx, <-items); errors.Is(err, errEnd) {
@@ -590,7 +590,7 @@ func (r *Relay) cleanup(ctx context.Context, ids [][16]byte) error {
 // (up to its End item: the source completes an open transaction first), then
 // flushes the complete transactions, all within work's grace period.
 // items is nil when End was already seen.
-func (r *Relay) drain(work context.Context, items chan []source.Item, srcDone chan error) error {
+func (r *Relay) drain(work context.Context, items chan []replication.Item, srcDone chan error) error {
 	for done := items == nil; !done; {
 		select {
 		case its := <-items:

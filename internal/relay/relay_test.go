@@ -21,8 +21,8 @@ import (
 	"github.com/outbox-relay/relay/internal/deadletter"
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/metrics"
+	"github.com/outbox-relay/relay/internal/replication"
 	"github.com/outbox-relay/relay/internal/retry"
-	"github.com/outbox-relay/relay/internal/source"
 )
 
 // Every test runs in a synctest bubble: the batch timer, the backoff and the
@@ -32,10 +32,10 @@ import (
 // Fakes: small structs whose methods are function fields.
 
 type fakeSource struct {
-	run func(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error
+	run func(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error
 }
 
-func (f fakeSource) Run(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error {
+func (f fakeSource) Run(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error {
 	return f.run(ctx, out, drained)
 }
 
@@ -75,15 +75,15 @@ func ev(n byte) event.Event {
 		Context: []byte(`{"n":1}`), MetadataVersion: 1}
 }
 
-func evItem(n byte) source.Item { return source.Item{Event: ev(n)} }
+func evItem(n byte) replication.Item { return replication.Item{Event: ev(n)} }
 
 // tx is a whole transaction: events ns, then its commit at lsn.
-func tx(lsn uint64, ns ...byte) []source.Item {
-	var its []source.Item
+func tx(lsn uint64, ns ...byte) []replication.Item {
+	var its []replication.Item
 	for _, n := range ns {
 		its = append(its, evItem(n))
 	}
-	return append(its, source.Item{Commit: true, EndLSN: lsn})
+	return append(its, replication.Item{Commit: true, EndLSN: lsn})
 }
 
 func seq(from, to byte) []byte {
@@ -282,9 +282,9 @@ func (g *rig) relay(p batch.Policy) *Relay {
 
 // script is what one connection of the fake source streams.
 type script struct {
-	live     []source.Item // sent while ctx lives
-	fail     error         // when set, returned after live (a broken stream)
-	shutdown []source.Item // sent after ctx ended, before End (the open transaction's rest)
+	live     []replication.Item // sent while ctx lives
+	fail     error              // when set, returned after live (a broken stream)
+	shutdown []replication.Item // sent after ctx ended, before End (the open transaction's rest)
 	// noEnd: after the shutdown items the source returns without End or
 	// waiting for drained (its drain timeout passed).
 	noEnd bool
@@ -298,7 +298,7 @@ type script struct {
 // after ctx ended sends its last items and End, then waits for drained and
 // logs the position its final status update would report.
 func (g *rig) stream(s script) fakeSource {
-	return fakeSource{run: func(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error {
+	return fakeSource{run: func(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error {
 		if s.together {
 			_ = g.emit(ctx, out, s.live...)
 		}
@@ -316,7 +316,7 @@ func (g *rig) stream(s script) fakeSource {
 		defer cancel()
 		last := slices.Clone(s.shutdown)
 		if !s.noEnd {
-			last = append(last, source.Item{End: true})
+			last = append(last, replication.Item{End: true})
 		}
 		for _, it := range last {
 			if g.emit(ectx, out, it) != nil {
@@ -332,7 +332,7 @@ func (g *rig) stream(s script) fakeSource {
 	}}
 }
 
-func (g *rig) emit(ctx context.Context, out chan<- []source.Item, its ...source.Item) error {
+func (g *rig) emit(ctx context.Context, out chan<- []replication.Item, its ...replication.Item) error {
 	var w int64
 	for _, it := range its {
 		if !it.Commit && !it.End {
@@ -738,8 +738,8 @@ func TestRejectedEvents(t *testing.T) {
 func TestShutdownDrain(t *testing.T) {
 	tests := []struct {
 		name      string
-		live      []source.Item
-		shutdown  []source.Item // what the source still sends before End
+		live      []replication.Item
+		shutdown  []replication.Item // what the source still sends before End
 		noEnd     bool
 		stall     bool // the sink never answers
 		want      []string
@@ -760,7 +760,7 @@ func TestShutdownDrain(t *testing.T) {
 		{
 			name:     "open transaction completed by the source",
 			live:     append(tx(100, 1, 2), evItem(3)),
-			shutdown: []source.Item{evItem(4), {Commit: true, EndLSN: 200}},
+			shutdown: []replication.Item{evItem(4), {Commit: true, EndLSN: 200}},
 			want: []string{
 				"write [1 2 3 4] confirmed=0", "delete [1 2 3 4] confirmed=0", "drained confirmed=200",
 			},
@@ -777,7 +777,7 @@ func TestShutdownDrain(t *testing.T) {
 		{
 			name:     "uncommitted tail after more items",
 			live:     append(tx(100, 1, 2), evItem(3)),
-			shutdown: []source.Item{evItem(4)},
+			shutdown: []replication.Item{evItem(4)},
 			want: []string{
 				"write [1 2] confirmed=0", "delete [1 2] confirmed=0", "drained confirmed=100",
 			},
@@ -786,7 +786,7 @@ func TestShutdownDrain(t *testing.T) {
 		{
 			name:     "source returns without End",
 			live:     append(tx(100, 1, 2), evItem(3)),
-			shutdown: []source.Item{evItem(4), {Commit: true, EndLSN: 200}, evItem(5)},
+			shutdown: []replication.Item{evItem(4), {Commit: true, EndLSN: 200}, evItem(5)},
 			noEnd:    true,
 			want: []string{
 				"write [1 2 3 4] confirmed=0", "delete [1 2 3 4] confirmed=0",
@@ -861,7 +861,7 @@ func TestBudget(t *testing.T) {
 		{
 			name:     "events larger than the budget take all of it",
 			capacity: 100,
-			sources:  []script{{live: []source.Item{big, {Commit: true, EndLSN: 100}, big2, {Commit: true, EndLSN: 200}}}},
+			sources:  []script{{live: []replication.Item{big, {Commit: true, EndLSN: 100}, big2, {Commit: true, EndLSN: 200}}}},
 			want:     seq(1, 2),
 			ackedAt:  200,
 		},
@@ -942,7 +942,7 @@ func TestReconnect(t *testing.T) {
 	}{
 		{name: "broken stream", err: errors.New("receive message: unexpected EOF"),
 			minGap: 500 * time.Microsecond, maxGap: 5 * time.Millisecond},
-		{name: "slot in use by another relay", err: fmt.Errorf("start replication: %w", source.ErrSlotInUse),
+		{name: "slot in use by another relay", err: fmt.Errorf("start replication: %w", replication.ErrSlotInUse),
 			minGap: standbyPoll, maxGap: standbyPoll},
 		{name: "permanent source error", err: retry.Permanent(errors.New("publication outbox_pub does not exist")),
 			wantErr: true},
@@ -954,11 +954,11 @@ func TestReconnect(t *testing.T) {
 				var first time.Time
 				second := make(chan time.Time, 1)
 				g.sources = []Source{
-					fakeSource{run: func(context.Context, chan<- []source.Item, <-chan struct{}) error {
+					fakeSource{run: func(context.Context, chan<- []replication.Item, <-chan struct{}) error {
 						first = time.Now()
 						return tc.err
 					}},
-					fakeSource{run: func(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error {
+					fakeSource{run: func(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error {
 						second <- time.Now()
 						return g.stream(script{}).Run(ctx, out, drained)
 					}},
@@ -1220,7 +1220,7 @@ func TestShutdownWhileSinkDown(t *testing.T) {
 				}
 				g.sources = []Source{g.stream(script{
 					live:     append(tx(100, 1, 2), evItem(3)),
-					shutdown: []source.Item{evItem(4), {Commit: true, EndLSN: 200}},
+					shutdown: []replication.Item{evItem(4), {Commit: true, EndLSN: 200}},
 				})}
 				r := g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond})
 				x := start(t, r)
@@ -1282,7 +1282,7 @@ func TestQueuedItemsReleasedOnReconnect(t *testing.T) {
 		big.Event.Context = []byte(`"` + strings.Repeat("x", 5000) + `"`)
 		after, flushed := g.signal()
 		g.sources = []Source{
-			fakeSource{run: func(ctx context.Context, out chan<- []source.Item, drained <-chan struct{}) error {
+			fakeSource{run: func(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error {
 				for _, it := range first {
 					if err := g.emit(ctx, out, it); err != nil {
 						t.Errorf("send: %v", err)
@@ -1296,7 +1296,7 @@ func TestQueuedItemsReleasedOnReconnect(t *testing.T) {
 				return g.stream(script{}).Run(ctx, out, drained)
 			}},
 			// Streamed again from the confirmed position 100.
-			g.stream(script{live: slices.Concat(tx(200, 3), []source.Item{big, {Commit: true, EndLSN: 300, AfterFlush: after}})}),
+			g.stream(script{live: slices.Concat(tx(200, 3), []replication.Item{big, {Commit: true, EndLSN: 300, AfterFlush: after}})}),
 		}
 		x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 

@@ -1,4 +1,4 @@
-// Package source streams outbox INSERTs from a PostgreSQL logical
+// Package replication streams outbox INSERTs from a PostgreSQL logical
 // replication slot (plugin pgoutput) and hands them on as Items.
 //
 // Contract:
@@ -17,7 +17,7 @@
 //   - A slot created by Run exports a snapshot; the rows already in the
 //     outbox table in that snapshot are sent first (backfill), so events
 //     written before the slot existed are delivered too, exactly once.
-package source
+package replication
 
 import (
 	"context"
