@@ -6,7 +6,7 @@
 // This keeps tests hermetic and lets several relays live in one process.
 //
 // Every relay metric family is prefixed "outbox_relay_"; Names lists them
-// all, and the deploy/ tests check that the alert rules and the Grafana
+// all, and the docker/ tests check that the alert rules and the Grafana
 // dashboard reference only those names.
 package metrics
 

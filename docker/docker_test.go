@@ -1,4 +1,4 @@
-package deploy
+package docker
 
 import (
 	"bufio"
@@ -24,7 +24,7 @@ import (
 	"github.com/outbox-relay/relay/internal/metrics"
 )
 
-// repoRoot is the repository root: tests run in deploy/.
+// repoRoot is the repository root: tests run in docker/.
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("..")
@@ -231,13 +231,13 @@ func TestComposeRelayServices(t *testing.T) {
 			}
 			df := s.Build.Dockerfile
 			if df == "" {
-				df = "Dockerfile"
+				df = "Dockerfile" // compose's default
 			}
 			if !filepath.IsAbs(df) {
 				df = filepath.Join(s.Build.Context, df)
 			}
-			if df != filepath.Join(root, "Dockerfile") {
-				t.Errorf("%s: dockerfile %q, want %s", name, df, filepath.Join(root, "Dockerfile"))
+			if df != filepath.Join(root, "docker", "Dockerfile") {
+				t.Errorf("%s: dockerfile %q, want %s", name, df, filepath.Join(root, "docker", "Dockerfile"))
 			}
 		}
 		if !slices.Equal(s.Command, types.ShellCommand{command}) {
@@ -319,7 +319,7 @@ func bindMounts(s types.ServiceConfig) map[string]string {
 func TestComposeMountedFilesExist(t *testing.T) {
 	p := loadCompose(t, "*")
 	root := repoRoot(t)
-	deployDir := filepath.Join(root, "deploy") + string(filepath.Separator)
+	deployDir := filepath.Join(root, "docker") + string(filepath.Separator)
 	n := 0
 	for name, s := range p.Services {
 		for src := range bindMounts(s) {
@@ -340,7 +340,7 @@ func TestComposeMountedFilesExist(t *testing.T) {
 		}
 	}
 	if n == 0 {
-		t.Error("no service mounts anything from ./deploy")
+		t.Error("no service mounts anything from ./docker")
 	}
 }
 
@@ -363,7 +363,7 @@ const relayJob = "outbox-relay"
 
 func TestPrometheusConfig(t *testing.T) {
 	var cfg promConfig
-	readYAML(t, "deploy/prometheus/prometheus.yml", &cfg)
+	readYAML(t, "docker/prometheus/prometheus.yml", &cfg)
 
 	found := false
 	for _, sc := range cfg.ScrapeConfigs {
@@ -388,17 +388,17 @@ func TestPrometheusConfig(t *testing.T) {
 	mounts := bindMounts(prom)
 	root := repoRoot(t)
 	targetOf := func(rel string) string { return mounts[filepath.Join(root, filepath.FromSlash(rel))] }
-	cfgTarget := targetOf("deploy/prometheus/prometheus.yml")
+	cfgTarget := targetOf("docker/prometheus/prometheus.yml")
 	if cfgTarget == "" {
-		t.Fatal("prometheus service does not mount deploy/prometheus/prometheus.yml")
+		t.Fatal("prometheus service does not mount docker/prometheus/prometheus.yml")
 	}
 	if cmd := strings.Join(prom.Command, " "); strings.Contains(cmd, "--config.file") &&
 		!strings.Contains(cmd, "--config.file="+cfgTarget) {
 		t.Errorf("prometheus --config.file does not point at the mounted %s", cfgTarget)
 	}
-	rulesTarget := targetOf("deploy/prometheus/alerts.yml")
+	rulesTarget := targetOf("docker/prometheus/alerts.yml")
 	if rulesTarget == "" {
-		t.Fatal("prometheus service does not mount deploy/prometheus/alerts.yml")
+		t.Fatal("prometheus service does not mount docker/prometheus/alerts.yml")
 	}
 	ok := false
 	for _, rf := range cfg.RuleFiles {
@@ -439,7 +439,7 @@ var durationRE = regexp.MustCompile(`^(\d+(ms|s|m|h|d|w|y))+$`)
 
 func TestAlertRules(t *testing.T) {
 	var rules alertRules
-	readYAML(t, "deploy/prometheus/alerts.yml", &rules)
+	readYAML(t, "docker/prometheus/alerts.yml", &rules)
 	if len(rules.Groups) == 0 {
 		t.Fatal("alerts.yml has no groups")
 	}
@@ -547,7 +547,7 @@ func checkMetricNames(t *testing.T, where, expr string) []string {
 
 func TestAlertMetricNames(t *testing.T) {
 	var rules alertRules
-	readYAML(t, "deploy/prometheus/alerts.yml", &rules)
+	readYAML(t, "docker/prometheus/alerts.yml", &rules)
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
 			checkMetricNames(t, "alert "+r.Alert, r.Expr)
@@ -578,7 +578,7 @@ func collectExprs(v any, key string, out *[]string) {
 func loadDashboard(t *testing.T) map[string]any {
 	t.Helper()
 	var dash map[string]any
-	dec := json.NewDecoder(bytes.NewReader(readFile(t, "deploy/grafana/dashboards/outbox-relay.json")))
+	dec := json.NewDecoder(bytes.NewReader(readFile(t, "docker/grafana/dashboards/outbox-relay.json")))
 	if err := dec.Decode(&dash); err != nil {
 		t.Fatalf("parse dashboard: %v", err)
 	}
@@ -628,7 +628,7 @@ func TestDashboard(t *testing.T) {
 			URL  string `yaml:"url"`
 		} `yaml:"datasources"`
 	}
-	readYAML(t, "deploy/grafana/provisioning/datasources/prometheus.yml", &ds)
+	readYAML(t, "docker/grafana/provisioning/datasources/prometheus.yml", &ds)
 	if len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" {
 		t.Fatalf("want one prometheus datasource, got %+v", ds.Datasources)
 	}
@@ -673,19 +673,19 @@ func TestGrafanaProvisioning(t *testing.T) {
 			} `yaml:"options"`
 		} `yaml:"providers"`
 	}
-	readYAML(t, "deploy/grafana/provisioning/dashboards/dashboards.yml", &prov)
+	readYAML(t, "docker/grafana/provisioning/dashboards/dashboards.yml", &prov)
 	if prov.APIVersion != 1 || len(prov.Providers) == 0 {
 		t.Fatalf("dashboards.yml: want apiVersion 1 and a provider, got %+v", prov)
 	}
 	g := service(t, loadCompose(t, "monitoring"), "grafana")
 	mounts := bindMounts(g)
 	root := repoRoot(t)
-	if got := mounts[filepath.Join(root, "deploy", "grafana", "provisioning")]; got != "/etc/grafana/provisioning" {
-		t.Errorf("grafana: deploy/grafana/provisioning mounted at %q, want /etc/grafana/provisioning", got)
+	if got := mounts[filepath.Join(root, "docker", "grafana", "provisioning")]; got != "/etc/grafana/provisioning" {
+		t.Errorf("grafana: docker/grafana/provisioning mounted at %q, want /etc/grafana/provisioning", got)
 	}
-	dashTarget := mounts[filepath.Join(root, "deploy", "grafana", "dashboards")]
+	dashTarget := mounts[filepath.Join(root, "docker", "grafana", "dashboards")]
 	if dashTarget == "" || prov.Providers[0].Options.Path != dashTarget {
-		t.Errorf("dashboard provider path %q is not where deploy/grafana/dashboards is mounted (%q)",
+		t.Errorf("dashboard provider path %q is not where docker/grafana/dashboards is mounted (%q)",
 			prov.Providers[0].Options.Path, dashTarget)
 	}
 }
@@ -704,7 +704,7 @@ func dockerfileStages(t *testing.T) []stage {
 	t.Helper()
 	var stages []stage
 	var cur strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(readFile(t, "Dockerfile")))
+	sc := bufio.NewScanner(bytes.NewReader(readFile(t, "docker/Dockerfile")))
 	flush := func(line string) {
 		fields := strings.Fields(line)
 		if len(fields) == 0 {

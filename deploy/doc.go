@@ -1,5 +1,0 @@
-// Package deploy holds no code: its tests check the deployment files
-// (Dockerfile, .dockerignore, docker-compose.yml, the Prometheus and Grafana
-// provisioning under deploy/, the CI workflow and the linter configuration)
-// without Docker, so that a broken file fails `go test ./...`.
-package deploy
