@@ -25,7 +25,7 @@ user and publishes a user_created event into outbox_event in the same
 transaction; GET /users/{id}; /healthz and /readyz. The relay (relay run)
 delivers the events to ClickHouse; the API keeps working while ClickHouse is down.
 The API is described in api/openapi.yaml.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres); err != nil {
 				return err

@@ -23,7 +23,7 @@ func newMigrateCmd(e *env) *cobra.Command {
 users table) with goose in PostgreSQL, the publication of outbox_event's inserts,
 and event_log in ClickHouse (DateTime64(6) where the server has it, DateTime plus
 event_date_time_us on servers before 20.1). Running it again changes nothing.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres|config.NeedClickHouse); err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -78,7 +79,8 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 	return ExitFailure
 }
 
-// flagError wraps cobra's flag parsing errors so Main can tell them apart.
+// flagError wraps cobra's flag parsing and argument errors so Main can tell
+// them apart.
 type flagError struct{ err error }
 
 func (f flagError) Error() string { return f.err.Error() }
@@ -103,16 +105,36 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Without Args and Run, cobra reports `relay bogus` as a plain error.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return flagError{errors.New(msg)}
+	}
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError{err} })
 	root.AddCommand(newRunCmd(e), newMigrateCmd(e), newAPICmd(e), newStatusCmd(e), newVersionCmd(e))
 	return root
+}
+
+// noArgs is cobra.NoArgs as a usage error (exit 2).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return flagError{err}
+	}
+	return nil
 }
 
 func newVersionCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the relay's version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			_, err := fmt.Fprintln(e.stdout, "relay", buildinfo.Version)
 			return err

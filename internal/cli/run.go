@@ -54,7 +54,7 @@ CH_OUTBOX_BATCH_SIZE events, RELAY_BATCH_BYTES bytes or
 CH_OUTBOX_PROCESSING_FREQUENCY_SEC seconds are reached, then deletes the
 delivered rows and acknowledges the LSN (while the next batch is written).
 On SIGTERM it flushes, acknowledges and exits 0.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres|config.NeedClickHouse|config.NeedStream); err != nil {
 				return err

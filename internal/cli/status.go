@@ -21,6 +21,9 @@ const statusTimeout = 15 * time.Second
 // clearScreen moves the cursor home and clears the terminal (ANSI).
 const clearScreen = "\033[H\033[2J"
 
+// minWatch keeps --watch from querying PostgreSQL in a tight loop.
+const minWatch = 100 * time.Millisecond
+
 type statusOptions struct {
 	json  bool
 	watch time.Duration
@@ -40,9 +43,9 @@ It uses the same settings as relay run and works whether the relay runs or not.
 
 --json prints one JSON object (schema in the README, "Operating"); --watch
 refreshes every 2s (or --watch=10s) until Ctrl-C, which exits 0.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := loadStatusConfig(cmd, e, &cfg, &th); err != nil {
+			if err := loadStatusConfig(cmd, e, &cfg, &th, opts); err != nil {
 				return err
 			}
 			return runStatus(cmd.Context(), e, &cfg, th, opts)
@@ -51,15 +54,18 @@ refreshes every 2s (or --watch=10s) until Ctrl-C, which exits 0.`,
 	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "slot", "publication")
 	status.RegisterFlags(cmd.Flags(), &th)
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON (one object per line with --watch)")
-	cmd.Flags().DurationVar(&opts.watch, "watch", 0, "refresh in place at this interval until Ctrl-C (--watch alone: 2s)")
+	cmd.Flags().DurationVar(&opts.watch, "watch", 0, "refresh in place at this interval (at least 100ms) until Ctrl-C (--watch alone: 2s)")
 	cmd.Flags().Lookup("watch").NoOptDefVal = "2s"
 	return cmd
 }
 
 // loadStatusConfig reports the problems of the settings and the thresholds
 // together.
-func loadStatusConfig(cmd *cobra.Command, e *env, cfg *config.Config, th *status.Thresholds) error {
+func loadStatusConfig(cmd *cobra.Command, e *env, cfg *config.Config, th *status.Thresholds, opts statusOptions) error {
 	var problems []error
+	if cmd.Flags().Changed("watch") && opts.watch < minWatch {
+		problems = append(problems, fmt.Errorf("--watch must be at least %s (or absent to run once), got %s", minWatch, opts.watch))
+	}
 	for _, err := range []error{
 		config.Load(cmd.Flags(), cfg, e.environ, config.NeedPostgres|config.NeedClickHouse),
 		th.Load(cmd.Flags(), e.environ),

@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// Command-line mistakes exit 2 with a hint, as --help and the README say;
+// none of them reaches a server (the URLs point nowhere).
+func TestUsageErrorsExit2(t *testing.T) {
+	environ := []string{"DATABASE_URL=postgres://u@127.0.0.1:1/db", "CLICKHOUSE_URL=clickhouse://127.0.0.1:1/db"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "unknown command", args: []string{"bogus"}, want: `unknown command "bogus"`},
+		{name: "run with an argument", args: []string{"run", "extra"}, want: `"extra"`},
+		{name: "status with an argument", args: []string{"status", "extra"}, want: `"extra"`},
+		{name: "migrate with an argument", args: []string{"migrate", "extra"}, want: `"extra"`},
+		{name: "unknown flag", args: []string{"run", "--bogus"}, want: "--bogus"},
+		{name: "status --watch=0s", args: []string{"status", "--watch=0s"}, want: "--watch"},
+		{name: "status --watch=-1s", args: []string{"status", "--watch=-1s"}, want: "--watch"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main(context.Background(), tc.args, environ, &stdout, &stderr)
+			if code != ExitUsage {
+				t.Errorf("relay %s: exit %d, want %d; stderr:\n%s", strings.Join(tc.args, " "), code, ExitUsage, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("relay %s: stderr lacks %q:\n%s", strings.Join(tc.args, " "), tc.want, stderr.String())
+			}
+		})
+	}
+}
+
+// relay alone prints the help and exits 0.
+func TestNoCommandPrintsHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), nil, nil, &stdout, &stderr); code != ExitOK {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "Available Commands") {
+		t.Errorf("no help on stdout:\n%s", stdout.String())
+	}
+}
