@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"math"
 	"strings"
 	"testing"
 )
@@ -21,6 +22,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{name: "status with an argument", args: []string{"status", "extra"}, want: `"extra"`},
 		{name: "migrate with an argument", args: []string{"migrate", "extra"}, want: `"extra"`},
 		{name: "unknown flag", args: []string{"run", "--bogus"}, want: "--bogus"},
+		{name: "batch bytes whose double overflows", args: []string{"run", "--batch-bytes=4611686018427387904"}, want: "RELAY_BATCH_BYTES must be between"},
+		{name: "largest int64 batch bytes", args: []string{"run", "--batch-bytes=9223372036854775807"}, want: "RELAY_BATCH_BYTES must be between"},
 		{name: "status --watch=0s", args: []string{"status", "--watch=0s"}, want: "--watch"},
 		{name: "status --watch=-1s", args: []string{"status", "--watch=-1s"}, want: "--watch"},
 	}
@@ -46,5 +49,24 @@ func TestNoCommandPrintsHelp(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "Available Commands") {
 		t.Errorf("no help on stdout:\n%s", stdout.String())
+	}
+}
+
+// The memory limit never wraps into a negative number (no limit at all).
+func TestMemoryLimitSaturates(t *testing.T) {
+	tests := []struct {
+		name       string
+		batchBytes int64
+		want       int64
+	}{
+		{name: "default", batchBytes: 16 << 20, want: 64 << 20},
+		{name: "1 GiB", batchBytes: 1 << 30, want: 2<<30 + 32<<20},
+		{name: "double overflows", batchBytes: 1 << 62, want: math.MaxInt64},
+		{name: "largest int64", batchBytes: math.MaxInt64, want: math.MaxInt64},
+	}
+	for _, tc := range tests {
+		if got := memoryLimit(tc.batchBytes); got != tc.want {
+			t.Errorf("%s: memoryLimit(%d) = %d, want %d", tc.name, tc.batchBytes, got, tc.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -228,7 +229,12 @@ func setMemoryLimit(e *env, batchBytes int64) int64 {
 }
 
 // memoryLimit is 2×batchBytes of events in flight plus 32 MiB for the
-// insert's 1 MiB pieces, the drivers' buffers and the runtime.
+// insert's 1 MiB pieces, the drivers' buffers and the runtime. Config
+// bounds batchBytes; the limit saturates rather than wrap past it anyway.
 func memoryLimit(batchBytes int64) int64 {
-	return 2*batchBytes + 32<<20
+	const rest = 32 << 20
+	if batchBytes > (math.MaxInt64-rest)/2 {
+		return math.MaxInt64
+	}
+	return 2*batchBytes + rest
 }

@@ -56,6 +56,10 @@ const (
 	EventTable  = "event_log"
 )
 
+// MaxBatchBytes bounds RELAY_BATCH_BYTES: the relay holds twice it in
+// memory, and larger values would overflow that arithmetic.
+const MaxBatchBytes = 1 << 30
+
 // Error is a configuration problem (exit code 2).
 type Error struct{ Problems []error }
 
@@ -234,8 +238,8 @@ func (c *Config) Validate(need Need) error {
 		if c.BatchSize < 1 {
 			add("CH_OUTBOX_BATCH_SIZE must be at least 1, got %d", c.BatchSize)
 		}
-		if c.BatchBytes < 1024 {
-			add("RELAY_BATCH_BYTES must be at least 1024, got %d", c.BatchBytes)
+		if c.BatchBytes < 1024 || c.BatchBytes > MaxBatchBytes {
+			add("RELAY_BATCH_BYTES must be between 1024 and %d (1 GiB), got %d", MaxBatchBytes, c.BatchBytes)
 		}
 		if !(c.FlushSeconds > 0 && c.FlushSeconds <= 3600) { // also rejects NaN
 			add("CH_OUTBOX_PROCESSING_FREQUENCY_SEC must be in (0, 3600], got %g", c.FlushSeconds)
