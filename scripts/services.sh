@@ -12,6 +12,18 @@
 #   scripts/services.sh psql [args]        psql against the private PostgreSQL (db relay)
 #   scripts/services.sh ch [args]          clickhouse-client against the private ClickHouse (db relay)
 #
+# The ClickHouse cluster (for the replicated and sharded topologies; `up`,
+# `make run` and the single-server tests never need it): ZooKeeper and four
+# clickhouse-server processes, 2 shards x 2 replicas, cluster `relay_cluster`.
+#   scripts/services.sh cluster-up         start it (idempotent), print its env
+#   scripts/services.sh cluster-env        print its export lines
+#   scripts/services.sh cluster-status     show what is running (exit 1 unless all are)
+#   scripts/services.sh cluster-down       stop it (`down` stops it too; --purge removes it)
+#   scripts/services.sh stop-replica N [--kill] | start-replica N
+#                                          N = 1..4 is shard (N+1)/2, replica 2-N%2
+#   scripts/services.sh stop-zookeeper [--kill] | start-zookeeper
+#   scripts/services.sh cluster-ch N [args]  clickhouse-client against replica N (db relay)
+#
 # State dir: $RELAY_SERVICES_DIR if set, else <repo>/.services.
 # Progress goes to stderr; only the env lines go to stdout.
 set -euo pipefail
@@ -45,6 +57,10 @@ PORTS=$DIR/ports
 ENVFILE=$DIR/env
 
 PG_PORT='' CH_TCP_PORT='' CH_HTTP_PORT='' PG_SOCKDIR=''
+# The ClickHouse functions below act on the server these name; the cluster
+# code rebinds them (as locals) to each of its replicas.
+CH_NAME=clickhouse
+CH_EXTRA_CONF=''
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -74,6 +90,28 @@ resolve_ch() {
 	return "$rc"
 }
 
+# apt_install PKG... installs the packages when we are root, else says how.
+apt_install() {
+	local -a missing
+	mapfile -t missing < <(printf '%s\n' "$@" | sort -u)
+	if ! is_root; then
+		log "missing packages: ${missing[*]}"
+		log "install them with: sudo apt-get install -y ${missing[*]}"
+		exit 1
+	fi
+	log "installing ${missing[*]} (apt-get)..."
+	local aptlog
+	aptlog=$(mktemp)
+	if ! { apt-get update -q &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$aptlog" 2>&1; then
+		tail -n 30 "$aptlog" >&2
+		rm -f "$aptlog"
+		die "apt-get install ${missing[*]} failed"
+	fi
+	rm -f "$aptlog"
+	hash -r
+}
+
 ensure_packages() {
 	local missing=()
 	[[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl && -x $PG_BIN/postgres && -x $PG_BIN/psql ]] || missing+=("$PG_PACKAGE")
@@ -85,24 +123,7 @@ ensure_packages() {
 		missing+=(util-linux)
 	fi
 	if ((${#missing[@]} > 0)); then
-		# de-duplicate
-		mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-		if ! is_root; then
-			log "missing packages: ${missing[*]}"
-			log "install them with: sudo apt-get install -y ${missing[*]}"
-			exit 1
-		fi
-		log "installing ${missing[*]} (apt-get)..."
-		local aptlog
-		aptlog=$(mktemp)
-		if ! { apt-get update -q &&
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$aptlog" 2>&1; then
-			tail -n 30 "$aptlog" >&2
-			rm -f "$aptlog"
-			die "apt-get install ${missing[*]} failed"
-		fi
-		rm -f "$aptlog"
-		hash -r
+		apt_install "${missing[@]}"
 		resolve_ch || die "clickhouse-server/clickhouse-client still missing after apt-get install"
 	fi
 	if is_root; then
@@ -440,6 +461,7 @@ ch_write_conf() {
 		    <max_partition_size_to_drop>0</max_partition_size_to_drop>
 		    <max_session_timeout>3600</max_session_timeout>
 		    <default_session_timeout>60</default_session_timeout>
+		$CH_EXTRA_CONF
 		</yandex>
 	EOF
 	cat >"$CHDIR/users.xml" <<-'EOF'
@@ -498,14 +520,14 @@ ch_show_log() {
 # server died because a port was taken (so that `up` can pick others).
 ch_start() {
 	if ch_running; then
-		log "clickhouse already running (pid $(ch_pid), tcp port $CH_TCP_PORT)"
+		log "$CH_NAME already running (pid $(ch_pid), tcp port $CH_TCP_PORT)"
 		return 0
 	fi
 	ch_write_conf
 	rm -f "$CHPID"
 	: >"$CHOUT"
 	: >"$CHERRLOG"
-	log "starting clickhouse on 127.0.0.1:$CH_TCP_PORT (http $CH_HTTP_PORT)"
+	log "starting $CH_NAME on 127.0.0.1:$CH_TCP_PORT (http $CH_HTTP_PORT)"
 	# ClickHouse 18.16 runs fine as root; it runs as whoever calls this script.
 	# The wrapper records its own pid, then execs the server in a new session.
 	(
@@ -521,7 +543,7 @@ ch_start() {
 			pid=$(cat "$CHPID" 2>/dev/null || true)
 		fi
 		if [[ -n $pid ]] && ! proc_alive "$pid"; then
-			log "clickhouse exited during startup"
+			log "$CH_NAME exited during startup"
 			ch_show_log
 			rm -f "$CHPID"
 			if grep -qiE 'address already in use|cannot bind|DB::NetException: Net Exception: Address' "$CHERRLOG" "$CHOUT" 2>/dev/null; then
@@ -534,7 +556,7 @@ ch_start() {
 		fi
 		sleep 0.1
 	done
-	log "clickhouse did not answer within ${READY_TIMEOUT}s"
+	log "$CH_NAME did not answer within ${READY_TIMEOUT}s"
 	ch_show_log
 	return 1
 }
@@ -542,18 +564,18 @@ ch_start() {
 ch_stop() {
 	local pid
 	if ! pid=$(ch_pid); then
-		log "clickhouse is not running"
+		log "$CH_NAME is not running"
 		rm -f "$CHPID"
 		return 0
 	fi
-	log "stopping clickhouse (pid $pid)"
+	log "stopping $CH_NAME (pid $pid)"
 	kill -TERM "$pid" 2>/dev/null || true
 	local deadline=$((SECONDS + 30))
 	while proc_alive "$pid" && ((SECONDS < deadline)); do
 		sleep 0.1
 	done
 	if proc_alive "$pid"; then
-		log "clickhouse still running after 30s; SIGKILL $pid"
+		log "$CH_NAME still running after 30s; SIGKILL $pid"
 		kill -KILL "$pid" 2>/dev/null || true
 		deadline=$((SECONDS + 10))
 		while proc_alive "$pid" && ((SECONDS < deadline)); do
@@ -561,6 +583,332 @@ ch_stop() {
 		done
 	fi
 	rm -f "$CHPID"
+}
+
+# ---------------------------------------------------------------- cluster
+
+# The cluster lives in $DIR/cluster: ZooKeeper and four ClickHouse replicas,
+# node i = shard (i+1)/2, replica 2-i%2, each with its own ports and paths.
+CLDIR=$DIR/cluster
+CLPORTS=$CLDIR/ports
+CLENV=$CLDIR/env
+CLUSTER_NAME=relay_cluster
+CLUSTER_NODES=4
+ZK_JAR=/usr/share/java/zookeeper.jar
+ZKDIR=$CLDIR/zookeeper
+ZKPID=$CLDIR/zookeeper.pid
+ZKOUT=$ZKDIR/stdout.log
+ZK_PORT=''
+NODE_TCP=() NODE_HTTP=() NODE_INTER=()
+
+ensure_cluster_packages() {
+	local missing=()
+	[[ -r $ZK_JAR ]] || missing+=(zookeeper)
+	command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+	((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+	[[ -r $ZK_JAR ]] && command -v java >/dev/null 2>&1 || die "zookeeper / java still missing after apt-get install"
+}
+
+load_cluster_ports() {
+	[[ -f $CLPORTS ]] || return 1
+	# shellcheck disable=SC1090
+	source "$CLPORTS"
+	[[ -n $ZK_PORT && ${#NODE_TCP[@]} -eq $CLUSTER_NODES ]]
+}
+
+save_cluster_ports() {
+	mkdir -p "$CLDIR"
+	# declare -g: the file is sourced inside a function.
+	declare -p ZK_PORT NODE_TCP NODE_HTTP NODE_INTER | sed 's/^declare /declare -g /' >"$CLPORTS.tmp"
+	mv -f "$CLPORTS.tmp" "$CLPORTS"
+}
+
+# cluster_taken prints every port the state dir uses (so new ones differ).
+cluster_taken() {
+	printf '%s\n' $PG_PORT $CH_TCP_PORT $CH_HTTP_PORT $ZK_PORT "${NODE_TCP[@]}" "${NODE_HTTP[@]}" "${NODE_INTER[@]}"
+}
+
+pick_node_ports() {
+	local i=$1 taken
+	mapfile -t taken < <(cluster_taken)
+	NODE_TCP[i]=$(pick_port "${taken[@]}")
+	NODE_HTTP[i]=$(pick_port "${taken[@]}" "${NODE_TCP[i]}")
+	NODE_INTER[i]=$(pick_port "${taken[@]}" "${NODE_TCP[i]}" "${NODE_HTTP[i]}")
+}
+
+zk_pid() { alive_pid "$ZKPID" java; }
+
+zk_running() { zk_pid >/dev/null; }
+
+zk_ruok() {
+	local resp
+	# shellcheck disable=SC2016 # $1 is expanded by the inner bash
+	resp=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf ruok >&3 && cat <&3' _ "$ZK_PORT" 2>/dev/null) || return 1
+	[[ $resp == imok ]]
+}
+
+zk_write_conf() {
+	mkdir -p "$ZKDIR/data"
+	# The AdminServer (an HTTP console on 8080) is switched off.
+	cat >"$ZKDIR/zoo.cfg" <<-EOF
+		# Written by scripts/services.sh; rewritten at every start.
+		tickTime=2000
+		dataDir=$ZKDIR/data
+		clientPort=$ZK_PORT
+		clientPortAddress=127.0.0.1
+		admin.enableServer=false
+		4lw.commands.whitelist=ruok,srvr,mntr
+		maxClientCnxns=0
+		autopurge.snapRetainCount=3
+		autopurge.purgeInterval=1
+	EOF
+}
+
+# zk_start starts ZooKeeper and waits for "imok"; returns 2 when its port was taken.
+zk_start() {
+	if zk_running; then
+		log "zookeeper already running (pid $(zk_pid), port $ZK_PORT)"
+		return 0
+	fi
+	zk_write_conf
+	rm -f "$ZKPID"
+	: >"$ZKOUT"
+	log "starting zookeeper on 127.0.0.1:$ZK_PORT"
+	(
+		cd "$ZKDIR"
+		# shellcheck disable=SC2016 # $$ and $1 are expanded by the inner bash
+		exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$ZKPID" \
+			java -Xmx256m -XX:+UseSerialGC -Dzookeeper.admin.enableServer=false \
+			-cp "$ZKDIR:$ZK_JAR" org.apache.zookeeper.server.ZooKeeperServerMain "$ZKDIR/zoo.cfg" \
+			</dev/null >>"$ZKOUT" 2>&1 9>&-
+	) &
+	local deadline=$((SECONDS + READY_TIMEOUT)) pid=''
+	while ((SECONDS < deadline)); do
+		[[ -n $pid ]] || pid=$(cat "$ZKPID" 2>/dev/null || true)
+		if [[ -n $pid ]] && ! proc_alive "$pid"; then
+			log "zookeeper exited during startup; --- tail of $ZKOUT"
+			tail -n 30 "$ZKOUT" >&2 || true
+			rm -f "$ZKPID"
+			grep -qi 'address already in use' "$ZKOUT" && return 2
+			return 1
+		fi
+		[[ -n $pid ]] && zk_ruok && return 0
+		sleep 0.1
+	done
+	log "zookeeper did not answer within ${READY_TIMEOUT}s"
+	return 1
+}
+
+# stop_pid NAME PID stops a process: TERM, then KILL after 30 s (at once
+# with --kill as the third argument).
+stop_pid() {
+	local name=$1 pid=$2 sig=TERM
+	[[ ${3:-} == --kill ]] && sig=KILL
+	log "stopping $name (pid $pid, SIG$sig)"
+	kill -"$sig" "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + 30))
+	while proc_alive "$pid" && ((SECONDS < deadline)); do
+		sleep 0.1
+	done
+	if proc_alive "$pid"; then
+		log "$name still running after 30s; SIGKILL $pid"
+		kill -KILL "$pid" 2>/dev/null || true
+		deadline=$((SECONDS + 10))
+		while proc_alive "$pid" && ((SECONDS < deadline)); do
+			sleep 0.1
+		done
+	fi
+}
+
+zk_stop() {
+	local pid
+	if pid=$(zk_pid); then
+		stop_pid zookeeper "$pid" "${1:-}"
+	else
+		log "zookeeper is not running"
+	fi
+	rm -f "$ZKPID"
+}
+
+node_shard() { echo $((($1 + 1) / 2)); }
+node_replica() { echo $((2 - $1 % 2)); }
+
+# node_conf I is replica I's part of config.xml: ZooKeeper, macros, the
+# cluster (internal_replication: each shard's replicas copy each other, a
+# Distributed table writes to one of them) and the ON CLUSTER DDL queue.
+node_conf() {
+	local i=$1 s r j
+	printf '<interserver_http_host>127.0.0.1</interserver_http_host>\n'
+	printf '<interserver_http_port>%s</interserver_http_port>\n' "${NODE_INTER[i]}"
+	printf '<zookeeper><node><host>127.0.0.1</host><port>%s</port></node><session_timeout_ms>30000</session_timeout_ms></zookeeper>\n' "$ZK_PORT"
+	printf '<macros><shard>%s</shard><replica>s%sr%s</replica></macros>\n' "$(node_shard "$i")" "$(node_shard "$i")" "$(node_replica "$i")"
+	printf '<distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>\n'
+	printf '<remote_servers><%s>\n' "$CLUSTER_NAME"
+	for ((s = 1; s <= CLUSTER_NODES / 2; s++)); do
+		printf '<shard><internal_replication>true</internal_replication>\n'
+		for ((r = 1; r <= 2; r++)); do
+			j=$((2 * (s - 1) + r))
+			printf '<replica><host>127.0.0.1</host><port>%s</port></replica>\n' "${NODE_TCP[j]}"
+		done
+		printf '</shard>\n'
+	done
+	printf '</%s></remote_servers>\n' "$CLUSTER_NAME"
+}
+
+# bind_node I points the ClickHouse functions at replica I; callers declare
+# the variables local first, so the single server's stay as they were.
+bind_node() {
+	local i=$1
+	CHDIR=$CLDIR/ch$i
+	CHPID=$CLDIR/ch$i.pid
+	CHLOG=$CHDIR/log/clickhouse-server.log
+	CHERRLOG=$CHDIR/log/clickhouse-server.err.log
+	CHOUT=$CHDIR/log/stdout.log
+	CH_TCP_PORT=${NODE_TCP[i]}
+	CH_HTTP_PORT=${NODE_HTTP[i]}
+	CH_NAME="clickhouse replica $i"
+	CH_EXTRA_CONF=$(node_conf "$i")
+}
+
+node_start() {
+	local CHDIR CHPID CHLOG CHERRLOG CHOUT CH_TCP_PORT CH_HTTP_PORT CH_NAME CH_EXTRA_CONF
+	bind_node "$1"
+	ch_start
+}
+
+node_stop() {
+	local CHDIR CHPID CHLOG CHERRLOG CHOUT CH_TCP_PORT CH_HTTP_PORT CH_NAME CH_EXTRA_CONF pid
+	bind_node "$1"
+	if pid=$(ch_pid); then
+		stop_pid "$CH_NAME" "$pid" "${2:-}"
+	else
+		log "$CH_NAME is not running"
+	fi
+	rm -f "$CHPID"
+}
+
+node_pid() {
+	local CHDIR CHPID CHLOG CHERRLOG CHOUT CH_TCP_PORT CH_HTTP_PORT CH_NAME CH_EXTRA_CONF
+	bind_node "$1"
+	ch_pid
+}
+
+print_cluster_env() {
+	local i urls=''
+	for ((i = 1; i <= CLUSTER_NODES; i++)); do
+		urls+=${urls:+,}clickhouse://default:@127.0.0.1:${NODE_TCP[i]}/relay
+	done
+	emit CLICKHOUSE_CLUSTER_NAME "$CLUSTER_NAME"
+	emit CLICKHOUSE_CLUSTER_URLS "$urls"
+	emit ZOOKEEPER_PORT "$ZK_PORT"
+}
+
+need_cluster() {
+	load_ports || true
+	load_cluster_ports || die "the cluster is not set up in $CLDIR; run: scripts/services.sh cluster-up"
+}
+
+cluster_all_running() {
+	local i
+	zk_running || return 1
+	for ((i = 1; i <= CLUSTER_NODES; i++)); do
+		node_pid "$i" >/dev/null || return 1
+	done
+}
+
+cmd_cluster_up() {
+	ensure_packages
+	ensure_cluster_packages
+	lock_state
+	load_ports || true
+	if load_cluster_ports && cluster_all_running; then
+		print_cluster_env | tee "$CLENV"
+		return 0
+	fi
+	local i try rc taken
+	mkdir -p "$CLDIR"
+	if [[ -z $ZK_PORT ]] || { ! zk_running && port_in_use "$ZK_PORT"; }; then
+		mapfile -t taken < <(cluster_taken)
+		ZK_PORT=$(pick_port "${taken[@]}")
+	fi
+	for ((i = 1; i <= CLUSTER_NODES; i++)); do
+		if [[ -z ${NODE_TCP[i]:-} ]] || { ! node_pid "$i" >/dev/null &&
+			{ port_in_use "${NODE_TCP[i]}" || port_in_use "${NODE_HTTP[i]}" || port_in_use "${NODE_INTER[i]}"; }; }; then
+			pick_node_ports "$i"
+		fi
+	done
+	save_cluster_ports
+	for try in 1 2 3; do
+		rc=0
+		zk_start || rc=$?
+		((rc == 0)) && break
+		((rc == 2 && try < 3)) || die "zookeeper failed to start (log: $ZKOUT)"
+		mapfile -t taken < <(cluster_taken)
+		ZK_PORT=$(pick_port "${taken[@]}")
+		save_cluster_ports
+	done
+	for ((i = 1; i <= CLUSTER_NODES; i++)); do
+		for try in 1 2 3; do
+			rc=0
+			node_start "$i" || rc=$?
+			((rc == 0)) && break
+			((rc == 2 && try < 3)) || die "clickhouse replica $i failed to start (logs: $CLDIR/ch$i/log)"
+			pick_node_ports "$i"
+			save_cluster_ports
+			log "port clash; retrying clickhouse replica $i"
+		done
+	done
+	log "cluster up: zookeeper 127.0.0.1:$ZK_PORT, clickhouse ${NODE_TCP[*]} (state: $CLDIR)"
+	print_cluster_env | tee "$CLENV"
+}
+
+cmd_cluster_down() {
+	[[ -d $CLDIR ]] || return 0
+	load_cluster_ports || return 0
+	local i
+	for ((i = 1; i <= CLUSTER_NODES; i++)); do
+		node_stop "$i"
+	done
+	zk_stop
+}
+
+cmd_cluster_status() {
+	local ok=0 i pid
+	need_cluster
+	if pid=$(zk_pid); then
+		echo "zookeeper:  running (pid $pid, 127.0.0.1:$ZK_PORT)"
+	else
+		echo "zookeeper:  stopped"
+		ok=1
+	fi
+	for ((i = 1; i <= CLUSTER_NODES; i++)); do
+		if pid=$(node_pid "$i"); then
+			echo "replica $i:  running (pid $pid, shard $(node_shard "$i") replica $(node_replica "$i"), 127.0.0.1:${NODE_TCP[i]})"
+		else
+			echo "replica $i:  stopped"
+			ok=1
+		fi
+	done
+	return "$ok"
+}
+
+# node_arg checks a replica number.
+node_arg() {
+	[[ ${1:-} =~ ^[1-9]$ ]] && (($1 <= CLUSTER_NODES)) || die "replica number 1..$CLUSTER_NODES expected, got '${1:-}'"
+}
+
+cmd_cluster_one() {
+	local what=$1
+	shift
+	[[ $what == start-* ]] && { ensure_packages; ensure_cluster_packages; }
+	lock_state
+	need_cluster
+	case $what in
+	stop-replica) node_arg "${1:-}"; node_stop "$1" "${2:-}" ;;
+	start-replica) node_arg "${1:-}"; node_start "$1" || die "clickhouse replica $1 failed to start" ;;
+	stop-zookeeper) zk_stop "${1:-}" ;;
+	start-zookeeper) zk_start || die "zookeeper failed to start (log: $ZKOUT)" ;;
+	esac
 }
 
 # ---------------------------------------------------------------- commands
@@ -641,6 +989,7 @@ cmd_down() {
 	fi
 	lock_state
 	load_ports || true
+	cmd_cluster_down
 	ch_stop
 	pg_stop
 	if ((purge)); then
@@ -696,7 +1045,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 main() {
@@ -714,6 +1063,26 @@ main() {
 	start-clickhouse) cmd_start_one clickhouse ;;
 	stop-postgres) cmd_stop_one postgres ;;
 	stop-clickhouse) cmd_stop_one clickhouse ;;
+	cluster-up) cmd_cluster_up ;;
+	cluster-env)
+		need_cluster
+		print_cluster_env
+		;;
+	cluster-status) cmd_cluster_status ;;
+	cluster-down)
+		[[ -d $DIR ]] || exit 0
+		lock_state
+		cmd_cluster_down
+		;;
+	stop-replica | start-replica | stop-zookeeper | start-zookeeper) cmd_cluster_one "$cmd" "$@" ;;
+	cluster-ch)
+		need_cluster
+		node_arg "${1:-}"
+		resolve_ch || true
+		port=${NODE_TCP[$1]}
+		shift
+		exec "$CH_CLIENT" --host 127.0.0.1 --port "$port" --database relay "$@"
+		;;
 	psql)
 		need_state
 		exec "$PG_BIN/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d relay "$@"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make test: start a private PostgreSQL 15 and ClickHouse in a temp dir, run
-# every test against them with the race detector, stop them again.
+# make test: start a private PostgreSQL 15 and ClickHouse in a temp dir, and
+# the ClickHouse cluster (ZooKeeper + 2 shards x 2 replicas) that the
+# replicated and sharded topology tests share, run every test against them
+# with the race detector, stop them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,13 @@ else
   export RELAY_SERVICES_DIR
   trap 'scripts/services.sh down --purge >/dev/null 2>&1 || true' EXIT
   eval "$(scripts/services.sh up)"
+fi
+if [[ -n "${CLICKHOUSE_CLUSTER_URLS:-}" ]]; then
+  echo "test: using the cluster of CLICKHOUSE_CLUSTER_URLS from the environment" >&2
+elif [[ -n "${RELAY_SERVICES_DIR:-}" ]]; then
+  eval "$(scripts/services.sh cluster-up)"
+else
+  echo "test: no RELAY_SERVICES_DIR: the cluster tests are skipped" >&2
 fi
 
 gofmt_out="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
