@@ -35,6 +35,8 @@ type Publisher struct {
 	table           pgx.Identifier
 	maxContextBytes int
 	insertSQL       string
+	// prefix, when set, switches to message mode (see WithMessages).
+	prefix string
 	now             func() time.Time
 	newID           func() uuid.UUID
 }
@@ -54,6 +56,16 @@ func WithMaxContextBytes(n int) Option {
 // case-sensitive and no part is ever interpreted as SQL.
 func WithTable(name ...string) Option {
 	return func(p *Publisher) { p.table = pgx.Identifier(name) }
+}
+
+// WithMessages switches the publisher to message mode: Publish emits each
+// event as a transactional logical decoding message with this prefix
+// (pg_logical_emit_message(true, prefix, payload), PostgreSQL 14+) instead
+// of inserting a row, in the wire format of package payload. The relay
+// must read the same prefix (RELAY_MESSAGE_PREFIX). The table option is
+// then unused.
+func WithMessages(prefix string) Option {
+	return func(p *Publisher) { p.prefix = prefix }
 }
 
 // NewPublisher returns a Publisher that stamps every event with environment
@@ -84,6 +96,9 @@ func (p *Publisher) validate() error {
 	if p.maxContextBytes <= 0 {
 		errs = append(errs, fmt.Errorf("max context bytes must be positive, got %d", p.maxContextBytes))
 	}
+	if p.prefix != "" && strings.IndexByte(p.prefix, 0) >= 0 {
+		errs = append(errs, errors.New("message prefix contains a NUL byte"))
+	}
 	if n := len(p.table); n < 1 || n > 2 {
 		errs = append(errs, fmt.Errorf("table must be a name or schema and name, got %d parts", n))
 	}
@@ -110,10 +125,12 @@ func insertSQL(table pgx.Identifier) string {
 		" ORDER BY e.ord"
 }
 
-// Publish validates events and inserts them with one statement on tx, the
-// caller's transaction. It returns the event ids in the order given. Zero
-// events is a no-op. A validation failure is a [*ValidationError] and nothing
-// is sent; any other error comes from Postgres and leaves tx aborted.
+// Publish validates events and writes them with one statement on tx, the
+// caller's transaction: rows of the outbox table, or in message mode
+// (WithMessages) transactional logical decoding messages. It returns the
+// event ids in the order given. Zero events is a no-op. A validation failure
+// is a [*ValidationError] and nothing is sent; any other error comes from
+// Postgres and leaves tx aborted.
 func (p *Publisher) Publish(ctx context.Context, tx Execer, events ...Event) ([]uuid.UUID, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -121,6 +138,9 @@ func (p *Publisher) Publish(ctx context.Context, tx Execer, events ...Event) ([]
 	cols, err := p.columns(events)
 	if err != nil {
 		return nil, err
+	}
+	if p.prefix != "" {
+		return cols.ids, p.emit(ctx, tx, cols)
 	}
 	tag, err := tx.Exec(ctx, p.insertSQL, p.environment,
 		cols.wireIDs(), cols.types, cols.times, cols.contexts, cols.versions)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outbox-relay/relay/internal/payload"
 )
 
 // fakeExecer records calls; exec decides the result.
@@ -252,5 +254,48 @@ func TestPublishExecErrors(t *testing.T) {
 				t.Errorf("err does not wrap %v", tt.err)
 			}
 		})
+	}
+}
+
+func TestPublishMessages(t *testing.T) {
+	if _, err := NewPublisher("test", WithMessages("a\x00b")); err == nil || !strings.Contains(err.Error(), "NUL") {
+		t.Fatalf("NUL prefix: err = %v", err)
+	}
+	p, err := NewPublisher("staging", WithMessages("outbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	p.now = func() time.Time { return fixed }
+	var sql string
+	var args []any
+	ex := &fakeExecer{exec: func(s string, a []any) (pgconn.CommandTag, error) {
+		sql, args = s, a
+		return pgconn.NewCommandTag("SELECT 1"), nil
+	}}
+	ids, err := p.Publish(context.Background(), ex,
+		Event{Type: "a", Context: map[string]int{"n": 1}},
+		Event{Type: "b", Context: json.RawMessage(`[2]`), MetadataVersion: 4},
+	)
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if ex.calls != 1 || !strings.Contains(sql, "pg_logical_emit_message(true,") || args[0] != "outbox" {
+		t.Fatalf("calls %d, sql %q, prefix %v: want one transactional emit with the prefix", ex.calls, sql, args[0])
+	}
+	payloads := args[1].([][]byte)
+	want := []struct {
+		typ, context string
+		version      int64
+	}{{"a", `{"n":1}`, 1}, {"b", `[2]`, 4}}
+	for i, w := range want {
+		f, err := payload.Decode(payloads[i])
+		if err != nil {
+			t.Fatalf("payload %d: %v", i, err)
+		}
+		if uuid.UUID(f.ID) != ids[i] || string(f.Type) != w.typ || string(f.Context) != w.context ||
+			f.MetadataVersion != w.version || string(f.Environment) != "staging" || f.OccurredAtMicros != fixed.UnixMicro() {
+			t.Errorf("payload %d = %+v, want %+v", i, f, w)
+		}
 	}
 }
