@@ -37,8 +37,8 @@ type Publisher struct {
 	insertSQL       string
 	// prefix, when set, switches to message mode (see WithMessages).
 	prefix string
-	now             func() time.Time
-	newID           func() uuid.UUID
+	now    func() time.Time
+	newID  func() uuid.UUID
 }
 
 // Option configures a [Publisher].
