@@ -36,7 +36,8 @@ import (
 	"github.com/outbox-relay/relay/internal/status"
 )
 
-// preflightTimeout bounds the start-up checks of each server.
+// preflightTimeout bounds the start-up checks of each server, each on its
+// own: a hung PostgreSQL must not make ClickHouse look unreachable too.
 const preflightTimeout = 15 * time.Second
 
 func newLogger(e *env, cfg *config.Config) zerolog.Logger {
@@ -89,24 +90,26 @@ func (d *deps) close() {
 
 // preflight connects to both servers and checks what streaming needs; every
 // problem comes back at once as a usage error (exit 2).
-func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Config) (*deps, error) {
-	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
-	defer cancel()
+func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Config, timeout time.Duration) (*deps, error) {
 	d := &deps{}
 	var problems []error
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pool, err := pgxpool.New(pctx, cfg.DatabaseURL)
 	if err == nil {
-		err = pool.Ping(ctx)
-	}
-	if err != nil {
-		problems = append(problems, fmt.Errorf("PostgreSQL (DATABASE_URL) is not reachable: %w", err))
-	} else {
 		d.pool = pool
-		if err := replication.Check(ctx, pool, srcCfg); err != nil {
-			problems = append(problems, err)
-		}
+		err = pool.Ping(pctx)
 	}
-	sink, err := chsink.Open(ctx, cfg.ClickHouseURL, config.EventTable)
+	if err != nil && pctx.Err() != nil {
+		problems = append(problems, fmt.Errorf("PostgreSQL (DATABASE_URL) did not answer within %s: %w", timeout, err))
+	} else if err != nil {
+		problems = append(problems, fmt.Errorf("PostgreSQL (DATABASE_URL) is not reachable: %w", err))
+	} else if err := replication.Check(pctx, pool, srcCfg); err != nil {
+		problems = append(problems, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.EventTable)
 	if err != nil {
 		problems = append(problems, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err))
 	} else {
@@ -133,7 +136,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
 	}
-	d, err := preflight(ctx, cfg, srcCfg)
+	d, err := preflight(ctx, cfg, srcCfg, preflightTimeout)
 	if err != nil {
 		return err
 	}
