@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
@@ -20,7 +21,16 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 	doc := string(readme)
 	envOf := regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`)
 	root := newRoot(&env{environ: map[string]string{}, stdout: io.Discard, stderr: io.Discard})
-	for _, cmd := range root.Commands() {
+	var cmds []*cobra.Command
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			cmds = append(cmds, sub)
+			walk(sub)
+		}
+	}
+	walk(root)
+	for _, cmd := range cmds {
 		cmd.Flags().VisitAll(func(f *pflag.Flag) {
 			if f.Name == "help" {
 				return

@@ -27,6 +27,7 @@ const (
 // env is what every command gets from main instead of reading globals.
 type env struct {
 	environ map[string]string
+	stdin   io.Reader
 	stdout  io.Writer
 	stderr  io.Writer
 }
@@ -49,8 +50,8 @@ func (e *exitError) Unwrap() error { return e.err }
 func usageError(err error) error { return &exitError{code: ExitUsage, err: err} }
 
 // Main runs the command line and returns the process exit code.
-func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	e := &env{environ: config.Environ(environ), stdout: stdout, stderr: stderr}
+func Main(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{environ: config.Environ(environ), stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRoot(e)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -118,7 +119,7 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error
 	}
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError{err} })
-	root.AddCommand(newRunCmd(e), newMigrateCmd(e), newAPICmd(e), newStatusCmd(e), newVersionCmd(e))
+	root.AddCommand(newRunCmd(e), newMigrateCmd(e), newAPICmd(e), newStatusCmd(e), newDeadLetterCmd(e), newVersionCmd(e))
 	return root
 }
 

@@ -18,6 +18,9 @@ const (
 	AfterSinkWrite    = "after-sink-write"    // ClickHouse accepted the batch; nothing deleted or confirmed
 	AfterDelete       = "after-delete"        // delivered rows deleted; LSN not confirmed
 	AfterStatusUpdate = "after-status-update" // a newer flushed LSN was sent to PostgreSQL
+
+	ReplayBeforeCommit = "deadletter-replay-before-commit" // relay deadletter replay moved the rows; not committed
+	ReplayAfterCommit  = "deadletter-replay-after-commit"  // the move is committed; nothing printed yet
 )
 
 // Set is the armed failpoint of a process; a nil Set never fires.

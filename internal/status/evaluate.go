@@ -13,7 +13,8 @@ import (
 //     backlog age at or above its critical limit; slot inactive while the
 //     oldest backlog row is at or above the backlog warning limit.
 //   - WARNING: slot inactive (no relay streams from it); wal_status
-//     extended; lag or backlog age at or above its warning limit.
+//     extended; lag or backlog age at or above its warning limit; events
+//     in outbox_dead_letter.
 //
 // Evaluate is pure: it reads nothing but its arguments.
 func Evaluate(r *Report, t Thresholds) (Verdict, []string) {
@@ -21,6 +22,7 @@ func Evaluate(r *Report, t Thresholds) (Verdict, []string) {
 	j.slot(r, t)
 	j.publication(r)
 	j.backlog(r, t)
+	j.deadLetters(r)
 	j.clickhouse(r)
 	return j.verdict, j.reasons
 }
@@ -96,6 +98,12 @@ func (j *judgement) backlog(r *Report, t Thresholds) {
 	}
 	j.limit(*r.OldestBacklogAgeSeconds, t.BacklogWarnSeconds, t.BacklogCritSeconds,
 		"oldest outbox event has waited %s (limit %s)", HumanSeconds)
+}
+
+func (j *judgement) deadLetters(r *Report) {
+	if n := r.DeadLetters; n != nil && *n > 0 {
+		j.add(Warning, "%d events in outbox_dead_letter were rejected by ClickHouse (relay deadletter list)", *n)
+	}
 }
 
 func (j *judgement) clickhouse(r *Report) {

@@ -14,7 +14,7 @@ func healthy() Report {
 		Slot: "outbox_relay", SlotExists: true, Plugin: "pgoutput", SlotDatabase: "app", SlotInDatabase: true,
 		Active: true, ActivePID: ptr(int32(4242)), LagBytes: ptr(int64(10)), RetainedWALBytes: ptr(int64(4096)),
 		WALStatus: "reserved", Publication: "outbox_pub", PublicationExists: true, PublicationHasTable: true,
-		BacklogRows: 3, OldestBacklogAgeSeconds: ptr(0.4), ClickHouseReachable: true, ClickHouseVersion: "24.3.1",
+		BacklogRows: 3, OldestBacklogAgeSeconds: ptr(0.4), DeadLetters: ptr(int64(0)), ClickHouseReachable: true, ClickHouseVersion: "24.3.1",
 	}
 }
 
@@ -49,6 +49,9 @@ func TestEvaluate(t *testing.T) {
 			want: Critical, reasons: []string{"CRITICAL: slot is inactive (no relay streams from it) and the oldest outbox event has waited 1m0s", "WARNING: oldest outbox event has waited 1m0s (limit 1m0s)"}},
 		{name: "backlog warn", edit: func(r *Report) { r.OldestBacklogAgeSeconds = ptr(61.0) }, want: Warning, reasons: []string{"WARNING: oldest outbox event has waited 1m1s (limit 1m0s)"}},
 		{name: "backlog crit", edit: func(r *Report) { r.OldestBacklogAgeSeconds = ptr(600.0) }, want: Critical, reasons: []string{"CRITICAL: oldest outbox event has waited 10m0s (limit 10m0s)"}},
+		{name: "dead letters", edit: func(r *Report) { r.DeadLetters = ptr(int64(2)) }, want: Warning,
+			reasons: []string{"WARNING: 2 events in outbox_dead_letter were rejected by ClickHouse (relay deadletter list)"}},
+		{name: "no dead letters", edit: func(r *Report) { r.DeadLetters = ptr(int64(0)) }, want: OK},
 		{name: "publication missing", edit: func(r *Report) { r.PublicationExists = false }, want: Critical, reasons: []string{"publication \"outbox_pub\" does not exist"}},
 		{name: "publication without table", edit: func(r *Report) { r.PublicationHasTable = false }, want: Critical, reasons: []string{"does not include outbox_event"}},
 		{name: "clickhouse unreachable", edit: func(r *Report) { r.ClickHouseReachable, r.ClickHouseError = false, "dial tcp: refused" },

@@ -53,6 +53,9 @@ func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
 	if err := gatherBacklog(ctx, db, r, t.OutboxTable); err != nil {
 		return nil, err
 	}
+	if err := gatherDeadLetters(ctx, db, r); err != nil {
+		return nil, err
+	}
 	gatherClickHouse(ctx, r, t)
 	return r, nil
 }
@@ -112,6 +115,23 @@ func gatherBacklog(ctx context.Context, db DB, r *Report, table string) error {
 	if age := r.OldestBacklogAgeSeconds; age != nil && *age < 0 {
 		*age = 0 // an event_date_time in the future (clock skew of a publisher)
 	}
+	return nil
+}
+
+// gatherDeadLetters counts outbox_dead_letter, when it exists.
+func gatherDeadLetters(ctx context.Context, db DB, r *Report) error {
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT to_regclass('outbox_dead_letter') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("look for outbox_dead_letter: %w", err)
+	}
+	if !exists {
+		return nil
+	}
+	var n int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM outbox_dead_letter`).Scan(&n); err != nil {
+		return fmt.Errorf("count outbox_dead_letter: %w", err)
+	}
+	r.DeadLetters = &n
 	return nil
 }
 

@@ -39,6 +39,7 @@ func WriteTable(w io.Writer, r *Report) error {
 	row("table", "outbox_event")
 	row("rows", strconv.FormatInt(r.BacklogRows, 10))
 	row("oldest_age", optSeconds(r.OldestBacklogAgeSeconds, "- (empty)"))
+	row("dead_letters", optInt64(r.DeadLetters))
 
 	head("CLICKHOUSE")
 	row("table", "event_log")
@@ -139,6 +140,13 @@ func optString(s *string) string {
 		return "-"
 	}
 	return *s
+}
+
+func optInt64(n *int64) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.FormatInt(*n, 10)
 }
 
 func optInt32(n *int32) string {

@@ -51,6 +51,7 @@ func TestWriteGolden(t *testing.T) {
 			r.Active, r.ActivePID, r.LastReplyAgeSeconds = false, nil, nil
 			r.LagBytes = ptr(int64(512))
 			r.BacklogRows, r.OldestBacklogAgeSeconds = 42, ptr(75.5)
+			r.DeadLetters = ptr(int64(3))
 			r.ClickHouseRows, r.ClickHouseNewestEvent = ptr(uint64(0)), nil
 		})},
 	}
@@ -103,7 +104,7 @@ func TestJSONSchemaKeys(t *testing.T) {
 	}
 	for _, k := range []string{"schema_version", "time", "slot", "slot_exists", "plugin", "active", "active_pid",
 		"confirmed_flush_lsn", "restart_lsn", "lag_bytes", "retained_wal_bytes", "wal_status", "safe_wal_size",
-		"max_slot_wal_keep_size", "inactive_seconds", "backlog_rows", "oldest_backlog_age_seconds",
+		"max_slot_wal_keep_size", "inactive_seconds", "backlog_rows", "oldest_backlog_age_seconds", "dead_letters",
 		"clickhouse_reachable", "clickhouse_version", "clickhouse_rows", "clickhouse_newest_event_time",
 		"verdict", "reasons"} {
 		if _, ok := m[k]; !ok {

@@ -103,6 +103,11 @@ type Report struct {
 	// the table is empty.
 	OldestBacklogAgeSeconds *float64 `json:"oldest_backlog_age_seconds"`
 
+	// DeadLetters is the number of rows in outbox_dead_letter: events
+	// ClickHouse rejected, waiting for relay deadletter replay or discard;
+	// null when the table does not exist (not migrated).
+	DeadLetters *int64 `json:"dead_letters"`
+
 	// ClickHouse.
 	ClickHouseReachable bool   `json:"clickhouse_reachable"`
 	ClickHouseVersion   string `json:"clickhouse_version"`
