@@ -118,10 +118,12 @@ func gatherBacklog(ctx context.Context, db DB, r *Report, table string) error {
 	return nil
 }
 
-// gatherDeadLetters counts outbox_dead_letter, when it exists.
+// gatherDeadLetters counts outbox_dead_letter when it exists and the role
+// may read it (the relay itself only needs INSERT on it).
 func gatherDeadLetters(ctx context.Context, db DB, r *Report) error {
 	var exists bool
-	if err := db.QueryRow(ctx, `SELECT to_regclass('outbox_dead_letter') IS NOT NULL`).Scan(&exists); err != nil {
+	if err := db.QueryRow(ctx, `SELECT to_regclass('outbox_dead_letter') IS NOT NULL
+		AND has_table_privilege('outbox_dead_letter', 'SELECT')`).Scan(&exists); err != nil {
 		return fmt.Errorf("look for outbox_dead_letter: %w", err)
 	}
 	if !exists {

@@ -105,7 +105,8 @@ type Report struct {
 
 	// DeadLetters is the number of rows in outbox_dead_letter: events
 	// ClickHouse rejected, waiting for relay deadletter replay or discard;
-	// null when the table does not exist (not migrated).
+	// null when the table does not exist (not migrated) or the role may not
+	// read it.
 	DeadLetters *int64 `json:"dead_letters"`
 
 	// ClickHouse.
