@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,8 +51,10 @@ func (e *exitError) Unwrap() error { return e.err }
 func usageError(err error) error { return &exitError{code: ExitUsage, err: err} }
 
 // Main runs the command line and returns the process exit code.
-func Main(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{environ: config.Environ(environ), stdin: stdin, stdout: stdout, stderr: stderr}
+// Confirmations (relay deadletter discard) are read from the process's
+// standard input.
+func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	e := &env{environ: config.Environ(environ), stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	root := newRoot(e)
 	root.SetArgs(args)
 	root.SetOut(stdout)
