@@ -22,7 +22,11 @@ func newMigrateCmd(e *env) *cobra.Command {
 		Long: `migrate applies the schemas embedded in the binary: outbox_event (and the demo
 users table) with goose in PostgreSQL, the publication of outbox_event's inserts,
 and event_log in ClickHouse (DateTime64(6) where the server has it, DateTime plus
-event_date_time_us on servers before 20.1). Running it again changes nothing.`,
+event_date_time_us on servers before 20.1), laid out for CLICKHOUSE_TOPOLOGY:
+single (a local ReplacingMergeTree), replicated (ON CLUSTER, Replicated
+engines with the {shard}/{replica} macros), sharded (those as event_log_local
+plus a Distributed event_log keyed by cityHash64(toString(event_id))) or cloud.
+Running it again changes nothing.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres|config.NeedClickHouse); err != nil {
@@ -39,13 +43,13 @@ event_date_time_us on servers before 20.1). Running it again changes nothing.`,
 				return fmt.Errorf("connect to ClickHouse: %w", err)
 			}
 			defer func() { _ = conn.Close() }()
-			if err := migrate.ClickHouse(ctx, conn, log); err != nil {
+			if err := migrate.ClickHouseOn(ctx, conn, cfg.Layout(), log); err != nil {
 				return err
 			}
 			log.Info().Msg("schemas are up to date")
 			return nil
 		},
 	}
-	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "publication", "log-level", "log-format")
+	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "clickhouse-topology", "clickhouse-cluster", "publication", "log-level", "log-format")
 	return cmd
 }

@@ -109,7 +109,9 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.EventTable)
+	// Replicated: the local table of the first replica of CLICKHOUSE_URL's
+	// hosts that answers; sharded: the Distributed event_log, synchronously.
+	sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.EventTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()))
 	if err != nil {
 		problems = append(problems, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err))
 	} else {
@@ -142,7 +144,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	}
 	defer d.close()
 	limit := setMemoryLimit(e, cfg.BatchBytes)
-	log.Info().Str("version", buildinfo.Version).Str("clickhouse_version", d.sink.Version()).
+	log.Info().Str("version", buildinfo.Version).Str("clickhouse_version", d.sink.Version()).Str("clickhouse_topology", cfg.ClickHouseTopology).
 		Int("batch_size", cfg.BatchSize).Int64("batch_bytes", cfg.BatchBytes).
 		Dur("flush_interval", cfg.FlushInterval()).Int64("memory_limit", limit).Msg("relay starting")
 

@@ -21,12 +21,17 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
+
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // Config holds every setting of every command.
 type Config struct {
 	DatabaseURL   string `env:"DATABASE_URL" flag:"database-url" help:"PostgreSQL URL or DSN (libpq form)"`
 	ClickHouseURL string `env:"CLICKHOUSE_URL" flag:"clickhouse-url" help:"ClickHouse DSN, native protocol: clickhouse://user:pass@host:9000/database"`
+
+	ClickHouseTopology string `env:"CLICKHOUSE_TOPOLOGY" envDefault:"single" flag:"clickhouse-topology" help:"single, replicated, sharded or cloud: how migrate lays out event_log and where run inserts"`
+	ClickHouseCluster  string `env:"CLICKHOUSE_CLUSTER" flag:"clickhouse-cluster" help:"remote_servers cluster for ON CLUSTER DDL: required for replicated and sharded, rejected for single and cloud"`
 
 	Slot        string `env:"RELAY_SLOT" envDefault:"outbox_relay" flag:"slot" help:"logical replication slot (created when missing)"`
 	Publication string `env:"RELAY_PUBLICATION" envDefault:"outbox_pub" flag:"publication" help:"publication of the outbox table (created by migrate)"`
@@ -227,6 +232,9 @@ func (c *Config) Validate(need Need) error {
 		} else if _, err := ch.ParseDSN(c.ClickHouseURL); err != nil || !strings.HasPrefix(c.ClickHouseURL, "clickhouse://") {
 			add("CLICKHOUSE_URL is not a valid ClickHouse DSN (want clickhouse://user:pass@host:9000/database)")
 		}
+		if _, err := topology.Parse(c.ClickHouseTopology, c.ClickHouseCluster); err != nil {
+			p = append(p, unjoin(err)...)
+		}
 	}
 	if need&NeedStream != 0 {
 		if !slotName.MatchString(c.Slot) {
@@ -271,6 +279,19 @@ func (c *Config) Validate(need Need) error {
 		return &Error{Problems: p}
 	}
 	return nil
+}
+
+// unjoin splits an errors.Join into its problems.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Layout is CLICKHOUSE_TOPOLOGY and CLICKHOUSE_CLUSTER, as Validate checked them.
+func (c *Config) Layout() topology.Layout {
+	return topology.Layout{Topology: topology.Topology(c.ClickHouseTopology), Cluster: c.ClickHouseCluster}
 }
 
 // FlushInterval is CH_OUTBOX_PROCESSING_FREQUENCY_SEC as a duration.

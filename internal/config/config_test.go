@@ -17,18 +17,19 @@ const (
 
 func TestDefaults(t *testing.T) {
 	want := Config{
-		Slot:              "outbox_relay",
-		Publication:       "outbox_pub",
-		BatchSize:         1000,
-		BatchBytes:        16 << 20,
-		FlushSeconds:      1,
-		StatusInterval:    10 * time.Second,
-		ShutdownGrace:     30 * time.Second,
-		AdminAddr:         ":9090",
-		APIAddr:           ":8080",
-		LogLevel:          "info",
-		LogFormat:         "auto",
-		SentryEnvironment: "production",
+		ClickHouseTopology: "single",
+		Slot:               "outbox_relay",
+		Publication:        "outbox_pub",
+		BatchSize:          1000,
+		BatchBytes:         16 << 20,
+		FlushSeconds:       1,
+		StatusInterval:     10 * time.Second,
+		ShutdownGrace:      30 * time.Second,
+		AdminAddr:          ":9090",
+		APIAddr:            ":8080",
+		LogLevel:           "info",
+		LogFormat:          "auto",
+		SentryEnvironment:  "production",
 	}
 	if got := Defaults(); got != want {
 		t.Errorf("Defaults() = %+v\nwant %+v", got, want)
@@ -246,6 +247,15 @@ func TestValidate(t *testing.T) {
 			wantProblems: []string{"CLICKHOUSE_URL is not a valid ClickHouse DSN"}},
 		{name: "invalid CLICKHOUSE_URL", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseURL = "clickhouse://localhost:port/db" },
 			wantProblems: []string{"CLICKHOUSE_URL is not a valid ClickHouse DSN"}},
+		{name: "sharded with a cluster", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseTopology, c.ClickHouseCluster = "sharded", "prod" }},
+		{name: "cloud", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseTopology = "cloud" }},
+		{name: "replicated without a cluster", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseTopology = "replicated" },
+			wantProblems: []string{"CLICKHOUSE_CLUSTER (--clickhouse-cluster) is required for CLICKHOUSE_TOPOLOGY=replicated"}},
+		{name: "cluster on a single server", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseCluster = "prod" },
+			wantProblems: []string{"CLICKHOUSE_CLUSTER is only for the replicated and sharded topologies"}},
+		{name: "unknown topology", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseTopology = "galaxy" },
+			wantProblems: []string{`CLICKHOUSE_TOPOLOGY "galaxy"`}},
+		{name: "topology not checked without ClickHouse", need: NeedPostgres, edit: func(c *Config) { c.ClickHouseTopology = "galaxy" }},
 		{name: "slot with capitals", need: NeedStream, edit: func(c *Config) { c.Slot = "Outbox" },
 			wantProblems: []string{`RELAY_SLOT "Outbox"`}},
 		{name: "slot too long", need: NeedStream, edit: func(c *Config) { c.Slot = strings.Repeat("s", 64) },
@@ -296,7 +306,7 @@ func TestValidate(t *testing.T) {
 				*c = Config{Slot: "BAD", BatchBytes: 1, LogLevel: "x", LogFormat: "y", SentrySampleRate: 2, AdminAddr: "nope"}
 			},
 			wantProblems: []string{
-				"DATABASE_URL", "CLICKHOUSE_URL", "RELAY_SLOT", "RELAY_PUBLICATION", "CH_OUTBOX_BATCH_SIZE",
+				"DATABASE_URL", "CLICKHOUSE_URL", "CLICKHOUSE_TOPOLOGY", "RELAY_SLOT", "RELAY_PUBLICATION", "CH_OUTBOX_BATCH_SIZE",
 				"RELAY_BATCH_BYTES", "CH_OUTBOX_PROCESSING_FREQUENCY_SEC", "RELAY_STATUS_INTERVAL",
 				"RELAY_SHUTDOWN_TIMEOUT", "RELAY_ADMIN_ADDR", "LOG_LEVEL", "LOG_FORMAT", "SENTRY_TRACES_SAMPLE_RATE",
 			},

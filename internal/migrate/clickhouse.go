@@ -13,19 +13,47 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/rs/zerolog"
 
+	"github.com/outbox-relay/relay/internal/topology"
 	"github.com/outbox-relay/relay/migrations"
 )
 
-// Capabilities are what the ClickHouse migrations are rendered with.
+// Capabilities are what the server can do, as far as the migrations care.
 type Capabilities struct {
 	// DateTime64 exists from ClickHouse 20.1.
 	DateTime64 bool
+	// NonReplicatedDedup: a non-replicated table gets
+	// non_replicated_deduplication_window, from 22.2, where
+	// insert_deduplication_token (what makes that window useful to the
+	// relay) exists too.
+	NonReplicatedDedup bool
 }
 
 // CapabilitiesOf derives the capabilities from the server version.
 func CapabilitiesOf(v driver.ServerVersion) Capabilities {
-	return Capabilities{DateTime64: v.Version.Major >= 20}
+	at := func(major, minor uint64) bool {
+		return v.Version.Major > major || v.Version.Major == major && v.Version.Minor >= minor
+	}
+	return Capabilities{DateTime64: at(20, 1), NonReplicatedDedup: at(22, 2)}
 }
+
+// Params are what a migration is rendered with: the server's capabilities,
+// the topology, and the database the tables go in (ON CLUSTER DDL runs on
+// other servers, where the connection's current database means nothing,
+// so every name is qualified with it).
+type Params struct {
+	Capabilities
+	Layout   topology.Layout
+	Database string
+}
+
+// DedupWindow is for the templates.
+func (Params) DedupWindow() int { return DedupWindow }
+
+// DedupWindow is how many recent inserted blocks a table remembers to drop
+// a repeated one: a replay comes right after the crash it repairs, so any
+// window covers the relay's own replay; 1000 leaves room for other writers
+// (and is the default of current servers' replicated tables).
+const DedupWindow = 1000
 
 const chMigrationsTable = "schema_migrations"
 
@@ -34,14 +62,22 @@ const chMigrationsTable = "schema_migrations"
 // PrepareBatch with an explicit column list (an INSERT through Exec hangs on
 // 18.16).
 func ClickHouse(ctx context.Context, conn driver.Conn, log zerolog.Logger) error {
+	return ClickHouseOn(ctx, conn, topology.Layout{Topology: topology.Single}, log)
+}
+
+// ClickHouseOn is ClickHouse for layout: DDL ON CLUSTER and replicated
+// engines on a cluster (conn may be any of its servers), Cloud's dialect on
+// Cloud.
+func ClickHouseOn(ctx context.Context, conn driver.Conn, layout topology.Layout, log zerolog.Logger) error {
 	v, err := conn.ServerVersion()
 	if err != nil {
 		return fmt.Errorf("clickhouse server version: %w", err)
 	}
-	caps := CapabilitiesOf(*v)
-	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+chMigrationsTable+` (
-		version UInt32, name String, applied_at DateTime DEFAULT now()
-	) ENGINE = MergeTree ORDER BY version`); err != nil {
+	p := Params{Capabilities: CapabilitiesOf(*v), Layout: layout}
+	if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&p.Database); err != nil {
+		return fmt.Errorf("clickhouse current database: %w", err)
+	}
+	if err := conn.Exec(ctx, migrationsTableDDL(p)); err != nil {
 		return fmt.Errorf("create %s: %w", chMigrationsTable, err)
 	}
 	applied, err := appliedVersions(ctx, conn)
@@ -61,7 +97,7 @@ func ClickHouse(ctx context.Context, conn driver.Conn, log zerolog.Logger) error
 		if applied[version] {
 			continue
 		}
-		if err := apply(ctx, conn, name, version, caps); err != nil {
+		if err := apply(ctx, conn, name, version, p); err != nil {
 			return err
 		}
 		log.Info().Str("migration", name).Msg("clickhouse migration applied")
@@ -96,8 +132,21 @@ func versionOf(path string) (uint32, error) {
 	return uint32(v), nil
 }
 
-func apply(ctx context.Context, conn driver.Conn, name string, version uint32, caps Capabilities) error {
-	stmts, err := Render(name, caps)
+// migrationsTableDDL creates schema_migrations; on a cluster it is
+// replicated, so that migrate run through any replica of the first shard
+// sees what was applied. (Through another shard it applies the migrations
+// again, which changes nothing: every statement is idempotent.)
+func migrationsTableDDL(p Params) string {
+	engine := "MergeTree"
+	if p.Layout.OnCluster() {
+		engine = replicatedEngine(p, chMigrationsTable, "MergeTree", "")
+	}
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s (\n    version UInt32, name String, applied_at DateTime DEFAULT now()\n) ENGINE = %s ORDER BY version",
+		qualified(p, chMigrationsTable), onCluster(p), engine)
+}
+
+func apply(ctx context.Context, conn driver.Conn, name string, version uint32, p Params) error {
+	stmts, err := Render(name, p)
 	if err != nil {
 		return err
 	}
@@ -119,18 +168,40 @@ func apply(ctx context.Context, conn driver.Conn, name string, version uint32, c
 	return nil
 }
 
-// Render returns the statements of one ClickHouse migration file.
-func Render(name string, caps Capabilities) ([]string, error) {
+// Render returns the statements of one ClickHouse migration file rendered
+// for p. Besides p's fields, the templates have:
+//
+//	{{ table "t" }}            t qualified with p.Database
+//	{{ onCluster }}            " ON CLUSTER `c`" on a cluster, else nothing
+//	{{ engine "t" "Replacing" "commit_lsn" }}
+//	                           ReplacingMergeTree(commit_lsn), or on a cluster
+//	                           ReplicatedReplacingMergeTree with t's ZooKeeper
+//	                           path and the {shard}/{replica} macros
+//	{{ local "t" }}            the table that holds the rows (t_local when sharded)
+//	{{ literal "s" }}          s as a quoted string literal
+func Render(name string, p Params) ([]string, error) {
 	raw, err := migrations.ClickHouse.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := template.New(name).Option("missingkey=error").Parse(string(raw))
+	funcs := template.FuncMap{
+		"table":     func(t string) string { return qualified(p, t) },
+		"onCluster": func() string { return onCluster(p) },
+		"engine": func(t, family, args string) string {
+			if p.Layout.OnCluster() {
+				return replicatedEngine(p, t, family+"MergeTree", args)
+			}
+			return family + "MergeTree(" + args + ")"
+		},
+		"local":   p.Layout.LocalTable,
+		"literal": literal,
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").Funcs(funcs).Parse(string(raw))
 	if err != nil {
 		return nil, fmt.Errorf("migration %s: %w", name, err)
 	}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, caps); err != nil {
+	if err := tmpl.Execute(&buf, p); err != nil {
 		return nil, fmt.Errorf("migration %s: %w", name, err)
 	}
 	var stmts []string
@@ -151,4 +222,42 @@ func Render(name string, caps Capabilities) ([]string, error) {
 		stmts = append(stmts, s)
 	}
 	return stmts, nil
+}
+
+// qualified is t in p.Database, quoted; just t when no database is known.
+func qualified(p Params, t string) string {
+	if p.Database == "" {
+		return t
+	}
+	return ident(p.Database) + "." + ident(t)
+}
+
+func onCluster(p Params) string {
+	if !p.Layout.OnCluster() {
+		return ""
+	}
+	return " ON CLUSTER " + ident(p.Layout.Cluster)
+}
+
+// replicatedEngine is Replicated<family>(path, replica[, args]). 18.16 has
+// no {uuid} and no defaults for the two arguments; the path names the
+// database and the table in full, so tables in two databases never share
+// a ZooKeeper path.
+func replicatedEngine(p Params, t, family, args string) string {
+	path := literal("/clickhouse/tables/{shard}/" + p.Database + "/" + t)
+	e := "Replicated" + family + "(" + path + ", '{replica}'"
+	if args != "" {
+		e += ", " + args
+	}
+	return e + ")"
+}
+
+// ident quotes a name for ClickHouse.
+func ident(s string) string {
+	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(s) + "`"
+}
+
+// literal quotes s as a string literal for ClickHouse.
+func literal(s string) string {
+	return "'" + strings.NewReplacer("\\", "\\\\", "'", "\\'").Replace(s) + "'"
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
+	"github.com/outbox-relay/relay/internal/topology"
 	"github.com/outbox-relay/relay/migrations"
 )
 
@@ -77,7 +78,7 @@ func TestRenderEventLog(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stmts, err := Render(eventLogMigration, tt.caps)
+			stmts, err := Render(eventLogMigration, Params{Capabilities: tt.caps, Layout: topology.Layout{Topology: topology.Single}})
 			if err != nil {
 				t.Fatalf("Render() error = %v", err)
 			}
@@ -115,14 +116,15 @@ func TestRenderAll(t *testing.T) {
 		t.Fatalf("no embedded ClickHouse migrations (err %v)", err)
 	}
 	for _, name := range files {
-		for _, caps := range []Capabilities{{DateTime64: true}, {DateTime64: false}} {
-			stmts, err := Render(name, caps)
+		for _, p := range allParams() {
+			caps := p.Capabilities
+			stmts, err := Render(name, p)
 			if err != nil {
-				t.Errorf("Render(%s, %+v) error = %v", name, caps, err)
+				t.Errorf("Render(%s, %+v) error = %v", name, p, err)
 				continue
 			}
-			if len(stmts) == 0 {
-				t.Errorf("Render(%s, %+v) = no statements", name, caps)
+			if len(stmts) == 0 && name == eventLogMigration {
+				t.Errorf("Render(%s, %+v) = no statements", name, p)
 			}
 			for i, s := range stmts {
 				switch {
@@ -149,7 +151,7 @@ func TestRenderAll(t *testing.T) {
 }
 
 func TestRenderUnknownFile(t *testing.T) {
-	if _, err := Render("clickhouse/9999_missing.sql", Capabilities{}); err == nil {
+	if _, err := Render("clickhouse/9999_missing.sql", Params{}); err == nil {
 		t.Error("Render() of a missing file = nil error")
 	}
 }
@@ -227,6 +229,16 @@ func TestCapabilitiesOf(t *testing.T) {
 		v := driver.ServerVersion{Version: proto.Version{Major: tt.major, Minor: tt.minor, Patch: 1}}
 		if got := CapabilitiesOf(v); got.DateTime64 != tt.want {
 			t.Errorf("CapabilitiesOf(%d.%d).DateTime64 = %v, want %v", tt.major, tt.minor, got.DateTime64, tt.want)
+		}
+	}
+	dedup := []struct {
+		major, minor uint64
+		want         bool
+	}{{18, 16, false}, {21, 8, false}, {22, 1, false}, {22, 2, true}, {22, 10, true}, {23, 3, true}, {25, 3, true}}
+	for _, tt := range dedup {
+		v := driver.ServerVersion{Version: proto.Version{Major: tt.major, Minor: tt.minor}}
+		if got := CapabilitiesOf(v); got.NonReplicatedDedup != tt.want {
+			t.Errorf("CapabilitiesOf(%d.%d).NonReplicatedDedup = %v, want %v", tt.major, tt.minor, got.NonReplicatedDedup, tt.want)
 		}
 	}
 }

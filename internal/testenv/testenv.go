@@ -5,6 +5,9 @@
 // migrations, with random slot and publication names, all removed in
 // t.Cleanup.
 //
+// NewOn does the same on the shared ClickHouse cluster for the replicated
+// and sharded topologies (database created ON CLUSTER; see Cluster).
+//
 // It reads DATABASE_URL and CLICKHOUSE_URL (the server-level URLs); tests
 // skip when they are unset, so `go test ./...` works without servers and
 // `make test` always sets them.
@@ -27,6 +30,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/migrate"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // Env is one test's databases.
@@ -40,6 +44,9 @@ type Env struct {
 	CH          driver.Conn
 	// ServerDatabaseURL is the URL of the server's maintenance database.
 	ServerDatabaseURL string
+	// Cluster and Layout are set by NewOn for a cluster topology.
+	Cluster *Cluster
+	Layout  topology.Layout
 }
 
 // TB is the subset of testing.TB used here (tests and benchmarks).
@@ -68,19 +75,9 @@ func New(t TB) *Env {
 	Skip(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL")}
+	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Layout: topology.Layout{Topology: topology.Single}}
 	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
-
-	admin, err := pgx.Connect(ctx, e.ServerDatabaseURL)
-	if err != nil {
-		t.Fatalf("connect to PostgreSQL: %v", err)
-	}
-	defer func() { _ = admin.Close(ctx) }()
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{e.Name}.Sanitize()); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() { e.dropPostgres() })
-	e.DatabaseURL = withPath(t, e.ServerDatabaseURL, e.Name)
+	e.createPostgres(t, ctx)
 
 	chAdmin, err := chsink.Connect(ctx, os.Getenv("CLICKHOUSE_URL"))
 	if err != nil {
@@ -93,20 +90,25 @@ func New(t TB) *Env {
 	t.Cleanup(func() { e.dropClickHouse() })
 	e.ClickHouse = withPath(t, os.Getenv("CLICKHOUSE_URL"), e.Name)
 
-	log := zerolog.Nop()
-	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, "outbox_event", log); err != nil {
-		t.Fatalf("migrate postgres: %v", err)
-	}
-	if e.PG, err = pgxpool.New(ctx, e.DatabaseURL); err != nil {
-		t.Fatalf("pool: %v", err)
-	}
+	e.migratePostgres(t, ctx)
 	if e.CH, err = chsink.Connect(ctx, e.ClickHouse); err != nil {
 		t.Fatalf("connect to ClickHouse: %v", err)
 	}
-	if err := migrate.ClickHouse(ctx, e.CH, log); err != nil {
+	if err := migrate.ClickHouse(ctx, e.CH, zerolog.Nop()); err != nil {
 		t.Fatalf("migrate clickhouse: %v", err)
 	}
 	return e
+}
+
+func (e *Env) migratePostgres(t TB, ctx context.Context) {
+	t.Helper()
+	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, "outbox_event", zerolog.Nop()); err != nil {
+		t.Fatalf("migrate postgres: %v", err)
+	}
+	var err error
+	if e.PG, err = pgxpool.New(ctx, e.DatabaseURL); err != nil {
+		t.Fatalf("pool: %v", err)
+	}
 }
 
 func withPath(t TB, raw, db string) string {
@@ -148,12 +150,16 @@ func (e *Env) dropClickHouse() {
 	if e.CH != nil {
 		_ = e.CH.Close()
 	}
-	conn, err := chsink.Connect(ctx, os.Getenv("CLICKHOUSE_URL"))
+	server, onCluster := os.Getenv("CLICKHOUSE_URL"), ""
+	if e.Cluster != nil {
+		server, onCluster = e.Cluster.Replicas[0], " ON CLUSTER "+e.Cluster.Name
+	}
+	conn, err := chsink.Connect(ctx, server)
 	if err != nil {
 		return
 	}
 	defer func() { _ = conn.Close() }()
-	_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+e.Name)
+	_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+e.Name+onCluster)
 }
 
 // RelayEnv is the environment for a relay process on this Env: every
@@ -170,6 +176,9 @@ func (e *Env) RelayEnv(extra ...string) []string {
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=info",
 		"PATH=" + os.Getenv("PATH"),
+	}
+	if e.Cluster != nil {
+		env = append(env, "CLICKHOUSE_TOPOLOGY="+string(e.Layout.Topology), "CLICKHOUSE_CLUSTER="+e.Layout.Cluster)
 	}
 	return append(env, extra...)
 }

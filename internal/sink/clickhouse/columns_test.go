@@ -177,7 +177,7 @@ func TestColumnSplitTimeRoundTrips(t *testing.T) {
 // for both kinds of server: each column has a value or a DEFAULT.
 func TestColumnsCoverMigratedTable(t *testing.T) {
 	for _, caps := range []migrate.Capabilities{{DateTime64: true}, {DateTime64: false}} {
-		stmts, err := migrate.Render("clickhouse/0001_event_log.sql", caps)
+		stmts, err := migrate.Render("clickhouse/0001_event_log.sql", migrate.Params{Capabilities: caps})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,13 +46,32 @@ type Sink struct {
 	timeLo, timeHi time.Time
 }
 
+// Option changes how Open sets up the sink.
+type Option func(*ch.Options)
+
+// WithInsertSettings adds settings to every INSERT (over any of the same
+// name in the DSN): what the topology needs, e.g. insert_distributed_sync.
+func WithInsertSettings(settings map[string]int) Option {
+	return func(o *ch.Options) {
+		if len(settings) > 0 && o.Settings == nil {
+			o.Settings = ch.Settings{}
+		}
+		for k, v := range settings {
+			o.Settings[k] = v
+		}
+	}
+}
+
 // Open connects with a clickhouse-go DSN (clickhouse://user:pass@host:9000/db)
 // over the native protocol and reads the table's columns; that connection
 // is closed again, the inserts open their own.
-func Open(ctx context.Context, dsn, table string) (*Sink, error) {
+func Open(ctx context.Context, dsn, table string, options ...Option) (*Sink, error) {
 	opts, err := parseDSN(dsn)
 	if err != nil {
 		return nil, err
+	}
+	for _, o := range options {
+		o(opts)
 	}
 	ins, err := newInserter(opts)
 	if err != nil {

@@ -1,0 +1,30 @@
+-- schema_migrations
+
+CREATE TABLE IF NOT EXISTS `relay`.`schema_migrations` ON CLUSTER `relay_cluster` (
+    version UInt32, name String, applied_at DateTime DEFAULT now()
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/relay/schema_migrations', '{replica}') ORDER BY version;
+
+-- clickhouse/0001_event_log.sql
+
+CREATE TABLE IF NOT EXISTS `relay`.`event_log_local` ON CLUSTER `relay_cluster` (
+    event_id           UUID,
+    event_type         String,
+    event_date_time    DateTime('UTC'),
+    event_date_time_us UInt32,
+    environment        String,
+    event_context      String,
+    metadata_version   UInt64,
+    commit_lsn         UInt64,
+    relayed_at         DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/relay/event_log_local', '{replica}', commit_lsn)
+PARTITION BY toYYYYMM(event_date_time)
+ORDER BY (event_type, event_date_time, event_id)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS `relay`.`event_log` ON CLUSTER `relay_cluster` AS `relay`.`event_log_local`
+ENGINE = Distributed('relay_cluster', 'relay', 'event_log_local', cityHash64(toString(event_id)));
+
+CREATE VIEW IF NOT EXISTS `relay`.`event_log_dedup` ON CLUSTER `relay_cluster` AS SELECT * FROM `relay`.`event_log` FINAL;
+
+-- clickhouse/0002_dedup_window.sql

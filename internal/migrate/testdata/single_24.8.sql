@@ -1,0 +1,28 @@
+-- schema_migrations
+
+CREATE TABLE IF NOT EXISTS `relay`.`schema_migrations` (
+    version UInt32, name String, applied_at DateTime DEFAULT now()
+) ENGINE = MergeTree ORDER BY version;
+
+-- clickhouse/0001_event_log.sql
+
+CREATE TABLE IF NOT EXISTS `relay`.`event_log` (
+    event_id           UUID,
+    event_type         String,
+    event_date_time    DateTime64(6, 'UTC'),
+    environment        String,
+    event_context      String,
+    metadata_version   UInt64,
+    commit_lsn         UInt64,
+    relayed_at         DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplacingMergeTree(commit_lsn)
+PARTITION BY toYYYYMM(event_date_time)
+ORDER BY (event_type, event_date_time, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE VIEW IF NOT EXISTS `relay`.`event_log_dedup` AS SELECT * FROM `relay`.`event_log` FINAL;
+
+-- clickhouse/0002_dedup_window.sql
+
+ALTER TABLE `relay`.`event_log` MODIFY SETTING non_replicated_deduplication_window = 1000;

@@ -1,0 +1,162 @@
+package clickhouse_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/migrate"
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+	"github.com/outbox-relay/relay/internal/testenv"
+	"github.com/outbox-relay/relay/internal/topology"
+)
+
+// These run on the shared cluster of scripts/services.sh cluster-up
+// (skipped without it): relay migrate's DDL for each cluster topology, and
+// the sink's inserts through it.
+
+func clusterEvents(n int) []event.Event {
+	evs := make([]event.Event, n)
+	for i := range evs {
+		evs[i] = event.Event{ID: uuid.New(), Type: "t", Environment: "prod", Context: []byte(`{}`),
+			OccurredAt: time.Date(2024, time.Month(1+i%3), 1, 0, 0, 0, 0, time.UTC), CommitLSN: uint64(i + 1)}
+	}
+	return evs
+}
+
+// count is SELECT count() FROM db.table on replica i.
+func count(t *testing.T, c *testenv.Cluster, i int, db, table string) (uint64, error) {
+	conn := c.Conn(t, i)
+	defer func() { _ = conn.Close() }()
+	var n uint64
+	err := conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM %s.%s", db, table)).Scan(&n)
+	return n, err
+}
+
+func engines(t *testing.T, c *testenv.Cluster, i int, db string) map[string]string {
+	t.Helper()
+	conn := c.Conn(t, i)
+	defer func() { _ = conn.Close() }()
+	rows, err := conn.Query(context.Background(), "SELECT name, engine FROM system.tables WHERE database = ?", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, engine string
+		if err := rows.Scan(&name, &engine); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = engine
+	}
+	return out
+}
+
+// Replicated: event_log is a ReplicatedReplacingMergeTree on every server;
+// rows inserted through one replica of shard 1 appear on the other.
+// Migrating again changes nothing.
+func TestClusterReplicated(t *testing.T) {
+	e := testenv.NewOn(t, topology.Replicated)
+	c := e.Cluster
+	for i := 1; i <= len(c.Replicas); i++ {
+		got := engines(t, c, i, e.Name)
+		if got["event_log"] != "ReplicatedReplacingMergeTree" || got["schema_migrations"] != "ReplicatedMergeTree" || got["event_log_dedup"] != "View" {
+			t.Errorf("replica %d tables = %v", i, got)
+		}
+	}
+	migrateAgain(t, e)
+
+	s, err := chsink.Open(context.Background(), e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if err := s.Write(context.Background(), clusterEvents(300)); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 2} {
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("300 rows on replica %d", i), func() error {
+			n, err := count(t, c, i, e.Name, "event_log")
+			if err == nil && n != 300 {
+				err = fmt.Errorf("%d rows", n)
+			}
+			return err
+		})
+	}
+}
+
+// Sharded: event_log is Distributed over event_log_local; a synchronous
+// insert spreads the rows over both shards by cityHash64(toString(event_id)), and
+// each shard's replicas hold its part.
+func TestClusterSharded(t *testing.T) {
+	e := testenv.NewOn(t, topology.Sharded)
+	c := e.Cluster
+	for i := 1; i <= len(c.Replicas); i++ {
+		got := engines(t, c, i, e.Name)
+		if got["event_log"] != "Distributed" || got["event_log_local"] != "ReplicatedReplacingMergeTree" {
+			t.Errorf("replica %d tables = %v", i, got)
+		}
+	}
+	migrateAgain(t, e)
+
+	s, err := chsink.Open(context.Background(), e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if err := s.Write(context.Background(), clusterEvents(400)); err != nil {
+		t.Fatal(err)
+	}
+	// insert_distributed_sync: when Write returns, one replica of each shard
+	// (either: the Distributed table picks one) holds the shard's part.
+	var part [2]uint64
+	for i := 1; i <= 4; i++ {
+		n, err := count(t, c, i, e.Name, "event_log_local")
+		if err != nil {
+			t.Fatal(err)
+		}
+		part[(i-1)/2] = max(part[(i-1)/2], n)
+	}
+	if part[0]+part[1] != 400 || part[0] == 0 || part[1] == 0 {
+		t.Fatalf("the shards hold %d and %d rows right after the insert; want 400 spread over both", part[0], part[1])
+	}
+	for i := 1; i <= 4; i++ {
+		want := part[(i-1)/2]
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("replica %d has its shard's %d rows", i, want), func() error {
+			n, err := count(t, c, i, e.Name, "event_log_local")
+			if err == nil && n != want {
+				err = fmt.Errorf("%d rows", n)
+			}
+			return err
+		})
+	}
+	var total uint64
+	if err := e.CH.QueryRow(context.Background(), "SELECT count() FROM event_log FINAL").Scan(&total); err != nil || total != 400 {
+		t.Errorf("event_log FINAL = %d (%v), want 400", total, err)
+	}
+}
+
+// migrateAgain runs the migrations a second time: nothing is applied.
+func migrateAgain(t *testing.T, e *testenv.Env) {
+	t.Helper()
+	ctx := context.Background()
+	var before, after uint64
+	if err := e.CH.QueryRow(ctx, "SELECT count() FROM schema_migrations").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.ClickHouseOn(ctx, e.CH, e.Layout, zerolog.Nop()); err != nil {
+		t.Fatalf("second migrate: %v", err)
+	}
+	if err := e.CH.QueryRow(ctx, "SELECT count() FROM schema_migrations").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if before == 0 || after != before {
+		t.Errorf("schema_migrations: %d rows before the second migrate, %d after", before, after)
+	}
+}
