@@ -62,6 +62,19 @@ type Readiness struct {
 	// behindSince is when walEnd was first seen beyond acked, for the
 	// current acked; zero when not behind.
 	behindSince time.Time
+	// lost says why events may have been lost ("" when not): sticky for
+	// the life of the process (the record in PostgreSQL outlives it).
+	lost string
+}
+
+// EventsMayBeLost records that the slot was lost or recreated at at in
+// message mode. The relay is not ready from then on: an operator has to
+// reconcile (see relay status).
+func (r *Readiness) EventsMayBeLost(slot string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lost = fmt.Sprintf("CRITICAL: replication slot %q was lost or recreated at %s in message mode: events may have been lost",
+		slot, at.UTC().Format(time.RFC3339))
 }
 
 var _ State = (*Readiness)(nil)
@@ -143,6 +156,8 @@ func (r *Readiness) Ready(now time.Time) (bool, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case r.lost != "":
+		return false, r.lost
 	case !r.connected:
 		return false, "replication stream is not connected"
 	case r.replies && now.Sub(r.lastLife) > r.cfg.MaxSilence:

@@ -183,3 +183,19 @@ func TestReadinessFor(t *testing.T) {
 		t.Errorf("ReadinessFor(1s) = %+v", got)
 	}
 }
+
+func TestReadinessEventsMayBeLostIsSticky(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := NewReadiness(ReadinessConfig{MaxSilence: time.Minute, StuckAfter: time.Minute})
+	r.StreamConnected(true, at)
+	if ok, _ := r.Ready(at); !ok {
+		t.Fatal("connected relay not ready")
+	}
+	r.EventsMayBeLost("outbox_relay", at)
+	r.StreamConnected(true, at.Add(time.Second))
+	r.Acked(100, at.Add(2*time.Second))
+	ok, why := r.Ready(at.Add(3 * time.Second))
+	if ok || !strings.Contains(why, "CRITICAL") || !strings.Contains(why, "events may have been lost") {
+		t.Fatalf("Ready = %v, %q; want not ready, CRITICAL, events may have been lost", ok, why)
+	}
+}

@@ -137,6 +137,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	srcCfg := replication.Config{
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
+		MessagePrefix: cfg.MessagePrefix,
 	}
 	d, err := preflight(ctx, cfg, srcCfg, preflightTimeout)
 	if err != nil {
@@ -160,7 +161,13 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		SlotCreated: func(slot string) {
 			rep.Message("replication slot created; backfilling from the outbox table", sentry.LevelWarning, map[string]string{"slot": slot})
 		},
-		Backfilled: func(n int) { m.BackfilledEventsTotal.Add(float64(n)) },
+		Backfilled:     func(n int) { m.BackfilledEventsTotal.Add(float64(n)) },
+		MessageIgnored: func(reason string) { m.MessagesIgnoredTotal.WithLabelValues(reason).Inc() },
+		EventsMayBeLost: func(slot string, at time.Time) {
+			rep.Message("CRITICAL: replication slot lost or recreated in message mode: events may have been lost", sentry.LevelFatal,
+				map[string]string{"slot": slot, "message_prefix": cfg.MessagePrefix, "events_lost_at": at.UTC().Format(time.RFC3339)})
+			ready.EventsMayBeLost(slot, at)
+		},
 	})
 	fp := failpoint.FromEnv(e.environ)
 	newSrc := func() relay.Source {

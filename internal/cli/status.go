@@ -51,7 +51,7 @@ refreshes every 2s (or --watch=10s) until Ctrl-C, which exits 0.`,
 			return runStatus(cmd.Context(), e, &cfg, th, opts)
 		},
 	}
-	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "slot", "publication")
+	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "slot", "publication", "message-prefix")
 	status.RegisterFlags(cmd.Flags(), &th)
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON (one object per line with --watch)")
 	cmd.Flags().DurationVar(&opts.watch, "watch", 0, "refresh in place at this interval (at least 100ms) until Ctrl-C (--watch alone: 2s)")
@@ -96,7 +96,8 @@ func runStatus(ctx context.Context, e *env, cfg *config.Config, th status.Thresh
 	}
 	defer pool.Close()
 	target := status.Target{Slot: cfg.Slot, Publication: cfg.Publication,
-		OutboxTable: config.OutboxTable, EventTable: config.EventTable, ClickHouseURL: cfg.ClickHouseURL}
+		OutboxTable: config.OutboxTable, EventTable: config.EventTable, ClickHouseURL: cfg.ClickHouseURL,
+		MessagePrefix: cfg.MessagePrefix}
 	round := func(w io.Writer) (status.Verdict, error) {
 		return statusRound(ctx, pool, target, th, opts.json, w)
 	}

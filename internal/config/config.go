@@ -36,6 +36,8 @@ type Config struct {
 	Slot        string `env:"RELAY_SLOT" envDefault:"outbox_relay" flag:"slot" help:"logical replication slot (created when missing)"`
 	Publication string `env:"RELAY_PUBLICATION" envDefault:"outbox_pub" flag:"publication" help:"publication of the outbox table (created by migrate)"`
 
+	MessagePrefix string `env:"RELAY_MESSAGE_PREFIX" flag:"message-prefix" help:"message mode (PostgreSQL 14+): relay run also streams transactional logical decoding messages of this prefix as events, relay api publishes its events as such messages; empty = off (table only)"`
+
 	BatchSize    int     `env:"CH_OUTBOX_BATCH_SIZE" envDefault:"1000" flag:"batch-size" help:"flush after this many events"`
 	BatchBytes   int64   `env:"RELAY_BATCH_BYTES" envDefault:"16777216" flag:"batch-bytes" help:"flush after this many bytes of events (payload plus ~256 B each); at most twice this is held in memory"`
 	FlushSeconds float64 `env:"CH_OUTBOX_PROCESSING_FREQUENCY_SEC" envDefault:"1" flag:"processing-frequency-sec" help:"flush this many seconds after the first buffered event (fractions allowed)"`
@@ -239,6 +241,9 @@ func (c *Config) Validate(need Need) error {
 	if need&NeedStream != 0 {
 		if !slotName.MatchString(c.Slot) {
 			add("RELAY_SLOT %q: use 1-63 lowercase letters, digits or underscores", c.Slot)
+		}
+		if strings.IndexByte(c.MessagePrefix, 0) >= 0 {
+			add("RELAY_MESSAGE_PREFIX contains a NUL byte")
 		}
 		if c.Publication == "" {
 			add("RELAY_PUBLICATION is required")

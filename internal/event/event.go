@@ -25,6 +25,9 @@ type Event struct {
 	CommitLSN uint64
 	// CommitTime is when that transaction committed (for end-to-end lag).
 	CommitTime time.Time
+	// FromMessage says a logical decoding message carried the event: there
+	// is no outbox row to delete once it is delivered.
+	FromMessage bool
 }
 
 // Size is the memory the event takes in the relay: its payload plus what

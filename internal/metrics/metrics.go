@@ -78,6 +78,7 @@ const (
 	NameReconnectsTotal       = "outbox_relay_reconnects_total"
 	NameBackfilledEventsTotal = "outbox_relay_backfilled_events_total"
 	NameDeadLetterEventsTotal = "outbox_relay_dead_letter_events_total"
+	NameMessagesIgnoredTotal  = "outbox_relay_messages_ignored_total"
 )
 
 // Names returns the name of every metric family the relay itself exports
@@ -105,6 +106,7 @@ func Names() []string {
 		NameReconnectsTotal,
 		NameBackfilledEventsTotal,
 		NameDeadLetterEventsTotal,
+		NameMessagesIgnoredTotal,
 	}
 }
 
@@ -197,6 +199,9 @@ type Metrics struct {
 	// DeadLetterEventsTotal counts events that could not be delivered and
 	// were set aside (outbox_relay_dead_letter_events_total).
 	DeadLetterEventsTotal prometheus.Counter
+	// MessagesIgnoredTotal counts logical decoding messages that were not
+	// events, by reason (other_prefix, non_transactional); message mode only.
+	MessagesIgnoredTotal *prometheus.CounterVec
 }
 
 // New creates a Metrics whose collectors, together with the Go runtime and
@@ -292,12 +297,19 @@ func New() *Metrics {
 			Name: NameDeadLetterEventsTotal,
 			Help: "Events that could not be delivered and were set aside as dead letters.",
 		}),
+		MessagesIgnoredTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: NameMessagesIgnoredTotal,
+			Help: "Logical decoding messages streamed in message mode that are not events: another prefix, or not transactional.",
+		}, []string{"reason"}),
 	}
 
 	// Expose every label value from the start, so that dashboards and
 	// alerts see 0 rather than no series.
 	for _, class := range SinkErrorClasses() {
 		m.SinkErrorsTotal.WithLabelValues(class)
+	}
+	for _, reason := range []string{"other_prefix", "non_transactional"} {
+		m.MessagesIgnoredTotal.WithLabelValues(reason)
 	}
 	for _, s := range WALStatuses() {
 		m.WALStatus.WithLabelValues(s).Set(0)
@@ -326,6 +338,7 @@ func New() *Metrics {
 		m.ReconnectsTotal,
 		m.BackfilledEventsTotal,
 		m.DeadLetterEventsTotal,
+		m.MessagesIgnoredTotal,
 	)
 	return m
 }

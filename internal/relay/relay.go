@@ -2,7 +2,8 @@
 //
 // Contract (at-least-once into the sink, exactly-once through its read path):
 //   - The sink is asked to write a batch; only after it returned nil are the
-//     batch's rows deleted from the outbox table and its AckLSN handed to the
+//     batch's rows deleted from the outbox table (events carried by logical
+//     decoding messages have no row) and its AckLSN handed to the
 //     ack.Tracker (which the source reports to PostgreSQL). Deleting and
 //     acknowledging one batch overlaps with writing the next; acks stay in
 //     LSN order.
@@ -372,11 +373,8 @@ func (r *Relay) flush(ctx context.Context) error {
 	took := time.Since(start)
 	r.observe(b, took)
 	r.fp.Hit(failpoint.AfterSinkWrite)
-	w := written{ids: make([][16]byte, len(b.Events)), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
+	w := written{ids: deletableIDs(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
 		bytes: b.Bytes, took: took, ctx: tctx, finish: finish}
-	for i := range b.Events {
-		w.ids[i] = b.Events[i].ID
-	}
 	finish = func() {} // the completer ends the span
 	// The cleanup needs only the ids: the source may read on meanwhile.
 	r.release(b.Events)
@@ -384,9 +382,22 @@ func (r *Relay) flush(ctx context.Context) error {
 	return r.done.put(ctx, w)
 }
 
+// deletableIDs are the ids of the events that have an outbox row to delete:
+// those a logical decoding message carried have none.
+func deletableIDs(evs []event.Event) [][16]byte {
+	ids := make([][16]byte, 0, len(evs))
+	for i := range evs {
+		if !evs[i].FromMessage {
+			ids = append(ids, evs[i].ID)
+		}
+	}
+	return ids
+}
+
 // written is a batch the sink accepted, on its way to cleanup and ack.
 type written struct {
-	ids        [][16]byte
+	ids        [][16]byte // of outbox rows to delete
+	events     int
 	ackLSN     uint64
 	afterFlush []func(context.Context) error
 	bytes      int
@@ -483,7 +494,7 @@ func (r *Relay) complete(ctx context.Context, w written) error {
 			return fmt.Errorf("after flush: %w", err)
 		}
 	}
-	r.log.Info().Int("events", len(w.ids)).Int("bytes", w.bytes).Dur("took", w.took).
+	r.log.Info().Int("events", w.events).Int("bytes", w.bytes).Dur("took", w.took).
 		Str("acked_lsn", pglogrepl.LSN(w.ackLSN).String()).Msg("flushed")
 	return nil
 }

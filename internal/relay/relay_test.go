@@ -1317,3 +1317,34 @@ func TestQueuedItemsReleasedOnReconnect(t *testing.T) {
 		}
 	})
 }
+
+// Events carried by logical decoding messages are written with the rows of
+// their transaction, in order, and acknowledged with them; only the rows
+// are deleted.
+func TestMessageEventsAreNotDeleted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newRig(t, bigBudget)
+		g.sink.write = func(_ context.Context, evs []event.Event) error {
+			g.log.add("write %v", evIDs(evs))
+			return nil
+		}
+		after, flushed := g.signal()
+		live := tx(100, 1, 2, 3, 4)
+		live[1].Event.FromMessage = true
+		live[3].Event.FromMessage = true
+		live[4].AfterFlush = after
+		g.sources = []Source{g.stream(script{live: live})}
+		x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
+		x.until(t, flushed, "the flush")
+		if err := x.stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		checkLog(t, g.log.get(), []string{
+			"write [1 2 3 4]",
+			"delete [1 3] confirmed=0",
+			"after-flush confirmed=100",
+			"drained confirmed=100",
+		})
+		g.checkBudget()
+	})
+}

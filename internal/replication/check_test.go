@@ -103,3 +103,48 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// Message mode needs PostgreSQL 14's pgoutput messages option; an older
+// server is refused up front, along with the other problems.
+func TestCheckMessageModeVersion(t *testing.T) {
+	tests := []struct {
+		name    string
+		prefix  string
+		version int
+		wantErr string
+	}{
+		{name: "off on 13", prefix: "", version: 130011},
+		{name: "on 13", prefix: "outbox", version: 130011, wantErr: "message mode (RELAY_MESSAGE_PREFIX \"outbox\") needs PostgreSQL 14 or later to stream logical decoding messages; this server is 13.11"},
+		{name: "on 14", prefix: "outbox", version: 140000},
+		{name: "on 15", prefix: "outbox", version: 150010},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := fakeDB{queryRow: func(sql string, _ ...any) pgx.Row {
+				switch {
+				case strings.Contains(sql, "server_version_num"):
+					if tt.prefix == "" {
+						t.Error("version read with message mode off")
+					}
+					return fakeRow{vals: []any{tt.version}}
+				case strings.Contains(sql, "wal_level"):
+					return fakeRow{vals: []any{"logical"}}
+				case strings.Contains(sql, "pg_publication_tables"):
+					return fakeRow{vals: []any{1}}
+				default:
+					return fakeRow{vals: []any{true}}
+				}
+			}}
+			err := Check(context.Background(), db, Config{Publication: "p", Table: "outbox_event", MessagePrefix: tt.prefix})
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Check() = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !retry.IsPermanent(err) {
+				t.Fatalf("Check() = %v, want permanent error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

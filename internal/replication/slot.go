@@ -13,6 +13,10 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
+// minMessageVersion is the first server_version_num whose pgoutput streams
+// logical decoding messages (the messages option).
+const minMessageVersion = 140000
+
 // slotState is a row of pg_replication_slots.
 type slotState struct {
 	exists    bool
@@ -31,6 +35,16 @@ func Check(ctx context.Context, db DB, cfg Config) error {
 		return classify(fmt.Errorf("read wal_level: %w", err))
 	}
 	var errs []error
+	if cfg.MessagePrefix != "" {
+		var version int
+		if err := db.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+			return classify(fmt.Errorf("read server_version_num: %w", err))
+		}
+		if version < minMessageVersion {
+			errs = append(errs, fmt.Errorf("message mode (RELAY_MESSAGE_PREFIX %q) needs PostgreSQL 14 or later to stream logical decoding messages; this server is %d.%d: unset RELAY_MESSAGE_PREFIX or upgrade",
+				cfg.MessagePrefix, version/10000, version%10000))
+		}
+	}
 	if walLevel != "logical" {
 		errs = append(errs, fmt.Errorf("wal_level is %q: set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel))
 	}

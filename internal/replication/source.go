@@ -17,6 +17,11 @@
 //   - A slot created by Run exports a snapshot; the rows already in the
 //     outbox table in that snapshot are sent first (backfill), so events
 //     written before the slot existed are delivered too, exactly once.
+//   - In message mode (Config.MessagePrefix) the transactional logical
+//     decoding messages of the prefix are events too, in stream order among
+//     the table's inserts; other messages are counted and skipped. No
+//     table holds them, so a lost or recreated slot loses the messages of
+//     the gap: Run records it and reports it (Hooks.EventsMayBeLost).
 package replication
 
 import (
@@ -77,6 +82,10 @@ type Config struct {
 	DrainTimeout time.Duration
 	// BudgetBytes is the Budget's capacity; larger events take all of it.
 	BudgetBytes int64
+	// MessagePrefix, when set, turns message mode on: the stream also
+	// carries logical decoding messages (PostgreSQL 14+), and the
+	// transactional ones of this prefix are events (package payload).
+	MessagePrefix string
 }
 
 // Source is a pgoutput stream reader.
@@ -103,7 +112,20 @@ type Hooks struct {
 	SlotLost     func(name string)
 	Backfilled   func(n int)
 	ServerWALEnd func(lsn uint64)
+	// MessageIgnored counts a logical decoding message that is not an
+	// event: reason is MessageOtherPrefix or MessageNonTransactional.
+	MessageIgnored func(reason string)
+	// EventsMayBeLost reports, in message mode, that the slot was lost or
+	// recreated (at), so messages emitted meanwhile are gone; it is also
+	// called at start while that mark is recorded.
+	EventsMayBeLost func(slot string, at time.Time)
 }
+
+// Reasons of Hooks.MessageIgnored (the metric's label values).
+const (
+	MessageOtherPrefix      = "other_prefix"
+	MessageNonTransactional = "non_transactional"
+)
 
 // New returns a Source. tracker must start at the position the consumer
 // has durably stored.

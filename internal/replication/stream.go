@@ -92,13 +92,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 	}
 	err = pglogrepl.StartReplication(ctx, conn, pgx.Identifier{s.cfg.Slot}.Sanitize(),
 		pglogrepl.LSN(s.tracker.Confirmed()), pglogrepl.StartReplicationOptions{
-			Mode: pglogrepl.LogicalReplication,
-			PluginArgs: []string{
-				"proto_version '1'",
-				"publication_names " + quoteLiteral(s.cfg.Publication),
-				"binary 'true'",
-			},
-		})
+			Mode: pglogrepl.LogicalReplication, PluginArgs: s.pluginArgs()})
 	if err != nil {
 		if ctx.Err() != nil {
 			s.end(out, drained)
@@ -114,6 +108,20 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 		return err
 	}
 	return st.finish(ctx, drained)
+}
+
+// pluginArgs are pgoutput's options; messages only in message mode, so a
+// relay without it never pays for other applications' messages.
+func (s *Source) pluginArgs() []string {
+	args := []string{
+		"proto_version '1'",
+		"publication_names " + quoteLiteral(s.cfg.Publication),
+		"binary 'true'",
+	}
+	if s.cfg.MessagePrefix != "" {
+		args = append(args, "messages 'true'")
+	}
+	return args
 }
 
 // fitStatusInterval keeps status updates well inside the server's
@@ -161,6 +169,11 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 	}
 	if st.exists && st.plugin != "pgoutput" {
 		return retry.Permanent(fmt.Errorf("replication slot %q uses plugin %q, the relay needs pgoutput", s.cfg.Slot, st.plugin))
+	}
+	if s.cfg.MessagePrefix != "" {
+		if err := s.checkMessageLoss(ctx, st); err != nil {
+			return err
+		}
 	}
 	if st.exists && st.walStatus == "lost" {
 		// The WAL the slot needed is gone: events may have been skipped by
@@ -394,6 +407,9 @@ type stream struct {
 	out       chan<- []Item
 	types     *pgtype.Map
 	relations map[uint32]*relation
+	// msgType and msgEnv are the last message's event type and
+	// environment, reused while they repeat (see intern).
+	msgType, msgEnv string
 
 	tx          bool
 	untilCommit bool // shutting down: stop once the open transaction is complete
@@ -535,6 +551,8 @@ func (st *stream) decode(ctx context.Context, data []byte) error {
 	switch pglogrepl.MessageType(data[0]) {
 	case pglogrepl.MessageTypeInsert:
 		return st.insert(ctx, data[1:])
+	case pglogrepl.MessageTypeMessage:
+		return st.message(data[1:])
 	case pglogrepl.MessageTypeBegin:
 		var m pglogrepl.BeginMessage
 		if err := m.Decode(data[1:]); err != nil {
@@ -572,7 +590,7 @@ func (st *stream) decode(ctx context.Context, data []byte) error {
 		st.relations[m.RelationID] = rel
 		st.log.Debug().Str("relation", rel.name).Int("columns", len(rel.fields)).Msg("relation")
 	}
-	// Origin, Type, Truncate, Update, Delete, Message: not part of the outbox
+	// Origin, Type, Truncate, Update, Delete: not part of the outbox
 	// contract (the publication only publishes inserts).
 	return nil
 }

@@ -7,7 +7,9 @@ import (
 
 // Evaluate judges r by t. Every finding adds a reason; the verdict is the
 // worst of them (OK when there is none). Rules:
-//   - CRITICAL: slot missing, in another database or not pgoutput;
+//   - CRITICAL: events may have been lost (message mode: slot lost or
+//     recreated, recorded by the relay; or slot missing or lost now);
+//     slot missing, in another database or not pgoutput;
 //     wal_status unreserved or lost; publication missing or without the
 //     outbox table; ClickHouse unreachable or event_log unreadable; lag or
 //     backlog age at or above its critical limit; slot inactive while the
@@ -39,7 +41,18 @@ func (j *judgement) add(v Verdict, format string, args ...any) {
 	j.reasons = append(j.reasons, fmt.Sprintf(string(v)+": "+format, args...))
 }
 
+// lostWords is what every message-mode loss finding says.
+const lostWords = "events may have been lost"
+
 func (j *judgement) slot(r *Report, t Thresholds) {
+	if r.EventsLostAt != nil {
+		j.add(Critical, "replication slot %q was lost or recreated at %s in message mode: %s (messages emitted while no slot kept their WAL are gone); reconcile, then clear with UPDATE outbox_relay_state SET events_lost_at = NULL WHERE slot = '%s'",
+			r.Slot, r.EventsLostAt.Format(time.RFC3339), lostWords, r.Slot)
+	}
+	if !r.SlotExists && r.MessagePrefix != "" {
+		j.add(Critical, "replication slot %q does not exist and message mode is on: %s (messages emitted without a slot are not kept; start relay run)", r.Slot, lostWords)
+		return
+	}
 	if !r.SlotExists {
 		j.add(Critical, "replication slot %q does not exist (relay run creates it; rows written meanwhile wait in outbox_event)", r.Slot)
 		return
@@ -52,6 +65,10 @@ func (j *judgement) slot(r *Report, t Thresholds) {
 	}
 	switch r.WALStatus {
 	case "lost":
+		if r.MessagePrefix != "" {
+			j.add(Critical, "wal_status is lost in message mode: %s; relay run recreates the slot, but the messages in the lost WAL are gone", lostWords)
+			break
+		}
 		j.add(Critical, "wal_status is lost: the slot can no longer stream; relay run drops and recreates it, backfilling from outbox_event")
 	case "unreserved":
 		j.add(Critical, "wal_status is unreserved: retained WAL passed max_slot_wal_keep_size and is removed at the next checkpoint")

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -58,6 +59,15 @@ func TestEvaluate(t *testing.T) {
 			want: Critical, reasons: []string{"CRITICAL: ClickHouse is unreachable: dial tcp: refused"}},
 		{name: "event_log unreadable", edit: func(r *Report) { r.ClickHouseError = "table event_log does not exist" },
 			want: Critical, reasons: []string{"CRITICAL: ClickHouse event_log cannot be read"}},
+		{name: "message mode, slot missing", edit: func(r *Report) {
+			r.MessagePrefix = "outbox"
+			r.SlotExists, r.Active, r.LagBytes, r.WALStatus = false, false, nil, WALStatusMissing
+		}, want: Critical, reasons: []string{"does not exist and message mode is on: events may have been lost"}},
+		{name: "message mode, wal lost", edit: func(r *Report) { r.MessagePrefix, r.WALStatus = "outbox", "lost" },
+			want: Critical, reasons: []string{"CRITICAL: wal_status is lost in message mode: events may have been lost"}},
+		{name: "events lost recorded", edit: func(r *Report) { r.EventsLostAt = ptr(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)) },
+			want: Critical, reasons: []string{"CRITICAL: replication slot \"outbox_relay\" was lost or recreated at 2025-01-02T03:04:05Z in message mode: events may have been lost"}},
+		{name: "message mode, healthy", edit: func(r *Report) { r.MessagePrefix = "outbox" }, want: OK},
 		{name: "worst wins", edit: func(r *Report) { r.WALStatus = "extended"; r.ClickHouseReachable = false },
 			want: Critical, reasons: []string{"WARNING: wal_status is extended", "CRITICAL: ClickHouse is unreachable"}},
 	}

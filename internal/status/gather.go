@@ -2,12 +2,14 @@ package status
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 )
@@ -24,12 +26,14 @@ type Target struct {
 	OutboxTable, EventTable string
 	// ClickHouseURL is the clickhouse-go DSN of CLICKHOUSE_URL.
 	ClickHouseURL string
+	// MessagePrefix is RELAY_MESSAGE_PREFIX ("" when message mode is off).
+	MessagePrefix string
 }
 
 // Gather reads a Report (without verdict). A PostgreSQL error is returned;
 // ClickHouse problems are recorded in the Report.
 func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
-	r := &Report{SchemaVersion: SchemaVersion, Slot: t.Slot, Publication: t.Publication, Reasons: []string{}}
+	r := &Report{SchemaVersion: SchemaVersion, Slot: t.Slot, Publication: t.Publication, MessagePrefix: t.MessagePrefix, Reasons: []string{}}
 	versionNum, err := gatherServer(ctx, db, r)
 	if err != nil {
 		return nil, err
@@ -54,6 +58,9 @@ func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
 		return nil, err
 	}
 	if err := gatherDeadLetters(ctx, db, r); err != nil {
+		return nil, err
+	}
+	if err := gatherEventsLost(ctx, db, r, t.Slot); err != nil {
 		return nil, err
 	}
 	gatherClickHouse(ctx, r, t)
@@ -102,6 +109,25 @@ func gatherPublication(ctx context.Context, db DB, r *Report, t Target) error {
 		t.Publication, t.OutboxTable).Scan(&r.PublicationExists, &r.PublicationHasTable)
 	if err != nil {
 		return fmt.Errorf("read publication %q: %w", t.Publication, err)
+	}
+	return nil
+}
+
+// gatherEventsLost reads the mark the relay leaves when its slot was lost
+// or recreated in message mode (migration 00008; a schema without it has
+// no mark).
+func gatherEventsLost(ctx context.Context, db DB, r *Report, slot string) error {
+	err := db.QueryRow(ctx, `SELECT events_lost_at FROM outbox_relay_state WHERE slot = $1`, slot).Scan(&r.EventsLostAt)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows), errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42703"):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read outbox_relay_state: %w", err)
+	}
+	if r.EventsLostAt != nil {
+		at := r.EventsLostAt.UTC()
+		r.EventsLostAt = &at
 	}
 	return nil
 }

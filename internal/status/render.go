@@ -34,6 +34,12 @@ func WriteTable(w io.Writer, r *Report) error {
 	}
 	row("max_slot_wal_keep_size", keepSize(r))
 	row("publication", fmt.Sprintf("%s (%s)", r.Publication, publicationState(r)))
+	if r.MessagePrefix != "" {
+		row("message_prefix", r.MessagePrefix)
+	}
+	if r.EventsLostAt != nil {
+		row("events_lost_at", r.EventsLostAt.Format(time.RFC3339))
+	}
 
 	head("BACKLOG")
 	row("table", "outbox_event")

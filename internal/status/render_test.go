@@ -47,6 +47,10 @@ func TestWriteGolden(t *testing.T) {
 			r.ClickHouseReachable, r.ClickHouseVersion, r.ClickHouseRows, r.ClickHouseNewestEvent = false, "", nil, nil
 			r.ClickHouseError = "clickhouse ping: dial tcp 127.0.0.1:9000: connect: connection refused"
 		})},
+		{"message_mode_recreated", fixedReport(func(r *Report) {
+			r.MessagePrefix = "outbox"
+			r.EventsLostAt = ptr(time.Date(2025, 3, 4, 4, 0, 0, 0, time.UTC))
+		})},
 		{"inactive_old", fixedReport(func(r *Report) {
 			r.Active, r.ActivePID, r.LastReplyAgeSeconds = false, nil, nil
 			r.LagBytes = ptr(int64(512))

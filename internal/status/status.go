@@ -92,6 +92,14 @@ type Report struct {
 	// server received from the active consumer (pg_stat_replication).
 	LastReplyAgeSeconds *float64 `json:"last_reply_age_seconds"`
 
+	// MessagePrefix is RELAY_MESSAGE_PREFIX as given to relay status (""
+	// when message mode is off).
+	MessagePrefix string `json:"message_prefix"`
+	// EventsLostAt is when the relay found its slot lost or recreated in
+	// message mode (outbox_relay_state.events_lost_at); null when never,
+	// or after an operator cleared it.
+	EventsLostAt *time.Time `json:"events_lost_at"`
+
 	// The publication.
 	Publication         string `json:"publication"`
 	PublicationExists   bool   `json:"publication_exists"`

@@ -1,0 +1,106 @@
+package replication
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/payload"
+	"github.com/outbox-relay/relay/internal/retry"
+)
+
+// ldMessage is a pgoutput logical decoding message (protocol 1, after the
+// 'M' byte). Content is a view into the network buffer.
+type ldMessage struct {
+	transactional bool
+	lsn           uint64
+	prefix        []byte
+	content       []byte
+}
+
+// parseMessage reads Byte1 flags, Int64 LSN, String prefix, Int32 length
+// and the content. It is pglogrepl's LogicalDecodingMessage.Decode without
+// the prefix's allocation (the stream compares it per message) and with
+// bounds checks; a test compares the two.
+func parseMessage(src []byte) (ldMessage, error) {
+	var m ldMessage
+	if len(src) < 1+8+1+4 {
+		return m, errMalformed
+	}
+	m.transactional = src[0]&1 == 1
+	m.lsn = binary.BigEndian.Uint64(src[1:])
+	rest := src[9:]
+	nul := bytes.IndexByte(rest, 0)
+	if nul < 0 || len(rest) < nul+1+4 {
+		return m, errMalformed
+	}
+	m.prefix = rest[:nul]
+	rest = rest[nul+1:]
+	n := binary.BigEndian.Uint32(rest)
+	rest = rest[4:]
+	if uint64(n) != uint64(len(rest)) {
+		return m, errMalformed
+	}
+	m.content = rest
+	return m, nil
+}
+
+// message turns a transactional message of our prefix into an event;
+// every other message is counted and skipped. A transactional message
+// always arrives between BEGIN and COMMIT, so it carries the commit's LSN
+// like the inserts around it, and keeps its place among them.
+func (st *stream) message(body []byte) error {
+	m, err := parseMessage(body)
+	if err != nil {
+		return retry.Permanent(fmt.Errorf("decode logical decoding message: %w", err))
+	}
+	if string(m.prefix) != st.cfg.MessagePrefix {
+		st.ignored(MessageOtherPrefix)
+		return nil
+	}
+	if !m.transactional || !st.tx {
+		// Decoded even when its transaction rolled back: never an event.
+		st.ignored(MessageNonTransactional)
+		st.log.Warn().Str("prefix", st.cfg.MessagePrefix).Str("lsn", pglogrepl.LSN(m.lsn).String()).
+			Msg("non-transactional message with the outbox prefix ignored: publish with pg_logical_emit_message(true, ...)")
+		return nil
+	}
+	ev := event.Event{CommitLSN: st.commitLSN, CommitTime: st.commitTime, FromMessage: true}
+	if err := st.decodePayload(m.content, &ev); err != nil {
+		return retry.Permanent(fmt.Errorf("message at %s in the transaction committing at %s: %w",
+			pglogrepl.LSN(m.lsn), pglogrepl.LSN(st.commitLSN), err))
+	}
+	return st.emitEvent(st.emitCtx, st, st.out, ev)
+}
+
+// decodePayload fills ev from a payload, copying what it keeps: content
+// points into the network buffer.
+func (st *stream) decodePayload(content []byte, ev *event.Event) error {
+	f, err := payload.Decode(content)
+	if err != nil {
+		return err
+	}
+	if len(f.Type) == 0 {
+		return errors.New("event type is empty")
+	}
+	ev.ID = f.ID
+	ev.Type = intern(&st.msgType, f.Type)
+	ev.Environment = intern(&st.msgEnv, f.Environment)
+	ev.OccurredAt = time.UnixMicro(f.OccurredAtMicros).UTC()
+	ev.MetadataVersion = max(f.MetadataVersion, 1)
+	ev.Context = append([]byte(nil), f.Context...)
+	// Extra columns are read past (payload.Decode checks their framing)
+	// and not carried yet, as the table path skips columns it does not know.
+	return nil
+}
+
+func (st *stream) ignored(reason string) {
+	if st.hooks.MessageIgnored != nil {
+		st.hooks.MessageIgnored(reason)
+	}
+}
