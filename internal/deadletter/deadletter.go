@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outbox-relay/relay/internal/event"
 )
@@ -44,14 +45,26 @@ func (s *Store) Put(ctx context.Context, rs []Rejected) error {
 	}
 	n := len(rs)
 	ids, types, envs, ctxs, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	times, versions := make([]time.Time, n), make([]int64, n)
+	times, versions := make([]pgtype.Timestamptz, n), make([]int64, n)
 	for i, r := range rs {
 		ids[i] = uuid.UUID(r.Event.ID).String()
 		types[i], envs[i], ctxs[i] = r.Event.Type, r.Event.Environment, string(r.Event.Context)
-		times[i], versions[i], errs[i] = r.Event.OccurredAt, r.Event.MetadataVersion, r.Err.Error()
+		times[i], versions[i], errs[i] = timestamptz(r.Event.OccurredAt), r.Event.MetadataVersion, r.Err.Error()
 	}
 	if _, err := s.db.Exec(ctx, insert, ids, types, times, envs, ctxs, versions, errs); err != nil {
 		return fmt.Errorf("store %d rejected events in outbox_dead_letter: %w", n, err)
 	}
 	return nil
+}
+
+// timestamptz stores event.Infinity and event.NegInfinity as what they
+// were read as: 'infinity' and '-infinity'.
+func timestamptz(t time.Time) pgtype.Timestamptz {
+	switch {
+	case t.Equal(event.Infinity):
+		return pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
+	case t.Equal(event.NegInfinity):
+		return pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	}
+	return pgtype.Timestamptz{Time: t, Valid: true}
 }

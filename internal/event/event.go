@@ -30,6 +30,16 @@ type Event struct {
 	FromMessage bool
 }
 
+// Infinity and NegInfinity stand for PostgreSQL's timestamps 'infinity' and
+// '-infinity' in OccurredAt: just outside the range PostgreSQL can store
+// (4713 BC to 294276 AD), so no real value is mistaken for them, and far
+// outside what any sink stores, so such an event is rejected and
+// dead-lettered as what it was.
+var (
+	Infinity    = time.Date(294277, 1, 1, 0, 0, 0, 0, time.UTC)
+	NegInfinity = time.Date(-4714, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // Size is the memory the event takes in the relay: its payload plus what
 // is kept per event besides (the Event itself, the item that carried it,
 // its place in a batch: about 256 bytes). The byte budget and batch limits

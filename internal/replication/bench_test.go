@@ -40,7 +40,7 @@ func benchInsertBody(size int) []byte {
 		ctx[i] = 'a' + byte(i%26)
 	}
 	ctx[0], ctx[size-1] = '"', '"'
-	ts := binary.BigEndian.AppendUint64(nil, uint64(time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC).UnixMicro()-pgEpochMicros))
+	ts := binary.BigEndian.AppendUint64(nil, uint64(time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC).UnixMicro()-pgEpochSeconds*1e6))
 	vals := [][]byte{
 		[]byte("0123456789abcdef"), // uuid, 16 bytes
 		[]byte("user_created"),

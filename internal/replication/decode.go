@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -121,6 +122,10 @@ func typeOK(f field, oid uint32) bool {
 	return true
 }
 
+// defaultMetadataVersion is metadata_version when the column is absent or
+// NULL (the outbox table's DEFAULT).
+const defaultMetadataVersion = 1
+
 // decodeInsert parses the body of an INSERT message (after the 'I' byte)
 // straight into ev without allocating per column. Only the columns the event
 // needs are copied out of src, which the caller may reuse afterwards.
@@ -133,6 +138,7 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 	if n != len(r.fields) {
 		return fmt.Errorf("relation %s: insert has %d columns, relation %d", r.name, n, len(r.fields))
 	}
+	ev.MetadataVersion = defaultMetadataVersion
 	p := 7
 	for i := 0; i < n; i++ {
 		if p >= len(src) {
@@ -141,8 +147,8 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 		kind := src[p]
 		p++
 		if kind == 'n' || kind == 'u' {
-			if r.fields[i] == fieldID || r.fields[i] == fieldType || r.fields[i] == fieldContext {
-				return fmt.Errorf("relation %s: column %s is null", r.name, fieldName(r.fields[i]))
+			if err := r.null(i); err != nil {
+				return err
 			}
 			continue
 		}
@@ -156,31 +162,66 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 		}
 		val := src[p : p+l]
 		p += l
-		if r.fields[i] == fieldSkip {
-			continue
-		}
-		var err error
-		switch kind {
-		case 'b':
-			switch r.fields[i] {
-			case fieldType:
-				ev.Type = intern(&r.lastType, val)
-			case fieldEnvironment:
-				ev.Environment = intern(&r.lastEnv, val)
-			default:
-				err = setBinary(ev, r.fields[i], r.oids[i], val)
-			}
-		case 't':
-			err = setText(ev, r.fields[i], r.oids[i], val, types)
-		default:
-			err = errMalformed
-		}
-		if err != nil {
-			return fmt.Errorf("relation %s: column %s: %w", r.name, fieldName(r.fields[i]), err)
+		if err := r.set(ev, i, kind, val, types); err != nil {
+			return err
 		}
 	}
-	if ev.MetadataVersion == 0 {
-		ev.MetadataVersion = 1
+	return nil
+}
+
+// decodeRow fills ev from a row of the outbox table read by a query (the
+// backfill), with the stream's decoding: vals are the row's raw values (nil
+// for NULL) in the result formats of the columns.
+func (r *relation) decodeRow(vals [][]byte, formats []int16, ev *event.Event, types *pgtype.Map) error {
+	if len(vals) != len(r.fields) || len(formats) != len(r.fields) {
+		return fmt.Errorf("relation %s: row has %d columns, relation %d", r.name, len(vals), len(r.fields))
+	}
+	ev.MetadataVersion = defaultMetadataVersion
+	for i, val := range vals {
+		if val == nil {
+			if err := r.null(i); err != nil {
+				return err
+			}
+			continue
+		}
+		kind := byte('t')
+		if formats[i] == pgtype.BinaryFormatCode {
+			kind = 'b'
+		}
+		if err := r.set(ev, i, kind, val, types); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// null checks that column i may be NULL.
+func (r *relation) null(i int) error {
+	if f := r.fields[i]; f == fieldID || f == fieldType || f == fieldContext {
+		return fmt.Errorf("relation %s: column %s is null", r.name, fieldName(f))
+	}
+	return nil
+}
+
+// set stores column i's value, in the binary ('b') or text ('t') format,
+// in ev.
+func (r *relation) set(ev *event.Event, i int, kind byte, val []byte, types *pgtype.Map) error {
+	var err error
+	switch f := r.fields[i]; {
+	case f == fieldSkip:
+	case kind == 'b' && f == fieldType:
+		ev.Type = intern(&r.lastType, val)
+	case kind == 'b' && f == fieldEnvironment:
+		ev.Environment = intern(&r.lastEnv, val)
+	case kind == 'b':
+		err = setBinary(ev, f, r.oids[i], val)
+	case kind == 't':
+		err = setText(ev, f, r.oids[i], val, types)
+	default:
+		err = errMalformed
+	}
+	if err != nil {
+		return fmt.Errorf("relation %s: column %s: %w", r.name, fieldName(r.fields[i]), err)
 	}
 	return nil
 }
@@ -194,8 +235,21 @@ func intern(last *string, v []byte) string {
 	return *last
 }
 
-// pgEpoch is PostgreSQL's timestamp origin.
-var pgEpochMicros = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+// pgEpochSeconds is PostgreSQL's timestamp origin, 2000-01-01, in Unix seconds.
+const pgEpochSeconds = 946684800
+
+// pgTime converts microseconds since PostgreSQL's origin. 'infinity' and
+// '-infinity' become event.Infinity and event.NegInfinity; no value wraps
+// (adding the origin in microseconds would, near 'infinity').
+func pgTime(us int64) time.Time {
+	switch us {
+	case math.MaxInt64:
+		return event.Infinity
+	case math.MinInt64:
+		return event.NegInfinity
+	}
+	return time.Unix(us/1e6+pgEpochSeconds, us%1e6*1e3).UTC()
+}
 
 func setBinary(ev *event.Event, f field, oid uint32, v []byte) error {
 	switch f {
@@ -212,8 +266,7 @@ func setBinary(ev *event.Event, f field, oid uint32, v []byte) error {
 		if len(v) != 8 {
 			return errMalformed
 		}
-		us := int64(binary.BigEndian.Uint64(v))
-		ev.OccurredAt = time.UnixMicro(us + pgEpochMicros).UTC()
+		ev.OccurredAt = pgTime(int64(binary.BigEndian.Uint64(v)))
 	case fieldContext:
 		if oid == oidJSONB {
 			// jsonb's binary form is a version byte followed by the text.
@@ -255,11 +308,24 @@ func setText(ev *event.Event, f field, oid uint32, v []byte, types *pgtype.Map) 
 		}
 		ev.ID = u.Bytes
 	case fieldOccurredAt:
-		var t time.Time
-		if err := types.Scan(oid, pgtype.TextFormatCode, v, &t); err != nil {
+		var t pgtype.Timestamptz
+		if oid == oidTimestamp {
+			var ts pgtype.Timestamp
+			if err := types.Scan(oid, pgtype.TextFormatCode, v, &ts); err != nil {
+				return err
+			}
+			t = pgtype.Timestamptz{Time: ts.Time, InfinityModifier: ts.InfinityModifier, Valid: ts.Valid}
+		} else if err := types.Scan(oid, pgtype.TextFormatCode, v, &t); err != nil {
 			return err
 		}
-		ev.OccurredAt = t.UTC()
+		switch t.InfinityModifier {
+		case pgtype.Infinity:
+			ev.OccurredAt = event.Infinity
+		case pgtype.NegativeInfinity:
+			ev.OccurredAt = event.NegInfinity
+		default:
+			ev.OccurredAt = t.Time.UTC()
+		}
 	case fieldMetadataVersion:
 		var n int64
 		if err := types.Scan(oid, pgtype.TextFormatCode, v, &n); err != nil {

@@ -247,24 +247,26 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 			return 0, classify(fmt.Errorf("import snapshot: %w", err))
 		}
 	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT id, event_type, event_date_time, environment, event_context::text, metadata_version
-		FROM %s ORDER BY event_date_time, id`, pgx.Identifier{s.cfg.Table}.Sanitize()))
+	// Every column, in the binary format, as the stream gets them: one
+	// decoding for both (a value the sink cannot store is dead-lettered
+	// either way, instead of failing a scan here).
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT * FROM %s ORDER BY event_date_time, id`, pgx.Identifier{s.cfg.Table}.Sanitize()),
+		pgx.QueryResultFormats{pgx.BinaryFormatCode})
 	if err != nil {
 		return 0, classify(fmt.Errorf("read outbox table: %w", err))
 	}
 	defer rows.Close()
+	rel, formats, err := s.rowRelation(rows.FieldDescriptions())
+	if err != nil {
+		return 0, retry.Permanent(err)
+	}
+	types := pgtype.NewMap()
 	n := 0
 	for rows.Next() {
-		var (
-			ev      event.Event
-			id      pgtype.UUID
-			payload []byte
-		)
-		if err := rows.Scan(&id, &ev.Type, &ev.OccurredAt, &ev.Environment, &payload, &ev.MetadataVersion); err != nil {
-			return n, fmt.Errorf("scan outbox row: %w", err)
+		ev := event.Event{CommitLSN: consistent}
+		if err := rel.decodeRow(rows.RawValues(), formats, &ev, types); err != nil {
+			return n, retry.Permanent(fmt.Errorf("decode outbox row: %w", err))
 		}
-		ev.ID, ev.Context, ev.OccurredAt = id.Bytes, payload, ev.OccurredAt.UTC()
-		ev.CommitLSN = consistent
 		n++
 		if err := s.emitEvent(s.emitCtx, nil, out, ev); err != nil {
 			return n, err
@@ -275,6 +277,23 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 	}
 	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
 	return n, s.emit(s.emitCtx, nil, out, Item{Commit: true, EndLSN: consistent, AfterFlush: done})
+}
+
+// rowRelation is the outbox table's shape as a query returns it, mapped
+// like the stream's RELATION message, and the columns' result formats.
+func (s *Source) rowRelation(fds []pgconn.FieldDescription) (*relation, []int16, error) {
+	m := pglogrepl.RelationMessage{RelationName: s.cfg.Table}
+	formats := make([]int16, len(fds))
+	for i, fd := range fds {
+		m.Columns = append(m.Columns, &pglogrepl.RelationMessageColumn{Name: fd.Name, DataType: fd.DataTypeOID})
+		formats[i] = fd.Format
+	}
+	rel, err := newRelation(&m)
+	if err != nil {
+		return nil, nil, err
+	}
+	rel.name = s.cfg.Table
+	return rel, formats, nil
 }
 
 // backfillPending reads the slot's marker in outbox_relay_state.

@@ -44,6 +44,8 @@ type Sink struct {
 	insert  string
 	// timeLo, timeHi: the range of event_date_time's type (see check).
 	timeLo, timeHi time.Time
+	// unsignedVersion: metadata_version is unsigned (see check).
+	unsignedVersion bool
 }
 
 // Option changes how Open sets up the sink.
@@ -165,17 +167,32 @@ func (s *Sink) Write(ctx context.Context, evs []event.Event) error {
 }
 
 // check rejects events the table cannot store faithfully. The column
-// encoding would wrap a DateTime outside its range silently, so it is
-// caught here.
+// encoding would wrap a DateTime outside its range, or a negative
+// metadata_version into an unsigned one, silently, so it is caught here.
 func (s *Sink) check(evs []event.Event) error {
 	lo, hi := s.timeLo, s.timeHi
 	for i := range evs {
 		if t := evs[i].OccurredAt; t.Before(lo) || !t.Before(hi) {
 			return retry.Permanent(fmt.Errorf("%w: event %d: event_date_time %s is outside %s..%s, the range of event_log.event_date_time",
-				event.ErrRejected, i, t.Format(time.RFC3339Nano), lo.Format(time.DateOnly), hi.Format(time.DateOnly)))
+				event.ErrRejected, i, formatTime(t), lo.Format(time.DateOnly), hi.Format(time.DateOnly)))
+		}
+		if v := evs[i].MetadataVersion; v < 0 && s.unsignedVersion {
+			return retry.Permanent(fmt.Errorf("%w: event %d: metadata_version %d is negative, event_log.metadata_version is unsigned",
+				event.ErrRejected, i, v))
 		}
 	}
 	return nil
+}
+
+// formatTime spells PostgreSQL's infinities as PostgreSQL does.
+func formatTime(t time.Time) string {
+	switch {
+	case t.Equal(event.Infinity):
+		return "infinity"
+	case t.Equal(event.NegInfinity):
+		return "-infinity"
+	}
+	return t.Format(time.RFC3339Nano)
 }
 
 // timeRange is the range of the event_date_time column's type.
@@ -227,6 +244,11 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 		names[i] = quoteIdent(c.name)
 	}
 	s.timeLo, s.timeHi = s.timeRange()
+	for _, c := range s.cols {
+		if c.name == "metadata_version" && strings.Contains(c.typ, "UInt") {
+			s.unsignedVersion = true
+		}
+	}
 	// 18.16 needs the explicit column list.
 	s.insert = fmt.Sprintf("INSERT INTO %s (%s) VALUES", quoteIdent(s.table), strings.Join(names, ", "))
 	return nil

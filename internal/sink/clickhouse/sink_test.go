@@ -5,7 +5,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
@@ -129,5 +131,41 @@ func TestQuoteIdent(t *testing.T) {
 		if got := quoteIdent(tt.in); got != tt.want {
 			t.Errorf("quoteIdent(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// check rejects, as bad content, what the table would store changed:
+// a time outside the column's range (PostgreSQL's infinities too) and a
+// negative metadata_version in an unsigned column.
+func TestCheckRejects(t *testing.T) {
+	ok := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name     string
+		unsigned bool
+		ev       event.Event
+		wantErr  string
+	}{
+		{name: "in range", unsigned: true, ev: event.Event{OccurredAt: ok, MetadataVersion: 1}},
+		{name: "version 0", unsigned: true, ev: event.Event{OccurredAt: ok, MetadataVersion: 0}},
+		{name: "negative version, signed column", ev: event.Event{OccurredAt: ok, MetadataVersion: -1}},
+		{name: "negative version, unsigned column", unsigned: true, ev: event.Event{OccurredAt: ok, MetadataVersion: -1},
+			wantErr: "metadata_version -1 is negative"},
+		{name: "infinity", ev: event.Event{OccurredAt: event.Infinity}, wantErr: "event_date_time infinity is outside"},
+		{name: "-infinity", ev: event.Event{OccurredAt: event.NegInfinity}, wantErr: "event_date_time -infinity is outside"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Sink{timeLo: time.Unix(0, 0), timeHi: time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC), unsignedVersion: tc.unsigned}
+			err := s.check([]event.Event{tc.ev})
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("check() = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, event.ErrRejected) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("check() = %v, want a rejection containing %q", err, tc.wantErr)
+			}
+		})
 	}
 }
