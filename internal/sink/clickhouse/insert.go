@@ -30,8 +30,12 @@ import (
 // (the library clickhouse-go is built on). Everything else — DDL, queries,
 // migrations, status — still goes through clickhouse-go.
 type inserter struct {
-	opts *ch.Options
-	host string   // this machine's name, sent in the client info
+	// opts is clickhouse-go's reading of CLICKHOUSE_URL with the defaults
+	// clickhouse-go's connections use (see newInserter).
+	opts   *ch.Options
+	dialer func(ctx context.Context, addr string, opts *ch.Options) (net.Conn, error)
+	dials  int    // connections opened: the connection number DefaultDialStrategy takes
+	host   string // this machine's name, sent in the client info
 	keys []string // opts.Settings' names, sorted
 	conn net.Conn
 	r    *proto.Reader
@@ -47,26 +51,59 @@ type inserter struct {
 // revisions to older clients.
 const insertRevision = 54429
 
+// newInserter reads opts — clickhouse-go's own parse of CLICKHOUSE_URL —
+// as clickhouse-go's connections do: with the defaults its Open fills in
+// (a URL without a user logs in as "default"), the hosts tried in its order
+// (its DefaultDialStrategy, connection_open_strategy included), its
+// compression codecs and timeouts. TestURLParity compares both readings.
 func newInserter(opts *ch.Options) (*inserter, error) {
-	in := &inserter{opts: opts}
+	o := driverDefaults(*opts)
+	in := &inserter{opts: &o, dialer: dialTCP}
 	in.host, _ = os.Hostname()
-	for k := range opts.Settings {
+	for k := range o.Settings {
 		in.keys = append(in.keys, k)
 	}
 	sort.Strings(in.keys)
-	if c := opts.Compression; c != nil && c.Method != ch.CompressionNone {
-		var m compress.Method
+	if c := o.Compression; c != nil {
 		switch c.Method {
-		case ch.CompressionLZ4:
-			m = compress.LZ4
-		case ch.CompressionZSTD:
-			m = compress.ZSTD
+		case ch.CompressionNone:
+		case ch.CompressionLZ4, ch.CompressionLZ4HC, ch.CompressionZSTD:
+			// As clickhouse-go's native connections: the method and level of the URL.
+			in.cw = compress.NewWriter(compress.Level(c.Level), compress.Method(c.Method))
 		default:
-			return nil, retry.Permanent(fmt.Errorf("CLICKHOUSE_URL: compression %s is not supported by the relay's insert path (use lz4, zstd or none)", c.Method))
+			return nil, retry.Permanent(fmt.Errorf("CLICKHOUSE_URL: compression %s is not supported by the native protocol (use lz4, lz4hc, zstd or none)", c.Method))
 		}
-		in.cw = compress.NewWriter(compress.LevelZero, m)
 	}
 	return in, nil
+}
+
+// driverDefaults fills in what clickhouse-go's Open fills in before it
+// connects (its Options.setDefaults, which is not exported), as far as the
+// inserter uses it.
+func driverDefaults(o ch.Options) ch.Options {
+	if o.Auth.Username == "" {
+		o.Auth.Username = "default"
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 30 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 300 * time.Second
+	}
+	if len(o.Addr) == 0 {
+		o.Addr = []string{"localhost:9000"}
+	}
+	return o
+}
+
+// dialTCP connects as clickhouse-go does: TLS when the URL says secure,
+// within the dial timeout.
+func dialTCP(ctx context.Context, addr string, opts *ch.Options) (net.Conn, error) {
+	d := &net.Dialer{Timeout: opts.DialTimeout}
+	if opts.TLS != nil {
+		return (&tls.Dialer{NetDialer: d, Config: opts.TLS}).DialContext(ctx, "tcp", addr)
+	}
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // close drops the connection; the next insert dials again.
@@ -119,7 +156,7 @@ func (in *inserter) attempt(ctx context.Context, query string, cols []proto.Inpu
 	if err := in.flush(); err != nil {
 		return err
 	}
-	if err := in.header(cols); err != nil {
+	if err := in.header(ctx, cols); err != nil {
 		return err
 	}
 	rows := 0
@@ -135,7 +172,7 @@ func (in *inserter) attempt(ctx context.Context, query string, cols []proto.Inpu
 	if err := in.flush(); err != nil {
 		return err
 	}
-	return in.await()
+	return in.await(ctx)
 }
 
 // withContext says when err comes from ctx ending: the connection's
@@ -150,6 +187,21 @@ func withContext(ctx context.Context, err error) error {
 	return err
 }
 
+// readDeadline gives the server read_timeout (300 s unless the URL says
+// otherwise) to send its next packet, as clickhouse-go does, within ctx's
+// deadline.
+func (in *inserter) readDeadline(ctx context.Context) {
+	d := time.Now().Add(in.opts.ReadTimeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
+	}
+	_ = in.conn.SetReadDeadline(d)
+	// After the Set: when ctx ends later, deadline's AfterFunc wins.
+	if ctx.Err() != nil {
+		_ = in.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
 // deadline makes conn's I/O follow ctx: its deadline, and its end.
 func (in *inserter) deadline(ctx context.Context, conn net.Conn) func() {
 	d, ok := ctx.Deadline()
@@ -161,33 +213,32 @@ func (in *inserter) deadline(ctx context.Context, conn net.Conn) func() {
 	return func() { stop() }
 }
 
+// dial connects to the first host that answers the handshake, in the order
+// clickhouse-go would try them (CLICKHOUSE_URL's hosts, alt_hosts, and
+// connection_open_strategy): a dead host is skipped for the next.
 func (in *inserter) dial(ctx context.Context) error {
-	timeout := in.opts.DialTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
+	in.dials++
+	_, err := ch.DefaultDialStrategy(ctx, in.dials, in.opts, func(ctx context.Context, addr string, _ *ch.Options) (ch.DialResult, error) {
+		return ch.DialResult{}, in.open(ctx, addr)
+	})
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
 	}
-	var lastErr error
-	for _, addr := range in.opts.Addr {
-		d := &net.Dialer{Timeout: timeout}
-		var conn net.Conn
-		var err error
-		if in.opts.TLS != nil {
-			conn, err = (&tls.Dialer{NetDialer: d, Config: in.opts.TLS}).DialContext(ctx, "tcp", addr)
-		} else {
-			conn, err = d.DialContext(ctx, "tcp", addr)
-		}
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		in.conn, in.r = conn, proto.NewReader(bufio.NewReaderSize(conn, 64<<10))
-		if err := in.hello(ctx); err != nil {
-			in.close()
-			return err
-		}
-		return nil
+	return nil
+}
+
+// open connects to addr and says hello; the connection is in's on success.
+func (in *inserter) open(ctx context.Context, addr string) error {
+	conn, err := in.dialer(ctx, addr, in.opts)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("dial: %w", lastErr)
+	in.conn, in.r = conn, proto.NewReader(bufio.NewReaderSize(conn, 64<<10))
+	if err := in.hello(ctx); err != nil {
+		in.close()
+		return err
+	}
+	return nil
 }
 
 // hello is the handshake: announce the revision, read the server's.
@@ -206,6 +257,7 @@ func (in *inserter) hello(ctx context.Context) error {
 	if err := in.flush(); err != nil {
 		return err
 	}
+	in.readDeadline(ctx)
 	code, err := in.r.UVarInt()
 	if err != nil {
 		return fmt.Errorf("read hello: %w", err)
@@ -417,9 +469,9 @@ func (in *inserter) flush() error {
 
 // header reads up to the block the server announces for the INSERT and
 // checks that it has cols' names and types.
-func (in *inserter) header(cols []proto.InputColumn) error {
+func (in *inserter) header(ctx context.Context, cols []proto.InputColumn) error {
 	for {
-		code, err := in.packet()
+		code, err := in.packet(ctx)
 		if err != nil {
 			return err
 		}
@@ -483,9 +535,9 @@ func (in *inserter) headerBlock() (names, types []string, err error) {
 }
 
 // await reads the server's answer to the data up to the end of the query.
-func (in *inserter) await() error {
+func (in *inserter) await(ctx context.Context) error {
 	for {
-		code, err := in.packet()
+		code, err := in.packet(ctx)
 		if err != nil {
 			return err
 		}
@@ -503,8 +555,9 @@ func (in *inserter) await() error {
 // packet reads one server packet, consuming the ones the inserter has no use
 // for, and returns the code of a Data or EndOfStream packet (whose body is
 // left to read). An exception is returned as the error.
-func (in *inserter) packet() (proto.ServerCode, error) {
+func (in *inserter) packet(ctx context.Context) (proto.ServerCode, error) {
 	for {
+		in.readDeadline(ctx)
 		v, err := in.r.UVarInt()
 		if err != nil {
 			return 0, fmt.Errorf("read: %w", err)
