@@ -22,7 +22,8 @@ func newAPICmd(e *env) *cobra.Command {
 		Short: "Serve the demo HTTP API: POST /users writes the user and its user_created event in one transaction",
 		Long: `api serves the demo "create user" use case on API_ADDR: POST /users inserts the
 user and publishes a user_created event into outbox_event in the same
-transaction; GET /users/{id}; /healthz and /readyz. The relay (relay run)
+transaction (with RELAY_MESSAGE_PREFIX set: as a transactional logical
+decoding message of that prefix instead of a row); GET /users/{id}; /healthz and /readyz. The relay (relay run)
 delivers the events to ClickHouse; the API keeps working while ClickHouse is down.
 The API is described in api/openapi.yaml.`,
 		Args: noArgs,
@@ -44,7 +45,13 @@ The API is described in api/openapi.yaml.`,
 				return usageError(fmt.Errorf("DATABASE_URL: %w", err))
 			}
 			defer pool.Close()
-			pub, err := outbox.NewPublisher(environment)
+			var pubOpts []outbox.Option
+			if cfg.MessagePrefix != "" {
+				// Message mode: events as transactional logical decoding
+				// messages, read by a relay with the same prefix.
+				pubOpts = append(pubOpts, outbox.WithMessages(cfg.MessagePrefix))
+			}
+			pub, err := outbox.NewPublisher(environment, pubOpts...)
 			if err != nil {
 				return usageError(err)
 			}
@@ -56,11 +63,11 @@ The API is described in api/openapi.yaml.`,
 			if err != nil {
 				return usageError(err)
 			}
-			log.Info().Str("addr", cfg.APIAddr).Msg("api listening")
+			log.Info().Str("addr", cfg.APIAddr).Str("message_prefix", cfg.MessagePrefix).Msg("api listening")
 			return srv.Run(cmd.Context())
 		},
 	}
-	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "api-addr", "log-level", "log-format", "sentry-dsn", "sentry-environment")
+	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "api-addr", "log-level", "log-format", "sentry-dsn", "sentry-environment", "message-prefix")
 	cmd.Flags().StringVar(&environment, "environment", "local", "environment stamped on published events (env RELAY_ENVIRONMENT)")
 	return cmd
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,5 +241,105 @@ func TestMessageModeOffIgnoresMessages(t *testing.T) {
 	}
 	if strings.Contains(p.Output(), fmt.Sprint(id)) {
 		t.Fatalf("relay mentions the message")
+	}
+}
+
+// TestAPIMessageMode: `relay api` with RELAY_MESSAGE_PREFIX publishes its
+// user_created events as messages (outbox_event refuses every insert here),
+// and the relay with the same prefix delivers them.
+func TestAPIMessageMode(t *testing.T) {
+	t.Parallel()
+	e := testenv.New(t)
+	ctx := context.Background()
+	mustExec(ctx, t, e.PG, `CREATE FUNCTION no_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'outbox_event must stay unused in message mode'; END $$`)
+	mustExec(ctx, t, e.PG, `CREATE TRIGGER no_rows BEFORE INSERT ON outbox_event FOR EACH ROW EXECUTE FUNCTION no_rows()`)
+	relay := startRelay(t, e, "RELAY_MESSAGE_PREFIX="+msgPrefix)
+	waitLog(t, relay, logStreaming, 30*time.Second)
+	addr := testenv.FreeAddr(t)
+	api := testenv.Start(t, relayBin, e.RelayEnv("API_ADDR="+addr, "RELAY_MESSAGE_PREFIX="+msgPrefix), "api")
+	client := &http.Client{Timeout: 5 * time.Second}
+	const n = 20
+	for i := range n {
+		testenv.Eventually(t, 30*time.Second, "POST /users", func() error {
+			if api.Exited() {
+				t.Fatalf("api exited:\n%s", api.Output())
+			}
+			code, err := postUser(client, "http://"+addr, fmt.Sprintf("msg%d@example.com", i))
+			if err == nil && code != http.StatusCreated {
+				t.Fatalf("POST /users: status %d\n%s", code, api.Output())
+			}
+			return err
+		})
+	}
+	e.WaitDelivered(t, n, time.Minute, relay)
+	var users uint64
+	if err := e.CH.QueryRow(ctx, "SELECT count() FROM event_log FINAL WHERE event_type = 'user_created'").Scan(&users); err != nil {
+		t.Fatal(err)
+	}
+	if users != n {
+		t.Fatalf("user_created events = %d, want %d", users, n)
+	}
+}
+
+// TestMessageModeSlotRecreatedIsCritical: in message mode, a slot dropped
+// while the relay was down loses the messages emitted meanwhile. The
+// restarted relay says so: its log, /readyz (503) and relay status
+// (CRITICAL) carry "events may have been lost" until an operator clears
+// the mark; messages after the new slot flow again.
+func TestMessageModeSlotRecreatedIsCritical(t *testing.T) {
+	t.Parallel()
+	e := testenv.New(t)
+	ctx := context.Background()
+	env := []string{"RELAY_MESSAGE_PREFIX=" + msgPrefix}
+	first := startRelay(t, e, env...)
+	waitLog(t, first, logStreaming, 30*time.Second)
+	msgs := msgPublisher(t, outbox.WithMessages(msgPrefix))
+	delivered := map[uuid.UUID]msgRow{}
+	publishTx(ctx, t, e, true, publishStep(ctx, msgs, true, delivered, outbox.Event{Type: spineEventType, Context: 1}))
+	e.WaitDelivered(t, 1, time.Minute, first)
+	if err := first.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := first.Wait(time.Minute); code != 0 {
+		t.Fatalf("relay exit %d:\n%s", code, first.Output())
+	}
+	mustExec(ctx, t, e.PG, "SELECT pg_drop_replication_slot($1)", e.Slot)
+	code, r, out := relayStatus(t, e.RelayEnv(env...))
+	if code != statusExitCritical || !strings.Contains(out, "does not exist and message mode is on: events may have been lost") {
+		t.Fatalf("relay status with the slot missing: exit %d\n%s", code, out)
+	}
+	lost := map[uuid.UUID]msgRow{}
+	publishTx(ctx, t, e, true, publishStep(ctx, msgs, true, lost, outbox.Event{Type: spineEventType, Context: 2}))
+
+	addr := testenv.FreeAddr(t)
+	second := startRelay(t, e, append(env, "RELAY_ADMIN_ADDR="+addr)...)
+	waitLog(t, second, `CRITICAL: the slot was missing and is recreated in message mode: events may have been lost`, 30*time.Second)
+	waitLog(t, second, logStreaming, 30*time.Second)
+	waitAdmin(t, second, addr, "/readyz", http.StatusServiceUnavailable, "events may have been lost", 30*time.Second)
+	publishTx(ctx, t, e, true, publishStep(ctx, msgs, true, delivered, outbox.Event{Type: spineEventType, Context: 3}))
+	e.WaitDelivered(t, 2, time.Minute, second)
+	_, seen, err := eventLogRows(ctx, e, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range lost {
+		if seen[id] != 0 {
+			t.Errorf("a message emitted without a slot arrived: %s", id)
+		}
+	}
+	code, r, out = relayStatus(t, e.RelayEnv(env...))
+	if code != statusExitCritical || r == nil || r.EventsLostAt == nil ||
+		!strings.Contains(strings.Join(r.Reasons, "\n"), "was lost or recreated at") {
+		t.Fatalf("relay status after the recreation: exit %d\n%s", code, out)
+	}
+	// Without RELAY_MESSAGE_PREFIX too: the mark is in PostgreSQL.
+	if code, _, out = relayStatus(t, e.RelayEnv()); code != statusExitCritical || !strings.Contains(out, "events may have been lost") {
+		t.Fatalf("relay status without the prefix: exit %d\n%s", code, out)
+	}
+	mustExec(ctx, t, e.PG, "UPDATE outbox_relay_state SET events_lost_at = NULL WHERE slot = $1", e.Slot)
+	code, r, out = relayStatus(t, e.RelayEnv(env...))
+	if r == nil || r.EventsLostAt != nil || strings.Contains(out, "events may have been lost") {
+		t.Fatalf("relay status after clearing: exit %d\n%s", code, out)
 	}
 }
