@@ -164,11 +164,10 @@ type Metrics struct {
 	// and 0 for the other values (outbox_relay_wal_status{status}). Set it
 	// with SetWALStatus.
 	WALStatus *prometheus.GaugeVec
-	// BufferEvents is the number of events decoded but not yet flushed
-	// (outbox_relay_buffer_events).
+	// BufferEvents is the number of events decoded and not yet accepted
+	// by ClickHouse, a batch being written included (outbox_relay_buffer_events).
 	BufferEvents prometheus.Gauge
-	// BufferBytes is the payload bytes decoded but not yet flushed
-	// (outbox_relay_buffer_bytes).
+	// BufferBytes is the bytes of those events (outbox_relay_buffer_bytes).
 	BufferBytes prometheus.Gauge
 	// AckedLSN is the last LSN confirmed to Postgres as flushed, as a
 	// number (outbox_relay_acked_lsn).
@@ -254,11 +253,11 @@ func New() *Metrics {
 		}, []string{"status"}),
 		BufferEvents: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: NameBufferEvents,
-			Help: "Events decoded and buffered but not yet flushed to ClickHouse.",
+			Help: "Events decoded and held (buffered, or in a batch being written) until ClickHouse accepted them.",
 		}),
 		BufferBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: NameBufferBytes,
-			Help: "Bytes of events (payload plus per-event overhead, as RELAY_BATCH_BYTES counts them) buffered but not yet flushed to ClickHouse.",
+			Help: "Bytes of events (payload plus per-event overhead, as RELAY_BATCH_BYTES counts them) held until ClickHouse accepted them.",
 		}),
 		AckedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: NameAckedLSN,

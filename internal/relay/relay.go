@@ -228,6 +228,7 @@ func (r *Relay) session(ctx context.Context) error {
 	if ctx.Err() == nil {
 		r.release(r.batcher.Flush().Events)
 	}
+	r.gaugeBuffer(0, 0)
 	return err
 }
 
@@ -278,9 +279,15 @@ func (r *Relay) addAll(ctx context.Context, its []replication.Item) error {
 			return err
 		}
 	}
-	r.m.BufferEvents.Set(float64(r.batcher.Len()))
-	r.m.BufferBytes.Set(float64(r.batcher.Bytes()))
+	r.gaugeBuffer(0, 0)
 	return nil
+}
+
+// gaugeBuffer shows what the relay holds that ClickHouse has not accepted:
+// the batcher's events plus a batch being written (events, bytes).
+func (r *Relay) gaugeBuffer(events, bytes int) {
+	r.m.BufferEvents.Set(float64(r.batcher.Len() + events))
+	r.m.BufferBytes.Set(float64(r.batcher.Bytes() + bytes))
 }
 
 func (r *Relay) add(ctx context.Context, it replication.Item) error {
@@ -345,9 +352,11 @@ func (r *Relay) flush(ctx context.Context) error {
 		if !released {
 			r.release(b.Events)
 		}
+		r.gaugeBuffer(0, 0)
 	}()
-	r.m.BufferEvents.Set(0)
-	r.m.BufferBytes.Set(0)
+	// The batch is held until ClickHouse accepted it (the "relay stuck"
+	// runbook reads these while the sink is down).
+	r.gaugeBuffer(len(b.Events), b.Bytes)
 	tctx, finish := r.spans(ctx, "flush", map[string]string{"events": strconv.Itoa(len(b.Events))})
 	defer func() { finish() }()
 	start := time.Now()

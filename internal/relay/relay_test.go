@@ -1348,3 +1348,59 @@ func TestMessageEventsAreNotDeleted(t *testing.T) {
 		g.checkBudget()
 	})
 }
+
+func gauge(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatalf("read gauge: %v", err)
+	}
+	return m.GetGauge().GetValue()
+}
+
+// While the sink refuses a batch, the buffer gauges show it (the "relay
+// stuck" runbook reads them); once it is accepted they drop to zero.
+func TestBufferGaugesHoldUntilSinkAccepted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newRig(t, bigBudget)
+		failing, up := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		g.sink.write = func(_ context.Context, evs []event.Event) error {
+			select {
+			case <-up:
+				return nil
+			default:
+				once.Do(func() { close(failing) })
+				return errDown
+			}
+		}
+		after, flushed := g.signal()
+		live := tx(100, 1, 2, 3)
+		live[3].AfterFlush = after
+		g.sources = []Source{g.stream(script{live: live})}
+		x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
+
+		x.until(t, failing, "the first failed write")
+		synctest.Wait()
+		one := ev(1)
+		wantBytes := float64(3 * one.Size())
+		if got := gauge(t, g.metrics.BufferEvents); got != 3 {
+			t.Errorf("%s = %v while the sink is down, want 3", metrics.NameBufferEvents, got)
+		}
+		if got := gauge(t, g.metrics.BufferBytes); got != wantBytes {
+			t.Errorf("%s = %v while the sink is down, want %v", metrics.NameBufferBytes, got, wantBytes)
+		}
+		close(up)
+		x.until(t, flushed, "the flush")
+		if got := gauge(t, g.metrics.BufferEvents); got != 0 {
+			t.Errorf("%s = %v after the sink accepted the batch, want 0", metrics.NameBufferEvents, got)
+		}
+		if got := gauge(t, g.metrics.BufferBytes); got != 0 {
+			t.Errorf("%s = %v after the sink accepted the batch, want 0", metrics.NameBufferBytes, got)
+		}
+		if err := x.stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		g.checkBudget()
+	})
+}
