@@ -34,14 +34,14 @@ type inserter struct {
 	// clickhouse-go's connections use (see newInserter).
 	opts   *ch.Options
 	dialer func(ctx context.Context, addr string, opts *ch.Options) (net.Conn, error)
-	dials  int    // connections opened: the connection number DefaultDialStrategy takes
-	host   string // this machine's name, sent in the client info
-	keys []string // opts.Settings' names, sorted
-	conn net.Conn
-	r    *proto.Reader
-	rev  int // the protocol revision both sides speak
-	buf  proto.Buffer
-	cw   *compress.Writer
+	dials  int      // connections opened: the connection number DefaultDialStrategy takes
+	host   string   // this machine's name, sent in the client info
+	keys   []string // opts.Settings' names, sorted
+	conn   net.Conn
+	r      *proto.Reader
+	rev    int // the protocol revision both sides speak
+	buf    proto.Buffer
+	cw     *compress.Writer
 }
 
 // insertRevision is the protocol revision the inserter announces; the
