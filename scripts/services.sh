@@ -11,6 +11,8 @@
 #                                          stop or restart one server, keeping data and port
 #   scripts/services.sh psql [args]        psql against the private PostgreSQL (db relay)
 #   scripts/services.sh ch [args]          clickhouse-client against the private ClickHouse (db relay)
+#   scripts/services.sh browser            install chromium when missing (the status page's browser
+#                                          test), print its env: RELAY_CHROMIUM
 #
 # The ClickHouse cluster (for the replicated and sharded topologies; `up`,
 # `make run` and the single-server tests never need it): ZooKeeper and four
@@ -1045,7 +1047,19 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+}
+
+# cmd_browser makes sure chromium is there (Debian's package) and prints
+# its path for the browser test.
+cmd_browser() {
+	local bin
+	bin=$(command -v chromium || command -v chromium-browser || true)
+	if [[ -z $bin ]]; then
+		apt_install chromium
+		bin=$(command -v chromium) || die "chromium still missing after apt-get install chromium"
+	fi
+	printf "export RELAY_CHROMIUM='%s'\n" "$bin"
 }
 
 main() {
@@ -1059,6 +1073,7 @@ main() {
 		;;
 	down) cmd_down "$@" ;;
 	status) cmd_status ;;
+	browser) cmd_browser ;;
 	start-postgres) cmd_start_one postgres ;;
 	start-clickhouse) cmd_start_one clickhouse ;;
 	stop-postgres) cmd_stop_one postgres ;;

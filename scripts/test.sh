@@ -22,9 +22,17 @@ else
   echo "test: no RELAY_SERVICES_DIR: the cluster tests are skipped" >&2
 fi
 
+if browser_env="$(scripts/services.sh browser)"; then
+  eval "$browser_env"
+else
+  echo "test: chromium could not be installed: TestStatusPageInBrowser says what is missing and skips" >&2
+fi
+
 gofmt_out="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
 if [[ -n "$gofmt_out" ]]; then
   echo "gofmt would change:" >&2; echo "$gofmt_out" >&2; exit 1
 fi
 go vet ./...
-go test -race -count=1 -timeout 40m "$@" ./...
+# Test artifacts (the status page's screenshots) are kept in test-artifacts/.
+mkdir -p test-artifacts
+go test -race -count=1 -timeout 40m -artifacts -outputdir "$PWD/test-artifacts" "$@" ./...

@@ -4,6 +4,7 @@
 //	/readyz         200 while the State says ready, else 503; the body says why
 //	/metrics        the Prometheus registry of package metrics
 //	/debug/pprof/   the Go profiler, only when enabled (--pprof, RELAY_PPROF)
+//	/               the status page, when Options.Page is set (package statuspage)
 //
 // Readiness is the relay's: connected to the slot, alive and not stuck
 // (see Readiness). It is fed by the replication stream's hooks and by the
@@ -33,6 +34,8 @@ type Options struct {
 	Pprof bool
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Page, when set, mounts the status page's paths (/, …).
+	Page interface{ Register(mux *http.ServeMux) }
 }
 
 // New returns the admin handler: readiness from state, metrics served by
@@ -54,6 +57,9 @@ func New(state State, metrics http.Handler, opts Options) http.Handler {
 		}
 	})
 	mux.Handle("GET /metrics", metrics)
+	if opts.Page != nil {
+		opts.Page.Register(mux)
+	}
 	if opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

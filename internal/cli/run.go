@@ -64,7 +64,11 @@ On SIGTERM it flushes, acknowledges and exits 0.`,
 			if err := adminOpts.Load(cmd.Flags(), e.environ); err != nil {
 				return err
 			}
-			return runRelay(cmd.Context(), e, &cfg, adminOpts)
+			th, err := loadPageThresholds(e.environ)
+			if err != nil {
+				return err
+			}
+			return runRelay(cmd.Context(), e, &cfg, adminOpts, th)
 		},
 	}
 	config.RegisterFlags(cmd.Flags(), &cfg)
@@ -124,7 +128,7 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 	return d, nil
 }
 
-func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.Options) error {
+func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.Options, th status.Thresholds) error {
 	log := newLogger(e, cfg).With().Str("slot", cfg.Slot).Logger()
 	rep, err := report.New(report.Options{DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment,
 		Release: buildinfo.Version, SampleRate: cfg.SentrySampleRate})
@@ -189,6 +193,12 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx) })
 	if cfg.AdminAddr != "" {
+		page, record, err := newStatusPage(cfg, th, d.pool, m)
+		if err != nil {
+			return fmt.Errorf("status page: %w", err)
+		}
+		adminOpts.Page = page
+		g.Go(func() error { return record(gctx) })
 		srv := &http.Server{Addr: cfg.AdminAddr, Handler: admin.New(ready, m.Handler(), adminOpts), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error { return serveUntil(gctx, srv) })
 		g.Go(func() error {

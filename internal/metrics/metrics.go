@@ -79,6 +79,9 @@ const (
 	NameBackfilledEventsTotal = "outbox_relay_backfilled_events_total"
 	NameDeadLetterEventsTotal = "outbox_relay_dead_letter_events_total"
 	NameMessagesIgnoredTotal  = "outbox_relay_messages_ignored_total"
+	NameLastFlushTimestamp    = "outbox_relay_last_flush_timestamp_seconds"
+	NameLastFlushEvents       = "outbox_relay_last_flush_events"
+	NameLastFlushBytes        = "outbox_relay_last_flush_bytes"
 )
 
 // Names returns the name of every metric family the relay itself exports
@@ -107,6 +110,9 @@ func Names() []string {
 		NameBackfilledEventsTotal,
 		NameDeadLetterEventsTotal,
 		NameMessagesIgnoredTotal,
+		NameLastFlushTimestamp,
+		NameLastFlushEvents,
+		NameLastFlushBytes,
 	}
 }
 
@@ -201,6 +207,11 @@ type Metrics struct {
 	// MessagesIgnoredTotal counts logical decoding messages that were not
 	// events, by reason (other_prefix, non_transactional); message mode only.
 	MessagesIgnoredTotal *prometheus.CounterVec
+
+	// LastFlushTimestamp, LastFlushEvents and LastFlushBytes describe the
+	// last batch ClickHouse accepted: when, how many events, how many bytes
+	// (outbox_relay_last_flush_timestamp_seconds, _events, _bytes).
+	LastFlushTimestamp, LastFlushEvents, LastFlushBytes prometheus.Gauge
 }
 
 // New creates a Metrics whose collectors, together with the Go runtime and
@@ -300,6 +311,18 @@ func New() *Metrics {
 			Name: NameMessagesIgnoredTotal,
 			Help: "Logical decoding messages streamed in message mode that are not events: another prefix, or not transactional.",
 		}, []string{"reason"}),
+		LastFlushTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameLastFlushTimestamp,
+			Help: "Unix time at which ClickHouse accepted the last batch.",
+		}),
+		LastFlushEvents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameLastFlushEvents,
+			Help: "Events in the last batch ClickHouse accepted.",
+		}),
+		LastFlushBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameLastFlushBytes,
+			Help: "Payload bytes of the last batch ClickHouse accepted.",
+		}),
 	}
 
 	// Expose every label value from the start, so that dashboards and
@@ -338,6 +361,9 @@ func New() *Metrics {
 		m.BackfilledEventsTotal,
 		m.DeadLetterEventsTotal,
 		m.MessagesIgnoredTotal,
+		m.LastFlushTimestamp,
+		m.LastFlushEvents,
+		m.LastFlushBytes,
 	)
 	return m
 }

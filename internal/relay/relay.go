@@ -574,6 +574,9 @@ func (r *Relay) observe(b batch.Batch, took time.Duration) {
 	r.m.BatchesTotal.Inc()
 	r.m.BatchEvents.Observe(float64(len(b.Events)))
 	r.m.FlushDuration.Observe(took.Seconds())
+	r.m.LastFlushTimestamp.Set(float64(now.UnixNano()) / 1e9)
+	r.m.LastFlushEvents.Set(float64(len(b.Events)))
+	r.m.LastFlushBytes.Set(float64(b.Bytes))
 	var last time.Time
 	for i := range b.Events {
 		// One observation per transaction keeps this off the per-event path.

@@ -118,8 +118,12 @@ func (j *judgement) backlog(r *Report, t Thresholds) {
 }
 
 func (j *judgement) deadLetters(r *Report) {
-	if n := r.DeadLetters; n != nil && *n > 0 {
-		j.add(Warning, "%d events in outbox_dead_letter were rejected by ClickHouse (relay deadletter list)", *n)
+	switch n := r.DeadLetters; {
+	case n == nil || *n == 0:
+	case *n == 1:
+		j.add(Warning, "1 event ClickHouse rejected waits in outbox_dead_letter (relay deadletter list)")
+	default:
+		j.add(Warning, "%d events ClickHouse rejected wait in outbox_dead_letter (relay deadletter list)", *n)
 	}
 }
 
