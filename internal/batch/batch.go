@@ -1,16 +1,29 @@
-// Package batch buffers events until a count, byte or age limit is reached.
+// Package batch buffers events until a count, byte or age limit is reached
+// and cuts them into batches that a crashed relay can rebuild exactly.
 //
 // A Batcher has no goroutines and reads no clock: the caller passes the time
 // in and owns the timer (see UntilNext), so tests drive time explicitly.
 // A Batcher is not safe for concurrent use.
 //
-// Transactions may span batches. A batch carries AckLSN: the end LSN of the
-// last transaction that is completely contained in this and earlier batches.
+// Batches are runs of whole transactions. Each is identified by a Range:
+// the positions (commit LSN, index of the event in its transaction) of its
+// first and last event. The stream brings the same events in the same
+// order on every replay, so a Range names the same events forever and a
+// batch rebuilt for it (see Replay) is the same batch.
+//
+// A transaction alone larger than the count or byte limit is cut into
+// parts: every MaxEvents events or MaxBytes bytes counted from the
+// transaction's first event, so the cuts fall on the same events on every
+// replay (as long as the limits are unchanged). A part completes no
+// transaction: its AckLSN is zero until the part that holds the commit.
+//
+// A batch carries AckLSN: the end LSN of the last transaction it completes.
 // Only that position may be acknowledged once the batch is in the sink.
 package batch
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -25,6 +38,35 @@ type Policy struct {
 	MaxAge    time.Duration
 }
 
+// Position is where an event is in the stream: the commit LSN of its
+// transaction and its index among the transaction's events.
+type Position struct {
+	LSN   uint64
+	Index int
+}
+
+// Less orders positions as the stream does.
+func (p Position) Less(q Position) bool {
+	return p.LSN < q.LSN || p.LSN == q.LSN && p.Index < q.Index
+}
+
+func (p Position) String() string {
+	return fmt.Sprintf("%X/%X.%d", p.LSN>>32, uint32(p.LSN), p.Index)
+}
+
+// Range identifies a batch: its first and last event. EndsTx says the last
+// event is the last of its transaction (the batch holds the commit).
+type Range struct {
+	First, Last Position
+	EndsTx      bool
+}
+
+// Token is the batch's identity as the sink's deduplication sees it:
+// slot:first:last, e.g. "outbox:0/16B3748.0:0/16B9F00.4".
+func (r Range) Token(slot string) string {
+	return slot + ":" + r.First.String() + ":" + r.Last.String()
+}
+
 // Batch is what the sink is asked to write.
 type Batch struct {
 	Events []event.Event
@@ -35,6 +77,11 @@ type Batch struct {
 	// AfterFlush are the callbacks of the commits in this batch, to run
 	// once it is written.
 	AfterFlush []func(context.Context) error
+	// Range identifies the events when Identified: they came from the
+	// stream. Backfilled rows (read from the table) have no stable
+	// position, and a batch without events needs none.
+	Range      Range
+	Identified bool
 }
 
 // Batcher accumulates events and commit positions.
@@ -49,6 +96,23 @@ type Batcher struct {
 	committed      int
 	committedBytes int
 	afterFlush     []func(context.Context) error
+
+	// Positions. head is the index in its transaction of events[0];
+	// lastCommitted is the position of events[committed-1].
+	head          int
+	lastCommitted Position
+	// txIndex counts the open transaction's events so far (also those
+	// already cut into parts); tailAt is when its first buffered one came.
+	txIndex int
+	tailAt  time.Time
+	// Backfilled rows among the committed events / in the open transaction.
+	committedAnon, txAnon bool
+
+	// Replay: ranges to cut exactly, in order (see Replay).
+	targets     []Range
+	ready       bool // a replayed range is complete: Cut it
+	cutAtCommit bool // a replayed range is complete at the next commit
+	skipped     int
 }
 
 // New returns an empty Batcher.
@@ -56,12 +120,74 @@ func New(p Policy) *Batcher {
 	return &Batcher{policy: p}
 }
 
-// Add buffers ev and reports whether the batch is now full.
-func (b *Batcher) Add(ev event.Event, now time.Time) (full bool) {
+// Replay makes the next batches exactly ranges (in stream order): until
+// they are cut, the count, byte and age limits are ignored and a batch is
+// Ready when the last event of the next range arrived (with its commit,
+// when the range ends a transaction). A range the stream passes without
+// ever reaching its last event is given up (see Skipped).
+//
+// Replay(nil) gives up the ranges left, also one whose last event came
+// and whose commit is awaited.
+func (b *Batcher) Replay(ranges []Range) {
+	b.skipped += len(b.targets)
+	if b.cutAtCommit {
+		b.skipped++
+	}
+	b.targets, b.cutAtCommit = slices.Clone(ranges), false
+}
+
+// Skipped is how many replayed ranges the stream passed without reaching
+// their last event (their events went into batches of their own).
+func (b *Batcher) Skipped() int { return b.skipped }
+
+// Replaying reports whether replayed ranges remain to be cut.
+func (b *Batcher) Replaying() bool { return len(b.targets) > 0 || b.ready || b.cutAtCommit }
+
+// Add buffers ev and reports whether a batch is Ready.
+func (b *Batcher) Add(ev event.Event, now time.Time) (ready bool) {
+	return b.add(ev, now, false)
+}
+
+// AddBackfill buffers a row read from the table rather than the stream:
+// the batches holding it are not Identified.
+func (b *Batcher) AddBackfill(ev event.Event, now time.Time) (ready bool) {
+	return b.add(ev, now, true)
+}
+
+func (b *Batcher) add(ev event.Event, now time.Time, anon bool) bool {
 	b.touch(now)
+	if len(b.events) == b.committed {
+		b.tailAt = now
+	}
+	if len(b.events) == 0 {
+		b.head = b.txIndex
+	}
+	pos := Position{LSN: ev.CommitLSN, Index: b.txIndex}
+	b.txIndex++
+	b.txAnon = b.txAnon || anon
 	b.events = append(b.events, ev)
 	b.bytes += ev.Size()
-	return b.Full(now)
+	if !anon {
+		b.aim(pos)
+	}
+	return b.Ready()
+}
+
+// aim checks the replayed ranges against the event just added at pos.
+func (b *Batcher) aim(pos Position) {
+	for len(b.targets) > 0 && b.targets[0].Last.Less(pos) {
+		b.targets = b.targets[1:] // passed without reaching its end
+		b.skipped++
+	}
+	if len(b.targets) == 0 || b.targets[0].Last != pos {
+		return
+	}
+	if b.targets[0].EndsTx {
+		b.cutAtCommit = true
+	} else {
+		b.ready = true
+	}
+	b.targets = b.targets[1:]
 }
 
 // Commit records that the transaction ending at endLSN is complete: every
@@ -76,7 +202,24 @@ func (b *Batcher) Commit(endLSN uint64, now time.Time, after ...func(context.Con
 	if endLSN > b.ackLSN {
 		b.ackLSN = endLSN
 	}
+	if len(b.events) > b.committed {
+		last := b.events[len(b.events)-1]
+		b.lastCommitted = Position{LSN: last.CommitLSN, Index: b.txIndex - 1}
+	}
 	b.committed, b.committedBytes = len(b.events), b.bytes
+	b.committedAnon = b.committedAnon || b.txAnon
+	b.txIndex, b.txAnon = 0, false
+	if b.cutAtCommit {
+		b.cutAtCommit, b.ready = false, true
+	}
+}
+
+// Reset empties the Batcher (also of replayed ranges) and returns the
+// events it held: they are streamed again.
+func (b *Batcher) Reset() []event.Event {
+	evs := b.events
+	*b = Batcher{policy: b.policy, skipped: b.skipped}
+	return evs
 }
 
 // DropUncommitted removes the events of the transaction still open (its
@@ -87,6 +230,14 @@ func (b *Batcher) DropUncommitted() []event.Event {
 	clear(b.events[b.committed:]) // let the dropped payloads be collected
 	b.events = b.events[:b.committed]
 	b.bytes = b.committedBytes
+	b.txIndex, b.txAnon = 0, false
+	if b.cutAtCommit { // the range is streamed again: aim for it anew
+		b.cutAtCommit = false
+		b.skipped++
+	}
+	if b.committed == 0 {
+		b.head = 0
+	}
 	if len(b.events) == 0 && b.ackLSN == 0 {
 		b.pending = false
 	}
@@ -106,23 +257,29 @@ func (b *Batcher) Full(now time.Time) bool {
 		return false
 	}
 	p := b.policy
-	return (p.MaxEvents > 0 && len(b.events) >= p.MaxEvents) ||
-		(p.MaxBytes > 0 && b.bytes >= p.MaxBytes) ||
-		now.Sub(b.first) >= p.MaxAge
+	return b.Saturated() || now.Sub(b.first) >= p.MaxAge
 }
 
 // Saturated reports whether the count or byte limit is reached (the age
-// limit aside): nothing more should be added before a flush.
+// limit aside): nothing more should be added before a Cut.
 func (b *Batcher) Saturated() bool {
 	p := b.policy
 	return (p.MaxEvents > 0 && len(b.events) >= p.MaxEvents) ||
 		(p.MaxBytes > 0 && b.bytes >= p.MaxBytes)
 }
 
-// UntilNext is how long until the age limit fires; ok is false when nothing
-// is buffered and no timer is needed.
+// Ready reports whether a batch must be Cut now: a replayed range is
+// complete, or (not replaying) the count or byte limit is reached.
+func (b *Batcher) Ready() bool {
+	return b.ready || !b.Replaying() && b.Saturated()
+}
+
+// UntilNext is how long until the age limit fires; ok is false when no
+// timer is needed: nothing is buffered, only an open transaction is (its
+// commit is awaited), or ranges are being replayed (they are cut by their
+// events, not by age).
 func (b *Batcher) UntilNext(now time.Time) (d time.Duration, ok bool) {
-	if !b.pending {
+	if !b.pending || b.Replaying() || b.committed == 0 && b.ackLSN == 0 && len(b.afterFlush) == 0 {
 		return 0, false
 	}
 	d = b.policy.MaxAge - now.Sub(b.first)
@@ -138,18 +295,80 @@ func (b *Batcher) Len() int { return len(b.events) }
 // Bytes is the size of the buffered events.
 func (b *Batcher) Bytes() int { return b.bytes }
 
-// Pending reports whether a flush would produce anything (events or an
+// Pending reports whether something is buffered (events or an
 // acknowledgeable commit).
 func (b *Batcher) Pending() bool { return b.pending }
 
-// Flush hands out the buffered batch and resets the Batcher. The returned
-// slice is owned by the caller.
+// Cut hands out the batch that Ready announced: a replayed range (the
+// whole buffer), else the complete transactions, else (one transaction
+// alone reached a limit) a part of the open transaction. When nothing is
+// Ready it is Flush.
+func (b *Batcher) Cut() Batch {
+	switch {
+	case b.ready:
+		b.ready = false
+		if b.committed == len(b.events) {
+			return b.take(b.committed)
+		}
+		return b.takePart()
+	case b.Replaying():
+		return Batch{}
+	case b.committed > 0 || b.ackLSN > 0:
+		return b.take(b.committed)
+	case b.Saturated():
+		return b.takePart()
+	}
+	return Batch{}
+}
+
+// Flush hands out the complete transactions (the age limit passed, or the
+// relay is stopping) and keeps the open one. While ranges are replayed it
+// hands out nothing: a batch cut short of its range would be a new one.
 func (b *Batcher) Flush() Batch {
-	out := Batch{Events: b.events, Bytes: b.bytes, AckLSN: b.ackLSN, AfterFlush: b.afterFlush}
-	b.afterFlush = nil
-	b.events = make([]event.Event, 0, cap(b.events))
-	b.bytes, b.committed, b.committedBytes = 0, 0, 0
-	b.pending = false
-	b.ackLSN = 0
+	if b.Replaying() {
+		return Batch{}
+	}
+	return b.take(b.committed)
+}
+
+// take hands out the first n (= committed) events, their commits and
+// callbacks. The returned slice is owned by the caller.
+func (b *Batcher) take(n int) Batch {
+	out := Batch{Events: b.events[:n:n], Bytes: b.committedBytes, AckLSN: b.ackLSN, AfterFlush: b.afterFlush}
+	if n > 0 && !b.committedAnon {
+		out.Identified = true
+		out.Range = Range{First: Position{LSN: b.events[0].CommitLSN, Index: b.head}, Last: b.lastCommitted, EndsTx: true}
+	}
+	b.head = b.txIndex - (len(b.events) - n)
+	b.rest(n, b.committedBytes)
 	return out
+}
+
+// takePart hands out the whole buffer, which ends inside a transaction.
+func (b *Batcher) takePart() Batch {
+	n := len(b.events)
+	out := Batch{Events: b.events[:n:n], Bytes: b.bytes, AckLSN: b.ackLSN, AfterFlush: b.afterFlush}
+	if n > 0 && !b.committedAnon && !b.txAnon {
+		last := b.events[n-1]
+		out.Identified = true
+		out.Range = Range{First: Position{LSN: b.events[0].CommitLSN, Index: b.head},
+			Last: Position{LSN: last.CommitLSN, Index: b.txIndex - 1}}
+	}
+	b.head = b.txIndex
+	b.rest(n, b.bytes)
+	return out
+}
+
+// rest keeps the events after the first n (the open transaction's).
+func (b *Batcher) rest(n, bytes int) {
+	tail := b.events[n:]
+	b.events = make([]event.Event, len(tail), max(cap(b.events), len(tail)))
+	copy(b.events, tail)
+	b.bytes -= bytes
+	b.afterFlush = nil
+	b.committed, b.committedBytes = 0, 0
+	b.ackLSN = 0
+	b.committedAnon = false
+	b.pending = len(b.events) > 0
+	b.first = b.tailAt
 }

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +15,11 @@ var t0 = time.Date(2024, 3, 5, 12, 0, 0, 0, time.UTC)
 // ev returns an event whose Size is its payload plus the per-event overhead (see event.Event.Size).
 func ev(typ string, payload int) event.Event {
 	return event.Event{Type: typ, Context: bytes.Repeat([]byte{'x'}, payload)}
+}
+
+// evAt returns an event of the transaction committed at lsn.
+func evAt(typ string, lsn uint64) event.Event {
+	return event.Event{Type: typ, CommitLSN: lsn}
 }
 
 // evSize is the Size of ev(typ, payload).
@@ -193,7 +199,7 @@ func TestUntilNext(t *testing.T) {
 		{
 			name:   "full age right after the first event",
 			policy: Policy{MaxAge: time.Second},
-			steps:  []step{{typ: "a"}},
+			steps:  []step{{typ: "a"}, {commit: 7}},
 			at:     0,
 			want:   time.Second,
 			wantOK: true,
@@ -201,7 +207,7 @@ func TestUntilNext(t *testing.T) {
 		{
 			name:   "remaining age",
 			policy: Policy{MaxAge: time.Second},
-			steps:  []step{{typ: "a"}, {at: 700 * time.Millisecond, typ: "b"}},
+			steps:  []step{{typ: "a"}, {at: 700 * time.Millisecond, typ: "b"}, {at: 700 * time.Millisecond, commit: 7}},
 			at:     750 * time.Millisecond,
 			want:   250 * time.Millisecond,
 			wantOK: true,
@@ -209,10 +215,17 @@ func TestUntilNext(t *testing.T) {
 		{
 			name:   "overdue is clamped to zero",
 			policy: Policy{MaxAge: time.Second},
-			steps:  []step{{typ: "a"}},
+			steps:  []step{{typ: "a"}, {commit: 7}},
 			at:     5 * time.Second,
 			want:   0,
 			wantOK: true,
+		},
+		{
+			name:   "an open transaction alone waits for its commit, not the clock",
+			policy: Policy{MaxAge: time.Second},
+			steps:  []step{{typ: "a"}},
+			at:     5 * time.Second,
+			wantOK: false,
 		},
 		{
 			name:   "a pending commit needs a timer too",
@@ -241,6 +254,7 @@ func TestUntilNext(t *testing.T) {
 func TestUntilNextAgreesWithFull(t *testing.T) {
 	b := New(Policy{MaxAge: 1500 * time.Millisecond})
 	b.Add(ev("a", 10), t0)
+	b.Commit(7, t0)
 	now := t0.Add(400 * time.Millisecond)
 	d, ok := b.UntilNext(now)
 	if !ok {
@@ -262,9 +276,9 @@ func TestFlushAckLSN(t *testing.T) {
 		wantAckLSN uint64
 	}{
 		{
-			name:       "nothing committed",
+			name:       "nothing committed: the open transaction stays",
 			steps:      []step{{typ: "a"}, {typ: "b"}},
-			wantTypes:  []string{"a", "b"},
+			wantTypes:  []string{},
 			wantAckLSN: 0,
 		},
 		{
@@ -280,9 +294,9 @@ func TestFlushAckLSN(t *testing.T) {
 			wantAckLSN: 300,
 		},
 		{
-			name:       "mid-transaction flush carries the previous commit",
+			name:       "a flush takes whole transactions only",
 			steps:      []step{{typ: "a"}, {commit: 100}, {typ: "b"}, {typ: "c"}},
-			wantTypes:  []string{"a", "b", "c"},
+			wantTypes:  []string{"a"},
 			wantAckLSN: 100,
 		},
 		{
@@ -313,37 +327,45 @@ func TestFlushAckLSN(t *testing.T) {
 	}
 }
 
-// TestTransactionAcrossBatches: a transaction split by a size flush is only
-// acknowledged by the batch that contains its commit; the first batch of it
-// carries the commit before it, or zero.
+// TestTransactionAcrossBatches: a full batch is cut at the last commit;
+// a transaction alone over the limit is cut into parts of MaxEvents
+// counted from its first event; only the part holding the commit
+// acknowledges it.
 func TestTransactionAcrossBatches(t *testing.T) {
 	b := New(Policy{MaxEvents: 2, MaxAge: time.Hour})
 
-	b.Add(ev("t1", 0), t0)
-	b.Commit(100, t0)
-	if !b.Add(ev("t2-a", 0), t0) {
-		t.Fatal("batch of 2 events not full")
+	b.Add(evAt("t1", 100), t0)
+	b.Commit(101, t0)
+	if !b.Add(evAt("t2-a", 200), t0) {
+		t.Fatal("batch of 2 events not ready")
 	}
-	first := b.Flush()
-	if first.AckLSN != 100 {
-		t.Errorf("first batch AckLSN = %d, want 100 (t2 is still open)", first.AckLSN)
+	first := b.Cut()
+	if !slices.Equal(types(first.Events), []string{"t1"}) || first.AckLSN != 101 {
+		t.Errorf("first batch = %v AckLSN %d, want [t1] AckLSN 101 (t2 is still open)", types(first.Events), first.AckLSN)
 	}
-
-	if b.Add(ev("t2-b", 0), t0) {
-		t.Fatal("batch of 1 event full")
+	if want := (Range{First: Position{100, 0}, Last: Position{100, 0}, EndsTx: true}); first.Range != want || !first.Identified {
+		t.Errorf("first range = %+v, want %+v", first.Range, want)
 	}
-	if !b.Add(ev("t2-c", 0), t0) {
-		t.Fatal("second batch of 2 events not full")
+	if !b.Add(evAt("t2-b", 200), t0) {
+		t.Fatal("t2 alone at the limit is not ready")
 	}
-	second := b.Flush()
-	if second.AckLSN != 0 {
-		t.Errorf("second batch AckLSN = %d, want 0 (completes no transaction)", second.AckLSN)
+	second := b.Cut()
+	if !slices.Equal(types(second.Events), []string{"t2-a", "t2-b"}) || second.AckLSN != 0 {
+		t.Errorf("second batch = %v AckLSN %d, want [t2-a t2-b] AckLSN 0", types(second.Events), second.AckLSN)
 	}
-
-	b.Commit(200, t0)
+	if want := (Range{First: Position{200, 0}, Last: Position{200, 1}}); second.Range != want {
+		t.Errorf("second range = %+v, want %+v", second.Range, want)
+	}
+	if b.Add(evAt("t2-c", 200), t0) {
+		t.Fatal("batch of 1 event ready")
+	}
+	b.Commit(201, t0)
 	third := b.Flush()
-	if len(third.Events) != 0 || third.AckLSN != 200 {
-		t.Errorf("third batch = %d events, AckLSN %d, want 0 events, AckLSN 200", len(third.Events), third.AckLSN)
+	if !slices.Equal(types(third.Events), []string{"t2-c"}) || third.AckLSN != 201 {
+		t.Errorf("third batch = %v AckLSN %d, want [t2-c] AckLSN 201", types(third.Events), third.AckLSN)
+	}
+	if want := (Range{First: Position{200, 2}, Last: Position{200, 2}, EndsTx: true}); third.Range != want {
+		t.Errorf("third range = %+v, want %+v", third.Range, want)
 	}
 }
 
@@ -352,6 +374,7 @@ func TestFlushResets(t *testing.T) {
 	b.Add(ev("a", 10), t0)
 	b.Commit(100, t0)
 	b.Add(ev("b", 20), t0)
+	b.Commit(101, t0)
 
 	got := b.Flush()
 	if want := evSize("a", 10) + evSize("b", 20); got.Bytes != want {
@@ -374,6 +397,7 @@ func TestFlushResets(t *testing.T) {
 	// The age clock restarts with the next item, not at the old first one.
 	later := t0.Add(10 * time.Second)
 	b.Add(ev("c", 0), later)
+	b.Commit(102, later)
 	if d, ok := b.UntilNext(later); !ok || d != time.Second {
 		t.Errorf("UntilNext after re-add = %v, %v, want 1s, true", d, ok)
 	}
@@ -462,9 +486,8 @@ func TestDropUncommitted(t *testing.T) {
 	}
 }
 
-// After a flush in the middle of a transaction, DropUncommitted drops only
-// what was added since: the flushed part is the caller's.
-func TestDropUncommittedAfterMidTransactionFlush(t *testing.T) {
+// A flush keeps the open transaction; DropUncommitted then drops it whole.
+func TestDropUncommittedAfterFlush(t *testing.T) {
 	b := New(Policy{MaxAge: time.Hour})
 	b.Add(ev("a", 0), t0)
 	b.Commit(100, t0)
@@ -473,13 +496,13 @@ func TestDropUncommittedAfterMidTransactionFlush(t *testing.T) {
 	b.Add(ev("c", 5), t0)
 
 	dropped := b.DropUncommitted()
-	if !slices.Equal(types(dropped), []string{"c"}) {
-		t.Errorf("dropped %v, want [c]", types(dropped))
+	if !slices.Equal(types(dropped), []string{"b", "c"}) {
+		t.Errorf("dropped %v, want [b c]", types(dropped))
 	}
 	if b.Len() != 0 || b.Bytes() != 0 || b.Pending() {
 		t.Errorf("after drop: Len %d, Bytes %d, Pending %v; want 0, 0, false", b.Len(), b.Bytes(), b.Pending())
 	}
-	if !slices.Equal(types(flushed.Events), []string{"a", "b"}) {
+	if !slices.Equal(types(flushed.Events), []string{"a"}) {
 		t.Errorf("flushed batch changed: %v", types(flushed.Events))
 	}
 }
@@ -517,5 +540,139 @@ func TestDropThenReplay(t *testing.T) {
 	}
 	if got.AckLSN != 200 {
 		t.Errorf("AckLSN = %d, want 200", got.AckLSN)
+	}
+}
+
+// tx is a transaction: its commit LSN and how many events it wrote.
+type tx struct {
+	lsn    uint64
+	events int
+}
+
+// cutAll streams txs through b the way the relay does (Cut whenever Ready,
+// Flush at every commit when flushEveryCommit) and returns the ranges cut.
+func cutAll(b *Batcher, txs []tx, flushEveryCommit bool) []Range {
+	var out []Range
+	keep := func(bt Batch) {
+		if bt.Identified {
+			out = append(out, bt.Range)
+		}
+	}
+	for _, x := range txs {
+		for i := range x.events {
+			if b.Add(evAt(fmt.Sprint(x.lsn, ".", i), x.lsn), t0) {
+				for b.Ready() {
+					keep(b.Cut())
+				}
+			}
+		}
+		b.Commit(x.lsn+1, t0)
+		for b.Ready() {
+			keep(b.Cut())
+		}
+		if flushEveryCommit {
+			keep(b.Flush())
+		}
+	}
+	keep(b.Flush())
+	return out
+}
+
+// TestReplayRebuildsRanges: whatever cut the first run made (here: a flush
+// at every commit, as the age limit may do), replaying its ranges from the
+// same stream cuts exactly the same batches, then batching goes on by the
+// limits.
+func TestReplayRebuildsRanges(t *testing.T) {
+	txs := []tx{{100, 1}, {200, 3}, {300, 7}, {400, 2}, {500, 1}, {600, 1}}
+	first := cutAll(New(Policy{MaxEvents: 3, MaxAge: time.Hour}), txs, true)
+	want := []Range{
+		{First: Position{100, 0}, Last: Position{100, 0}, EndsTx: true},
+		// At the limit before its commit came: a part.
+		{First: Position{200, 0}, Last: Position{200, 2}},
+		{First: Position{300, 0}, Last: Position{300, 2}},
+		{First: Position{300, 3}, Last: Position{300, 5}},
+		{First: Position{300, 6}, Last: Position{300, 6}, EndsTx: true},
+		{First: Position{400, 0}, Last: Position{400, 1}, EndsTx: true},
+		{First: Position{500, 0}, Last: Position{500, 0}, EndsTx: true},
+		{First: Position{600, 0}, Last: Position{600, 0}, EndsTx: true},
+	}
+	if !slices.Equal(first, want) {
+		t.Fatalf("first run cut\n%v\nwant\n%v", first, want)
+	}
+	// Replay the ranges from 200 on (100 was acknowledged), batching by
+	// the limits only afterwards.
+	b := New(Policy{MaxEvents: 3, MaxAge: time.Hour})
+	b.Replay(want[1:5])
+	got := cutAll(b, txs[1:], false)
+	wantReplay := append(slices.Clone(want[1:5]),
+		Range{First: Position{400, 0}, Last: Position{400, 1}, EndsTx: true},
+		Range{First: Position{500, 0}, Last: Position{600, 0}, EndsTx: true})
+	if !slices.Equal(got, wantReplay) {
+		t.Errorf("replay cut\n%v\nwant\n%v", got, wantReplay)
+	}
+	if b.Skipped() != 0 {
+		t.Errorf("Skipped = %d, want 0", b.Skipped())
+	}
+}
+
+// While replaying, neither the age nor the count limit cuts a batch short.
+func TestReplayIgnoresLimits(t *testing.T) {
+	b := New(Policy{MaxEvents: 1, MaxAge: 0})
+	b.Replay([]Range{{First: Position{100, 0}, Last: Position{200, 0}, EndsTx: true}})
+	b.Add(evAt("a", 100), t0)
+	b.Commit(101, t0)
+	if b.Ready() {
+		t.Error("Ready inside a replayed range")
+	}
+	if _, ok := b.UntilNext(t0); ok {
+		t.Error("UntilNext asks for a timer inside a replayed range")
+	}
+	if got := b.Flush(); len(got.Events) != 0 {
+		t.Errorf("Flush inside a replayed range handed out %v", types(got.Events))
+	}
+	if b.Add(evAt("b", 200), t0) {
+		t.Error("Ready before the range's commit")
+	}
+	b.Commit(201, t0)
+	got := b.Cut()
+	if !slices.Equal(types(got.Events), []string{"a", "b"}) || got.AckLSN != 201 {
+		t.Errorf("Cut = %v AckLSN %d, want [a b] 201", types(got.Events), got.AckLSN)
+	}
+	if b.Replaying() {
+		t.Error("still replaying after the last range")
+	}
+}
+
+// A range the stream passes without reaching its end is given up.
+func TestReplaySkipsUnreachableRange(t *testing.T) {
+	b := New(Policy{MaxEvents: 10, MaxAge: time.Hour})
+	b.Replay([]Range{{First: Position{100, 0}, Last: Position{100, 5}, EndsTx: true}})
+	b.Add(evAt("a", 100), t0)
+	b.Commit(101, t0)
+	b.Add(evAt("b", 200), t0)
+	if b.Replaying() || b.Skipped() != 1 {
+		t.Errorf("Replaying %v, Skipped %d; want false, 1", b.Replaying(), b.Skipped())
+	}
+}
+
+// Backfilled rows have no stable position: their batches are not Identified.
+func TestBackfillNotIdentified(t *testing.T) {
+	b := New(Policy{MaxAge: time.Hour})
+	b.AddBackfill(evAt("a", 100), t0)
+	b.Commit(100, t0)
+	if got := b.Flush(); got.Identified || len(got.Events) != 1 {
+		t.Errorf("backfill batch Identified %v with %d events, want false, 1", got.Identified, len(got.Events))
+	}
+	b.Add(evAt("b", 200), t0)
+	b.Commit(201, t0)
+	if got := b.Flush(); !got.Identified {
+		t.Error("stream batch after a backfill not Identified")
+	}
+}
+
+func TestToken(t *testing.T) {
+	r := Range{First: Position{0x16B3748, 0}, Last: Position{0x1_0000_0010, 4}, EndsTx: true}
+	if got, want := r.Token("outbox"), "outbox:0/16B3748.0:1/10.4"; got != want {
+		t.Errorf("Token = %q, want %q", got, want)
 	}
 }

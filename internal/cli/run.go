@@ -21,6 +21,7 @@ import (
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/admin"
 	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/batchlog"
 	"github.com/outbox-relay/relay/internal/buildinfo"
 	"github.com/outbox-relay/relay/internal/cleanup"
 	"github.com/outbox-relay/relay/internal/config"
@@ -177,6 +178,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	newSrc := func() relay.Source {
 		return replication.New(srcCfg, d.pool, tracker, budget, log, hooks, fp)
 	}
+	batches := batchlog.New(d.pool, cfg.Slot)
 	r := relay.New(relay.Config{
 		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},
 		BudgetBytes:   budgetBytes,
@@ -185,9 +187,9 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: d.sink, Cleaner: cleanup.New(d.pool, config.OutboxTable),
+		NewSource: newSrc, Sink: d.sink, Cleaner: cleanup.New(d.pool, config.OutboxTable, batches),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
-		Spans: rep.StartSpan,
+		Spans: rep.StartSpan, Batches: batches,
 	}, log)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -15,8 +15,9 @@ import (
 
 // Points a test can name.
 const (
-	AfterSinkWrite    = "after-sink-write"    // ClickHouse accepted the batch; nothing deleted or confirmed
-	AfterDelete       = "after-delete"        // delivered rows deleted; LSN not confirmed
+	AfterPending      = "after-pending"       // the batch's range is recorded as pending; not written
+	AfterSinkWrite    = "after-sink-write"    // ClickHouse accepted the batch; its record not done, nothing deleted or confirmed
+	AfterDelete       = "after-delete"        // delivered rows deleted and the record done; LSN not confirmed
 	AfterStatusUpdate = "after-status-update" // a newer flushed LSN was sent to PostgreSQL
 
 	ReplayBeforeCommit = "deadletter-replay-before-commit" // relay deadletter replay moved the rows; not committed

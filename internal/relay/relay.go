@@ -32,6 +32,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/batchlog"
 	"github.com/outbox-relay/relay/internal/deadletter"
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/failpoint"
@@ -45,14 +46,25 @@ type Source interface {
 	Run(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error
 }
 
-// Sink durably stores a batch; nil means every event is stored.
+// Sink durably stores a batch; nil means every event is stored. token is
+// the batch's identity (empty: none): a repeated write with the same token
+// and events may be dropped by the sink. relayedAt is stored with every row.
 type Sink interface {
-	Write(ctx context.Context, evs []event.Event) error
+	WriteBatch(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error
 }
 
-// Cleaner deletes delivered rows from the outbox table.
+// Cleaner deletes delivered rows from the outbox table and, with them,
+// marks the batch's recorded range done (done nil: no record).
 type Cleaner interface {
-	Delete(ctx context.Context, ids [][16]byte) (int64, error)
+	Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error)
+}
+
+// BatchLog records batch ranges before they are written (see package
+// batchlog).
+type BatchLog interface {
+	Slot() string
+	Load(ctx context.Context) ([]batchlog.Record, error)
+	Pending(ctx context.Context, rec batchlog.Record) error
 }
 
 // DeadLetter keeps events the sink rejected for their content.
@@ -61,7 +73,7 @@ type DeadLetter interface {
 }
 
 // Parts are what the relay connects; every field is required except
-// Failpoints.
+// Failpoints, Spans and Batches.
 type Parts struct {
 	NewSource  func() Source // builds the source for each (re)connection
 	Sink       Sink
@@ -73,6 +85,9 @@ type Parts struct {
 	Failpoints *failpoint.Set
 	// Spans, when set, traces each flush and its steps (Sentry).
 	Spans StartSpan
+	// Batches, when set, records each batch's range before it is written
+	// and makes every batch a replay may repeat carry an identity.
+	Batches BatchLog
 }
 
 // StartSpan starts a tracing span op under the one in ctx and returns the
@@ -121,7 +136,11 @@ type Relay struct {
 	m       *metrics.Metrics
 	fp      *failpoint.Set
 	spans   StartSpan
-	log     zerolog.Logger
+	batches BatchLog
+	// replay holds the records being rebuilt this session, by first
+	// position.
+	replay map[batch.Position]batchlog.Record
+	log    zerolog.Logger
 	// done takes written batches to their cleanup and acknowledgement
 	// (see complete); set per session.
 	done *completer
@@ -130,7 +149,7 @@ type Relay struct {
 // New wires a Relay from its parts.
 func New(cfg Config, p Parts, log zerolog.Logger) *Relay {
 	r := &Relay{cfg: cfg, newSrc: p.NewSource, sink: p.Sink, clean: p.Cleaner, dead: p.DeadLetter,
-		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, log: log}
+		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, batches: p.Batches, log: log}
 	if r.spans == nil {
 		r.spans = func(ctx context.Context, _ string, _ map[string]string) (context.Context, func()) {
 			return ctx, func() {}
@@ -180,6 +199,9 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // session runs one source connection and consumes its items.
 func (r *Relay) session(ctx context.Context) error {
+	if err := r.loadReplay(ctx); err != nil {
+		return err
+	}
 	// Room for a whole batch lets the source decode the next batch while
 	// this one is written; the byte budget bounds the memory either way.
 	items := make(chan []replication.Item, min(max(1024, r.cfg.Policy.MaxEvents), 65536))
@@ -213,7 +235,9 @@ func (r *Relay) session(ctx context.Context) error {
 	if cerr := r.done.close(); err == nil {
 		err = cerr
 	}
-	r.release(r.batcher.DropUncommitted())
+	if !r.batcher.Replaying() {
+		r.release(r.batcher.DropUncommitted())
+	}
 	close(drained)
 	cancelSrc()
 	if srcErr, ok := <-srcDone; ok && err == nil {
@@ -225,11 +249,37 @@ func (r *Relay) session(ctx context.Context) error {
 	for len(items) > 0 {
 		r.releaseItems(<-items)
 	}
-	if ctx.Err() == nil {
-		r.release(r.batcher.Flush().Events)
-	}
+	r.release(r.batcher.Reset())
 	r.gaugeBuffer(0, 0)
 	return err
+}
+
+// loadReplay reads the recorded ranges: the stream may bring them again,
+// and each must then be rebuilt exactly (see package batch) before normal
+// batching goes on.
+func (r *Relay) loadReplay(ctx context.Context) error {
+	r.replay = nil
+	if r.batches == nil {
+		return nil
+	}
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	recs, err := r.batches.Load(actx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	r.replay = make(map[batch.Position]batchlog.Record, len(recs))
+	ranges := make([]batch.Range, len(recs))
+	for i, rec := range recs {
+		r.replay[rec.Range.First] = rec
+		ranges[i] = rec.Range
+	}
+	r.batcher.Replay(ranges)
+	if len(recs) > 0 {
+		r.log.Info().Int("batches", len(recs)).Str("first", recs[0].Range.Token(r.batches.Slot())).
+			Msg("recorded batches found; rebuilding those the stream brings again")
+	}
+	return nil
 }
 
 // consume is the loop's select: it owns the batch timer.
@@ -241,6 +291,9 @@ func (r *Relay) consume(ctx, work context.Context, items chan []replication.Item
 		var due <-chan time.Time
 		if d, ok := r.batcher.UntilNext(time.Now()); ok {
 			timer.Reset(d)
+			due = timer.C
+		} else if r.batcher.Replaying() && r.batcher.Len() > 0 {
+			timer.Reset(replayStall)
 			due = timer.C
 		}
 		select {
@@ -262,6 +315,10 @@ func (r *Relay) consume(ctx, work context.Context, items chan []replication.Item
 				return err
 			}
 		case <-due:
+			if r.batcher.Replaying() {
+				r.giveUpStalledReplay()
+				continue
+			}
 			if err := r.flushDue(work, items); err != nil {
 				return err
 			}
@@ -298,15 +355,43 @@ func (r *Relay) add(ctx context.Context, it replication.Item) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	if it.Commit {
+	switch {
+	case it.Commit:
 		r.batcher.Commit(it.EndLSN, at, it.AfterFlush)
-	} else {
+		if it.Backfill {
+			// Backfilled rows go in batches of their own (they have no
+			// identity; stream batches after them do).
+			return r.flush(ctx)
+		}
+	case it.Backfill:
+		r.batcher.AddBackfill(it.Event, at)
+	default:
 		r.batcher.Add(it.Event, at)
 	}
-	if r.batcher.Saturated() {
-		return r.flush(ctx)
+	for r.batcher.Ready() {
+		if err := r.flush(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// replayStall is how long a rebuild may wait for the rest of a recorded
+// range while holding events.
+const replayStall = 30 * time.Second
+
+// giveUpStalledReplay ends the rebuilding of recorded ranges when the rest
+// of the range does not come: the source waits for budget that the
+// buffered part of the range holds (the range was recorded under larger
+// limits). The events then go into new batches: never lost, possibly
+// repeated in ClickHouse.
+func (r *Relay) giveUpStalledReplay() {
+	if !r.batcher.Replaying() || r.batcher.Len() == 0 {
+		return
+	}
+	r.log.Warn().Int("events", r.batcher.Len()).Int("bytes", r.batcher.Bytes()).
+		Msg("the rest of a recorded batch does not come (RELAY_BATCH_BYTES lowered since it was recorded?); batching anew, ClickHouse may get repeated rows")
+	r.batcher.Replay(nil)
 }
 
 // releaseItems gives back the weight of the events among its.
@@ -327,7 +412,7 @@ func (r *Relay) releaseItems(its []replication.Item) {
 // when an event arrived, so a backlog must still make full batches.
 func (r *Relay) flushDue(ctx context.Context, items chan []replication.Item) error {
 	var end error
-	for len(items) > 0 && !r.batcher.Saturated() && end == nil {
+	for len(items) > 0 && !r.batcher.Ready() && !r.batcher.Saturated() && end == nil {
 		if err := r.addAll(ctx, <-items); errors.Is(err, errEnd) {
 			end = err
 		} else if err != nil {
@@ -340,13 +425,16 @@ func (r *Relay) flushDue(ctx context.Context, items chan []replication.Item) err
 	return end
 }
 
-// flush writes the batch (retrying retryable errors until ctx ends), then
-// acknowledges and cleans up.
+// flush writes the batch the batcher cuts (retrying retryable errors until
+// ctx ends), after recording its range; then cleans up and acknowledges.
 func (r *Relay) flush(ctx context.Context) error {
 	if !r.batcher.Pending() {
 		return nil
 	}
-	b := r.batcher.Flush()
+	b := r.batcher.Cut()
+	if len(b.Events) == 0 && b.AckLSN == 0 && len(b.AfterFlush) == 0 {
+		return nil
+	}
 	released := false
 	defer func() { // whatever happens, these leave memory
 		if !released {
@@ -360,9 +448,17 @@ func (r *Relay) flush(ctx context.Context) error {
 	tctx, finish := r.spans(ctx, "flush", map[string]string{"events": strconv.Itoa(len(b.Events))})
 	defer func() { finish() }()
 	start := time.Now()
-	wctx, wdone := r.spans(tctx, "sink.write", nil)
-	rejected, err := r.write(wctx, b.Events)
-	wdone()
+	id, err := r.identify(tctx, b)
+	if err != nil {
+		return err
+	}
+	r.fp.Hit(failpoint.AfterPending)
+	var rejected []deadletter.Rejected
+	if !id.done {
+		wctx, wdone := r.spans(tctx, "sink.write", nil)
+		rejected, err = r.write(wctx, b.Events, id.token, id.relayedAt)
+		wdone()
+	}
 	if err == nil && len(rejected) == len(b.Events) && len(rejected) >= wholeBatchRejected {
 		// Every event of a sizeable batch refused for its content points
 		// at the table, not the data: stop instead of dead-lettering all.
@@ -383,7 +479,7 @@ func (r *Relay) flush(ctx context.Context) error {
 	r.observe(b, took)
 	r.fp.Hit(failpoint.AfterSinkWrite)
 	w := written{ids: deletableIDs(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
-		bytes: b.Bytes, took: took, ctx: tctx, finish: finish}
+		bytes: b.Bytes, took: took, ctx: tctx, finish: finish, rng: id.rng}
 	finish = func() {} // the completer ends the span
 	// The cleanup needs only the ids: the source may read on meanwhile.
 	r.release(b.Events)
@@ -403,10 +499,57 @@ func deletableIDs(evs []event.Event) [][16]byte {
 	return ids
 }
 
+// identity is how a batch is written: with the token of its range, and
+// relayed_at from its record (so that a rebuilt block is byte-identical).
+type identity struct {
+	token     string
+	relayedAt time.Time
+	rng       *batch.Range // recorded range, marked done with the delete
+	done      bool         // the record says ClickHouse has it already
+}
+
+// identify records b's range as pending before it is written, unless the
+// batch rebuilds a recorded range (then the record gives its relayed_at,
+// and says whether it was done). Batches without a range (backfilled rows)
+// get no identity: a replay of them may repeat rows, which
+// ReplacingMergeTree collapses.
+func (r *Relay) identify(ctx context.Context, b batch.Batch) (identity, error) {
+	id := identity{relayedAt: time.Now().UTC().Truncate(time.Second)}
+	if !b.Identified || r.batches == nil || len(b.Events) == 0 {
+		return id, nil
+	}
+	rng := b.Range
+	id.token, id.rng = rng.Token(r.batches.Slot()), &rng
+	if rec, ok := r.replay[rng.First]; ok {
+		delete(r.replay, rng.First)
+		if rec.Range == rng {
+			id.relayedAt, id.done = rec.RelayedAt, rec.Done
+			r.log.Info().Str("batch", id.token).Bool("done", rec.Done).Int("events", len(b.Events)).
+				Msg("rebuilt a recorded batch; writing it again with the same identity")
+			return id, nil
+		}
+		r.log.Warn().Str("recorded", rec.Range.Token(r.batches.Slot())).Str("rebuilt", id.token).
+			Msg("a recorded batch came out different; writing it as a new batch (ReplacingMergeTree collapses repeats)")
+	}
+	rec := batchlog.Record{Range: rng, Events: len(b.Events), RelayedAt: id.relayedAt}
+	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		return r.batches.Pending(actx, rec)
+	}, func(err error, wait time.Duration) {
+		r.log.Warn().Err(err).Dur("retry_in", wait).Msg("recording the batch as pending failed; retrying")
+	})
+	if err != nil {
+		return id, fmt.Errorf("record batch %s: %w", id.token, err)
+	}
+	return id, nil
+}
+
 // written is a batch the sink accepted, on its way to cleanup and ack.
 type written struct {
 	ids        [][16]byte // of outbox rows to delete
 	events     int
+	rng        *batch.Range // recorded range to mark done with the delete
 	ackLSN     uint64
 	afterFlush []func(context.Context) error
 	bytes      int
@@ -483,7 +626,7 @@ func (r *Relay) complete(ctx context.Context, w written) error {
 	// (invisible through the FINAL read path) instead of leaving delivered
 	// rows in the outbox table that no stream would ever bring back.
 	dctx, ddone := r.spans(w.ctx, "outbox.delete", nil)
-	err := r.cleanup(dctx, w.ids)
+	err := r.cleanup(dctx, w.ids, w.rng)
 	ddone()
 	if err != nil {
 		// Not confirmed: the batch is replayed (invisible through the read
@@ -512,11 +655,14 @@ func (r *Relay) complete(ctx context.Context, w written) error {
 // rejects the content of some events, it bisects the batch to isolate them
 // and returns them as rejected; the rest is written. A batch whose every
 // event is rejected points at the schema, not the data: that stops the relay.
-func (r *Relay) write(ctx context.Context, evs []event.Event) ([]deadletter.Rejected, error) {
+//
+// A half of a bisected batch has a token of its own derived from the
+// batch's: the halves are the same on every replay.
+func (r *Relay) write(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) ([]deadletter.Rejected, error) {
 	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, sinkAttemptTimeout)
 		defer cancel()
-		return r.sink.Write(actx, evs)
+		return r.sink.WriteBatch(actx, evs, token, relayedAt)
 	}, func(err error, wait time.Duration) {
 		r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRetryable).Inc()
 		r.m.SetClickHouseUp(false)
@@ -528,11 +674,17 @@ func (r *Relay) write(ctx context.Context, evs []event.Event) ([]deadletter.Reje
 	if len(evs) == 1 {
 		return []deadletter.Rejected{{Event: evs[0], Err: err}}, nil
 	}
-	left, err := r.write(ctx, evs[:len(evs)/2])
+	half := func(h string) string {
+		if token == "" {
+			return ""
+		}
+		return token + "#" + h
+	}
+	left, err := r.write(ctx, evs[:len(evs)/2], half("0"), relayedAt)
 	if err != nil {
 		return nil, err
 	}
-	right, err := r.write(ctx, evs[len(evs)/2:])
+	right, err := r.write(ctx, evs[len(evs)/2:], half("1"), relayedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -588,8 +740,8 @@ func (r *Relay) observe(b batch.Batch, took time.Duration) {
 }
 
 // cleanup deletes the delivered rows, retrying until ctx ends.
-func (r *Relay) cleanup(ctx context.Context, ids [][16]byte) error {
-	if len(ids) == 0 {
+func (r *Relay) cleanup(ctx context.Context, ids [][16]byte, done *batch.Range) error {
+	if len(ids) == 0 && done == nil {
 		return nil
 	}
 	var n int64
@@ -597,7 +749,7 @@ func (r *Relay) cleanup(ctx context.Context, ids [][16]byte) error {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		defer cancel()
 		var err error
-		n, err = r.clean.Delete(actx, ids)
+		n, err = r.clean.Delete(actx, ids, done)
 		return err
 	}, func(err error, wait time.Duration) {
 		r.log.Warn().Err(err).Dur("retry_in", wait).Msg("deleting delivered rows failed; retrying")
@@ -635,6 +787,11 @@ func (r *Relay) drain(work context.Context, items chan []replication.Item, srcDo
 		case <-work.Done():
 			done = true
 		}
+	}
+	if r.batcher.Replaying() {
+		// Stopping inside a recorded range: it is rebuilt on the next
+		// start; a batch cut short here would be a different one.
+		return nil
 	}
 	r.release(r.batcher.DropUncommitted())
 	if err := r.flush(work); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/batchlog"
 	"github.com/outbox-relay/relay/internal/deadletter"
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/metrics"
@@ -41,16 +42,41 @@ func (f fakeSource) Run(ctx context.Context, out chan<- []replication.Item, drai
 
 type fakeSink struct {
 	write func(ctx context.Context, evs []event.Event) error
+	// writeBatch, when set, is called instead of write.
+	writeBatch func(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error
 }
 
-func (f fakeSink) Write(ctx context.Context, evs []event.Event) error { return f.write(ctx, evs) }
+func (f fakeSink) WriteBatch(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error {
+	if f.writeBatch != nil {
+		return f.writeBatch(ctx, evs, token, relayedAt)
+	}
+	return f.write(ctx, evs)
+}
 
 type fakeCleaner struct {
 	delete func(ctx context.Context, ids [][16]byte) (int64, error)
+	// deleteDone, when set, is called instead of delete.
+	deleteDone func(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error)
 }
 
-func (f fakeCleaner) Delete(ctx context.Context, ids [][16]byte) (int64, error) {
+func (f fakeCleaner) Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
+	if f.deleteDone != nil {
+		return f.deleteDone(ctx, ids, done)
+	}
 	return f.delete(ctx, ids)
+}
+
+type fakeBatchLog struct {
+	load    func(ctx context.Context) ([]batchlog.Record, error)
+	pending func(ctx context.Context, rec batchlog.Record) error
+}
+
+func (f fakeBatchLog) Slot() string { return "s" }
+func (f fakeBatchLog) Load(ctx context.Context) ([]batchlog.Record, error) {
+	return f.load(ctx)
+}
+func (f fakeBatchLog) Pending(ctx context.Context, rec batchlog.Record) error {
+	return f.pending(ctx, rec)
 }
 
 type fakeDeadLetter struct {
@@ -66,6 +92,7 @@ var (
 	_ Sink       = fakeSink{}
 	_ Cleaner    = fakeCleaner{}
 	_ DeadLetter = fakeDeadLetter{}
+	_ BatchLog   = fakeBatchLog{}
 )
 
 // Test data. Event n has an id ending in byte n; logs print ids as [1 2 3].
@@ -1038,7 +1065,9 @@ func TestWriteOverlapsCleanup(t *testing.T) {
 		checkLog(t, g.log.get(), []string{
 			"write [1] confirmed=0", "write [2] confirmed=0",
 			"delete [1] overlapped the next write, confirmed=0",
-			"delete [2] confirmed=0",
+			// MaxEvents 1: each event is a part of its transaction, and
+			// its commit follows alone.
+			"delete [2] confirmed=100",
 			"after-flush confirmed=200", "drained confirmed=200",
 		})
 		g.checkBudget()
@@ -1046,7 +1075,8 @@ func TestWriteOverlapsCleanup(t *testing.T) {
 }
 
 // The source hands a run of transactions over at once: the relay cuts it
-// into batches as if the items came one by one, and when a write fails
+// into batches of whole transactions as if the items came one by one (a
+// full batch at the last commit before the limit), and when a write fails
 // half-way through the run, the events it did not take yet get their
 // budget back too.
 func TestHandOverOfManyItems(t *testing.T) {
@@ -1071,15 +1101,16 @@ func TestHandOverOfManyItems(t *testing.T) {
 					if err := x.halted(t, flushed); !errors.Is(err, errSchema) {
 						t.Errorf("Run = %v, want %v", err, errSchema)
 					}
-					checkLog(t, g.log.get(), []string{"write [1 2 3] refused", "drained confirmed=0"})
+					checkLog(t, g.log.get(), []string{"write [1 2] refused", "drained confirmed=0"})
 				} else {
 					x.until(t, flushed, "the last batch")
 					if err := x.stop(); err != nil {
 						t.Errorf("Run = %v", err)
 					}
 					checkLog(t, g.log.get(), []string{
-						"write [1 2 3] confirmed=0", "write [4 5] confirmed=100",
-						"delete [1 2 3] confirmed=0", "delete [4 5] confirmed=100",
+						"write [1 2] confirmed=0", "write [3 4] confirmed=0",
+						"delete [1 2] confirmed=0", "delete [3 4] confirmed=100",
+						"write [5] confirmed=200", "delete [5] confirmed=200",
 						"after-flush confirmed=300", "drained confirmed=300",
 					})
 				}
@@ -1180,9 +1211,11 @@ func TestShutdownWhileSinkDown(t *testing.T) {
 			name:     "sink recovers within the grace",
 			recovers: true,
 			want: []string{
-				"write [1 2 3] err=" + errDown.Error(),
-				"write [1 2 3] confirmed=0 err=<nil>", "delete [1 2 3] confirmed=0",
-				"write [4] confirmed=100 err=<nil>", "delete [4] confirmed=100",
+				"write [1 2] err=" + errDown.Error(),
+				"write [1 2] confirmed=0 err=<nil>",
+				// Whole transactions only: 3 waited for its commit.
+				"write [3 4] confirmed=0 err=<nil>",
+				"delete [1 2] confirmed=0", "delete [3 4] confirmed=100",
 				"drained confirmed=200",
 			},
 			wantAcked: 200,
@@ -1190,7 +1223,7 @@ func TestShutdownWhileSinkDown(t *testing.T) {
 		{
 			name: "sink down for the whole grace",
 			want: []string{
-				"write [1 2 3] err=" + errDown.Error(),
+				"write [1 2] err=" + errDown.Error(),
 				"drained confirmed=0",
 			},
 		},
@@ -1345,6 +1378,77 @@ func TestMessageEventsAreNotDeleted(t *testing.T) {
 			"after-flush confirmed=100",
 			"drained confirmed=100",
 		})
+	})
+}
+
+// txAt is a transaction committed at lsn (its events carry it, as the
+// stream's do), ending at lsn+1.
+func txAt(lsn uint64, ns ...byte) []replication.Item {
+	its := tx(lsn+1, ns...)
+	for i := range its[:len(its)-1] {
+		its[i].Event.CommitLSN = lsn
+	}
+	return its
+}
+
+// A restarted relay rebuilds the recorded batches exactly: a done one is
+// not written again (only deleted and confirmed), a pending one is written
+// with its recorded identity and relayed_at; then batching goes on, and
+// every new batch is recorded as pending before it is written.
+func TestRecordedBatchesReplayed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newRig(t, bigBudget)
+		recorded := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		recs := []batchlog.Record{
+			{Range: batch.Range{First: batch.Position{LSN: 100}, Last: batch.Position{LSN: 100, Index: 1}, EndsTx: true}, Events: 2, RelayedAt: recorded, Done: true},
+			{Range: batch.Range{First: batch.Position{LSN: 200}, Last: batch.Position{LSN: 200}, EndsTx: true}, Events: 1, RelayedAt: recorded},
+		}
+		g.sink.writeBatch = func(_ context.Context, evs []event.Event, token string, at time.Time) error {
+			g.log.add("write %v %s recorded=%v", evIDs(evs), token, at.Equal(recorded))
+			return nil
+		}
+		g.cleaner.deleteDone = func(_ context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
+			g.log.add("delete %v done=%s", rowIDs(ids), done.Token("s"))
+			return int64(len(ids)), nil
+		}
+		bl := fakeBatchLog{
+			load: func(context.Context) ([]batchlog.Record, error) { return recs, nil },
+			pending: func(_ context.Context, rec batchlog.Record) error {
+				g.log.add("pending %s", rec.Range.Token("s"))
+				return nil
+			},
+		}
+		after, flushed := g.signal()
+		live := slices.Concat(txAt(100, 1, 2), txAt(200, 3), txAt(300, 4), txAt(400, 5))
+		live[len(live)-1].AfterFlush = after
+		g.sources = []Source{g.stream(script{live: live, together: true})}
+		r := g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond})
+		r.batches = bl
+		x := start(t, r)
+		x.until(t, flushed, "the last batch")
+		if err := x.stop(); err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		// The completer overlaps a batch's delete with the next write: check
+		// the lines, and the order within each batch.
+		got := g.log.get()
+		want := []string{
+			"delete [1 2] done=s:0/64.0:0/64.1",
+			"write [3] s:0/C8.0:0/C8.0 recorded=true",
+			"delete [3] done=s:0/C8.0:0/C8.0",
+			"pending s:0/12C.0:0/190.0",
+			"write [4 5] s:0/12C.0:0/190.0 recorded=false",
+			"delete [4 5] done=s:0/12C.0:0/190.0",
+			"after-flush confirmed=401", "drained confirmed=401",
+		}
+		if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
+			t.Fatalf("calls:\n  %s\nwant (in any order across batches):\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+		}
+		for _, pair := range [][2]string{{want[1], want[2]}, {want[3], want[4]}, {want[4], want[5]}, {want[5], want[6]}} {
+			if slices.Index(got, pair[0]) > slices.Index(got, pair[1]) {
+				t.Errorf("%q after %q", pair[0], pair[1])
+			}
+		}
 		g.checkBudget()
 	})
 }

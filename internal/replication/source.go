@@ -48,6 +48,9 @@ type Item struct {
 	AfterFlush func(context.Context) error
 	// End says the source stopped reading for shutdown: no item follows.
 	End bool
+	// Backfill marks rows read from the table (and their Commit) rather
+	// than streamed: they have no stable position in the stream.
+	Backfill bool
 	// At is when the item's message arrived: the flush interval counts
 	// from here, not from when the consumer got to it.
 	At time.Time

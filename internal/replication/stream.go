@@ -268,7 +268,7 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 			return n, retry.Permanent(fmt.Errorf("decode outbox row: %w", err))
 		}
 		n++
-		if err := s.emitEvent(s.emitCtx, nil, out, ev); err != nil {
+		if err := s.emitBackfill(s.emitCtx, out, ev); err != nil {
 			return n, err
 		}
 	}
@@ -276,7 +276,7 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 		return n, classify(fmt.Errorf("read outbox table: %w", err))
 	}
 	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
-	return n, s.emit(s.emitCtx, nil, out, Item{Commit: true, EndLSN: consistent, AfterFlush: done})
+	return n, s.emit(s.emitCtx, nil, out, Item{Commit: true, EndLSN: consistent, AfterFlush: done, Backfill: true})
 }
 
 // rowRelation is the outbox table's shape as a query returns it, mapped
@@ -327,6 +327,16 @@ func (s *Source) setBackfillPending(ctx context.Context, pending bool) error {
 
 // emitEvent takes the event's weight from the budget, then queues it.
 func (s *Source) emitEvent(ctx context.Context, st *stream, out chan<- []Item, ev event.Event) error {
+	return s.emitItem(ctx, st, out, Item{Event: ev})
+}
+
+// emitBackfill is emitEvent for a row read from the table.
+func (s *Source) emitBackfill(ctx context.Context, out chan<- []Item, ev event.Event) error {
+	return s.emitItem(ctx, nil, out, Item{Event: ev, Backfill: true})
+}
+
+func (s *Source) emitItem(ctx context.Context, st *stream, out chan<- []Item, it Item) error {
+	ev := it.Event
 	w := ev.Weight(s.cfg.BudgetBytes)
 	for !s.budget.TryAcquire(w) {
 		// The budget is spent: hand over what is queued first, or the
@@ -351,7 +361,7 @@ func (s *Source) emitEvent(ctx context.Context, st *stream, out chan<- []Item, e
 			}
 		}
 	}
-	return s.emit(ctx, st, out, Item{Event: ev})
+	return s.emit(ctx, st, out, it)
 }
 
 // maxQueued is the most items handed over in one send.

@@ -204,6 +204,7 @@ func TestAdminAndStatusWithLeastPrivilegeRole(t *testing.T) {
 	opsExec(ctx, t, e.PG, "GRANT CONNECT ON DATABASE "+db+" TO "+role)
 	opsExec(ctx, t, e.PG, "GRANT SELECT, DELETE ON outbox_event TO "+role)
 	opsExec(ctx, t, e.PG, "GRANT SELECT, INSERT, UPDATE ON outbox_relay_state TO "+role)
+	opsExec(ctx, t, e.PG, "GRANT SELECT, INSERT, UPDATE, DELETE ON outbox_relay_batch TO "+role)
 	opsExec(ctx, t, e.PG, "GRANT INSERT ON outbox_dead_letter TO "+role)
 	u, err := url.Parse(e.DatabaseURL)
 	if err != nil {

@@ -120,17 +120,17 @@ func (in *inserter) close() {
 // insert that fails without an answer from the server (it may have closed
 // it while idle) is replaced once at once: a repeated insert is harmless
 // (see the package comment), a backoff and a warning for it are not.
-func (in *inserter) insert(ctx context.Context, query string, cols []proto.InputColumn) error {
+func (in *inserter) insert(ctx context.Context, query string, cols []proto.InputColumn, extra []proto.Setting) error {
 	reused := in.conn != nil
-	err := in.attempt(ctx, query, cols)
+	err := in.attempt(ctx, query, cols, extra)
 	var ex *ch.Exception
 	if err != nil && reused && ctx.Err() == nil && !retry.IsPermanent(err) && !errors.As(err, &ex) {
-		err = in.attempt(ctx, query, cols)
+		err = in.attempt(ctx, query, cols, extra)
 	}
 	return err
 }
 
-func (in *inserter) attempt(ctx context.Context, query string, cols []proto.InputColumn) (err error) {
+func (in *inserter) attempt(ctx context.Context, query string, cols []proto.InputColumn, extra []proto.Setting) (err error) {
 	defer func() {
 		if err != nil {
 			in.close()
@@ -147,7 +147,7 @@ func (in *inserter) attempt(ctx context.Context, query string, cols []proto.Inpu
 	defer stop()
 
 	in.buf.Reset()
-	if err := in.encodeQuery(query); err != nil {
+	if err := in.encodeQuery(query, extra); err != nil {
 		return err
 	}
 	if err := in.encodeBlock(nil, 0); err != nil { // no external tables
@@ -277,8 +277,10 @@ func (in *inserter) hello(ctx context.Context) error {
 	return nil
 }
 
-// encodeQuery appends the Query packet for revisions up to insertRevision.
-func (in *inserter) encodeQuery(query string) error {
+// encodeQuery appends the Query packet for revisions up to insertRevision;
+// extra are settings of this query (string-valued: sent only to revisions
+// that take strings), sent in place of CLICKHOUSE_URL's of the same name.
+func (in *inserter) encodeQuery(query string, extra []proto.Setting) error {
 	b := &in.buf
 	proto.ClientCodeQuery.Encode(b)
 	b.PutString("") // query id: the server assigns one
@@ -298,7 +300,7 @@ func (in *inserter) encodeQuery(query string) error {
 	if proto.FeatureVersionPatch.In(in.rev) {
 		b.PutInt(0)
 	}
-	if err := in.encodeSettings(); err != nil {
+	if err := in.encodeSettings(extra); err != nil {
 		return err
 	}
 	proto.StageComplete.Encode(b)
@@ -316,10 +318,22 @@ func (in *inserter) encodeQuery(query string) error {
 // strings from revision 54429 on, before that as numbers only (the old
 // format is typed per setting, and numbers and booleans are what it can
 // carry without knowing each setting's type).
-func (in *inserter) encodeSettings() error {
+func (in *inserter) encodeSettings(extra []proto.Setting) error {
 	b := &in.buf
+	strs := proto.FeatureSettingsSerializedAsStrings.In(in.rev)
+	overridden := func(k string) bool {
+		for _, s := range extra {
+			if s.Key == k {
+				return strs
+			}
+		}
+		return false
+	}
 	for _, k := range in.keys {
 		v := in.opts.Settings[k]
+		if overridden(k) {
+			continue
+		}
 		if proto.FeatureSettingsSerializedAsStrings.In(in.rev) {
 			proto.Setting{Key: k, Value: fmt.Sprint(v), Important: true}.Encode(b)
 			continue
@@ -337,6 +351,11 @@ func (in *inserter) encodeSettings() error {
 		}
 		b.PutString(k)
 		b.PutUVarInt(n)
+	}
+	if strs {
+		for _, s := range extra {
+			s.Encode(b)
+		}
 	}
 	b.PutString("") // end of settings
 	return nil

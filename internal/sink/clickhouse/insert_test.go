@@ -17,7 +17,7 @@ func TestEncodeSettings(t *testing.T) {
 	settings := ch.Settings{"insert_quorum": 2, "load_balancing": "random", "insert_deduplicate": 1}
 
 	in := newTestInserter(t, settings, insertRevision)
-	if err := in.encodeSettings(); err != nil {
+	if err := in.encodeSettings(nil); err != nil {
 		t.Fatal(err)
 	}
 	r := proto.NewReader(bytes.NewReader(in.buf.Buf))
@@ -40,7 +40,7 @@ func TestEncodeSettings(t *testing.T) {
 	}
 
 	old := newTestInserter(t, ch.Settings{"insert_quorum": 2, "insert_deduplicate": true}, 54412)
-	if err := old.encodeSettings(); err != nil {
+	if err := old.encodeSettings(nil); err != nil {
 		t.Fatal(err)
 	}
 	var want proto.Buffer
@@ -54,7 +54,7 @@ func TestEncodeSettings(t *testing.T) {
 	}
 
 	bad := newTestInserter(t, settings, 54412)
-	if err := bad.encodeSettings(); err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "load_balancing") {
+	if err := bad.encodeSettings(nil); err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "load_balancing") {
 		t.Errorf("a string setting at 54412 = %v, want a permanent error naming it", err)
 	}
 }

@@ -46,6 +46,8 @@ type Sink struct {
 	timeLo, timeHi time.Time
 	// unsignedVersion: metadata_version is unsigned (see check).
 	unsignedVersion bool
+	// relayedAt is the relayed_at of the batch being written.
+	relayedAt time.Time
 }
 
 // Option changes how Open sets up the sink.
@@ -144,19 +146,27 @@ func (s *Sink) Close() error {
 	return nil
 }
 
-// Write inserts evs in one INSERT. On error nothing may be assumed written
-// or not written; the caller retries retryable errors with the same events.
+// Write inserts evs in one INSERT, relayed now and without an identity.
 func (s *Sink) Write(ctx context.Context, evs []event.Event) error {
+	return s.WriteBatch(ctx, evs, "", time.Now())
+}
+
+// WriteBatch inserts evs in one INSERT (one block) whose identity is token
+// (see dedup.go; empty: none) and whose rows' relayed_at is relayedAt
+// (seconds). On error nothing may be assumed written or not written; the
+// caller retries retryable errors with the same events and identity.
+func (s *Sink) WriteBatch(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error {
 	if len(evs) == 0 {
 		return nil
 	}
 	if err := s.check(evs); err != nil {
 		return err
 	}
+	s.relayedAt = relayedAt
 	for _, c := range s.cols {
 		c.fill(evs)
 	}
-	err := s.ins.insert(ctx, s.insert, s.inputs)
+	err := s.ins.insert(ctx, s.insert, s.inputs, insertSettings(s.version, token))
 	for _, c := range s.cols {
 		c.fill(nil) // let go of the events; keep the buffers
 	}
@@ -223,6 +233,9 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 			return classify("describe table", err)
 		}
 		c, ok := newColumn(name, typ)
+		if !ok {
+			c, ok = relayedAtColumn(name, typ, &s.relayedAt)
+		}
 		switch {
 		case ok:
 			s.cols = append(s.cols, c)
