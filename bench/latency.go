@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/payload"
 )
 
 // LatencyConfig is a steady-state producer.
@@ -33,6 +34,10 @@ type LatencyConfig struct {
 	// delays the WAL flush the walsender waits for by up to
 	// wal_writer_delay and so penalises the stream, not polling).
 	SyncCommit bool
+	// MessagePrefix, when set, makes the producer emit each event as a
+	// transactional logical decoding message of this prefix (message mode)
+	// instead of inserting a row.
+	MessagePrefix string
 }
 
 // LatencyResult holds one end-to-end latency per event that arrived.
@@ -140,7 +145,7 @@ func produce(ctx context.Context, e *Env, cfg LatencyConfig, total int, committe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- producer(ctx, e, cfg.Size, cfg.SyncCommit, total, func() int {
+			errs <- producer(ctx, e, cfg.Size, cfg.SyncCommit, cfg.MessagePrefix, total, func() int {
 				return int(next.Add(1))
 			}, func(seq int) time.Time {
 				return start.Add(time.Duration(seq-1) * period)
@@ -165,7 +170,10 @@ func collect(errs <-chan error) []error {
 var produceInsert = fmt.Sprintf(`INSERT INTO %s (event_type, environment, event_context, metadata_version)
 	VALUES ($1, $2, $3, $4)`, pgx.Identifier{config.OutboxTable}.Sanitize())
 
-func producer(ctx context.Context, e *Env, size int, syncCommit bool, total int, take func() int, due func(int) time.Time, committed []int64) error {
+// produceMessage is produceInsert in message mode.
+const produceMessage = `SELECT pg_logical_emit_message(true, $1::text, $2::bytea)`
+
+func producer(ctx context.Context, e *Env, size int, syncCommit bool, prefix string, total int, take func() int, due func(int) time.Time, committed []int64) error {
 	conn, err := e.PG.Acquire(ctx)
 	if err != nil {
 		return err
@@ -189,11 +197,23 @@ func producer(ctx context.Context, e *Env, size int, syncCommit bool, total int,
 			time.Sleep(d) // pacing the producer to its rate
 		}
 		// One statement outside a transaction block: its own transaction.
-		if _, err := conn.Exec(ctx, produceInsert, EventType, Environment, buf, int64(seq)); err != nil {
+		sql, args := produceInsert, []any{EventType, Environment, buf, int64(seq)}
+		if prefix != "" {
+			sql, args = produceMessage, []any{prefix, messagePayload(seq, buf)}
+		}
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
 			return fmt.Errorf("produce event %d: %w", seq, err)
 		}
 		committed[seq] = time.Now().UnixNano()
 	}
+}
+
+// messagePayload is event seq (context ctx) in the message payload format,
+// what outbox.WithMessages emits.
+func messagePayload(seq int, ctx []byte) []byte {
+	f := payload.Fields{ID: eventID(seq), OccurredAtMicros: time.Now().UnixMicro(), MetadataVersion: int64(seq),
+		Type: []byte(EventType), Environment: []byte(Environment), Context: ctx}
+	return payload.Append(make([]byte, 0, payload.Size(f, nil)), f, nil)
 }
 
 // watcher polls ClickHouse for sequence numbers not seen yet. An event

@@ -130,7 +130,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.relayBin, "relay", "bin/relay", "relay binary")
 	fs.StringVar(&o.out, "out", "bench/results.json", "JSON report path")
 	fs.StringVar(&o.workDir, "workdir", "", "directory for child logs (default: a temp dir, removed on success)")
-	fs.StringVar(&o.scenarios, "scenarios", "drain,drain64k,latency,resources", "comma-separated scenarios to run")
+	fs.StringVar(&o.scenarios, "scenarios", "drain,drain64k,latency,resources,modes", "comma-separated scenarios to run (modes: table vs message publishing)")
 	fs.IntVar(&o.events, "events", 0, "512 B events in the drain (default 1000000; quick 100000)")
 	fs.IntVar(&o.events64K, "events-64k", 0, "64 KiB events in the drain (default 10000; quick 2000)")
 	fs.IntVar(&o.events5M, "events-5m", 0, "5 MiB events in the resources scenario (default 50; quick 20)")
@@ -235,10 +235,25 @@ func scenarios(ctx context.Context, o *options, r *bench.Runner) {
 	if o.want("latency") && ctx.Err() == nil {
 		latency(ctx, o, r)
 	}
+	if o.want("modes") && ctx.Err() == nil {
+		modes(ctx, o, r)
+	}
 	if o.want("resources") && ctx.Err() == nil {
 		r.Resources(ctx, bench.Dataset{Name: "5MiB", Events: o.events5M, Size: 5 << 20, PerTx: 1}, o.heavyRuns)
 		r.Resources(ctx, bench.Dataset{Name: "bigtx", Events: o.bigTx, Size: 512, PerTx: o.bigTx}, o.heavyRuns)
 	}
+}
+
+// modes compares table and message publishing (512 B events): the
+// producer and drain of the 512 B dataset, and latency at 2,000 ev/s.
+func modes(ctx context.Context, o *options, r *bench.Runner) {
+	r.Modes(ctx, bench.Dataset{Name: "512B", Events: o.events, Size: 512, PerTx: 10}, 4, o.runs)
+	if ctx.Err() != nil {
+		return
+	}
+	lc := bench.LatencyConfig{Rate: 2000, Duration: o.latDuration, Conns: 5, Size: 512, Poll: 50 * time.Millisecond,
+		Settle: 30 * time.Second, SyncCommit: o.syncCommit}
+	r.ModesLatency(ctx, lc, time.Second, o.latRuns)
 }
 
 func latency(ctx context.Context, o *options, r *bench.Runner) {
