@@ -51,7 +51,7 @@ refreshes every 2s (or --watch=10s) until Ctrl-C, which exits 0.`,
 			return runStatus(cmd.Context(), e, &cfg, th, opts)
 		},
 	}
-	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "slot", "publication", "message-prefix")
+	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "clickhouse-topology", "clickhouse-cluster", "slot", "publication", "message-prefix")
 	status.RegisterFlags(cmd.Flags(), &th)
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON (one object per line with --watch)")
 	cmd.Flags().DurationVar(&opts.watch, "watch", 0, "refresh in place at this interval (at least 100ms) until Ctrl-C (--watch alone: 2s)")
@@ -97,7 +97,7 @@ func runStatus(ctx context.Context, e *env, cfg *config.Config, th status.Thresh
 	defer pool.Close()
 	target := status.Target{Slot: cfg.Slot, Publication: cfg.Publication,
 		OutboxTable: config.OutboxTable, EventTable: config.EventTable, ClickHouseURL: cfg.ClickHouseURL,
-		MessagePrefix: cfg.MessagePrefix}
+		MessagePrefix: cfg.MessagePrefix, Layout: cfg.Layout()}
 	round := func(w io.Writer) (status.Verdict, error) {
 		return statusRound(ctx, pool, target, th, opts.json, w)
 	}

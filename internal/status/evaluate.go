@@ -16,7 +16,8 @@ import (
 //     oldest backlog row is at or above the backlog warning limit.
 //   - WARNING: slot inactive (no relay streams from it); wal_status
 //     extended; lag or backlog age at or above its warning limit; events
-//     in outbox_dead_letter.
+//     in outbox_dead_letter; a ClickHouse replica that does not answer,
+//     lacks the table or is read-only.
 //
 // Evaluate is pure: it reads nothing but its arguments.
 func Evaluate(r *Report, t Thresholds) (Verdict, []string) {
@@ -133,6 +134,16 @@ func (j *judgement) clickhouse(r *Report) {
 		j.add(Critical, "ClickHouse is unreachable: %s", r.ClickHouseError)
 	case r.ClickHouseError != "":
 		j.add(Critical, "ClickHouse event_log cannot be read: %s", r.ClickHouseError)
+	}
+	for _, rep := range r.Replicas {
+		switch {
+		case !rep.Answers:
+			j.add(Warning, "ClickHouse replica %s (shard %d, replica %d) does not answer: %s", rep.Host, rep.Shard, rep.Replica, rep.Error)
+		case rep.Error != "":
+			j.add(Warning, "ClickHouse replica %s (shard %d, replica %d): %s", rep.Host, rep.Shard, rep.Replica, rep.Error)
+		case rep.Readonly != nil && *rep.Readonly:
+			j.add(Warning, "ClickHouse replica %s (shard %d, replica %d) is read-only (no ZooKeeper session): inserts through it fail", rep.Host, rep.Shard, rep.Replica)
+		}
 	}
 }
 

@@ -29,6 +29,18 @@ func TestEvaluate(t *testing.T) {
 		reasons []string // substrings, one per reason, in order
 	}{
 		{name: "healthy", edit: func(*Report) {}, want: OK},
+		{name: "cluster healthy", edit: func(r *Report) {
+			r.Replicas = []Replica{{Shard: 1, Replica: 1, Host: "a:9000", Answers: true, DelaySeconds: ptr(uint64(3)), Readonly: ptr(false)}}
+		}, want: OK},
+		{name: "replica down", edit: func(r *Report) {
+			r.Replicas = []Replica{{Shard: 1, Replica: 2, Host: "b:9000", Error: "connection refused"}}
+		}, want: Warning, reasons: []string{"WARNING: ClickHouse replica b:9000 (shard 1, replica 2) does not answer: connection refused"}},
+		{name: "replica read-only", edit: func(r *Report) {
+			r.Replicas = []Replica{{Shard: 2, Replica: 1, Host: "c:9000", Answers: true, DelaySeconds: ptr(uint64(0)), Readonly: ptr(true)}}
+		}, want: Warning, reasons: []string{"replica c:9000 (shard 2, replica 1) is read-only"}},
+		{name: "replica without the table", edit: func(r *Report) {
+			r.Replicas = []Replica{{Shard: 2, Replica: 2, Host: "d:9000", Answers: true, Error: "no replicated event_log here"}}
+		}, want: Warning, reasons: []string{"replica d:9000 (shard 2, replica 2): no replicated event_log here"}},
 		{name: "slot missing", edit: func(r *Report) {
 			r.SlotExists, r.Active, r.LagBytes, r.WALStatus = false, false, nil, WALStatusMissing
 		}, want: Critical, reasons: []string{"CRITICAL: replication slot \"outbox_relay\" does not exist"}},

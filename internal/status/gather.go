@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // clickHouseTimeout bounds the ClickHouse part of Gather, so a hung sink
@@ -28,12 +29,16 @@ type Target struct {
 	ClickHouseURL string
 	// MessagePrefix is RELAY_MESSAGE_PREFIX ("" when message mode is off).
 	MessagePrefix string
+	// Layout is CLICKHOUSE_TOPOLOGY and CLICKHOUSE_CLUSTER: on a cluster,
+	// every replica is checked.
+	Layout topology.Layout
 }
 
 // Gather reads a Report (without verdict). A PostgreSQL error is returned;
 // ClickHouse problems are recorded in the Report.
 func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
-	r := &Report{SchemaVersion: SchemaVersion, Slot: t.Slot, Publication: t.Publication, MessagePrefix: t.MessagePrefix, Reasons: []string{}}
+	r := &Report{SchemaVersion: SchemaVersion, Slot: t.Slot, Publication: t.Publication, MessagePrefix: t.MessagePrefix, Reasons: []string{},
+		ClickHouseTopology: string(t.Layout.Topology), ClickHouseCluster: t.Layout.Cluster}
 	versionNum, err := gatherServer(ctx, db, r)
 	if err != nil {
 		return nil, err
@@ -179,6 +184,12 @@ func gatherClickHouse(ctx context.Context, r *Report, t Target) {
 	}
 	if err := readEventLog(ctx, conn, r, t.EventTable); err != nil {
 		r.ClickHouseError = err.Error()
+		return
+	}
+	if t.Layout.OnCluster() {
+		if err := gatherReplicas(ctx, conn, r, t); err != nil {
+			r.ClickHouseError = err.Error()
+		}
 	}
 }
 

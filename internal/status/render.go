@@ -49,7 +49,15 @@ func WriteTable(w io.Writer, r *Report) error {
 
 	head("CLICKHOUSE")
 	row("table", "event_log")
+	if r.ClickHouseCluster != "" {
+		row("topology", fmt.Sprintf("%s (cluster %s)", r.ClickHouseTopology, r.ClickHouseCluster))
+	} else if r.ClickHouseTopology != "" {
+		row("topology", r.ClickHouseTopology)
+	}
 	clickHouseRows(r, row)
+	for _, rep := range r.Replicas {
+		row(fmt.Sprintf("shard %d replica %d", rep.Shard, rep.Replica), replicaState(rep))
+	}
 
 	fmt.Fprintf(tw, "VERDICT\t%s\n", r.Verdict)
 	for _, reason := range r.Reasons {
@@ -115,6 +123,20 @@ func clickHouseRows(r *Report, row func(k, v string)) {
 	if r.ClickHouseError != "" {
 		row("error", r.ClickHouseError)
 	}
+}
+
+func replicaState(rep Replica) string {
+	switch {
+	case !rep.Answers:
+		return rep.Host + "  does not answer: " + rep.Error
+	case rep.Error != "":
+		return rep.Host + "  " + rep.Error
+	}
+	s := fmt.Sprintf("%s  answers, delay %ds", rep.Host, *rep.DelaySeconds)
+	if *rep.Readonly {
+		s += ", read-only"
+	}
+	return s
 }
 
 func keepSize(r *Report) string {

@@ -51,6 +51,16 @@ func TestWriteGolden(t *testing.T) {
 			r.MessagePrefix = "outbox"
 			r.EventsLostAt = ptr(time.Date(2025, 3, 4, 4, 0, 0, 0, time.UTC))
 		})},
+		{"cluster", fixedReport(func(r *Report) {
+			r.ClickHouseTopology, r.ClickHouseCluster = "sharded", "prod"
+			r.LagBytes = ptr(int64(512))
+			r.Replicas = []Replica{
+				{Shard: 1, Replica: 1, Host: "ch1:9000", Answers: true, DelaySeconds: ptr(uint64(0)), Readonly: ptr(false)},
+				{Shard: 1, Replica: 2, Host: "ch2:9000", Answers: true, DelaySeconds: ptr(uint64(42)), Readonly: ptr(true)},
+				{Shard: 2, Replica: 1, Host: "ch3:9000", Error: "clickhouse ping: dial tcp 10.0.0.3:9000: connect: connection refused"},
+				{Shard: 2, Replica: 2, Host: "ch4:9000", Answers: true, DelaySeconds: ptr(uint64(1)), Readonly: ptr(false)},
+			}
+		})},
 		{"inactive_old", fixedReport(func(r *Report) {
 			r.Active, r.ActivePID, r.LastReplyAgeSeconds = false, nil, nil
 			r.LagBytes = ptr(int64(512))

@@ -118,8 +118,15 @@ type Report struct {
 	DeadLetters *int64 `json:"dead_letters"`
 
 	// ClickHouse.
-	ClickHouseReachable bool   `json:"clickhouse_reachable"`
-	ClickHouseVersion   string `json:"clickhouse_version"`
+	// ClickHouseTopology is CLICKHOUSE_TOPOLOGY; ClickHouseCluster is
+	// CLICKHOUSE_CLUSTER ("" unless replicated or sharded).
+	ClickHouseTopology string `json:"clickhouse_topology"`
+	ClickHouseCluster  string `json:"clickhouse_cluster"`
+	// Replicas are the cluster's servers, each checked on its own (null
+	// unless replicated or sharded).
+	Replicas            []Replica `json:"clickhouse_replicas"`
+	ClickHouseReachable bool      `json:"clickhouse_reachable"`
+	ClickHouseVersion   string    `json:"clickhouse_version"`
 	// ClickHouseRows is count() of event_log (replays not yet merged away
 	// are counted twice).
 	ClickHouseRows *uint64 `json:"clickhouse_rows"`

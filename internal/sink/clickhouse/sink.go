@@ -99,6 +99,21 @@ func Connect(ctx context.Context, dsn string) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return connect(ctx, opts)
+}
+
+// ConnectHost is Connect to the server at addr (host:port) alone, with the
+// rest of dsn (user, database, TLS, ...): to look at one replica.
+func ConnectHost(ctx context.Context, dsn, addr string) (driver.Conn, error) {
+	opts, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	opts.Addr = []string{addr}
+	return connect(ctx, opts)
+}
+
+func connect(ctx context.Context, opts *ch.Options) (driver.Conn, error) {
 	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, classify("open", err)
