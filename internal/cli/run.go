@@ -152,7 +152,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	limit := setMemoryLimit(e, cfg.BatchBytes)
 	log.Info().Str("version", buildinfo.Version).Str("clickhouse_version", d.sink.Version()).Str("clickhouse_topology", cfg.ClickHouseTopology).
 		Int("batch_size", cfg.BatchSize).Int64("batch_bytes", cfg.BatchBytes).
-		Dur("flush_interval", cfg.FlushInterval()).Int64("memory_limit", limit).Msg("relay starting")
+		Dur("flush_interval", cfg.FlushInterval()).Int64("memory_limit", limit).Str("message_prefix", cfg.MessagePrefix).Msg("relay starting")
 
 	m := metrics.New()
 	tracker := ack.New(0)
