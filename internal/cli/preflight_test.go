@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/replication"
 	"github.com/outbox-relay/relay/internal/testenv"
@@ -24,7 +26,7 @@ func TestPreflightChecksHaveTheirOwnDeadlines(t *testing.T) {
 	cfg.ClickHouseURL = e.ClickHouse
 	src := replication.Config{ConnString: cfg.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: config.OutboxTable}
 
-	d, err := preflight(context.Background(), &cfg, src, 2*time.Second)
+	d, err := preflight(context.Background(), &cfg, src, 2*time.Second, zerolog.Nop())
 	if err == nil {
 		d.close()
 		t.Fatal("preflight passed with a PostgreSQL that never answers")

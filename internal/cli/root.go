@@ -14,6 +14,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/buildinfo"
 	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/event"
 )
 
 // Exit codes: part of the command-line contract.
@@ -23,6 +24,7 @@ const (
 	ExitUsage    = 2
 	ExitWarning  = 3 // relay status: WARNING
 	ExitCritical = 4 // relay status: CRITICAL
+	ExitSchema   = 5 // relay run: a change of outbox_event it refuses to apply
 )
 
 // env is what every command gets from main instead of reading globals.
@@ -74,6 +76,9 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 			fmt.Fprintln(stderr, "relay:", xe.err)
 		}
 		return xe.code
+	case errors.Is(err, event.ErrSchema):
+		fmt.Fprintln(stderr, "relay:", err)
+		return ExitSchema
 	case isFlagError(err):
 		fmt.Fprintln(stderr, "relay:", err)
 		fmt.Fprintln(stderr, "Run 'relay --help' for usage.")
@@ -103,8 +108,9 @@ replication slot (pgoutput), writes them to ClickHouse in batches, and only then
 acknowledges the WAL position and deletes the delivered rows.
 
 Every flag has an environment variable twin; a flag given on the command line wins.
-Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error
-(relay status also uses 3 WARNING and 4 CRITICAL).`,
+Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error,
+5 a change of outbox_event that relay run refuses to apply (the message says
+what to do); relay status also uses 3 WARNING and 4 CRITICAL.`,
 		Version:       buildinfo.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

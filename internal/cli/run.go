@@ -95,7 +95,7 @@ func (d *deps) close() {
 
 // preflight connects to both servers and checks what streaming needs; every
 // problem comes back at once as a usage error (exit 2).
-func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Config, timeout time.Duration) (*deps, error) {
+func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Config, timeout time.Duration, log zerolog.Logger) (*deps, error) {
 	d := &deps{}
 	var problems []error
 	pctx, cancel := context.WithTimeout(ctx, timeout)
@@ -116,7 +116,8 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 	defer cancel()
 	// Replicated: the local table of the first replica of CLICKHOUSE_URL's
 	// hosts that answers; sharded: the Distributed event_log, synchronously.
-	sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.EventTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()))
+	sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.EventTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
+		chsink.WithEvolution(chsink.Evolution(cfg.SchemaEvolution)), chsink.WithLayout(cfg.Layout()), chsink.WithLogger(log))
 	if err != nil {
 		problems = append(problems, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err))
 	} else {
@@ -144,7 +145,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
 		MessagePrefix: cfg.MessagePrefix,
 	}
-	d, err := preflight(ctx, cfg, srcCfg, preflightTimeout)
+	d, err := preflight(ctx, cfg, srcCfg, preflightTimeout, log)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,8 @@ type Config struct {
 	StatusInterval time.Duration `env:"RELAY_STATUS_INTERVAL" envDefault:"10s" flag:"status-interval" help:"longest time between standby status updates to PostgreSQL"`
 	ShutdownGrace  time.Duration `env:"RELAY_SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" help:"time to flush and acknowledge on SIGTERM before exiting"`
 
+	SchemaEvolution string `env:"RELAY_SCHEMA_EVOLUTION" envDefault:"add" flag:"schema-evolution" help:"a column added to outbox_event that event_log lacks: add it to event_log, fill only columns event_log has, or refuse (stop)"`
+
 	AdminAddr string `env:"RELAY_ADMIN_ADDR" envDefault:":9090" flag:"admin-addr" help:"address of /healthz, /readyz and /metrics; empty switches it off"`
 	APIAddr   string `env:"API_ADDR" envDefault:":8080" flag:"api-addr" help:"listen address of the demo HTTP API (relay api)"`
 
@@ -262,6 +264,11 @@ func (c *Config) Validate(need Need) error {
 		}
 		if c.ShutdownGrace <= 0 {
 			add("RELAY_SHUTDOWN_TIMEOUT must be positive, got %s", c.ShutdownGrace)
+		}
+		switch c.SchemaEvolution {
+		case "add", "fill", "refuse":
+		default:
+			add("RELAY_SCHEMA_EVOLUTION %q: use add, fill or refuse", c.SchemaEvolution)
 		}
 		if c.AdminAddr != "" {
 			if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {

@@ -25,6 +25,7 @@ func TestDefaults(t *testing.T) {
 		FlushSeconds:       1,
 		StatusInterval:     10 * time.Second,
 		ShutdownGrace:      30 * time.Second,
+		SchemaEvolution:    "add",
 		AdminAddr:          ":9090",
 		APIAddr:            ":8080",
 		LogLevel:           "info",
@@ -287,6 +288,8 @@ func TestValidate(t *testing.T) {
 			wantProblems: []string{"RELAY_STATUS_INTERVAL"}},
 		{name: "zero shutdown timeout", need: NeedStream, edit: func(c *Config) { c.ShutdownGrace = 0 },
 			wantProblems: []string{"RELAY_SHUTDOWN_TIMEOUT must be positive"}},
+		{name: "unknown schema evolution mode", need: NeedStream, edit: func(c *Config) { c.SchemaEvolution = "alter" },
+			wantProblems: []string{`RELAY_SCHEMA_EVOLUTION "alter": use add, fill or refuse`}},
 		{name: "admin addr without port", need: NeedStream, edit: func(c *Config) { c.AdminAddr = "localhost" },
 			wantProblems: []string{`RELAY_ADMIN_ADDR "localhost" is not host:port`}},
 		{name: "unknown log level", need: 0, edit: func(c *Config) { c.LogLevel = "loud" },
@@ -308,7 +311,7 @@ func TestValidate(t *testing.T) {
 			wantProblems: []string{
 				"DATABASE_URL", "CLICKHOUSE_URL", "CLICKHOUSE_TOPOLOGY", "RELAY_SLOT", "RELAY_PUBLICATION", "CH_OUTBOX_BATCH_SIZE",
 				"RELAY_BATCH_BYTES", "CH_OUTBOX_PROCESSING_FREQUENCY_SEC", "RELAY_STATUS_INTERVAL",
-				"RELAY_SHUTDOWN_TIMEOUT", "RELAY_ADMIN_ADDR", "LOG_LEVEL", "LOG_FORMAT", "SENTRY_TRACES_SAMPLE_RATE",
+				"RELAY_SHUTDOWN_TIMEOUT", "RELAY_SCHEMA_EVOLUTION", "RELAY_ADMIN_ADDR", "LOG_LEVEL", "LOG_FORMAT", "SENTRY_TRACES_SAMPLE_RATE",
 			},
 		},
 	}

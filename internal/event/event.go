@@ -19,6 +19,13 @@ type Event struct {
 	Context         []byte
 	MetadataVersion int64
 
+	// Columns and Extra carry the outbox table's columns beyond the relay's
+	// own (nil when it has none): Columns is their shape, shared by every
+	// event decoded under one Relation message; Extra their values, in
+	// that order, encoded as pgoutput's TupleData (see Values).
+	Columns *Columns
+	Extra   []byte
+
 	// CommitLSN is the LSN of the commit record of the transaction that wrote
 	// the event. It is identical on every replay of that transaction, so the
 	// sink can use it as a deterministic version.
@@ -45,7 +52,7 @@ var (
 // its place in a batch: about 256 bytes). The byte budget and batch limits
 // are expressed in it.
 func (e *Event) Size() int {
-	return len(e.Context) + len(e.Type) + len(e.Environment) + perEventOverhead
+	return len(e.Context) + len(e.Type) + len(e.Environment) + len(e.Extra) + perEventOverhead
 }
 
 // perEventOverhead is an estimate: an Event is 136 bytes, the replication.Item
@@ -64,3 +71,10 @@ func (e *Event) Weight(capacity int64) int64 {
 // the sink cannot store), as opposed to the sink being down or misconfigured.
 // The relay isolates such events and dead-letters them.
 var ErrRejected = errors.New("rejected by the sink")
+
+// ErrSchema marks a change of the outbox table's shape that the relay
+// refuses to apply (a relay column dropped, renamed or retyped, or an
+// extra column whose type cannot be carried safely). The relay stops
+// before acknowledging anything the change affects; the message says what
+// to do, and a restart after that resumes where it stopped.
+var ErrSchema = errors.New("schema change refused")

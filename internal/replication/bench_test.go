@@ -25,7 +25,7 @@ func benchOutboxRelation(b *testing.B) *relation {
 		{Name: colMetadataVersion, DataType: oidInt8},
 	}
 	rel, err := newRelation(&pglogrepl.RelationMessage{RelationID: 16384, Namespace: "public",
-		RelationName: "outbox_event", ColumnNum: uint16(len(cols)), Columns: cols})
+		RelationName: "outbox_event", ColumnNum: uint16(len(cols)), Columns: cols}, 1, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

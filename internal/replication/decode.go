@@ -48,6 +48,9 @@ const (
 	fieldEnvironment
 	fieldContext
 	fieldMetadataVersion
+	// fieldExtra is a column beyond the relay's own: carried to the sink
+	// as is (event.Event.Extra).
+	fieldExtra
 )
 
 var errMalformed = errors.New("malformed pgoutput message")
@@ -57,31 +60,91 @@ type relation struct {
 	name   string
 	fields []field
 	oids   []uint32
+	// columns is the shape of the extra columns; nil when there are none.
+	columns *event.Columns
+	// extraSize is about how many bytes the extra values of an event take.
+	extraSize int
 	// last holds the previous event's event_type and environment: they
 	// repeat, and reusing the string saves an allocation per event.
 	lastType, lastEnv string
 }
 
-// newRelation maps a RELATION message onto event fields. Unknown columns
-// are skipped, so columns can be added to the outbox table at any time.
-func newRelation(m *pglogrepl.RelationMessage) (*relation, error) {
+// newRelation maps a RELATION message onto event fields. Columns beyond
+// the relay's own become the event's extra columns (version is their
+// shape's number; notNull names the NOT NULL ones), so columns can be
+// added to the outbox table at any time.
+func newRelation(m *pglogrepl.RelationMessage, version int, notNull map[string]bool) (*relation, error) {
 	r := &relation{name: m.Namespace + "." + m.RelationName}
 	seen := map[field]bool{}
+	var extra []event.Column
 	for _, c := range m.Columns {
 		f := fieldFor(c.Name)
-		if f != fieldSkip && !typeOK(f, c.DataType) {
-			return nil, fmt.Errorf("relation %s: column %s has unsupported type oid %d", r.name, c.Name, c.DataType)
+		if f != fieldExtra && !typeOK(f, c.DataType) {
+			return nil, fmt.Errorf("%w: relation %s: the relay's column %s changed its type to %s (oid %d); the relay reads it as %s. "+
+				"Change it back (ALTER TABLE %s ALTER COLUMN %s TYPE %s), then restart the relay; nothing after this change was acknowledged",
+				event.ErrSchema, r.name, c.Name, typeName(c.DataType), c.DataType, wantType(f), m.RelationName, c.Name, wantType(f))
 		}
 		seen[f] = true
 		r.fields = append(r.fields, f)
 		r.oids = append(r.oids, c.DataType)
+		if f == fieldExtra {
+			extra = append(extra, event.Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, NotNull: notNull[c.Name]})
+		}
 	}
 	for _, need := range []field{fieldID, fieldType, fieldEnvironment, fieldContext} {
 		if !seen[need] {
-			return nil, fmt.Errorf("relation %s: missing column %s", r.name, fieldName(need))
+			return nil, fmt.Errorf("%w: relation %s has no column %s (dropped or renamed?): the relay needs it. "+
+				"Restore it (ALTER TABLE %s RENAME COLUMN <new name> TO %s, or ADD COLUMN %s %s), then restart the relay; nothing after this change was acknowledged",
+				event.ErrSchema, r.name, fieldName(need), m.RelationName, fieldName(need), fieldName(need), wantType(need))
 		}
 	}
+	if len(extra) > 0 {
+		r.columns = event.NewColumns(version, extra)
+	}
 	return r, nil
+}
+
+// extraNames lists the columns of m that are not the relay's own.
+func extraNames(m *pglogrepl.RelationMessage) []string {
+	var names []string
+	for _, c := range m.Columns {
+		if fieldFor(c.Name) == fieldExtra {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
+// wantType is the type the migration gives a relay column.
+func wantType(f field) string {
+	return [...]string{"", "uuid", "text", "timestamptz", "text", "jsonb", "bigint", ""}[f]
+}
+
+// typeName names the built-in types a relay column may be changed to.
+func typeName(oid uint32) string {
+	switch oid {
+	case oidInt2:
+		return "smallint"
+	case oidInt4:
+		return "integer"
+	case oidInt8:
+		return "bigint"
+	case oidText:
+		return "text"
+	case oidVarchar:
+		return "varchar"
+	case oidJSON:
+		return "json"
+	case oidJSONB:
+		return "jsonb"
+	case oidUUID:
+		return "uuid"
+	case oidTimestamp:
+		return "timestamp"
+	case oidTimestamptz:
+		return "timestamptz"
+	}
+	return "another type"
 }
 
 func fieldFor(name string) field {
@@ -99,11 +162,11 @@ func fieldFor(name string) field {
 	case colMetadataVersion:
 		return fieldMetadataVersion
 	}
-	return fieldSkip
+	return fieldExtra
 }
 
 func fieldName(f field) string {
-	return [...]string{"", colID, colEventType, colEventDateTime, colEnvironment, colEventContext, colMetadataVersion}[f]
+	return [...]string{"", colID, colEventType, colEventDateTime, colEnvironment, colEventContext, colMetadataVersion, "extra column"}[f]
 }
 
 func typeOK(f field, oid uint32) bool {
@@ -138,7 +201,7 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 	if n != len(r.fields) {
 		return fmt.Errorf("relation %s: insert has %d columns, relation %d", r.name, n, len(r.fields))
 	}
-	ev.MetadataVersion = defaultMetadataVersion
+	ev.MetadataVersion, ev.Columns = defaultMetadataVersion, r.columns
 	p := 7
 	for i := 0; i < n; i++ {
 		if p >= len(src) {
@@ -147,7 +210,7 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 		kind := src[p]
 		p++
 		if kind == 'n' || kind == 'u' {
-			if err := r.null(i); err != nil {
+			if err := r.null(ev, i); err != nil {
 				return err
 			}
 			continue
@@ -176,10 +239,10 @@ func (r *relation) decodeRow(vals [][]byte, formats []int16, ev *event.Event, ty
 	if len(vals) != len(r.fields) || len(formats) != len(r.fields) {
 		return fmt.Errorf("relation %s: row has %d columns, relation %d", r.name, len(vals), len(r.fields))
 	}
-	ev.MetadataVersion = defaultMetadataVersion
+	ev.MetadataVersion, ev.Columns = defaultMetadataVersion, r.columns
 	for i, val := range vals {
 		if val == nil {
-			if err := r.null(i); err != nil {
+			if err := r.null(ev, i); err != nil {
 				return err
 			}
 			continue
@@ -195,10 +258,13 @@ func (r *relation) decodeRow(vals [][]byte, formats []int16, ev *event.Event, ty
 	return nil
 }
 
-// null checks that column i may be NULL.
-func (r *relation) null(i int) error {
-	if f := r.fields[i]; f == fieldID || f == fieldType || f == fieldContext {
+// null checks that column i may be NULL (and records a NULL extra column).
+func (r *relation) null(ev *event.Event, i int) error {
+	switch f := r.fields[i]; f {
+	case fieldID, fieldType, fieldContext:
 		return fmt.Errorf("relation %s: column %s is null", r.name, fieldName(f))
+	case fieldExtra:
+		ev.Extra = r.appendExtra(ev.Extra, event.KindNull, nil)
 	}
 	return nil
 }
@@ -209,6 +275,8 @@ func (r *relation) set(ev *event.Event, i int, kind byte, val []byte, types *pgt
 	var err error
 	switch f := r.fields[i]; {
 	case f == fieldSkip:
+	case f == fieldExtra && (kind == 'b' || kind == 't'):
+		ev.Extra = r.appendExtra(ev.Extra, kind, val)
 	case kind == 'b' && f == fieldType:
 		ev.Type = intern(&r.lastType, val)
 	case kind == 'b' && f == fieldEnvironment:
@@ -224,6 +292,18 @@ func (r *relation) set(ev *event.Event, i int, kind byte, val []byte, types *pgt
 		return fmt.Errorf("relation %s: column %s: %w", r.name, fieldName(r.fields[i]), err)
 	}
 	return nil
+}
+
+// appendExtra appends an extra column's value to extra. The first one
+// sizes extra for all of them from the last event's (they are alike): one
+// allocation per event.
+func (r *relation) appendExtra(extra []byte, kind byte, val []byte) []byte {
+	if extra == nil {
+		extra = make([]byte, 0, max(r.extraSize, 5+len(val)))
+	}
+	extra = event.AppendValue(extra, kind, val)
+	r.extraSize = max(r.extraSize/2, len(extra)) // follows the sizes down, slowly
+	return extra
 }
 
 // intern returns *last when v spells it (no allocation: the comparison

@@ -106,6 +106,9 @@ type Source struct {
 	emitCtx context.Context
 	// queued are the items not handed over yet (see emit).
 	queued []Item
+	// shapes are the outbox table's extra column sets seen, by Key: one
+	// event.Columns per shape for the life of the Source.
+	shapes map[string]*event.Columns
 }
 
 // Hooks observe the stream (metrics); every field is optional.
@@ -133,5 +136,5 @@ const (
 // New returns a Source. tracker must start at the position the consumer
 // has durably stored.
 func New(cfg Config, db DB, tracker *ack.Tracker, budget Budget, log zerolog.Logger, hooks Hooks, fp *failpoint.Set) *Source {
-	return &Source{cfg: cfg, db: db, tracker: tracker, budget: budget, log: log, hooks: hooks, fp: fp}
+	return &Source{cfg: cfg, db: db, tracker: tracker, budget: budget, log: log, hooks: hooks, fp: fp, shapes: map[string]*event.Columns{}}
 }

@@ -256,9 +256,9 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 		return 0, classify(fmt.Errorf("read outbox table: %w", err))
 	}
 	defer rows.Close()
-	rel, formats, err := s.rowRelation(rows.FieldDescriptions())
+	rel, formats, err := s.rowRelation(ctx, rows.FieldDescriptions())
 	if err != nil {
-		return 0, retry.Permanent(err)
+		return 0, err
 	}
 	types := pgtype.NewMap()
 	n := 0
@@ -280,15 +280,17 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 }
 
 // rowRelation is the outbox table's shape as a query returns it, mapped
-// like the stream's RELATION message, and the columns' result formats.
-func (s *Source) rowRelation(fds []pgconn.FieldDescription) (*relation, []int16, error) {
+// like the stream's RELATION message (extra columns included), and the
+// columns' result formats.
+func (s *Source) rowRelation(ctx context.Context, fds []pgconn.FieldDescription) (*relation, []int16, error) {
 	m := pglogrepl.RelationMessage{RelationName: s.cfg.Table}
 	formats := make([]int16, len(fds))
 	for i, fd := range fds {
-		m.Columns = append(m.Columns, &pglogrepl.RelationMessageColumn{Name: fd.Name, DataType: fd.DataTypeOID})
+		m.RelationID = fd.TableOID
+		m.Columns = append(m.Columns, &pglogrepl.RelationMessageColumn{Name: fd.Name, DataType: fd.DataTypeOID, TypeModifier: fd.TypeModifier})
 		formats[i] = fd.Format
 	}
-	rel, err := newRelation(&m)
+	rel, err := s.newRelation(ctx, &m)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -612,16 +614,76 @@ func (st *stream) decode(ctx context.Context, data []byte) error {
 			delete(st.relations, m.RelationID)
 			return nil
 		}
-		rel, err := newRelation(&m)
-		if err != nil {
-			return retry.Permanent(err)
-		}
-		st.relations[m.RelationID] = rel
-		st.log.Debug().Str("relation", rel.name).Int("columns", len(rel.fields)).Msg("relation")
+		return st.relation(ctx, &m)
 	}
 	// Origin, Type, Truncate, Update, Delete: not part of the outbox
 	// contract (the publication only publishes inserts).
 	return nil
+}
+
+// relation takes in a Relation message: the table's shape from here on. A
+// shape with extra columns reads which of them are NOT NULL from the
+// catalog (Relation messages do not say; they are rare: one per stream
+// start and per change of the table). An unchanged shape keeps its
+// event.Columns, so the sink recognises it.
+func (st *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	rel, err := st.newRelation(ctx, m)
+	if err != nil {
+		return err
+	}
+	st.relations[m.RelationID] = rel
+	return nil
+}
+
+// newRelation maps a table's shape (a Relation message, or the columns of
+// the backfill's query) onto events; see stream.relation.
+func (s *Source) newRelation(ctx context.Context, m *pglogrepl.RelationMessage) (*relation, error) {
+	var notNull map[string]bool
+	if names := extraNames(m); len(names) > 0 {
+		var err error
+		if notNull, err = s.notNull(ctx, m.RelationID); err != nil {
+			return nil, err
+		}
+	}
+	rel, err := newRelation(m, len(s.shapes)+1, notNull)
+	if err != nil {
+		return nil, retry.Permanent(err)
+	}
+	if seen := s.shapes[keyOf(rel.columns)]; seen != nil {
+		rel.columns = seen
+	} else if rel.columns != nil {
+		s.shapes[rel.columns.Key] = rel.columns
+		cols := make([]string, len(rel.columns.List))
+		for i, c := range rel.columns.List {
+			cols[i] = c.Name
+		}
+		s.log.Info().Str("relation", rel.name).Int("shape", rel.columns.Version).Strs("extra_columns", cols).Msg("outbox table shape")
+	}
+	return rel, nil
+}
+
+func keyOf(c *event.Columns) string {
+	if c == nil {
+		return ""
+	}
+	return c.Key
+}
+
+// notNull reads which columns of the table are NOT NULL.
+func (s *Source) notNull(ctx context.Context, relID uint32) (map[string]bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	var names []string
+	err := s.db.QueryRow(cctx, `SELECT coalesce(array_agg(attname::text) FILTER (WHERE attnotnull), '{}')
+		FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, relID).Scan(&names)
+	if err != nil {
+		return nil, classify(fmt.Errorf("read the outbox table's NOT NULL columns: %w", err))
+	}
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m, nil
 }
 
 func (st *stream) insert(_ context.Context, body []byte) error {

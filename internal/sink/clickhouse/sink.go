@@ -28,15 +28,18 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/rs/zerolog"
 
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/retry"
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // Sink writes events to one ClickHouse table. Write is not safe for
 // concurrent use: the relay writes one batch at a time.
 type Sink struct {
 	ins     *inserter
+	dsn     string
 	table   string
 	version driver.ServerVersion
 	cols    []*column
@@ -48,36 +51,66 @@ type Sink struct {
 	unsignedVersion bool
 	// relayedAt is the relayed_at of the batch being written.
 	relayedAt time.Time
+	// extras: the outbox table's extra columns (see extras.go).
+	extras extras
+	log    zerolog.Logger
 }
 
 // Option changes how Open sets up the sink.
-type Option func(*ch.Options)
+type Option func(*options)
+
+// options are what the Options set.
+type options struct {
+	insertSettings map[string]int
+	evolution      Evolution
+	layout         topology.Layout
+	log            zerolog.Logger
+}
 
 // WithInsertSettings adds settings to every INSERT (over any of the same
 // name in the DSN): what the topology needs, e.g. insert_distributed_sync.
 func WithInsertSettings(settings map[string]int) Option {
-	return func(o *ch.Options) {
-		if len(settings) > 0 && o.Settings == nil {
-			o.Settings = ch.Settings{}
+	return func(o *options) {
+		if o.insertSettings == nil {
+			o.insertSettings = map[string]int{}
 		}
 		for k, v := range settings {
-			o.Settings[k] = v
+			o.insertSettings[k] = v
 		}
 	}
 }
 
+// WithEvolution sets what the sink does with an extra column of the
+// outbox table that event_log lacks (default EvolveAdd).
+func WithEvolution(m Evolution) Option { return func(o *options) { o.evolution = m } }
+
+// WithLayout says how the ClickHouse side is laid out: a column is added
+// ON CLUSTER where the topology has one, to the local table first and then
+// to the Distributed event_log over it (sharded).
+func WithLayout(l topology.Layout) Option { return func(o *options) { o.layout = l } }
+
+// WithLogger sets where the sink says what it changed (columns added).
+func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.log = l } }
+
 // Open connects with a clickhouse-go DSN (clickhouse://user:pass@host:9000/db)
 // over the native protocol and reads the table's columns; that connection
 // is closed again, the inserts open their own.
-func Open(ctx context.Context, dsn, table string, options ...Option) (*Sink, error) {
-	opts, err := parseDSN(dsn)
+func Open(ctx context.Context, dsn, table string, opts ...Option) (*Sink, error) {
+	chOpts, err := parseDSN(dsn)
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range options {
-		o(opts)
+	o := options{evolution: EvolveAdd, log: zerolog.Nop()}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	ins, err := newInserter(opts)
+	if len(o.insertSettings) > 0 && chOpts.Settings == nil {
+		chOpts.Settings = ch.Settings{}
+	}
+	for k, v := range o.insertSettings {
+		chOpts.Settings[k] = v
+	}
+	ins, err := newInserter(chOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +119,7 @@ func Open(ctx context.Context, dsn, table string, options ...Option) (*Sink, err
 		return nil, err
 	}
 	defer func() { _ = conn.Close() }()
-	s := &Sink{ins: ins, table: table}
+	s := &Sink{ins: ins, dsn: dsn, table: table, extras: newExtras(o.evolution, o.layout), log: o.log}
 	if err := s.describe(ctx, conn); err != nil {
 		return nil, err
 	}
@@ -166,7 +199,8 @@ func (s *Sink) Write(ctx context.Context, evs []event.Event) error {
 	return s.WriteBatch(ctx, evs, "", time.Now())
 }
 
-// WriteBatch inserts evs in one INSERT (one block) whose identity is token
+// WriteBatch inserts evs in one INSERT (one block; several only where a
+// column's PostgreSQL type changed inside the batch) whose identity is token
 // (see dedup.go; empty: none) and whose rows' relayed_at is relayedAt
 // (seconds). On error nothing may be assumed written or not written; the
 // caller retries retryable errors with the same events and identity.
@@ -177,13 +211,46 @@ func (s *Sink) WriteBatch(ctx context.Context, evs []event.Event, token string, 
 	if err := s.check(evs); err != nil {
 		return err
 	}
+	if err := s.resolveShapes(ctx, evs); err != nil {
+		return err
+	}
 	s.relayedAt = relayedAt
+	// One INSERT per run of events whose extra columns can share a block:
+	// the whole batch but for a column whose PostgreSQL type changed
+	// inside it. The runs are the same whenever the batch is rebuilt, so
+	// each keeps its identity (token, then token:2, token:3, …).
+	for part := 1; len(evs) > 0; part++ {
+		n, cols := s.extras.run(evs)
+		id := token
+		if part > 1 && token != "" {
+			id = fmt.Sprintf("%s:%d", token, part)
+		}
+		if err := s.write(ctx, evs[:n], cols, id); err != nil {
+			return err
+		}
+		evs = evs[n:]
+	}
+	return nil
+}
+
+// write inserts evs with the relay's columns and the extra columns cols.
+func (s *Sink) write(ctx context.Context, evs []event.Event, cols []*extraColumn, token string) error {
+	if err := s.extras.fill(evs, cols); err != nil {
+		return err
+	}
 	for _, c := range s.cols {
 		c.fill(evs)
 	}
-	err := s.ins.insert(ctx, s.insert, s.inputs, insertSettings(s.version, token))
+	query, inputs := s.insert, s.inputs
+	if len(cols) > 0 {
+		query, inputs = s.extras.query(s.table, s.cols, s.inputs, cols)
+	}
+	err := s.ins.insert(ctx, query, inputs, insertSettings(s.version, token))
 	for _, c := range s.cols {
 		c.fill(nil) // let go of the events; keep the buffers
+	}
+	for _, c := range cols {
+		c.enc.Reset()
 	}
 	if err != nil {
 		return classify("insert", err)
@@ -236,6 +303,7 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 		return classify("server version", err)
 	}
 	s.version = *v
+	s.extras.caps = CapsOf(*v)
 	rows, err := conn.Query(ctx, `SELECT name, type, default_kind FROM system.columns
 		WHERE database = currentDatabase() AND table = ?`, s.table)
 	if err != nil {
@@ -255,10 +323,11 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 		case ok:
 			s.cols = append(s.cols, c)
 			s.inputs = append(s.inputs, c.input())
-		case defaultKind != "":
-			// DEFAULT / MATERIALIZED / ALIAS: the server fills it.
-		default:
-			return retry.Permanent(fmt.Errorf("clickhouse table %s: column %s %s has no DEFAULT and the relay has no value for it", s.table, name, typ))
+		case !relayColumns[name]:
+			// Filled from an extra column of the outbox table, or by the
+			// server (its DEFAULT, MATERIALIZED or ALIAS expression, or its
+			// type's default).
+			s.extras.table[name] = chColumn{typ: typ, kind: defaultKind}
 		}
 	}
 	if err := rows.Err(); err != nil {
