@@ -2,12 +2,14 @@ package clickhouse
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
 	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 func version(major, minor uint64) driver.ServerVersion {
@@ -176,6 +178,28 @@ func TestScaled(t *testing.T) {
 		got, err := scaled(tt.in, tt.p, tt.s)
 		if (err != nil) != tt.wantErr || (err == nil && got.String() != tt.want) {
 			t.Errorf("scaled(%v, %d, %d) = %v, %v; want %s (error %v)", tt.in, tt.p, tt.s, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// Sharded: the local tables first, then the Distributed table over them.
+func TestAddColumnDDLsPerTopology(t *testing.T) {
+	caps := CapsOf(version(24, 8))
+	for _, tt := range []struct {
+		layout topology.Layout
+		want   []string
+	}{
+		{topology.Layout{Topology: topology.Single}, []string{"ALTER TABLE `event_log` ADD COLUMN IF NOT EXISTS `a` Int64"}},
+		{topology.Layout{Topology: topology.Cloud}, []string{"ALTER TABLE `event_log` ADD COLUMN IF NOT EXISTS `a` Int64"}},
+		{topology.Layout{Topology: topology.Replicated, Cluster: "r"}, []string{"ALTER TABLE `event_log` ON CLUSTER `r` ADD COLUMN IF NOT EXISTS `a` Int64"}},
+		{topology.Layout{Topology: topology.Sharded, Cluster: "s"}, []string{
+			"ALTER TABLE `event_log_local` ON CLUSTER `s` ADD COLUMN IF NOT EXISTS `a` Int64",
+			"ALTER TABLE `event_log` ON CLUSTER `s` ADD COLUMN IF NOT EXISTS `a` Int64",
+		}},
+	} {
+		got := addColumnDDLs("event_log", tt.layout, "a", "Int64", caps)
+		if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+			t.Errorf("%s: %q\nwant %q", tt.layout.Topology, got, tt.want)
 		}
 	}
 }
