@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -59,10 +62,27 @@ func SkipCluster(t TB) *Cluster {
 // sharded. Single and cloud are New.
 func NewOn(t TB, topo topology.Topology) *Env {
 	t.Helper()
+	return newOn(t, topo, false)
+}
+
+// NewOnAlone is NewOn for a test that stops servers of the cluster (a
+// replica, a shard, ZooKeeper): it waits until no other test, in any
+// package, uses the cluster, and keeps it to itself until it ends.
+func NewOnAlone(t TB, topo topology.Topology) *Env {
+	t.Helper()
+	if os.Getenv("RELAY_SERVICES_DIR") == "" {
+		t.Skip("RELAY_SERVICES_DIR not set: the test stops servers of the cluster through scripts/services.sh")
+	}
+	return newOn(t, topo, true)
+}
+
+func newOn(t TB, topo topology.Topology, alone bool) *Env {
+	t.Helper()
 	if topo == topology.Single || topo == topology.Cloud {
 		return New(t)
 	}
 	c := SkipCluster(t)
+	c.lock(t, alone)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Cluster: c,
@@ -150,4 +170,26 @@ func (e *Env) createPostgres(t TB, ctx context.Context) {
 	}
 	t.Cleanup(func() { e.dropPostgres() })
 	e.DatabaseURL = withPath(t, e.ServerDatabaseURL, e.Name)
+}
+
+// lock holds a lock on the cluster for the rest of t: shared by the tests
+// that only use it, exclusive for one that stops its servers. (go test runs
+// packages in parallel processes, hence a file lock.)
+func (c *Cluster) lock(t TB, exclusive bool) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(strings.Join(c.Replicas, ",")))
+	path := filepath.Join(os.TempDir(), "relay-cluster-"+hex.EncodeToString(sum[:6])+".lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("cluster lock: %v", err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		_ = f.Close()
+		t.Fatalf("cluster lock: %v", err)
+	}
+	t.Cleanup(func() { _ = f.Close() }) // closing releases the lock
 }

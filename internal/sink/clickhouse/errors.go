@@ -11,10 +11,12 @@ import (
 )
 
 // ClickHouse exception codes that mean "try again later": the server is
-// overloaded, restarting or the network failed. Every other exception is a
+// overloaded, restarting or the network failed, or on a cluster a shard,
+// a replica or ZooKeeper is out of reach. Every other exception is a
 // problem with the data or the schema and is permanent.
 var retryableCodes = map[int32]bool{
 	3:   true, // UNEXPECTED_END_OF_FILE
+	32:  true, // ATTEMPT_TO_READ_AFTER_EOF (a server of the cluster went away)
 	159: true, // TIMEOUT_EXCEEDED
 	164: true, // READONLY
 	202: true, // TOO_MANY_SIMULTANEOUS_QUERIES
@@ -24,8 +26,11 @@ var retryableCodes = map[int32]bool{
 	236: true, // ABORTED
 	241: true, // MEMORY_LIMIT_EXCEEDED
 	242: true, // TABLE_IS_READ_ONLY
+	225: true, // NO_ZOOKEEPER
 	252: true, // TOO_MANY_PARTS
+	279: true, // ALL_CONNECTION_TRIES_FAILED (a shard of a Distributed insert is down)
 	285: true, // TOO_FEW_LIVE_REPLICAS
+	286: true, // UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
 	319: true, // UNKNOWN_STATUS_OF_INSERT
 	394: true, // QUERY_WAS_CANCELLED
 	425: true, // SYSTEM_ERROR

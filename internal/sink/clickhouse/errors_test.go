@@ -36,6 +36,8 @@ func TestClassify(t *testing.T) {
 		{name: "UNKNOWN_STATUS_OF_INSERT", err: ex(319, "DB::Exception")},
 		{name: "QUERY_WAS_CANCELLED", err: ex(394, "DB::Exception")},
 		{name: "KEEPER_EXCEPTION", err: ex(999, "Coordination::Exception")},
+		{name: "ALL_CONNECTION_TRIES_FAILED (a shard down)", err: ex(279, "DB::NetException")},
+		{name: "NO_ZOOKEEPER", err: ex(225, "DB::Exception")},
 		{name: "wrapped retryable exception", err: fmt.Errorf("send: %w", ex(210, "DB::NetException"))},
 
 		{name: "UNKNOWN_TABLE is permanent", err: ex(60, "DB::Exception"), wantPermanent: true},
