@@ -65,6 +65,27 @@ type Readiness struct {
 	// lost says why events may have been lost ("" when not): sticky for
 	// the life of the process (the record in PostgreSQL outlives it).
 	lost string
+	// sinkErr is why the last write to ClickHouse failed ("" when it
+	// succeeded), since sinkSince.
+	sinkErr   string
+	sinkSince time.Time
+}
+
+// SinkWrite records the outcome of a write attempt to ClickHouse: the
+// relay is not ready from a failed attempt until a write succeeds (a hung
+// or unreachable ClickHouse shows at once, not only once the LSN stood
+// still for StuckAfter).
+func (r *Readiness) SinkWrite(err error, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.sinkErr = ""
+		return
+	}
+	if r.sinkErr == "" {
+		r.sinkSince = at
+	}
+	r.sinkErr = err.Error()
 }
 
 // EventsMayBeLost records that the slot was lost or recreated at at in
@@ -166,6 +187,8 @@ func (r *Readiness) Ready(now time.Time) (bool, string) {
 	case !r.behindSince.IsZero() && now.Sub(r.behindSince) >= r.cfg.StuckAfter:
 		return false, fmt.Sprintf("stuck: confirmed LSN %s has not moved for %s while the server sent up to %s",
 			pglogrepl.LSN(r.acked), now.Sub(r.behindSince).Round(time.Second), pglogrepl.LSN(r.walEnd))
+	case r.sinkErr != "":
+		return false, fmt.Sprintf("ClickHouse writes failing for %s: %s", now.Sub(r.sinkSince).Round(time.Second), r.sinkErr)
 	}
 	if r.acked == 0 {
 		return true, "streaming"

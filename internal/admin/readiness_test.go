@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,12 @@ func keepalive(lsn uint64) func(*Readiness, time.Time) {
 }
 func replied() func(*Readiness, time.Time) {
 	return func(r *Readiness, t time.Time) { r.Replied(t) }
+}
+
+var errHung = errors.New("no handshake from ClickHouse within 5s")
+
+func sinkWrite(err error) func(*Readiness, time.Time) {
+	return func(r *Readiness, t time.Time) { r.SinkWrite(err, t) }
 }
 
 func TestReadiness(t *testing.T) {
@@ -73,6 +80,12 @@ func TestReadiness(t *testing.T) {
 		{name: "reconnect restarts the stuck clock", steps: []step{
 			{0, connect(true)}, {0, acked(100)}, {1, walEnd(200)}, {50, connect(false)}, {55, connect(true)},
 		}, now: 70, want: true},
+		{name: "ClickHouse write failed", steps: []step{{0, connect(true)}, {1, sinkWrite(errHung)}}, now: 5, want: false,
+			why: "ClickHouse writes failing for 4s: no handshake"},
+		{name: "ClickHouse failing, then stuck", steps: []step{
+			{0, connect(true)}, {0, acked(100)}, {1, walEnd(200)}, {2, sinkWrite(errHung)}, {30, sinkWrite(errHung)},
+		}, now: 61, want: false, why: "stuck"},
+		{name: "ClickHouse write succeeded again", steps: []step{{0, connect(true)}, {1, sinkWrite(errHung)}, {3, sinkWrite(nil)}}, now: 5, want: true},
 		{name: "stale WAL end is ignored", steps: []step{
 			{0, connect(true)}, {0, acked(300)}, {1, walEnd(200)}, {20, replied()}, {40, replied()},
 		}, now: 45, want: true},

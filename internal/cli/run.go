@@ -191,6 +191,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		NewSource: newSrc, Sink: d.sink, Cleaner: cleanup.New(d.pool, config.OutboxTable, batches),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
+		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },
 	}, log)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -88,6 +88,9 @@ type Parts struct {
 	// Batches, when set, records each batch's range before it is written
 	// and makes every batch a replay may repeat carry an identity.
 	Batches BatchLog
+	// SinkHealth, when set, is told the outcome of each write attempt
+	// (nil: ClickHouse accepted a batch), e.g. for readiness.
+	SinkHealth func(err error)
 }
 
 // StartSpan starts a tracing span op under the one in ctx and returns the
@@ -140,6 +143,7 @@ type Relay struct {
 	// replay holds the records being rebuilt this session, by first
 	// position.
 	replay map[batch.Position]batchlog.Record
+	health func(err error)
 	log    zerolog.Logger
 	// done takes written batches to their cleanup and acknowledgement
 	// (see complete); set per session.
@@ -150,6 +154,10 @@ type Relay struct {
 func New(cfg Config, p Parts, log zerolog.Logger) *Relay {
 	r := &Relay{cfg: cfg, newSrc: p.NewSource, sink: p.Sink, clean: p.Cleaner, dead: p.DeadLetter,
 		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, batches: p.Batches, log: log}
+	r.health = p.SinkHealth
+	if r.health == nil {
+		r.health = func(error) {}
+	}
 	if r.spans == nil {
 		r.spans = func(ctx context.Context, _ string, _ map[string]string) (context.Context, func()) {
 			return ctx, func() {}
@@ -475,6 +483,7 @@ func (r *Relay) flush(ctx context.Context) error {
 		return err
 	}
 	r.m.SetClickHouseUp(true)
+	r.health(nil)
 	took := time.Since(start)
 	r.observe(b, took)
 	r.fp.Hit(failpoint.AfterSinkWrite)
@@ -666,6 +675,7 @@ func (r *Relay) write(ctx context.Context, evs []event.Event, token string, rela
 	}, func(err error, wait time.Duration) {
 		r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRetryable).Inc()
 		r.m.SetClickHouseUp(false)
+		r.health(err)
 		r.log.Warn().Err(err).Int("events", len(evs)).Dur("retry_in", wait).Msg("sink write failed; retrying")
 	})
 	if err == nil || !errors.Is(err, event.ErrRejected) {

@@ -156,7 +156,7 @@ func (in *inserter) attempt(ctx context.Context, query string, cols []proto.Inpu
 	if err := in.flush(); err != nil {
 		return err
 	}
-	if err := in.header(ctx, cols); err != nil {
+	if err := in.answer(ctx, cols); err != nil {
 		return err
 	}
 	rows := 0
@@ -173,6 +173,33 @@ func (in *inserter) attempt(ctx context.Context, query string, cols []proto.Inpu
 		return err
 	}
 	return in.await(ctx)
+}
+
+// answerTimeout bounds the server's first answer to an INSERT (the
+// table's columns), which it sends at once: a server that takes the query
+// and never answers is given up after this, not after the whole write's
+// timeout.
+const answerTimeout = 10 * time.Second
+
+// answer reads the server's first answer to the query (see header) within
+// answerTimeout.
+func (in *inserter) answer(ctx context.Context, cols []proto.InputColumn) error {
+	actx, cancel := context.WithTimeout(ctx, answerTimeout)
+	defer cancel()
+	return noAnswer(ctx, actx, "answer to the INSERT", answerTimeout, in.header(actx, cols))
+}
+
+// noAnswer names a timeout of bounded (a step bounded within parent) as the
+// server's silence.
+func noAnswer(parent, bounded context.Context, what string, d time.Duration, err error) error {
+	if err == nil || parent.Err() != nil {
+		return err
+	}
+	// The socket's deadline may fire a moment before bounded reports it.
+	if dl, _ := bounded.Deadline(); bounded.Err() == nil && time.Now().Before(dl) {
+		return err
+	}
+	return fmt.Errorf("no %s from ClickHouse within %s (server hung or overloaded): %w", what, d, err)
 }
 
 // withContext says when err comes from ctx ending: the connection's
@@ -241,8 +268,16 @@ func (in *inserter) open(ctx context.Context, addr string) error {
 	return nil
 }
 
-// hello is the handshake: announce the revision, read the server's.
-func (in *inserter) hello(ctx context.Context) error {
+// hello is the handshake: announce the revision, read the server's. Like
+// clickhouse-go's, it must be over within the dial timeout: a server that
+// accepts connections and never answers fails the attempt quickly.
+func (in *inserter) hello(parent context.Context) error {
+	ctx, cancel := context.WithTimeout(parent, in.opts.DialTimeout)
+	defer cancel()
+	return noAnswer(parent, ctx, "handshake", in.opts.DialTimeout, in.handshake(ctx))
+}
+
+func (in *inserter) handshake(ctx context.Context) error {
 	stop := in.deadline(ctx, in.conn)
 	defer stop()
 	in.buf.Reset()

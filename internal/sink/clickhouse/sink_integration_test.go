@@ -313,3 +313,51 @@ func TestSinkWriteSettings(t *testing.T) {
 		t.Errorf("event_log holds %d rows, want 3", got)
 	}
 }
+
+// A ClickHouse that accepts connections and never answers fails a write
+// by itself, under a context without deadline: the kept connection's
+// INSERT waits for the server's first answer only so long, the new
+// connection's handshake only the dial timeout; and clickhouse-go's query
+// connection gives up its handshake too. Each error says the server did
+// not answer and is retryable.
+func TestSinkHungServer(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	s, proxy := proxiedSink(t, e)
+	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Pause()
+	hungDSN := testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr())
+	steps := []struct {
+		name string
+		want string
+		run  func() error
+	}{
+		{"write on the kept connection, then a new one", "no handshake from ClickHouse within", func() error { return s.Write(ctx, sinkEvents(3, 2)) }},
+		{"write on a new connection", "no handshake from ClickHouse within", func() error { return s.Write(ctx, sinkEvents(3, 2)) }},
+		{"query connection", "", func() error {
+			conn, err := chsink.Connect(ctx, hungDSN)
+			if err == nil {
+				_ = conn.Close()
+			}
+			return err
+		}},
+	}
+	for _, st := range steps {
+		done := make(chan error, 1)
+		go func() { done <- st.run() }()
+		select {
+		case err := <-done:
+			if err == nil || retry.IsPermanent(err) || !strings.Contains(err.Error(), st.want) {
+				t.Errorf("%s on a hung server = %v, want a retryable error containing %q", st.name, err, st.want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s on a hung server still waiting after a minute", st.name)
+		}
+	}
+	proxy.Resume()
+	if err := s.Write(ctx, sinkEvents(3, 2)); err != nil {
+		t.Fatalf("write after the server answers again: %v", err)
+	}
+}
