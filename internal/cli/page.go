@@ -30,8 +30,7 @@ func loadPageThresholds(environ map[string]string) (status.Thresholds, error) {
 // newStatusPage builds the page of relay run's admin address and the loop
 // that samples its charts from m.
 func newStatusPage(cfg *config.Config, th status.Thresholds, pool *pgxpool.Pool, m *metrics.Metrics) (*statuspage.Page, func(context.Context) error, error) {
-	target := status.Target{Slot: cfg.Slot, Publication: cfg.Publication,
-		OutboxTable: config.OutboxTable, EventTable: config.EventTable, ClickHouseURL: cfg.ClickHouseURL}
+	target := statusTarget(cfg)
 	history := statuspage.NewHistory(pageWindow, pageSampleEvery)
 	page, err := statuspage.New(statuspage.Options{
 		Gather: func(ctx context.Context) (*status.Report, error) {

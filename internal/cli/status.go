@@ -95,9 +95,7 @@ func runStatus(ctx context.Context, e *env, cfg *config.Config, th status.Thresh
 		return fmt.Errorf("PostgreSQL (DATABASE_URL): %w", err)
 	}
 	defer pool.Close()
-	target := status.Target{Slot: cfg.Slot, Publication: cfg.Publication,
-		OutboxTable: config.OutboxTable, EventTable: config.EventTable, ClickHouseURL: cfg.ClickHouseURL,
-		MessagePrefix: cfg.MessagePrefix, Layout: cfg.Layout()}
+	target := statusTarget(cfg)
 	round := func(w io.Writer) (status.Verdict, error) {
 		return statusRound(ctx, pool, target, th, opts.json, w)
 	}
@@ -109,6 +107,13 @@ func runStatus(ctx context.Context, e *env, cfg *config.Config, th status.Thresh
 		return verdictExit(v)
 	}
 	return watchStatus(ctx, e.stdout, opts, round)
+}
+
+// statusTarget is what relay status and relay run's status page look at.
+func statusTarget(cfg *config.Config) status.Target {
+	return status.Target{Slot: cfg.Slot, Publication: cfg.Publication,
+		OutboxTable: config.OutboxTable, EventTable: config.EventTable, ClickHouseURL: cfg.ClickHouseURL,
+		MessagePrefix: cfg.MessagePrefix, Layout: cfg.Layout()}
 }
 
 // statusRound gathers, judges and renders one report.
