@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/testenv"
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // BenchmarkDrainBatchRecords measures what the batch records (a pending
@@ -81,12 +83,22 @@ func (l *timedLog) Pending(ctx context.Context, rec batchlog.Record) error {
 }
 
 // drainInProcess drains a backlog of n events with the relay in-process
-// and returns how long it took from start until the outbox was empty, and
-// how much of it the pending UPSERTs took.
+// on the single server and returns how long it took from start until the
+// outbox was empty, and how much of it the pending UPSERTs took.
 func drainInProcess(b *testing.B, records bool, n int) (time.Duration, time.Duration) {
 	b.StopTimer()
 	defer b.StartTimer()
 	e := testenv.New(b)
+	took, timed := benchDrain(b, e, records, n)
+	b.Logf("records %v: %d events in %s (%.0f ev/s); %d pending UPSERTs took %s", records, n, took.Round(time.Millisecond),
+		float64(n)/took.Seconds(), timed.batches, timed.took.Round(time.Microsecond))
+	return took, timed.took
+}
+
+// benchDrain commits a backlog of n events (transactions of 100) behind a
+// fresh slot, runs the relay in-process until the outbox is empty, stops
+// it and checks ClickHouse.
+func benchDrain(b *testing.B, e *testenv.Env, records bool, n int) (time.Duration, *timedLog) {
 	ctx := context.Background()
 	if _, err := e.PG.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", e.Slot); err != nil {
 		b.Fatal(err)
@@ -98,11 +110,38 @@ func drainInProcess(b *testing.B, records bool, n int) (time.Duration, time.Dura
 			b.Fatal(err)
 		}
 	}
-	sink, err := chsink.Open(ctx, e.ClickHouse, "event_log")
+	b.StartTimer()
+	start := time.Now()
+	timed, stop := startInProcess(b, e, records, 10000)
+	testenv.Eventually(b, 5*time.Minute, "the backlog drained", func() error {
+		rows, err := e.OutboxRows(ctx)
+		if err != nil {
+			return err
+		}
+		if rows != 0 {
+			return fmt.Errorf("%d rows left", rows)
+		}
+		return nil
+	})
+	took := time.Since(start)
+	b.StopTimer()
+	stop()
+	c, err := e.ClickHouseCounts(ctx)
+	if err != nil || c.Distinct != uint64(n) {
+		b.Fatalf("ClickHouse holds %d distinct events (%v), want %d", c.Distinct, err, n)
+	}
+	return took, timed
+}
+
+// startInProcess runs the relay on e in-process, wired as `relay run`
+// wires it (batches of batchSize, 200 ms flush interval, e's topology),
+// the batch records on or off; stop ends it and fails b on its error.
+func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (*timedLog, func()) {
+	ctx := context.Background()
+	sink, err := chsink.Open(ctx, e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = sink.Close() }()
 	const batchBytes = 16 << 20
 	tracker, budget := ack.New(0), semaphore.NewWeighted(2*batchBytes)
 	srcCfg := replication.Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: "outbox_event",
@@ -116,7 +155,7 @@ func drainInProcess(b *testing.B, records bool, n int) (time.Duration, time.Dura
 		log, marker = timed, timed.Log
 	}
 	r := relay.New(relay.Config{
-		Policy:      batch.Policy{MaxEvents: 10000, MaxBytes: batchBytes, MaxAge: 200 * time.Millisecond},
+		Policy:      batch.Policy{MaxEvents: batchSize, MaxBytes: batchBytes, MaxAge: 200 * time.Millisecond},
 		BudgetBytes: 2 * batchBytes, ShutdownGrace: 10 * time.Second,
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
@@ -126,38 +165,97 @@ func drainInProcess(b *testing.B, records bool, n int) (time.Duration, time.Dura
 		Sink: sink, Cleaner: cleanup.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
 		Tracker: tracker, Budget: budget, Metrics: metrics.New(), Batches: log,
 	}, zerolog.Nop())
-
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	b.StartTimer()
-	start := time.Now()
 	go func() { done <- r.Run(rctx) }()
-	testenv.Eventually(b, 5*time.Minute, "the backlog drained", func() error {
-		select {
-		case err := <-done:
-			b.Fatalf("relay stopped: %v", err)
-		default:
-		}
-		rows, err := e.OutboxRows(ctx)
+	return timed, func() {
+		cancel()
+		err := <-done
+		_ = sink.Close()
 		if err != nil {
-			return err
+			b.Fatalf("relay: %v", err)
 		}
-		if rows != 0 {
-			return fmt.Errorf("%d rows left", rows)
+	}
+}
+
+// BenchmarkTopologies runs the relay (in-process, batch records on) on the
+// single server and on the replicated topology of the shared cluster, in
+// the same run: a backlog drain of RELAY_BENCH_EVENTS (default 200,000)
+// events, then a steady 2,000 ev/s (transactions of 20 every 10 ms) for
+// 20 s with batches of 1,000, reporting p50/p99 from commit to visible in
+// event_log on the server the relay inserts into (10 ms resolution).
+//
+//	go test -run '^$' -bench Topologies -benchtime 1x ./test/integration/
+func BenchmarkTopologies(b *testing.B) {
+	testenv.SkipCluster(b)
+	n := 200_000
+	if v := os.Getenv("RELAY_BENCH_EVENTS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	for _, topo := range []topology.Topology{topology.Single, topology.Replicated} {
+		b.Run(string(topo), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				e := testenv.NewOn(b, topo)
+				took, _ := benchDrain(b, e, true, n)
+				b.ReportMetric(float64(n)/took.Seconds(), "drain-ev/s")
+				p50, p99 := steadyLatency(b, testenv.NewOn(b, topo), 2000, 20*time.Second)
+				b.ReportMetric(float64(p50.Milliseconds()), "p50-ms@2000")
+				b.ReportMetric(float64(p99.Milliseconds()), "p99-ms@2000")
+				b.Logf("%s: drain %d events in %s (%.0f ev/s); 2,000 ev/s: p50 %s p99 %s", topo, n, took.Round(time.Millisecond),
+					float64(n)/took.Seconds(), p50, p99)
+			}
+		})
+	}
+}
+
+// steadyLatency commits rate events per second (transactions of 20) for
+// d with the relay running, and measures for each transaction the time
+// from its commit until event_log's count() covered it.
+func steadyLatency(b *testing.B, e *testenv.Env, rate int, d time.Duration) (p50, p99 time.Duration) {
+	ctx := context.Background()
+	if _, err := e.PG.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", e.Slot); err != nil {
+		b.Fatal(err)
+	}
+	_, stop := startInProcess(b, e, true, 1000)
+	defer stop()
+	const perTx = 20
+	type commit struct {
+		at    time.Time
+		total uint64
+	}
+	commits := make(chan commit, 1<<16)
+	go func() {
+		defer close(commits)
+		tick := time.NewTicker(time.Second * perTx / time.Duration(rate))
+		defer tick.Stop()
+		var total uint64
+		for end := time.Now().Add(d); time.Now().Before(end); <-tick.C {
+			if _, err := e.PG.Exec(ctx, `INSERT INTO outbox_event (event_type, environment, event_context)
+				SELECT 'steady', 'test', jsonb_build_object('n', g) FROM generate_series(1, $1::int) g`, perTx); err != nil {
+				b.Error(err)
+				return
+			}
+			total += perTx
+			commits <- commit{at: time.Now(), total: total}
 		}
-		return nil
-	})
-	took := time.Since(start)
-	b.StopTimer()
-	cancel()
-	if err := <-done; err != nil {
-		b.Fatalf("relay: %v", err)
+	}()
+	var lat []time.Duration
+	var seen uint64
+	for c := range commits {
+		for seen < c.total {
+			if err := e.CH.QueryRow(ctx, "SELECT count() FROM event_log").Scan(&seen); err != nil {
+				b.Fatal(err)
+			}
+			if seen < c.total {
+				time.Sleep(10 * time.Millisecond) // the watcher's resolution
+			}
+		}
+		lat = append(lat, time.Since(c.at))
 	}
-	c, err := e.ClickHouseCounts(ctx)
-	if err != nil || c.Distinct != uint64(n) {
-		b.Fatalf("ClickHouse holds %d distinct events (%v), want %d", c.Distinct, err, n)
+	if len(lat) == 0 {
+		b.Fatal("no transaction committed")
 	}
-	b.Logf("records %v: %d events in %s (%.0f ev/s); %d pending UPSERTs took %s", records, n, took.Round(time.Millisecond),
-		float64(n)/took.Seconds(), timed.batches, timed.took.Round(time.Microsecond))
-	return took, timed.took
+	slices.Sort(lat)
+	return lat[len(lat)/2], lat[len(lat)*99/100]
 }

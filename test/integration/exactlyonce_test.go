@@ -25,14 +25,16 @@ const exactlyOnceLogRebuilt = `"message":"rebuilt a recorded batch; writing it a
 //   - after-pending: the range is recorded, nothing written;
 //   - after-sink-write: ClickHouse has the batch, the record is not done;
 //     the restarted relay rebuilds it and inserts it again with the same
-//     identity: on a replicated table ClickHouse drops the repeat, and
-//     count() without FINAL equals the events committed;
+//     identity: on a replicated table (and on each shard's) ClickHouse
+//     drops the repeat, and count() without FINAL equals the events
+//     committed;
 //   - after-delete: the record is done (rows deleted, same transaction),
 //     the LSN not confirmed: the rebuilt batch is not inserted again.
 //
 // A single 18.16 table has no insert deduplication: there the repeat is
 // collapsed through FINAL only (and a batch written alongside a done one
-// may repeat too).
+// may repeat too). Merges are stopped, so that count() shows every row
+// ever inserted (ReplacingMergeTree merges would collapse a repeat, too).
 func TestExactlyOnceFailpoints(t *testing.T) {
 	t.Parallel()
 	testenv.Skip(t)
@@ -40,7 +42,7 @@ func TestExactlyOnceFailpoints(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build relay with failpoints: %v", err)
 	}
-	for _, topo := range []topology.Topology{topology.Single, topology.Replicated} {
+	for _, topo := range []topology.Topology{topology.Single, topology.Replicated, topology.Sharded} {
 		t.Run(string(topo), func(t *testing.T) {
 			for _, point := range []string{"after-pending", "after-sink-write", "after-delete"} {
 				t.Run(point, func(t *testing.T) {
@@ -56,7 +58,7 @@ func exactlyOnceFailpoint(t *testing.T, bin string, topo topology.Topology, poin
 	ctx := context.Background()
 	// Merges would collapse a repeated row too (ReplacingMergeTree): with
 	// them stopped, count() shows every row ever inserted.
-	stopMerges(t, e, 1, 2)
+	stopMerges(t, e)
 	prod := startFaultProducer(e, "load", 3, 5*time.Millisecond)
 	prod.stopOnCleanup(t)
 	p := faultStart(t, bin, e, "RELAY_FAILPOINT="+point, "RELAY_FAILPOINT_SKIP=3")
@@ -102,9 +104,9 @@ func exactlyOnceFailpoint(t *testing.T, bin string, topo topology.Topology, poin
 	}
 }
 
-// stopMerges stops merges of the test's event_log on the single server, or
-// on the given replicas of the cluster.
-func stopMerges(t *testing.T, e *testenv.Env, replicas ...int) {
+// stopMerges stops merges of the test's event_log on the single server,
+// or of its local tables on every server of the cluster.
+func stopMerges(t *testing.T, e *testenv.Env) {
 	t.Helper()
 	ctx := context.Background()
 	if e.Cluster == nil {
@@ -113,12 +115,16 @@ func stopMerges(t *testing.T, e *testenv.Env, replicas ...int) {
 		}
 		return
 	}
-	for _, i := range replicas {
-		conn := e.Cluster.Conn(t, i)
-		err := conn.Exec(ctx, "SYSTEM STOP MERGES "+e.Name+".event_log")
+	table := "event_log"
+	if e.Layout.Topology == topology.Sharded {
+		table = "event_log_local"
+	}
+	for i := range e.Cluster.Replicas {
+		conn := e.Cluster.Conn(t, i+1)
+		err := conn.Exec(ctx, "SYSTEM STOP MERGES "+e.Name+"."+table)
 		_ = conn.Close()
 		if err != nil {
-			t.Fatalf("stop merges on replica %d: %v", i, err)
+			t.Fatalf("stop merges on replica %d: %v", i+1, err)
 		}
 	}
 }
@@ -168,6 +174,16 @@ func TestExactlyOnceKillStorm(t *testing.T) {
 	}
 }
 
+// exactlyOnceBacklog is how many events are still in the outbox.
+func exactlyOnceBacklog(t *testing.T, e *testenv.Env) int64 {
+	t.Helper()
+	n, err := e.OutboxRows(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func exactlyOnceStorm(t *testing.T, topo topology.Topology, want int64) {
 	e := testenv.NewOn(t, topo)
 	ctx := context.Background()
@@ -187,7 +203,9 @@ func exactlyOnceStorm(t *testing.T, topo topology.Topology, want int64) {
 	env := []string{"CH_OUTBOX_BATCH_SIZE=5000", "CH_OUTBOX_PROCESSING_FREQUENCY_SEC=0.2"}
 	start := time.Now()
 	kills := 0
-	for prod.committed.Load() < want || kills < 5 {
+	// Kill on until the producer is done and the relay (killed) has
+	// delivered nearly everything: the drain happens under the kills too.
+	for prod.committed.Load() < want || kills < 5 || exactlyOnceBacklog(t, e) > 1000 {
 		if prod.committed.Load() >= want {
 			if _, err := prod.stop(); err != nil {
 				t.Fatal(err)
@@ -210,8 +228,8 @@ func exactlyOnceStorm(t *testing.T, topo topology.Topology, want int64) {
 	produced := time.Since(start)
 	p := faultStart(t, relayBin, e, env...)
 	c := faultExpectExactlyOnce(t, e, committed, 3*time.Minute, p)
-	t.Logf("%s: %d events committed in %s under %d kills, all delivered %s later; ClickHouse rows %d (repeated %d), FINAL %d",
-		topo, committed, produced.Round(time.Millisecond), kills, (time.Since(start) - produced).Round(time.Millisecond), c.Rows, c.Rows-c.Distinct, c.Final)
+	t.Logf("%s: %d events committed and delivered under %d kills in %s, the rest %s later; ClickHouse rows %d (repeated %d), FINAL %d",
+		topo, committed, kills, produced.Round(time.Millisecond), (time.Since(start) - produced).Round(time.Millisecond), c.Rows, c.Rows-c.Distinct, c.Final)
 	if topo != topology.Single {
 		expectNoRepeat(t, e, committed)
 	}

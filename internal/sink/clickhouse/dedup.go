@@ -30,13 +30,25 @@ func hasDedupToken(v driver.ServerVersion) bool {
 	return v.Version.Major > 22 || v.Version.Major == 22 && v.Version.Minor >= 2
 }
 
+// hasAsyncInsert reports whether the server has async_insert (21.11+).
+func hasAsyncInsert(v driver.ServerVersion) bool {
+	return v.Version.Major > 21 || v.Version.Major == 21 && v.Version.Minor >= 11
+}
+
 // insertSettings are the settings sent with the INSERT of a batch whose
-// identity is token (empty: none) besides CLICKHOUSE_URL's.
+// identity is token (empty: none) besides CLICKHOUSE_URL's: async_insert
+// off where it exists (a user profile may turn it on; it would merge and
+// split the relay's blocks, so a replay would not be dropped), and the
+// deduplication token where the server has it.
 func insertSettings(v driver.ServerVersion, token string) []proto.Setting {
-	if token == "" || !hasDedupToken(v) {
-		return nil
+	var out []proto.Setting
+	if hasAsyncInsert(v) {
+		out = append(out, proto.Setting{Key: "async_insert", Value: "0", Important: true})
 	}
-	return []proto.Setting{{Key: dedupTokenSetting, Value: token, Important: true}}
+	if token != "" && hasDedupToken(v) {
+		out = append(out, proto.Setting{Key: dedupTokenSetting, Value: token, Important: true})
+	}
+	return out
 }
 
 // relayedAtColumn fills relayed_at (DateTime) with the batch's value rather

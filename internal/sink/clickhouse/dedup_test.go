@@ -31,11 +31,12 @@ func TestInsertSettings(t *testing.T) {
 		want  string
 	}{
 		{"18.16 has no token: block checksums only", 18, 16, token, ""},
-		{"21.8 has no token", 21, 8, token, ""},
-		{"22.1 has no token", 22, 1, token, ""},
-		{"22.2 has it", 22, 2, token, "insert_deduplication_token=" + token},
-		{"24.8 has it", 24, 8, token, "insert_deduplication_token=" + token},
-		{"no identity (backfill): nothing", 24, 8, "", ""},
+		{"21.8 has no token, no async inserts", 21, 8, token, ""},
+		{"21.11 has async inserts: off", 21, 11, token, "async_insert=0"},
+		{"22.1 has no token", 22, 1, token, "async_insert=0"},
+		{"22.2 has it", 22, 2, token, "async_insert=0 insert_deduplication_token=" + token},
+		{"24.8 has it", 24, 8, token, "async_insert=0 insert_deduplication_token=" + token},
+		{"no identity (backfill): no token", 24, 8, "", "async_insert=0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,7 +75,7 @@ func TestEncodeSettingsWithToken(t *testing.T) {
 		}
 		got = append(got, s.Key+"="+s.Value)
 	}
-	if want := "insert_quorum=2 insert_deduplication_token=s:0/1.0:0/1.3"; strings.Join(got, " ") != want {
+	if want := "insert_quorum=2 async_insert=0 insert_deduplication_token=s:0/1.0:0/1.3"; strings.Join(got, " ") != want {
 		t.Errorf("settings = %q, want %q", strings.Join(got, " "), want)
 	}
 
