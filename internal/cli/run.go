@@ -52,10 +52,13 @@ func newRunCmd(e *env) *cobra.Command {
 		Use:   "run",
 		Short: "Stream outbox events to ClickHouse until SIGTERM/SIGINT",
 		Long: `run streams outbox_event INSERTs from the replication slot (created when missing;
-rows already in the table are delivered first), writes them to ClickHouse when
-CH_OUTBOX_BATCH_SIZE events, RELAY_BATCH_BYTES bytes or
-CH_OUTBOX_PROCESSING_FREQUENCY_SEC seconds are reached, then deletes the
-delivered rows and acknowledges the LSN (while the next batch is written).
+rows already in the table are delivered first), writes them to ClickHouse in
+batches of whole transactions when CH_OUTBOX_BATCH_SIZE events,
+RELAY_BATCH_BYTES bytes or CH_OUTBOX_PROCESSING_FREQUENCY_SEC seconds are
+reached, then deletes the delivered rows and acknowledges the LSN (while the
+next batch is written). Each batch's range is recorded in outbox_relay_batch
+before its INSERT: after a crash the same batch is rebuilt and inserted with
+the same identity, which ClickHouse drops where it deduplicates inserts.
 On SIGTERM it flushes, acknowledges and exits 0.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
