@@ -81,8 +81,8 @@ func newRelation(m *pglogrepl.RelationMessage, version int, notNull map[string]b
 		f := fieldFor(c.Name)
 		if f != fieldExtra && !typeOK(f, c.DataType) {
 			return nil, fmt.Errorf("%w: relation %s: the relay's column %s changed its type to %s (oid %d); the relay reads it as %s. "+
-				"Change it back (ALTER TABLE %s ALTER COLUMN %s TYPE %s), then restart the relay; nothing after this change was acknowledged",
-				event.ErrSchema, r.name, c.Name, typeName(c.DataType), c.DataType, wantType(f), m.RelationName, c.Name, wantType(f))
+				"Change it back (ALTER TABLE %s ALTER COLUMN %s TYPE %s); %s",
+				event.ErrSchema, r.name, c.Name, typeName(c.DataType), c.DataType, wantType(f), m.RelationName, c.Name, wantType(f), replayAdvice)
 		}
 		seen[f] = true
 		r.fields = append(r.fields, f)
@@ -94,8 +94,8 @@ func newRelation(m *pglogrepl.RelationMessage, version int, notNull map[string]b
 	for _, need := range []field{fieldID, fieldType, fieldEnvironment, fieldContext} {
 		if !seen[need] {
 			return nil, fmt.Errorf("%w: relation %s has no column %s (dropped or renamed?): the relay needs it. "+
-				"Restore it (ALTER TABLE %s RENAME COLUMN <new name> TO %s, or ADD COLUMN %s %s), then restart the relay; nothing after this change was acknowledged",
-				event.ErrSchema, r.name, fieldName(need), m.RelationName, fieldName(need), fieldName(need), wantType(need))
+				"Restore it (ALTER TABLE %s RENAME COLUMN <new name> TO %s, or ADD COLUMN %s %s); %s",
+				event.ErrSchema, r.name, fieldName(need), m.RelationName, fieldName(need), fieldName(need), wantType(need), replayAdvice)
 		}
 	}
 	if len(extra) > 0 {
@@ -103,6 +103,14 @@ func newRelation(m *pglogrepl.RelationMessage, version int, notNull map[string]b
 	}
 	return r, nil
 }
+
+// replayAdvice ends a refusal of a change to a relay column. The WAL keeps
+// the rows written since in the changed shape, so restoring the column is
+// not enough: the slot is recreated, and the relay delivers the rows still
+// in the table (exactly the undelivered ones) from its snapshot.
+const replayAdvice = "then, as the rows written since are recorded in the WAL in the changed shape, " +
+	"drop the relay's slot (SELECT pg_drop_replication_slot('<RELAY_SLOT>')) and restart the relay: it recreates the slot " +
+	"and delivers every row still in the outbox table. Nothing from this change on was acknowledged or deleted"
 
 // extraNames lists the columns of m that are not the relay's own.
 func extraNames(m *pglogrepl.RelationMessage) []string {

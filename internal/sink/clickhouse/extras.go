@@ -161,8 +161,10 @@ func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error)
 		}
 		if !sameType(have.typ, want) {
 			return nil, refusal("outbox_event.%s is %s, which maps to %s, but %s.%s is %s: the relay does not convert between them. "+
-				"Either change the PostgreSQL column back to a type that maps to %s, or change ClickHouse to match (ALTER TABLE %s MODIFY COLUMN %s %s, if its rows convert), then restart the relay",
-				c.Name, PGTypeName(c), want, s.table, c.Name, have.typ, have.typ, s.table, quoteIdent(c.Name), want)
+				"Make ClickHouse match (ALTER TABLE %s MODIFY COLUMN %s %s, if its rows convert) and restart the relay. "+
+				"(Changing the PostgreSQL column back to a type that maps to %s is not enough by itself: the rows written since are in the WAL with the new type; "+
+				"then also drop the relay's slot before the restart, which delivers the rows still in outbox_event from a snapshot)",
+				c.Name, PGTypeName(c), want, s.table, c.Name, have.typ, s.table, quoteIdent(c.Name), want, have.typ)
 		}
 		col, err := x.column(c, have.typ)
 		if err != nil {
