@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -98,16 +99,55 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 			s.end(out, drained)
 			return nil
 		}
-		return classify(fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err))
+		return s.recoverUnseenPublication(ctx, conn, classify(fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)))
 	}
 	s.hook(true)
 	s.log.Info().Str("slot", s.cfg.Slot).Str("from_lsn", pglogrepl.LSN(s.tracker.Confirmed()).String()).Msg("streaming")
 	st := &stream{Source: s, conn: conn, out: out, types: pgtype.NewMap(), relations: map[uint32]*relation{}}
 	err = st.loop(ctx)
 	if ctx.Err() == nil {
-		return err
+		return s.recoverUnseenPublication(ctx, conn, err)
 	}
 	return st.finish(ctx, drained)
+}
+
+// recoverUnseenPublication handles streamErr when it says the publication
+// does not exist although it does now: it was dropped and created again
+// (e.g. by relay migrate) after the slot's position, and pgoutput reads it
+// as of the WAL it decodes, so this slot can never stream with it. As for a
+// lost slot, the slot is dropped and the next session creates it again and
+// backfills the undelivered rows from the outbox table (delivered rows are
+// deleted, so the table holds every event the old slot still owed). Any
+// other error is returned as it is.
+func (s *Source) recoverUnseenPublication(ctx context.Context, conn *pgconn.PgConn, streamErr error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(streamErr, &pgErr) || pgErr.Code != sqlstateUndefinedObject || !strings.Contains(pgErr.Message, "publication") {
+		return streamErr
+	}
+	cctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if err := Check(cctx, s.db, s.cfg); err != nil {
+		return err // really missing or broken: Check says what to do
+	}
+	s.log.Error().Err(streamErr).Str("publication", s.cfg.Publication).
+		Msg("the publication was created after the slot's position (dropped and created again?): the slot cannot stream with it; " +
+			"recreating the slot and backfilling from the outbox table")
+	if s.hooks.SlotLost != nil {
+		s.hooks.SlotLost(s.cfg.Slot)
+	}
+	// The walsender holds the slot until its connection is gone; a new
+	// connection drops it once it is free.
+	_ = conn.Close(cctx)
+	dconn, err := s.connect(cctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dconn.Close(context.WithoutCancel(cctx)) }()
+	err = pglogrepl.DropReplicationSlot(cctx, dconn, pgx.Identifier{s.cfg.Slot}.Sanitize(), pglogrepl.DropReplicationSlotOptions{Wait: true})
+	if err != nil {
+		return classify(fmt.Errorf("drop slot %q, which predates publication %q: %w", s.cfg.Slot, s.cfg.Publication, err))
+	}
+	return fmt.Errorf("%w: slot %q predated publication %q and was dropped; it is created again with a backfill", ErrSlotLost, s.cfg.Slot, s.cfg.Publication)
 }
 
 // pluginArgs are pgoutput's options; messages only in message mode, so a

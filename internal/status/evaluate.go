@@ -107,6 +107,9 @@ func (j *judgement) publication(r *Report) {
 		j.add(Critical, "publication %q does not exist (run relay migrate)", r.Publication)
 	case !r.PublicationHasTable:
 		j.add(Critical, "publication %q does not include outbox_event", r.Publication)
+	case r.PublicationAfterSlot:
+		j.add(Critical, "publication %q was created after slot %q's position (dropped and created again?): the slot cannot stream with it; "+
+			"relay run recreates the slot and backfills from outbox_event (or drop the slot yourself)", r.Publication, r.Slot)
 	}
 }
 

@@ -69,6 +69,8 @@ func TestEvaluate(t *testing.T) {
 		{name: "no dead letters", edit: func(r *Report) { r.DeadLetters = ptr(int64(0)) }, want: OK},
 		{name: "publication missing", edit: func(r *Report) { r.PublicationExists = false }, want: Critical, reasons: []string{"publication \"outbox_pub\" does not exist"}},
 		{name: "publication without table", edit: func(r *Report) { r.PublicationHasTable = false }, want: Critical, reasons: []string{"does not include outbox_event"}},
+		{name: "publication created after the slot", edit: func(r *Report) { r.PublicationAfterSlot = true }, want: Critical,
+			reasons: []string{"publication \"outbox_pub\" was created after slot \"outbox_relay\"'s position"}},
 		{name: "clickhouse unreachable", edit: func(r *Report) { r.ClickHouseReachable, r.ClickHouseError = false, "dial tcp: refused" },
 			want: Critical, reasons: []string{"CRITICAL: ClickHouse is unreachable: dial tcp: refused"}},
 		{name: "event_log unreadable", edit: func(r *Report) { r.ClickHouseError = "table event_log does not exist" },

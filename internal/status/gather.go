@@ -108,10 +108,18 @@ func lsnText(lsn uint64) *string {
 	return &s
 }
 
+// gatherPublication reads whether the publication exists, includes the
+// outbox table, and is usable by the slot: pgoutput reads the publication
+// as of the WAL it decodes, so one created (again) by a transaction the
+// slot's catalog snapshot does not cover yet (its xmin not older than the
+// slot's catalog_xmin) cannot be streamed from that slot's position.
 func gatherPublication(ctx context.Context, db DB, r *Report, t Target) error {
 	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
-		EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2)`,
-		t.Publication, t.OutboxTable).Scan(&r.PublicationExists, &r.PublicationHasTable)
+		EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2),
+		EXISTS (SELECT 1 FROM pg_publication p, pg_replication_slots s
+			WHERE p.pubname = $1 AND s.slot_name = $3 AND s.database = current_database()
+			AND age(p.xmin) <= age(s.catalog_xmin))`,
+		t.Publication, t.OutboxTable, t.Slot).Scan(&r.PublicationExists, &r.PublicationHasTable, &r.PublicationAfterSlot)
 	if err != nil {
 		return fmt.Errorf("read publication %q: %w", t.Publication, err)
 	}

@@ -152,6 +152,8 @@ func publicationState(r *Report) string {
 		return "missing"
 	case !r.PublicationHasTable:
 		return "without outbox_event"
+	case r.PublicationAfterSlot:
+		return "created after the slot's position: not usable by the slot"
 	}
 	return "ok"
 }

@@ -104,6 +104,10 @@ type Report struct {
 	Publication         string `json:"publication"`
 	PublicationExists   bool   `json:"publication_exists"`
 	PublicationHasTable bool   `json:"publication_has_table"`
+	// PublicationAfterSlot is true when the publication was created
+	// (again) after the slot's position: the slot cannot stream with it
+	// (relay run recreates the slot and backfills).
+	PublicationAfterSlot bool `json:"publication_created_after_slot"`
 
 	// The backlog: rows of outbox_event not yet delivered.
 	BacklogRows int64 `json:"backlog_rows"`
