@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -16,6 +17,7 @@ import (
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/migrate"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // Servers are the server-level URLs (scripts/services.sh env) and where to
@@ -26,6 +28,18 @@ type Servers struct {
 	// PGDataDir holds postmaster.pid; CHPidFile holds the server's pid.
 	PGDataDir string
 	CHPidFile string
+	// Cluster, when set, is the ClickHouse cluster of scripts/services.sh
+	// cluster-up; Layout says whether an Env's ClickHouse side is on it
+	// (replicated) or on the single server (the zero Layout).
+	Cluster *Cluster
+	Layout  topology.Layout
+}
+
+// Cluster is the remote_servers name and the servers' URLs (replica i is
+// shard (i+1)/2), as CLICKHOUSE_CLUSTER_NAME and CLICKHOUSE_CLUSTER_URLS.
+type Cluster struct {
+	Name string
+	URLs []string
 }
 
 // Env is one scenario run's databases: a fresh PostgreSQL database and a
@@ -69,7 +83,7 @@ func (e *Env) create(ctx context.Context) error {
 	if e.DatabaseURL, err = withPath(e.srv.DatabaseURL, e.Name); err != nil {
 		return err
 	}
-	if e.ClickHouseURL, err = withPath(e.srv.ClickHouseURL, e.Name); err != nil {
+	if e.ClickHouseURL, err = e.srv.clickHouseURL(e.Name); err != nil {
 		return err
 	}
 	if err := e.createClickHouse(ctx); err != nil {
@@ -90,11 +104,11 @@ func (e *Env) create(ctx context.Context) error {
 }
 
 func (e *Env) createClickHouse(ctx context.Context) error {
-	admin, err := chsink.Connect(ctx, e.srv.ClickHouseURL)
+	admin, err := chsink.Connect(ctx, e.srv.adminURL())
 	if err != nil {
 		return fmt.Errorf("connect to clickhouse: %w", err)
 	}
-	err = admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+e.Name)
+	err = admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+e.Name+e.srv.onCluster())
 	_ = admin.Close()
 	if err != nil {
 		return fmt.Errorf("create clickhouse database: %w", err)
@@ -102,7 +116,7 @@ func (e *Env) createClickHouse(ctx context.Context) error {
 	if e.CH, err = chsink.Connect(ctx, e.ClickHouseURL); err != nil {
 		return err
 	}
-	if err := migrate.ClickHouse(ctx, e.CH, zerolog.Nop()); err != nil {
+	if err := migrate.ClickHouseOn(ctx, e.CH, e.srv.layout(), zerolog.Nop()); err != nil {
 		return fmt.Errorf("migrate clickhouse: %w", err)
 	}
 	v, err := e.CH.ServerVersion()
@@ -176,8 +190,8 @@ func (e *Env) Close() {
 		_ = e.CH.Close()
 	}
 	e.dropPostgres(ctx)
-	if admin, err := chsink.Connect(ctx, e.srv.ClickHouseURL); err == nil {
-		_ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+e.Name)
+	if admin, err := chsink.Connect(ctx, e.srv.adminURL()); err == nil {
+		_ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+e.Name+e.srv.onCluster())
 		_ = admin.Close()
 	}
 }
@@ -212,7 +226,66 @@ func (e *Env) RelayEnv(path string, extra ...string) []string {
 		"LOG_LEVEL=info",
 		"PATH=" + path,
 	}
+	if l := e.srv.layout(); l.OnCluster() {
+		env = append(env, "CLICKHOUSE_TOPOLOGY="+string(l.Topology), "CLICKHOUSE_CLUSTER="+l.Cluster)
+	}
 	return append(env, extra...)
+}
+
+// OnCluster returns a copy of srv whose Envs are on the cluster in
+// topology topo (replicated: the relay inserts through shard 1's replicas).
+func (srv *Servers) OnCluster(topo topology.Topology) *Servers {
+	c := *srv
+	c.Layout = topology.Layout{Topology: topo, Cluster: srv.Cluster.Name}
+	return &c
+}
+
+func (srv *Servers) layout() topology.Layout {
+	if srv.Layout.Topology == "" {
+		return topology.Layout{Topology: topology.Single}
+	}
+	return srv.Layout
+}
+
+func (srv *Servers) onCluster() string {
+	if !srv.layout().OnCluster() {
+		return ""
+	}
+	return " ON CLUSTER " + srv.Layout.Cluster
+}
+
+// adminURL is where databases are created and dropped.
+func (srv *Servers) adminURL() string {
+	if srv.layout().OnCluster() {
+		return srv.Cluster.URLs[0]
+	}
+	return srv.ClickHouseURL
+}
+
+// clickHouseURL is an Env's CLICKHOUSE_URL: its database on the single
+// server, or through the replicas of shard 1 (sharded: every server).
+func (srv *Servers) clickHouseURL(db string) (string, error) {
+	if !srv.layout().OnCluster() {
+		return withPath(srv.ClickHouseURL, db)
+	}
+	replicas := srv.Cluster.URLs
+	if srv.Layout.Topology == topology.Replicated {
+		replicas = replicas[:2]
+	}
+	var hosts []string
+	for _, r := range replicas {
+		u, err := url.Parse(r)
+		if err != nil {
+			return "", fmt.Errorf("parse cluster URL: %w", err)
+		}
+		hosts = append(hosts, u.Host)
+	}
+	u, err := url.Parse(replicas[0])
+	if err != nil {
+		return "", fmt.Errorf("parse cluster URL: %w", err)
+	}
+	u.Host, u.Path = strings.Join(hosts, ","), "/"+db
+	return u.String(), nil
 }
 
 func randomName(prefix string) string {

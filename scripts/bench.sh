@@ -7,6 +7,8 @@
 #   BENCH_PROFILE=1 also write relay CPU profiles to bench/profiles/ (runs
 #                   bench/cmd/relayprof, bin/relay with runtime/pprof)
 #   BENCH_ARGS=...  extra relaybench flags (e.g. "-scenarios drain -runs 1")
+#   BENCH_CLUSTER=0 do not start the ClickHouse cluster (the topologies
+#                   scenario, single server vs replicated, is then skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,9 @@ RELAY_SERVICES_DIR="$(mktemp -d /tmp/relay-bench.XXXXXX)"
 export RELAY_SERVICES_DIR
 trap 'scripts/services.sh down --purge >/dev/null 2>&1 || true' EXIT
 eval "$(scripts/services.sh up)"
+if [[ ${BENCH_CLUSTER:-1} != 0 ]]; then
+  eval "$(scripts/services.sh cluster-up)"
+fi
 
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
 bin/relaybench "${args[@]}" ${BENCH_ARGS:-}

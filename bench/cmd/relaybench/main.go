@@ -130,7 +130,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.relayBin, "relay", "bin/relay", "relay binary")
 	fs.StringVar(&o.out, "out", "bench/results.json", "JSON report path")
 	fs.StringVar(&o.workDir, "workdir", "", "directory for child logs (default: a temp dir, removed on success)")
-	fs.StringVar(&o.scenarios, "scenarios", "drain,drain64k,latency,resources,modes", "comma-separated scenarios to run (modes: table vs message publishing)")
+	fs.StringVar(&o.scenarios, "scenarios", "drain,drain64k,latency,resources,modes,topologies", "comma-separated scenarios to run (modes: table vs message publishing; topologies: single server vs the replicated cluster, needs scripts/services.sh cluster-up)")
 	fs.IntVar(&o.events, "events", 0, "512 B events in the drain (default 1000000; quick 100000)")
 	fs.IntVar(&o.events64K, "events-64k", 0, "64 KiB events in the drain (default 10000; quick 2000)")
 	fs.IntVar(&o.events5M, "events-5m", 0, "5 MiB events in the resources scenario (default 50; quick 20)")
@@ -238,6 +238,11 @@ func scenarios(ctx context.Context, o *options, r *bench.Runner) {
 	if o.want("modes") && ctx.Err() == nil {
 		modes(ctx, o, r)
 	}
+	if o.want("topologies") && ctx.Err() == nil {
+		lc := bench.LatencyConfig{Rate: 2000, Duration: o.latDuration, Conns: 5, Size: 512, Poll: 50 * time.Millisecond,
+			Settle: 30 * time.Second, SyncCommit: o.syncCommit}
+		r.Topologies(ctx, bench.Dataset{Name: "512B", Events: o.events, Size: 512, PerTx: 100}, lc, time.Second, o.latRuns)
+	}
 	if o.want("resources") && ctx.Err() == nil {
 		r.Resources(ctx, bench.Dataset{Name: "5MiB", Events: o.events5M, Size: 5 << 20, PerTx: 1}, o.heavyRuns)
 		r.Resources(ctx, bench.Dataset{Name: "bigtx", Events: o.bigTx, Size: 512, PerTx: o.bigTx}, o.heavyRuns)
@@ -312,6 +317,9 @@ func servers() (*bench.Servers, error) {
 		return nil, errors.New("DATABASE_URL, CLICKHOUSE_URL and RELAY_SERVICES_DIR must be set: eval \"$(scripts/services.sh up)\" (scripts/bench.sh does)")
 	}
 	srv.PGDataDir, srv.CHPidFile = dir+"/pg/data", dir+"/clickhouse.pid"
+	if name, urls := os.Getenv("CLICKHOUSE_CLUSTER_NAME"), os.Getenv("CLICKHOUSE_CLUSTER_URLS"); name != "" && urls != "" {
+		srv.Cluster = &bench.Cluster{Name: name, URLs: strings.Split(urls, ",")}
+	}
 	return srv, nil
 }
 
