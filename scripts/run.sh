@@ -34,6 +34,7 @@ cat >&2 <<TXT
 
 ==> Events are flowing. Look at them in ClickHouse:
     scripts/services.sh ch -q "SELECT event_type, event_date_time, event_context FROM event_log FINAL ORDER BY event_date_time DESC LIMIT 10"
+    Status page:       http://$RELAY_ADMIN_ADDR/
     Slot and backlog:  $bin status      Metrics: http://$RELAY_ADMIN_ADDR/metrics
     Create a user:     curl -XPOST http://$API_ADDR/users -d '{"email":"ada@example.com","first_name":"Ada","last_name":"Lovelace"}'
     Ctrl-C stops the relay, the API and the demo producer.
