@@ -106,3 +106,33 @@ func TestOptionsLoad(t *testing.T) {
 		})
 	}
 }
+
+// fakePage mounts one path, as the status page mounts its own.
+type fakePage struct{}
+
+func (fakePage) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "the page") })
+}
+
+func TestHandlerMountsThePage(t *testing.T) {
+	state := fakeState{ready: func(time.Time) (bool, string) { return true, "ok" }}
+	for _, tt := range []struct {
+		name     string
+		page     interface{ Register(*http.ServeMux) }
+		wantCode int
+	}{{"with a page", fakePage{}, 200}, {"without", nil, 404}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := New(state, http.NotFoundHandler(), Options{Page: tt.page})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil))
+			if rec.Code != tt.wantCode {
+				t.Errorf("GET / = %d, want %d", rec.Code, tt.wantCode)
+			}
+			rec = httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/healthz", nil))
+			if rec.Code != 200 {
+				t.Errorf("GET /healthz beside the page = %d, want 200", rec.Code)
+			}
+		})
+	}
+}
