@@ -313,7 +313,7 @@ func (b *Batcher) Cut() Batch {
 		return b.takePart()
 	case b.Replaying():
 		return Batch{}
-	case b.committed > 0 || b.ackLSN > 0:
+	case b.committed > 0 || b.ackLSN > 0 || len(b.afterFlush) > 0:
 		return b.take(b.committed)
 	case b.Saturated():
 		return b.takePart()

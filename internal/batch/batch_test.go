@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -674,5 +675,21 @@ func TestToken(t *testing.T) {
 	r := Range{First: Position{0x16B3748, 0}, Last: Position{0x1_0000_0010, 4}, EndsTx: true}
 	if got, want := r.Token("outbox"), "outbox:0/16B3748.0:1/10.4"; got != want {
 		t.Errorf("Token = %q, want %q", got, want)
+	}
+}
+
+// A commit at LSN 0 with a callback and no events (a resumed backfill of
+// an empty table) is still handed out: the callback must run.
+func TestCutCallbackWithoutEvents(t *testing.T) {
+	b := New(Policy{MaxAge: time.Hour})
+	ran := false
+	b.Commit(0, t0, func(context.Context) error { ran = true; return nil })
+	got := b.Cut()
+	if len(got.AfterFlush) != 1 {
+		t.Fatalf("Cut handed out %d callbacks, want 1", len(got.AfterFlush))
+	}
+	_ = got.AfterFlush[0](context.Background())
+	if !ran || b.Pending() {
+		t.Errorf("callback ran %v, Pending %v after the Cut; want true, false", ran, b.Pending())
 	}
 }

@@ -372,6 +372,14 @@ func (r *Relay) add(ctx context.Context, it replication.Item) error {
 			return r.flush(ctx)
 		}
 	case it.Backfill:
+		if r.batcher.Replaying() {
+			// Rows read from the table come first in a session: the slot
+			// was (re)created or its backfill resumed, and the recorded
+			// ranges are not streamed before them. Rebuilding them would
+			// hold the whole backfill in memory.
+			r.log.Warn().Msg("backfilling: recorded batches are not rebuilt (ClickHouse may get repeated rows, collapsed through FINAL)")
+			r.batcher.Replay(nil)
+		}
 		r.batcher.AddBackfill(it.Event, at)
 	default:
 		r.batcher.Add(it.Event, at)
