@@ -16,13 +16,16 @@ var (
 	ErrContextTooLarge = errors.New("event context too large")
 	// ErrInvalidMetadataVersion: Event.MetadataVersion is negative.
 	ErrInvalidMetadataVersion = errors.New("event metadata version is negative")
+	// ErrUnknownColumn: Event.Columns names a column the publisher does
+	// not know as an extra column of the outbox table.
+	ErrUnknownColumn = errors.New("unknown outbox column")
 )
 
 // ValidationError reports which event of a Publish call was rejected and why.
 // Err wraps one of the sentinel errors above.
 type ValidationError struct {
 	Index int   // position of the event in the Publish call
-	Err   error // wraps ErrEmptyType, ErrInvalidContext, ErrContextTooLarge or ErrInvalidMetadataVersion
+	Err   error // wraps ErrEmptyType, ErrInvalidContext, ErrContextTooLarge, ErrInvalidMetadataVersion or ErrUnknownColumn
 }
 
 func (e *ValidationError) Error() string {

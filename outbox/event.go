@@ -24,4 +24,11 @@ type Event struct {
 	Context any
 	// MetadataVersion is the version of the Context schema. 0 means 1.
 	MetadataVersion int64
+	// Columns sets extra columns of the outbox table (those beyond the
+	// relay's own, e.g. "user_id"), which the relay carries to the
+	// ClickHouse column of the same name. Each name must be one the
+	// publisher knows ([WithColumns], [TableColumns]); each value is
+	// anything pgx encodes into the column's type. Columns left out get
+	// the column's DEFAULT. Table mode only: messages have no columns.
+	Columns map[string]any
 }

@@ -35,6 +35,8 @@ type Publisher struct {
 	table           pgx.Identifier
 	maxContextBytes int
 	insertSQL       string
+	// extra are the outbox table's extra columns events may set.
+	extra map[string]bool
 	// prefix, when set, switches to message mode (see WithMessages).
 	prefix string
 	now    func() time.Time
@@ -142,8 +144,14 @@ func (p *Publisher) Publish(ctx context.Context, tx Execer, events ...Event) ([]
 	if p.prefix != "" {
 		return cols.ids, p.emit(ctx, tx, cols)
 	}
-	tag, err := tx.Exec(ctx, p.insertSQL, p.environment,
-		cols.wireIDs(), cols.types, cols.times, cols.contexts, cols.versions)
+	var tag pgconn.CommandTag
+	if withColumns(events) {
+		sql, args := p.insertWithColumns(cols, events)
+		tag, err = tx.Exec(ctx, sql, args...)
+	} else {
+		tag, err = tx.Exec(ctx, p.insertSQL, p.environment,
+			cols.wireIDs(), cols.types, cols.times, cols.contexts, cols.versions)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbox: insert %d events: %w", len(events), err)
 	}
@@ -198,6 +206,9 @@ func (p *Publisher) fill(c *columns, i int, ev Event, now time.Time) error {
 	}
 	if ev.MetadataVersion < 0 {
 		return fmt.Errorf("%w: %d", ErrInvalidMetadataVersion, ev.MetadataVersion)
+	}
+	if err := p.checkColumns(ev.Columns); err != nil {
+		return err
 	}
 	body, err := encodeContext(ev.Context, p.maxContextBytes)
 	if err != nil {

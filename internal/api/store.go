@@ -95,7 +95,7 @@ func (s *store) create(ctx context.Context, in User) (u User, err error) {
 	if err := s.step(ctx, stepPublishEvent, tx); err != nil {
 		return User{}, err
 	}
-	if _, err := s.pub.Publish(ctx, tx, userCreatedEvent(u)); err != nil {
+	if _, err := s.pub.Publish(ctx, tx, s.userCreatedEvent(u)); err != nil {
 		return User{}, fmt.Errorf("publish %s: %w", EventUserCreated, err)
 	}
 	if err := s.step(ctx, stepCommit, tx); err != nil {
@@ -107,13 +107,21 @@ func (s *store) create(ctx context.Context, in User) (u User, err error) {
 	return u, nil
 }
 
-func userCreatedEvent(u User) outbox.Event {
-	return outbox.Event{
+// userIDColumn is the outbox table's extra column that user_created events
+// fill with the user's id (migration 00006), where the publisher has it.
+const userIDColumn = "user_id"
+
+func (s *store) userCreatedEvent(u User) outbox.Event {
+	ev := outbox.Event{
 		Type:            EventUserCreated,
 		OccurredAt:      u.CreatedAt,
 		MetadataVersion: userCreatedVersion,
 		Context:         userCreated(u),
 	}
+	if s.pub.HasColumn(userIDColumn) {
+		ev.Columns = map[string]any{userIDColumn: u.ID}
+	}
+	return ev
 }
 
 func (s *store) step(ctx context.Context, name string, tx pgx.Tx) error {

@@ -50,6 +50,13 @@ The API is described in api/openapi.yaml.`,
 				// Message mode: events as transactional logical decoding
 				// messages, read by a relay with the same prefix.
 				pubOpts = append(pubOpts, outbox.WithMessages(cfg.MessagePrefix))
+			} else {
+				// Table mode: the extra columns events may set (user_id).
+				cols, err := outbox.TableColumns(cmd.Context(), pool)
+				if err != nil {
+					return fmt.Errorf("%w (run `relay migrate`)", err)
+				}
+				pubOpts = append(pubOpts, outbox.WithColumns(cols...))
 			}
 			pub, err := outbox.NewPublisher(environment, pubOpts...)
 			if err != nil {
