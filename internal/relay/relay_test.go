@@ -1508,3 +1508,48 @@ func TestBufferGaugesHoldUntilSinkAccepted(t *testing.T) {
 		g.checkBudget()
 	})
 }
+
+// Rows backfilled from the table come before any recorded range is
+// streamed again: the relay gives the records up rather than hold the
+// backfill, writes the backfilled rows without an identity and records
+// the stream's batches as usual.
+func TestBackfillGivesUpRecordedBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newRig(t, bigBudget)
+		g.sink.writeBatch = func(_ context.Context, evs []event.Event, token string, _ time.Time) error {
+			g.log.add("write %v token=%q", evIDs(evs), token)
+			return nil
+		}
+		bl := fakeBatchLog{
+			load: func(context.Context) ([]batchlog.Record, error) {
+				return []batchlog.Record{{Range: batch.Range{First: batch.Position{LSN: 50}, Last: batch.Position{LSN: 50}, EndsTx: true}}}, nil
+			},
+			pending: func(_ context.Context, rec batchlog.Record) error {
+				g.log.add("pending %s", rec.Range.Token("s"))
+				return nil
+			},
+		}
+		after, flushed := g.signal()
+		backfill := []replication.Item{
+			{Event: ev(1), Backfill: true}, {Event: ev(2), Backfill: true},
+			{Commit: true, EndLSN: 90, Backfill: true},
+		}
+		live := slices.Concat(backfill, txAt(100, 3))
+		live[len(live)-1].AfterFlush = after
+		g.sources = []Source{g.stream(script{live: live, together: true})}
+		r := g.relay(batch.Policy{MaxEvents: 1, MaxAge: 10 * time.Millisecond})
+		r.batches = bl
+		x := start(t, r)
+		x.until(t, flushed, "the stream's batch")
+		if err := x.stop(); err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		got := g.log.get()
+		for _, want := range []string{`write [1] token=""`, `write [2] token=""`, "pending s:0/64.0:0/64.0", `write [3] token="s:0/64.0:0/64.0"`} {
+			if !slices.Contains(got, want) {
+				t.Errorf("no %q in\n  %s", want, strings.Join(got, "\n  "))
+			}
+		}
+		g.checkBudget()
+	})
+}
