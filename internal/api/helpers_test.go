@@ -129,7 +129,11 @@ func newFixture(t *testing.T, db DB, pub *outbox.Publisher, opts ...Option) *fix
 	}
 	hub, rec := newRecordingHub(t)
 	logs := &syncBuffer{}
-	srv, err := New(Config{}, db, pub, zerolog.New(logs), append([]Option{WithSentryHub(hub)}, opts...)...)
+	// A generous database timeout: the concurrency tests queue hundreds of
+	// requests for a few pooled connections on a shared, loaded machine, and
+	// a 500 there would be the test's impatience, not the handler's.
+	cfg := Config{DBTimeout: time.Minute, WriteTimeout: time.Minute + 5*time.Second}
+	srv, err := New(cfg, db, pub, zerolog.New(logs), append([]Option{WithSentryHub(hub)}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
