@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -36,6 +37,9 @@ type Options struct {
 	Now func() time.Time
 	// Page, when set, mounts the status page's paths (/, …).
 	Page interface{ Register(mux *http.ServeMux) }
+	// Cmdline is what /debug/pprof/cmdline shows instead of os.Args, with
+	// the passwords of URLs given as flags redacted (config.RedactArgs).
+	Cmdline []string
 }
 
 // New returns the admin handler: readiness from state, metrics served by
@@ -62,7 +66,12 @@ func New(state State, metrics http.Handler, opts Options) http.Handler {
 	}
 	if opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
+			// pprof.Cmdline would show os.Args, passwords in flags included.
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = fmt.Fprint(w, strings.Join(opts.Cmdline, "\x00"))
+		})
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

@@ -136,3 +136,14 @@ func TestHandlerMountsThePage(t *testing.T) {
 		})
 	}
 }
+
+// /debug/pprof/cmdline shows the redacted command line it is given, not
+// os.Args (where a password given as a flag would show).
+func TestPprofCmdlineRedacted(t *testing.T) {
+	h := New(fakeState{}, http.NotFoundHandler(), Options{Pprof: true, Cmdline: []string{"relay", "run", "--database-url=postgres://u:xxxxx@db/app"}})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/cmdline", nil))
+	if got, want := rec.Body.String(), "relay\x00run\x00--database-url=postgres://u:xxxxx@db/app"; got != want {
+		t.Errorf("/debug/pprof/cmdline = %q, want %q", got, want)
+	}
+}

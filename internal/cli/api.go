@@ -70,7 +70,7 @@ The API is described in api/openapi.yaml.`,
 			if err != nil {
 				return usageError(err)
 			}
-			log.Info().Str("addr", cfg.APIAddr).Str("message_prefix", cfg.MessagePrefix).Msg("api listening")
+			log.Info().Str("message_prefix", cfg.MessagePrefix).Msg("api starting") // the server logs "api listening" with the address it got
 			return srv.Run(cmd.Context())
 		},
 	}

@@ -29,6 +29,7 @@ const (
 
 // env is what every command gets from main instead of reading globals.
 type env struct {
+	args    []string // the command line, "relay" first
 	environ map[string]string
 	stdin   io.Reader
 	stdout  io.Writer
@@ -56,7 +57,7 @@ func usageError(err error) error { return &exitError{code: ExitUsage, err: err} 
 // Confirmations (relay deadletter discard) are read from the process's
 // standard input.
 func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	e := &env{environ: config.Environ(environ), stdin: os.Stdin, stdout: stdout, stderr: stderr}
+	e := &env{args: append([]string{"relay"}, args...), environ: config.Environ(environ), stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	root := newRoot(e)
 	root.SetArgs(args)
 	root.SetOut(stdout)

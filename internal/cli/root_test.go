@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"net"
 	"strings"
 	"testing"
 )
@@ -68,5 +69,29 @@ func TestMemoryLimitSaturates(t *testing.T) {
 		if got := memoryLimit(tc.batchBytes); got != tc.want {
 			t.Errorf("%s: memoryLimit(%d) = %d, want %d", tc.name, tc.batchBytes, got, tc.want)
 		}
+	}
+}
+
+// An admin address in use is a clear configuration error (exit 2) before
+// anything starts, not a warning about buffered events.
+func TestAdminAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	environ := []string{"DATABASE_URL=postgres://u@127.0.0.1:1/db", "CLICKHOUSE_URL=clickhouse://127.0.0.1:1/db",
+		"RELAY_ADMIN_ADDR=" + ln.Addr().String(), "LOG_FORMAT=json"}
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"run"}, environ, &stdout, &stderr)
+	if code != ExitUsage {
+		t.Errorf("exit %d, want %d", code, ExitUsage)
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "RELAY_ADMIN_ADDR "+ln.Addr().String()) || !strings.Contains(out, "address already in use") {
+		t.Errorf("stderr does not say the admin address is in use:\n%s", out)
+	}
+	if strings.Contains(out, "buffered events") || strings.Contains(out, "PostgreSQL") {
+		t.Errorf("stderr has more than the admin address problem:\n%s", out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -142,6 +143,17 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	}
 	defer rep.Flush(5 * time.Second)
 
+	// The admin address is taken first: in use, it is a clear
+	// configuration error before anything starts.
+	var adminLn net.Listener
+	if cfg.AdminAddr != "" {
+		adminLn, err = net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			return usageError(fmt.Errorf("RELAY_ADMIN_ADDR %s: %w (another process listens there: choose a free address, or an empty one to switch the admin server off)", cfg.AdminAddr, err))
+		}
+		defer func() { _ = adminLn.Close() }()
+	}
+
 	budgetBytes := 2 * cfg.BatchBytes
 	srcCfg := replication.Config{
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
@@ -205,9 +217,10 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 			return fmt.Errorf("status page: %w", err)
 		}
 		adminOpts.Page = page
+		adminOpts.Cmdline = config.RedactArgs(e.args)
 		g.Go(func() error { return record(gctx) })
 		srv := &http.Server{Addr: cfg.AdminAddr, Handler: admin.New(ready, m.Handler(), adminOpts), ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error { return serveUntil(gctx, srv) })
+		g.Go(func() error { return serveUntil(gctx, srv, adminLn) })
 		g.Go(func() error {
 			return status.PollSlot(gctx, d.pool, cfg.Slot, status.PollInterval(cfg.StatusInterval), log,
 				status.SlotGauges(m), ready.ObserveSlot)
@@ -224,10 +237,10 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	return nil
 }
 
-// serveUntil runs srv until ctx ends, then shuts it down.
-func serveUntil(ctx context.Context, srv *http.Server) error {
+// serveUntil runs srv on ln until ctx ends, then shuts it down.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("admin server on %s: %w", srv.Addr, err)

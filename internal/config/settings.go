@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"strings"
 )
 
 // Setting is one configuration value as shown to people (the relay's
@@ -78,4 +79,29 @@ func redactURL(s string, wholeUser bool) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+// RedactArgs returns a command line (e.g. for /debug/pprof/cmdline) with
+// the secrets of the URLs and DSNs in it hidden: passwords, and the key of
+// a Sentry DSN.
+func RedactArgs(args []string) []string {
+	out := make([]string, len(args))
+	sentry := false // the previous argument was --sentry-dsn
+	for i, a := range args {
+		name, val, ok := strings.Cut(a, "=")
+		switch {
+		case sentry:
+			out[i] = redactURL(a, true)
+		case ok && strings.HasPrefix(name, "-") && strings.TrimLeft(name, "-") == "sentry-dsn":
+			out[i] = name + "=" + redactURL(val, true)
+		case ok && strings.HasPrefix(name, "-") && strings.Contains(val, "://"):
+			out[i] = name + "=" + redactURL(val, false)
+		case strings.Contains(a, "://"):
+			out[i] = redactURL(a, false)
+		default:
+			out[i] = keywordPassword.ReplaceAllString(a, "${1}"+redacted)
+		}
+		sentry = a == "--sentry-dsn" || a == "-sentry-dsn"
+	}
+	return out
 }

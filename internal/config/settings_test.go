@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -43,6 +44,40 @@ func TestSettingsRedactSecrets(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("%s = %q, want %q", tt.env, got, tt.want)
+			}
+		})
+	}
+}
+
+// A command line shows no password or Sentry key, whichever form the
+// flags take.
+func TestRedactArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{name: "flag=URL", args: []string{"relay", "run", "--database-url=postgres://u:s3cret@db/app", "--clickhouse-url=clickhouse://ch:s3cret@c:9000/d"},
+			want: []string{"relay", "run", "--database-url=postgres://u:xxxxx@db/app", "--clickhouse-url=clickhouse://ch:xxxxx@c:9000/d"}},
+		{name: "flag URL", args: []string{"relay", "run", "--database-url", "postgres://u:s3cret@db/app?sslpassword=s3cret"},
+			want: []string{"relay", "run", "--database-url", "postgres://u:xxxxx@db/app?sslpassword=xxxxx"}},
+		{name: "keyword DSN", args: []string{"relay", "run", "--database-url", "host=db user=u password=s3cret dbname=app"},
+			want: []string{"relay", "run", "--database-url", "host=db user=u password=xxxxx dbname=app"}},
+		{name: "keyword DSN in flag=", args: []string{"relay", "--database-url=host=db password='s 3cret'"},
+			want: []string{"relay", "--database-url=host=db password=xxxxx"}},
+		{name: "sentry DSN", args: []string{"relay", "--sentry-dsn", "https://k3y@sentry.example/1", "--sentry-dsn=https://k3y@sentry.example/1"},
+			want: []string{"relay", "--sentry-dsn", "https://xxxxx@sentry.example/1", "--sentry-dsn=https://xxxxx@sentry.example/1"}},
+		{name: "nothing secret", args: []string{"relay", "run", "--batch-size=10", "--slot", "s"},
+			want: []string{"relay", "run", "--batch-size=10", "--slot", "s"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := RedactArgs(tc.args)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("RedactArgs(%q) = %q, want %q", tc.args, got, tc.want)
+			}
+			if strings.Contains(strings.Join(got, " "), "s3cret") || strings.Contains(strings.Join(got, " "), "k3y") {
+				t.Errorf("a secret is left in %q", got)
 			}
 		})
 	}

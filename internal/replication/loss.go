@@ -33,7 +33,7 @@ func (s *Source) checkMessageLoss(ctx context.Context, st slotState) error {
 	case !st.exists && known:
 		why = "the slot was missing and is recreated"
 	case !st.exists:
-		s.log.Info().Str("slot", s.cfg.Slot).Str("message_prefix", s.cfg.MessagePrefix).
+		s.log.Info().Str("message_prefix", s.cfg.MessagePrefix).
 			Msg("message mode: creating the slot; messages emitted before it exists are not delivered")
 	}
 	if why != "" {
@@ -42,7 +42,7 @@ func (s *Source) checkMessageLoss(ctx context.Context, st slotState) error {
 			return err
 		}
 		lostAt = &at
-		s.log.Error().Str("slot", s.cfg.Slot).Str("message_prefix", s.cfg.MessagePrefix).
+		s.log.Error().Str("message_prefix", s.cfg.MessagePrefix).
 			Msgf("CRITICAL: %s in message mode: events may have been lost (messages emitted while no slot kept their WAL are gone)", why)
 	}
 	if lostAt != nil && s.hooks.EventsMayBeLost != nil {

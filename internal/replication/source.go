@@ -135,6 +135,8 @@ const (
 
 // New returns a Source. tracker must start at the position the consumer
 // has durably stored.
+// log should carry the slot's name (relay run adds it to every line); the
+// source does not add it again.
 func New(cfg Config, db DB, tracker *ack.Tracker, budget Budget, log zerolog.Logger, hooks Hooks, fp *failpoint.Set) *Source {
 	return &Source{cfg: cfg, db: db, tracker: tracker, budget: budget, log: log, hooks: hooks, fp: fp, shapes: map[string]*event.Columns{}}
 }

@@ -102,7 +102,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 		return s.recoverUnseenPublication(ctx, conn, classify(fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)))
 	}
 	s.hook(true)
-	s.log.Info().Str("slot", s.cfg.Slot).Str("from_lsn", pglogrepl.LSN(s.tracker.Confirmed()).String()).Msg("streaming")
+	s.log.Info().Str("from_lsn", pglogrepl.LSN(s.tracker.Confirmed()).String()).Msg("streaming")
 	st := &stream{Source: s, conn: conn, out: out, types: pgtype.NewMap(), relations: map[uint32]*relation{}}
 	err = st.loop(ctx)
 	if ctx.Err() == nil {
@@ -219,7 +219,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 		// The WAL the slot needed is gone: events may have been skipped by
 		// the stream. Never skip ahead silently: say so loudly, then recover
 		// every undelivered row from the outbox table via a new slot.
-		s.log.Error().Str("slot", s.cfg.Slot).Msg("replication slot is lost (wal_status 'lost'); recreating it and backfilling from the outbox table")
+		s.log.Error().Msg("replication slot is lost (wal_status 'lost'); recreating it and backfilling from the outbox table")
 		if s.hooks.SlotLost != nil {
 			s.hooks.SlotLost(s.cfg.Slot)
 		}
@@ -254,7 +254,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 	if err != nil {
 		return err
 	}
-	s.log.Warn().Str("slot", s.cfg.Slot).Str("consistent_lsn", pglogrepl.LSN(consistent).String()).
+	s.log.Warn().Str("consistent_lsn", pglogrepl.LSN(consistent).String()).
 		Msg("replication slot was missing: created it; delivering the rows already in the outbox table from its snapshot")
 	if s.hooks.SlotCreated != nil {
 		s.hooks.SlotCreated(s.cfg.Slot)
