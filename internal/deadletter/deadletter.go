@@ -2,6 +2,11 @@
 // in the PostgreSQL table outbox_dead_letter, so that a poison event neither
 // disappears nor stalls the stream. Storing is idempotent (a replayed
 // rejection keeps the first row).
+//
+// The operator's side (relay deadletter) is List, Show, Replay and Discard.
+// Replay moves rows back into outbox_event in one statement, under their own
+// ids, for the running relay to stream: it happens whole or not at all, and
+// a repeated Replay finds nothing left to move.
 package deadletter
 
 import (
