@@ -24,13 +24,14 @@ import (
 )
 
 // chromiumPath finds the browser: $RELAY_CHROMIUM (set by make test after
-// scripts/services.sh browser installed it), else chromium on PATH.
+// scripts/services.sh browser installed it), else chromium on PATH (or
+// Google Chrome, which takes the same flags, as on CI runners).
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("RELAY_CHROMIUM"); p != "" {
 		return p
 	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
