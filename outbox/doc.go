@@ -49,7 +49,9 @@
 //	uvarint length + environment (UTF-8)
 //	uvarint count of extra columns, each: uvarint length + name, one kind
 //	         byte (0 NULL, 1 value), for a value uvarint length + the value
-//	         in PostgreSQL text format (this package writes none yet)
+//	         in PostgreSQL text format (reserved: message mode
+//	         carries no extra columns yet, Publish refuses an event that
+//	         sets Event.Columns, and the relay reads past any it finds)
 //	rest     event context, JSON text, to the end of the payload
 //
 // The context is last and unframed, so reading a message costs the same

@@ -88,3 +88,32 @@ func ExamplePublisher_Publish_transaction() {
 		fmt.Println(err)
 	}
 }
+
+// Message mode: the same call emits transactional logical decoding
+// messages (PostgreSQL 14+) instead of rows; a relay with
+// RELAY_MESSAGE_PREFIX=outbox delivers them.
+func ExampleWithMessages() {
+	pub, err := outbox.NewPublisher("production", outbox.WithMessages("outbox"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var tx outbox.Execer = messageExecer{} // in real code: the pgx.Tx of your business writes
+	ids, err := pub.Publish(context.Background(), tx,
+		outbox.Event{Type: "user_created", Context: map[string]string{"email": "ada@example.com"}},
+		outbox.Event{Type: "welcome_mail_requested", Context: []byte(`{"template":"welcome"}`)},
+	)
+	fmt.Println(len(ids), err)
+	// Output:
+	// SELECT count(pg_logical_emit_message(true, $1::text, m.p)): prefix outbox, 2 messages
+	// 2 <nil>
+}
+
+// messageExecer prints the message-mode statement it would send.
+type messageExecer struct{}
+
+func (messageExecer) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	head, _, _ := strings.Cut(sql, " FROM")
+	fmt.Printf("%s: prefix %s, %d messages\n", head, args[0], len(args[1].([][]byte)))
+	return pgconn.NewCommandTag("SELECT 1"), nil
+}
