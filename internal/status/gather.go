@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/outbox-relay/relay/internal/event"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/topology"
 )
@@ -68,8 +70,59 @@ func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
 	if err := gatherEventsLost(ctx, db, r, t.Slot); err != nil {
 		return nil, err
 	}
-	gatherClickHouse(ctx, r, t)
+	cols, err := gatherColumns(ctx, db, t.OutboxTable)
+	if err != nil {
+		return nil, err
+	}
+	gatherClickHouse(ctx, r, t, cols)
 	return r, nil
+}
+
+// gatherColumns reads the outbox table's extra columns.
+func gatherColumns(ctx context.Context, db DB, table string) ([]event.Column, error) {
+	var (
+		names    []string
+		oids     []uint32
+		mods     []int32
+		notNulls []bool
+	)
+	err := db.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text ORDER BY attnum), '{}'), coalesce(array_agg(atttypid::int8 ORDER BY attnum), '{}'),
+			coalesce(array_agg(atttypmod ORDER BY attnum), '{}'), coalesce(array_agg(attnotnull ORDER BY attnum), '{}')
+		FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+		AND attname <> ALL('{id,event_type,event_date_time,environment,event_context,metadata_version}')`,
+		pgx.Identifier{table}.Sanitize()).Scan(&names, &oids, &mods, &notNulls)
+	if err != nil {
+		return nil, fmt.Errorf("read the columns of %s: %w", table, err)
+	}
+	cols := make([]event.Column, len(names))
+	for i := range names {
+		cols[i] = event.Column{Name: names[i], TypeOID: oids[i], TypeMod: mods[i], NotNull: notNulls[i]}
+	}
+	return cols, nil
+}
+
+// mapColumns fills r.Columns: the mapping for the server's capabilities,
+// against event_log's columns (nil when ClickHouse was not read).
+func mapColumns(r *Report, cols []event.Column, caps chsink.Caps, have map[string]string) {
+	r.Columns = make([]ColumnMapping, 0, len(cols))
+	for _, c := range cols {
+		m := ColumnMapping{Name: c.Name, PostgresType: chsink.PGTypeName(c), EventLogType: have[c.Name]}
+		want, ok := chsink.MapType(c, caps)
+		m.ClickHouseType = want
+		switch {
+		case !ok:
+			m.State = "no mapping"
+		case have == nil:
+			m.State = "unknown"
+		case m.EventLogType == "":
+			m.State = "missing"
+		case !chsink.SameType(m.EventLogType, want):
+			m.State = "type differs"
+		default:
+			m.State = "written"
+		}
+		r.Columns = append(r.Columns, m)
+	}
 }
 
 func gatherServer(ctx context.Context, db DB, r *Report) (versionNum int, err error) {
@@ -177,9 +230,11 @@ func gatherDeadLetters(ctx context.Context, db DB, r *Report) error {
 }
 
 // gatherClickHouse fills the ClickHouse fields; it never fails.
-func gatherClickHouse(ctx context.Context, r *Report, t Target) {
+func gatherClickHouse(ctx context.Context, r *Report, t Target, cols []event.Column) {
 	ctx, cancel := context.WithTimeout(ctx, clickHouseTimeout)
 	defer cancel()
+	// Without ClickHouse the mapping is shown for the newest servers.
+	mapColumns(r, cols, chsink.CapsOf(driver.ServerVersion{Version: proto.Version{Major: 99}}), nil)
 	conn, err := chsink.Connect(ctx, t.ClickHouseURL)
 	if err != nil {
 		r.ClickHouseError = err.Error()
@@ -187,13 +242,21 @@ func gatherClickHouse(ctx context.Context, r *Report, t Target) {
 	}
 	defer func() { _ = conn.Close() }()
 	r.ClickHouseReachable = true
+	var caps chsink.Caps
 	if v, err := conn.ServerVersion(); err == nil {
 		r.ClickHouseVersion = fmt.Sprintf("%d.%d.%d", v.Version.Major, v.Version.Minor, v.Version.Patch)
+		caps = chsink.CapsOf(*v)
 	}
 	if err := readEventLog(ctx, conn, r, t.EventTable); err != nil {
 		r.ClickHouseError = err.Error()
 		return
 	}
+	have, err := readColumns(ctx, conn, t.EventTable)
+	if err != nil {
+		r.ClickHouseError = err.Error()
+		return
+	}
+	mapColumns(r, cols, caps, have)
 	if t.Layout.OnCluster() {
 		if err := gatherReplicas(ctx, conn, r, t); err != nil {
 			r.ClickHouseError = err.Error()
@@ -230,6 +293,24 @@ func readEventLog(ctx context.Context, conn driver.Conn, r *Report, table string
 		r.ClickHouseNewestEvent = &newest
 	}
 	return nil
+}
+
+// readColumns reads event_log's columns and their types.
+func readColumns(ctx context.Context, conn driver.Conn, table string) (map[string]string, error) {
+	rows, err := conn.Query(ctx, `SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = ?`, table)
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: %w", table, err)
+	}
+	defer rows.Close()
+	have := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, fmt.Errorf("describe %s: %w", table, err)
+		}
+		have[name] = typ
+	}
+	return have, rows.Err()
 }
 
 func quoteIdent(s string) string {

@@ -59,6 +59,13 @@ func WriteTable(w io.Writer, r *Report) error {
 		row(fmt.Sprintf("shard %d replica %d", rep.Shard, rep.Replica), replicaState(rep))
 	}
 
+	if len(r.Columns) > 0 {
+		head("COLUMNS")
+		for _, c := range r.Columns {
+			row(c.Name, columnState(c))
+		}
+	}
+
 	fmt.Fprintf(tw, "VERDICT\t%s\n", r.Verdict)
 	for _, reason := range r.Reasons {
 		row("-", reason)
@@ -123,6 +130,18 @@ func clickHouseRows(r *Report, row func(k, v string)) {
 	if r.ClickHouseError != "" {
 		row("error", r.ClickHouseError)
 	}
+}
+
+func columnState(c ColumnMapping) string {
+	to := c.ClickHouseType
+	if to == "" {
+		to = "(no mapping)"
+	}
+	s := c.PostgresType + " -> " + to + ": " + c.State
+	if c.State == "type differs" {
+		s += " (event_log has " + c.EventLogType + ")"
+	}
+	return s
 }
 
 func replicaState(rep Replica) string {

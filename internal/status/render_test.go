@@ -38,6 +38,15 @@ func TestWriteGolden(t *testing.T) {
 		r    *Report
 	}{
 		{"warning", fixedReport(nil)},
+		{"columns", fixedReport(func(r *Report) {
+			r.LagBytes = ptr(int64(512))
+			r.Columns = []ColumnMapping{
+				{Name: "user_id", PostgresType: "uuid", ClickHouseType: "Nullable(UUID)", EventLogType: "Nullable(UUID)", State: "written"},
+				{Name: "amount", PostgresType: "numeric(12,2)", ClickHouseType: "Nullable(Decimal(12, 2))", State: "missing"},
+				{Name: "tenant", PostgresType: "text", ClickHouseType: "Nullable(String)", EventLogType: "Nullable(Int64)", State: "type differs"},
+				{Name: "addr", PostgresType: "type oid 869", State: "no mapping"},
+			}
+		})},
 		{"missing_slot", fixedReport(func(r *Report) {
 			r.SlotExists, r.Active, r.ActivePID, r.Plugin, r.SlotDatabase, r.SlotInDatabase = false, false, nil, "", "", false
 			r.ConfirmedFlushLSN, r.RestartLSN, r.LagBytes, r.RetainedWALBytes, r.SafeWALSize = nil, nil, nil, nil, nil

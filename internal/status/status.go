@@ -140,8 +140,28 @@ type Report struct {
 	// ClickHouseError says why ClickHouse could not be read ("" when fine).
 	ClickHouseError string `json:"clickhouse_error"`
 
+	// Columns is the column mapping in force: each extra column of the
+	// outbox table (beyond the relay's own), the ClickHouse type the relay
+	// maps it to, and what event_log has.
+	Columns []ColumnMapping `json:"columns"`
+
 	Verdict Verdict  `json:"verdict"`
 	Reasons []string `json:"reasons"`
+}
+
+// ColumnMapping is one extra column of the outbox table and where it goes.
+type ColumnMapping struct {
+	Name           string `json:"name"`
+	PostgresType   string `json:"postgres_type"`
+	ClickHouseType string `json:"clickhouse_type"` // the mapping; "" when the type has none
+	// EventLogType is event_log's column of that name ("" when missing or
+	// ClickHouse was not read).
+	EventLogType string `json:"event_log_type"`
+	// State: "written"; "missing" (relay run adds it with
+	// RELAY_SCHEMA_EVOLUTION=add, skips it with fill, stops with refuse);
+	// "type differs" or "no mapping" (relay run refuses it); "unknown"
+	// (ClickHouse not read).
+	State string `json:"state"`
 }
 
 // Judge sets r.Verdict and r.Reasons from Evaluate.

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -55,6 +56,19 @@ func TestEvolutionAPIStampsUserID(t *testing.T) {
 		WHERE event_type = 'user_created' AND position(event_context, concat('"id": "', toString(user_id), '"')) > 0`).Scan(&stamped)
 	if err != nil || stamped != n {
 		t.Errorf("%d user_created events carry their user's id in event_log.user_id (%v), want %d", stamped, err, n)
+	}
+	// relay status shows the mapping in force.
+	_, out := runRelayCmd(t, 30*time.Second, e.RelayEnv(), "status", "--json")
+	var st struct {
+		Columns []struct {
+			Name, PostgresType, ClickHouseType, EventLogType, State string
+		} `json:"columns"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &st); err != nil {
+		t.Fatalf("relay status --json: %v\n%s", err, out)
+	}
+	if len(st.Columns) != 1 || st.Columns[0].Name != "user_id" || st.Columns[0].State != "written" {
+		t.Errorf("relay status columns = %+v, want user_id written", st.Columns)
 	}
 }
 

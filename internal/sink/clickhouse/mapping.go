@@ -169,6 +169,10 @@ func baseType(oid uint32, mod int32, caps Caps) (string, bool) {
 	return "", false
 }
 
+// SameType says whether a ClickHouse column of type have takes what the
+// mapping gives as want (see sameType).
+func SameType(have, want string) bool { return sameType(have, want) }
+
 // sameType says whether a ClickHouse column of type have holds what the
 // mapping gives as want. Nullability may differ (a NULL into a plain
 // column is written as the type's default, as ClickHouse itself does with
