@@ -20,7 +20,7 @@ type evoColumn struct {
 	float                bool // compare as numbers (shortest-digit spellings differ)
 	// chEqual, when set, is ClickHouse's literal of the PostgreSQL text:
 	// the values are compared by ClickHouse (18.16 misprints Decimal128
-	// values of more than 28 integer digits).
+	// values of more than 28 integer digits, and may crash doing so).
 	chEqual string
 }
 
@@ -209,6 +209,10 @@ func evoClickHouseText(ctx context.Context, t *testing.T, e *testenv.Env) map[st
 	exprs := make([]string, len(evoColumns))
 	for i, c := range evoColumns {
 		exprs[i] = fmt.Sprintf("ifNull(toString(%s), 'NULL')", c.name)
+		if c.chEqual != "" {
+			// Never printed: see chEqual (18.16 can also crash doing it).
+			exprs[i] = fmt.Sprintf("if(isNull(%s), 'NULL', 'compared by ClickHouse')", c.name)
+		}
 	}
 	rows, err := e.CH.Query(ctx, "SELECT toString(event_id), "+strings.Join(exprs, ", ")+" FROM event_log FINAL")
 	if err != nil {

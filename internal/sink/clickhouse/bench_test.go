@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // benchBatch is the batch size of the benchmarks (CH_OUTBOX_BATCH_SIZE in
@@ -182,4 +183,85 @@ func mapEvents[T any](evs []event.Event, f func(*event.Event) T) []T {
 		out[i] = f(&evs[i])
 	}
 	return out
+}
+
+// benchExtra are five extra columns (bigint, uuid, numeric(12,2), text,
+// timestamptz), their event_log types on 18.16, and a row's binary values.
+var benchExtra = []struct {
+	col    event.Column
+	chType string
+	val    []byte
+}{
+	{event.Column{Name: "user_id", TypeOID: oidInt8}, "Nullable(Int64)", []byte{0, 0, 0, 0, 0, 0, 16, 146}},
+	{event.Column{Name: "tenant_id", TypeOID: oidUUID}, "Nullable(UUID)", []byte("fedcba9876543210")},
+	{event.Column{Name: "amount", TypeOID: oidNumeric, TypeMod: 12<<16 | 2 + 4}, "Nullable(Decimal(12, 2))", []byte{0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 13, 172}},
+	{event.Column{Name: "request_id", TypeOID: oidText}, "Nullable(String)", []byte("req-6f1c2a9e-5b7d-4e1a")},
+	{event.Column{Name: "created_at", TypeOID: oidTimestamptz}, "Nullable(String)", []byte{0, 2, 205, 139, 119, 230, 240, 0}},
+}
+
+// BenchmarkFillEncodeExtraColumns is BenchmarkFillEncode's 512 B batch on
+// 18.16 with none and with five extra columns: the cost the extra columns
+// add to writing a batch. One op is one batch.
+func BenchmarkFillEncodeExtraColumns(b *testing.B) {
+	for _, extra := range []int{0, 5} {
+		b.Run(fmt.Sprintf("extra%d", extra), func(b *testing.B) {
+			evs := benchEvents(benchBatch, 512)
+			x := newExtras(EvolveAdd, topology.Layout{})
+			p := &plan{}
+			var list []event.Column
+			var row []byte
+			for _, c := range benchExtra[:extra] {
+				col, err := x.column(c.col, c.chType)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.targets = append(p.targets, col)
+				list = append(list, c.col)
+				row = event.AppendValue(row, event.KindBinary, c.val)
+			}
+			if extra > 0 {
+				shape := event.NewColumns(1, list)
+				x.plans[shape.Key] = p
+				for i := range evs {
+					evs[i].Columns, evs[i].Extra = shape, append([]byte(nil), row...)
+				}
+			}
+			own := benchColumns(b, benchSchemas[0].cols)
+			ownInputs := make([]proto.InputColumn, len(own))
+			for i, c := range own {
+				ownInputs[i] = c.input()
+			}
+			var buf proto.Buffer
+			encode := func() {
+				buf.Reset()
+				n, cols := x.run(evs)
+				if n != len(evs) {
+					b.Fatalf("run = %d of %d events", n, len(evs))
+				}
+				if err := x.fill(evs, cols); err != nil {
+					b.Fatal(err)
+				}
+				for _, c := range own {
+					c.fill(evs)
+				}
+				_, inputs := x.query("event_log", own, ownInputs, cols)
+				blk := proto.Block{Columns: len(inputs), Rows: len(evs)}
+				if err := blk.EncodeBlock(&buf, insertRevision, inputs); err != nil {
+					b.Fatal(err)
+				}
+				for _, c := range cols {
+					c.enc.Reset()
+				}
+			}
+			encode()
+			b.SetBytes(batchBytes(evs))
+			b.ReportAllocs()
+			var ms0 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			for b.Loop() {
+				encode()
+			}
+			perEvent(b, &ms0, len(evs))
+		})
+	}
 }

@@ -259,9 +259,9 @@ func build(oid uint32, base string, nullable, arr bool, caps Caps) (encoder, err
 		col := new(proto.ColDateTime64).WithPrecision(proto.PrecisionMicro)
 		return mk(pick[time.Time](col, binaryOnly(timestampValue), nullable, arr))
 	case (oid == oidTimestamp || oid == oidTimestamptz) && base == "String":
-		return mk(pick[[]byte](new(colBytes), binaryOnly(timestampText), nullable, arr))
+		return mk(pick[[]byte](new(colBytes), binaryOnly(scratch(appendTimestampText)), nullable, arr))
 	case oid == oidNumeric && base == "String":
-		return mk(pick[[]byte](new(colBytes), binaryOnly(numericText), nullable, arr))
+		return mk(pick[[]byte](new(colBytes), binaryOnly(scratch(appendNumeric)), nullable, arr))
 	case oid == oidNumeric && strings.HasPrefix(base, "Decimal("):
 		return decimal(base, nullable, arr)
 	case oid == oidText || oid == oidVarchar || oid == oidBpchar || oid == oidJSON:
@@ -376,25 +376,41 @@ func pgTime(us int64) time.Time {
 	return time.Unix(pgEpoch.Unix()+sec, frac*1e3).UTC()
 }
 
-// timestampText spells a timestamp as ClickHouse parses it, in UTC with
-// microseconds (servers without DateTime64).
-func timestampText(b []byte) ([]byte, error) {
+// scratch makes an appending conversion reuse one buffer: the String
+// column copies each value, so no value needs its own.
+func scratch(f func(dst, b []byte) ([]byte, error)) func([]byte) ([]byte, error) {
+	var buf []byte
+	return func(b []byte) ([]byte, error) {
+		var err error
+		buf, err = f(buf[:0], b)
+		return buf, err
+	}
+}
+
+// appendTimestampText spells a timestamp as ClickHouse parses it, in UTC
+// with microseconds (servers without DateTime64).
+func appendTimestampText(dst, b []byte) ([]byte, error) {
 	us, err := pgMicros(b)
 	if err != nil {
 		return nil, err
 	}
 	switch us {
 	case pgInfinityMicros:
-		return []byte("infinity"), nil
+		return append(dst, "infinity"...), nil
 	case math.MinInt64:
-		return []byte("-infinity"), nil
+		return append(dst, "-infinity"...), nil
 	}
-	return pgTime(us).AppendFormat(nil, "2006-01-02 15:04:05.000000"), nil
+	return pgTime(us).AppendFormat(dst, "2006-01-02 15:04:05.000000"), nil
 }
 
 // numericText spells a binary numeric as PostgreSQL's numeric_out does.
 func numericText(b []byte) ([]byte, error) {
 	return appendNumeric(nil, b)
+}
+
+// timestampText is appendTimestampText into a new slice.
+func timestampText(b []byte) ([]byte, error) {
+	return appendTimestampText(nil, b)
 }
 
 const (
@@ -465,13 +481,13 @@ func decimal(base string, nullable, arr bool) (encoder, error) {
 	switch {
 	case p <= 9:
 		return pick[proto.Decimal32](new(proto.ColDecimal32), binaryOnly(func(b []byte) (proto.Decimal32, error) {
-			v, err := scaled(b, p, s)
-			return proto.Decimal32(v.Int64()), err
+			v, err := scaled64(b, p, s)
+			return proto.Decimal32(v), err
 		}), nullable, arr), nil
 	case p <= 18:
 		return pick[proto.Decimal64](new(proto.ColDecimal64), binaryOnly(func(b []byte) (proto.Decimal64, error) {
-			v, err := scaled(b, p, s)
-			return proto.Decimal64(v.Int64()), err
+			v, err := scaled64(b, p, s)
+			return proto.Decimal64(v), err
 		}), nullable, arr), nil
 	default:
 		return pick[proto.Decimal128](new(proto.ColDecimal128), binaryOnly(func(b []byte) (proto.Decimal128, error) {
@@ -479,6 +495,54 @@ func decimal(base string, nullable, arr bool) (encoder, error) {
 			return proto.Decimal128(int128(v)), err
 		}), nullable, arr), nil
 	}
+}
+
+// pow10 are the powers of ten an int64 holds.
+var pow10 = func() (p [19]int64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+// scaled64 is scaled for p <= 18, without allocating: the base-10000
+// digits summed into v·10^s. A digit below the scale, or a result of more
+// than p digits, is an error (from scaled, which says it in words).
+func scaled64(b []byte, p, s int) (int64, error) {
+	if len(b) < 8 {
+		return 0, errors.New("malformed numeric")
+	}
+	ndigits := int(binary.BigEndian.Uint16(b))
+	weight := int(int16(binary.BigEndian.Uint16(b[2:])))
+	sign := binary.BigEndian.Uint16(b[4:])
+	if len(b) != 8+2*ndigits || (sign != 0 && sign != numericNeg) {
+		_, err := scaled(b, p, s)
+		return 0, err
+	}
+	var v int64
+	for i := range ndigits {
+		d := int64(binary.BigEndian.Uint16(b[8+2*i:]))
+		if d == 0 {
+			continue
+		}
+		exp := 4*(weight-i) + s // d is worth d·10^exp in units of 10^-s
+		for exp < 0 && d%10 == 0 {
+			d, exp = d/10, exp+1
+		}
+		if exp < 0 || exp > 18 || d > (pow10[p]-1-v)/pow10[exp] {
+			_, err := scaled(b, p, s)
+			if err == nil {
+				err = fmt.Errorf("numeric does not fit Decimal(%d, %d)", p, s)
+			}
+			return 0, err
+		}
+		v += d * pow10[exp]
+	}
+	if sign == numericNeg {
+		v = -v
+	}
+	return v, nil
 }
 
 // scaled returns a numeric as the integer v·10^s, checking that it has at

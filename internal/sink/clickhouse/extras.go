@@ -320,23 +320,27 @@ func (x *extras) fill(evs []event.Event, cols []*extraColumn) error {
 		return nil
 	}
 	set := make([]bool, len(cols))
+	var (
+		slots []int
+		ev    int
+	)
+	// One closure for the batch (not one per event).
+	add := func(j int, kind byte, val []byte) error {
+		if j >= len(slots) || slots[j] < 0 {
+			return nil
+		}
+		k := slots[j]
+		set[k] = true
+		if err := cols[k].enc.add(kind, val); err != nil {
+			return fmt.Errorf("%w: event %d: column %s: %v", event.ErrRejected, ev, cols[k].name, err)
+		}
+		return nil
+	}
 	for i := range evs {
-		ev := &evs[i]
 		clear(set)
-		if ev.Columns != nil {
-			slots := x.slots[x.planOf(ev.Columns)]
-			err := event.Values(ev.Extra, func(j int, kind byte, val []byte) error {
-				if j >= len(slots) || slots[j] < 0 {
-					return nil
-				}
-				k := slots[j]
-				set[k] = true
-				if err := cols[k].enc.add(kind, val); err != nil {
-					return fmt.Errorf("%w: event %d: column %s: %v", event.ErrRejected, i, cols[k].name, err)
-				}
-				return nil
-			})
-			if err != nil {
+		if evs[i].Columns != nil {
+			slots, ev = x.slots[x.planOf(evs[i].Columns)], i
+			if err := event.Values(evs[i].Extra, add); err != nil {
 				for _, c := range cols {
 					c.enc.Reset()
 				}

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"encoding/binary"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -174,10 +175,19 @@ func TestScaled(t *testing.T) {
 		{pgNumeric(0, 0, 3, 12, 3450), 5, 2, "", true}, // 12.345: a decimal too many
 		{pgNumeric(1, 0, 0, 1, 0), 4, 0, "", true},     // 10000: too many digits
 		{pgNumeric(0, numericNaN, 0), 5, 2, "", true},
+		{pgNumeric(4, 0, 0, 922, 3372, 368, 5477, 5807), 18, 0, "", true}, // 9223372036854775807: 19 digits
+		{pgNumeric(3, numericNeg, 4, 99, 9999, 9999, 9999, 9999), 18, 4, "-999999999999999999", false},
+		{pgNumeric(-1, 0, 2, 1000), 3, 2, "10", false}, // 0.1 at scale 2
+		{pgNumeric(-2, 0, 8, 12), 9, 2, "", true},      // 0.00000012: decimals beyond the scale
 	} {
 		got, err := scaled(tt.in, tt.p, tt.s)
 		if (err != nil) != tt.wantErr || (err == nil && got.String() != tt.want) {
 			t.Errorf("scaled(%v, %d, %d) = %v, %v; want %s (error %v)", tt.in, tt.p, tt.s, got, err, tt.want, tt.wantErr)
+		}
+		// The allocation-free path for p <= 18 agrees.
+		got64, err := scaled64(tt.in, tt.p, tt.s)
+		if (err != nil) != tt.wantErr || (err == nil && strconv.FormatInt(got64, 10) != tt.want) {
+			t.Errorf("scaled64(%v, %d, %d) = %d, %v; want %s (error %v)", tt.in, tt.p, tt.s, got64, err, tt.want, tt.wantErr)
 		}
 	}
 }
