@@ -27,7 +27,23 @@ func Evaluate(r *Report, t Thresholds) (Verdict, []string) {
 	j.backlog(r, t)
 	j.deadLetters(r)
 	j.clickhouse(r)
+	j.columns(r)
 	return j.verdict, j.reasons
+}
+
+// columns warns of extra columns relay run refuses: it stops at the first
+// row that carries one.
+func (j *judgement) columns(r *Report) {
+	for _, c := range r.Columns {
+		switch c.State {
+		case "type differs":
+			j.add(Warning, "outbox_event.%s (%s) maps to %s but event_log.%s is %s: relay run stops at its next row (README, Adding a column)",
+				c.Name, c.PostgresType, c.ClickHouseType, c.Name, c.EventLogType)
+		case "no mapping":
+			j.add(Warning, "outbox_event.%s (%s) has no ClickHouse mapping: relay run stops at its next row unless RELAY_SCHEMA_EVOLUTION=fill (README, Adding a column)",
+				c.Name, c.PostgresType)
+		}
+	}
 }
 
 type judgement struct {
