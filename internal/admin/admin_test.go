@@ -142,7 +142,7 @@ func TestHandlerMountsThePage(t *testing.T) {
 func TestPprofCmdlineRedacted(t *testing.T) {
 	h := New(fakeState{}, http.NotFoundHandler(), Options{Pprof: true, Cmdline: []string{"relay", "run", "--database-url=postgres://u:xxxxx@db/app"}})
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/cmdline", nil))
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/debug/pprof/cmdline", nil))
 	if got, want := rec.Body.String(), "relay\x00run\x00--database-url=postgres://u:xxxxx@db/app"; got != want {
 		t.Errorf("/debug/pprof/cmdline = %q, want %q", got, want)
 	}

@@ -75,7 +75,7 @@ func TestMemoryLimitSaturates(t *testing.T) {
 // An admin address in use is a clear configuration error (exit 2) before
 // anything starts, not a warning about buffered events.
 func TestAdminAddressInUse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -147,7 +147,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	// configuration error before anything starts.
 	var adminLn net.Listener
 	if cfg.AdminAddr != "" {
-		adminLn, err = net.Listen("tcp", cfg.AdminAddr)
+		adminLn, err = new(net.ListenConfig).Listen(ctx, "tcp", cfg.AdminAddr)
 		if err != nil {
 			return usageError(fmt.Errorf("RELAY_ADMIN_ADDR %s: %w (another process listens there: choose a free address, or an empty one to switch the admin server off)", cfg.AdminAddr, err))
 		}

@@ -101,7 +101,7 @@ func TestDecodeRejects(t *testing.T) {
 // context starts, yields a shorter context: Decode never panics.
 func FuzzDecode(f *testing.F) {
 	f.Add(Append(nil, Fields{Type: []byte("t"), Environment: []byte("e"), Context: []byte("{}")}, []Column{{Name: "a"}}))
-	f.Fuzz(func(t *testing.T, p []byte) {
+	f.Fuzz(func(_ *testing.T, p []byte) {
 		got, err := Decode(p)
 		if err != nil {
 			return

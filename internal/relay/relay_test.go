@@ -1469,7 +1469,7 @@ func TestBufferGaugesHoldUntilSinkAccepted(t *testing.T) {
 		g := newRig(t, bigBudget)
 		failing, up := make(chan struct{}), make(chan struct{})
 		var once sync.Once
-		g.sink.write = func(_ context.Context, evs []event.Event) error {
+		g.sink.write = func(_ context.Context, _ []event.Event) error {
 			select {
 			case <-up:
 				return nil

@@ -402,7 +402,7 @@ func setText(ev *event.Event, f field, oid uint32, v []byte, types *pgtype.Map) 
 			if err := types.Scan(oid, pgtype.TextFormatCode, v, &ts); err != nil {
 				return err
 			}
-			t = pgtype.Timestamptz{Time: ts.Time, InfinityModifier: ts.InfinityModifier, Valid: ts.Valid}
+			t = pgtype.Timestamptz(ts)
 		} else if err := types.Scan(oid, pgtype.TextFormatCode, v, &t); err != nil {
 			return err
 		}

@@ -88,7 +88,7 @@ func newOn(t TB, topo topology.Topology, alone bool) *Env {
 	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Cluster: c,
 		Layout: topology.Layout{Topology: topo, Cluster: c.Name}}
 	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
-	e.createPostgres(t, ctx)
+	e.createPostgres(ctx, t)
 
 	admin := c.Conn(t, 1)
 	defer func() { _ = admin.Close() }()
@@ -102,7 +102,7 @@ func newOn(t TB, topo topology.Topology, alone bool) *Env {
 	}
 	e.ClickHouse = c.URL(t, e.Name, hosts...)
 
-	e.migratePostgres(t, ctx)
+	e.migratePostgres(ctx, t)
 	var err error
 	if e.CH, err = chsink.Connect(ctx, e.ClickHouse); err != nil {
 		t.Fatalf("connect to ClickHouse: %v", err)
@@ -158,7 +158,7 @@ func (c *Cluster) Services(t TB, args ...string) {
 	}
 }
 
-func (e *Env) createPostgres(t TB, ctx context.Context) {
+func (e *Env) createPostgres(ctx context.Context, t TB) {
 	t.Helper()
 	admin, err := pgx.Connect(ctx, e.ServerDatabaseURL)
 	if err != nil {

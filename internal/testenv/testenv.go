@@ -77,7 +77,7 @@ func New(t TB) *Env {
 	defer cancel()
 	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Layout: topology.Layout{Topology: topology.Single}}
 	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
-	e.createPostgres(t, ctx)
+	e.createPostgres(ctx, t)
 
 	chAdmin, err := chsink.Connect(ctx, os.Getenv("CLICKHOUSE_URL"))
 	if err != nil {
@@ -90,7 +90,7 @@ func New(t TB) *Env {
 	t.Cleanup(func() { e.dropClickHouse() })
 	e.ClickHouse = withPath(t, os.Getenv("CLICKHOUSE_URL"), e.Name)
 
-	e.migratePostgres(t, ctx)
+	e.migratePostgres(ctx, t)
 	if e.CH, err = chsink.Connect(ctx, e.ClickHouse); err != nil {
 		t.Fatalf("connect to ClickHouse: %v", err)
 	}
@@ -100,7 +100,7 @@ func New(t TB) *Env {
 	return e
 }
 
-func (e *Env) migratePostgres(t TB, ctx context.Context) {
+func (e *Env) migratePostgres(ctx context.Context, t TB) {
 	t.Helper()
 	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, "outbox_event", zerolog.Nop()); err != nil {
 		t.Fatalf("migrate postgres: %v", err)

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -213,7 +214,7 @@ func dlRunBin(t *testing.T, bin string, env []string, args ...string) (int, stri
 	if ctx.Err() != nil {
 		t.Fatalf("relay %v did not exit within a minute:\n%s", args, out)
 	}
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		return ee.ExitCode(), string(out)
 	} else if err != nil {
 		t.Fatalf("relay %v: %v", args, err)

@@ -68,7 +68,7 @@ func TestBackfillDecodesLikeTheStream(t *testing.T) {
 			}
 			rows, err := e.OutboxRows(ctx)
 			if err != nil || rows != 0 || dl != n*dead {
-				return fmt.Errorf("%d rows in outbox_event, %d dead letters (%v)", rows, dl, err)
+				return fmt.Errorf("%d rows in outbox_event, %d dead letters (%w)", rows, dl, err)
 			}
 			return nil
 		})

@@ -78,7 +78,11 @@ func TestLogLinesHaveEachKeyOnce(t *testing.T) {
 	api := testenv.Start(t, relayBin, append(e.RelayEnv(), "API_ADDR="+addr), "api")
 	testenv.Eventually(t, 30*time.Second, "relay api answering", func() error {
 		faultAlive(t, api, "starting relay api")
-		resp, err := http.Get("http://" + addr + "/healthz")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err
 		}

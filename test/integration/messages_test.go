@@ -310,7 +310,7 @@ func TestMessageModeSlotRecreatedIsCritical(t *testing.T) {
 		_, err := e.PG.Exec(ctx, "SELECT pg_drop_replication_slot($1)", e.Slot)
 		return err
 	})
-	code, r, out := relayStatus(t, e.RelayEnv(env...))
+	code, _, out := relayStatus(t, e.RelayEnv(env...))
 	if code != statusExitCritical || !strings.Contains(out, "does not exist and message mode is on: events may have been lost") {
 		t.Fatalf("relay status with the slot missing: exit %d\n%s", code, out)
 	}
@@ -333,7 +333,7 @@ func TestMessageModeSlotRecreatedIsCritical(t *testing.T) {
 			t.Errorf("a message emitted without a slot arrived: %s", id)
 		}
 	}
-	code, r, out = relayStatus(t, e.RelayEnv(env...))
+	code, r, out := relayStatus(t, e.RelayEnv(env...))
 	if code != statusExitCritical || r == nil || r.EventsLostAt == nil ||
 		!strings.Contains(strings.Join(r.Reasons, "\n"), "was lost or recreated at") {
 		t.Fatalf("relay status after the recreation: exit %d\n%s", code, out)

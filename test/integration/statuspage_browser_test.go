@@ -85,7 +85,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	e.WaitDelivered(t, 39, time.Minute, p)
 	// The charts have a point once two samples (5 s apart) saw the events.
 	testenv.Eventually(t, time.Minute, "a chart sample with deliveries", func() error {
-		s, err := getSnapshot(addr)
+		s, err := getSnapshot(t.Context(), addr)
 		if err != nil {
 			return err
 		}
@@ -176,7 +176,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if r, err := strconv.ParseFloat(fields["rate_max"], 64); err != nil || r <= 0 || math.IsInf(r, 0) {
 		t.Errorf("page rate_max = %q, want the throughput chart to show the deliveries", fields["rate_max"])
 	}
-	shot(t, tab, "status-page-desktop.png")
+	shot(tab, t, "status-page-desktop.png")
 
 	// It refreshes itself: new events show up without a reload.
 	faultInsert(ctx, t, e, "page-more", 5)
@@ -218,10 +218,14 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if overflow {
 		t.Error("the page is wider than a 390 px phone screen")
 	}
-	shot(t, tab, "status-page-phone-dark.png")
+	shot(tab, t, "status-page-phone-dark.png")
 
 	// Read-only: nothing but GET.
-	resp, err := http.Post("http://"+addr+"/status.json", "application/json", nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/status.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,9 +244,13 @@ func lsnOf(t *testing.T, s string) int64 {
 	return int64(lsn)
 }
 
-func getSnapshot(addr string) (statuspage.Snapshot, error) {
+func getSnapshot(ctx context.Context, addr string) (statuspage.Snapshot, error) {
 	var s statuspage.Snapshot
-	resp, err := http.Get("http://" + addr + "/status.json")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status.json", nil)
+	if err != nil {
+		return s, err
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return s, err
 	}
@@ -263,7 +271,7 @@ func mustStatus(t *testing.T, env []string) *status.Report {
 }
 
 // shot saves a full-page screenshot in the test's artifact directory.
-func shot(t *testing.T, tab context.Context, name string) {
+func shot(tab context.Context, t *testing.T, name string) {
 	t.Helper()
 	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
