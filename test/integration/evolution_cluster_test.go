@@ -10,14 +10,14 @@ import (
 	"github.com/outbox-relay/relay/internal/topology"
 )
 
-// TestEvolutionClusterAddColumn: on the replicated topology the relay adds
-// a new outbox column ON CLUSTER, on every server, before the rows that
-// carry it are inserted; every event arrives once with its value. (Sharded
-// is not in it: 18.16 refuses ALTER … ON CLUSTER of the Distributed
-// event_log with internal_replication, code 371; see README.)
+// TestEvolutionClusterAddColumn: on the replicated and sharded topologies
+// the relay adds a new outbox column on every server before the rows that
+// carry it are inserted (sharded: the local tables ON CLUSTER, then the
+// Distributed event_log server by server); every event arrives once with
+// its value.
 func TestEvolutionClusterAddColumn(t *testing.T) {
 	t.Parallel()
-	for _, topo := range []topology.Topology{topology.Replicated} {
+	for _, topo := range []topology.Topology{topology.Replicated, topology.Sharded} {
 		t.Run(string(topo), func(t *testing.T) {
 			t.Parallel()
 			e := testenv.NewOn(t, topo)

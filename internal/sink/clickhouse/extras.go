@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/retry"
@@ -237,22 +240,69 @@ func (s *Sink) refresh(ctx context.Context) error {
 
 // addColumn runs ALTER TABLE … ADD COLUMN (ON CLUSTER where the topology
 // has a cluster: the server answers once every host applied it; in
-// sharded, on the local tables first, then on the Distributed table) and
-// rereads the table.
+// sharded, on the local tables first, then on the Distributed table of
+// every server) and rereads the table.
 func (s *Sink) addColumn(ctx context.Context, name, typ string) error {
-	for _, ddl := range addColumnDDLs(s.table, s.extras.layout, name, typ, s.extras.caps) {
-		if err := s.exec(ctx, ddl); err != nil {
-			return err
+	for _, step := range addColumnSteps(s.table, s.extras.layout, name, typ, s.extras.caps) {
+		hosts := []string{""}
+		if step.everyHost {
+			var err error
+			if hosts, err = s.clusterHosts(ctx); err != nil {
+				return err
+			}
 		}
-		s.log.Info().Str("column", name).Str("type", typ).Str("ddl", ddl).Msg("added the outbox table's new column to ClickHouse")
+		for _, host := range hosts {
+			if err := s.exec(ctx, host, step.ddl); err != nil {
+				return err
+			}
+		}
+		s.log.Info().Str("column", name).Str("type", typ).Str("ddl", step.ddl).Int("servers", len(hosts)).
+			Msg("added the outbox table's new column to ClickHouse")
 	}
 	return s.refresh(ctx)
 }
 
-// exec runs one ALTER; "the column exists already" (a concurrent add, or
-// one that a crash interrupted before the sink read the table) is success.
-func (s *Sink) exec(ctx context.Context, ddl string) error {
+// clusterHosts lists the native addresses of the cluster's servers.
+func (s *Sink) clusterHosts(ctx context.Context) ([]string, error) {
 	conn, err := Connect(ctx, s.dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = conn.Close() }()
+	rows, err := conn.Query(ctx, "SELECT host_name, port FROM system.clusters WHERE cluster = ?", s.extras.layout.Cluster)
+	if err != nil {
+		return nil, classify("read system.clusters", err)
+	}
+	defer rows.Close()
+	var hosts []string
+	for rows.Next() {
+		var host string
+		var port uint16
+		if err := rows.Scan(&host, &port); err != nil {
+			return nil, classify("read system.clusters", err)
+		}
+		hosts = append(hosts, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("read system.clusters", err)
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("cluster %q is not in the remote_servers of the server CLICKHOUSE_URL reached", s.extras.layout.Cluster)
+	}
+	return hosts, nil
+}
+
+// exec runs one ALTER, on host when given (else where CLICKHOUSE_URL
+// leads); "the column exists already" (a concurrent add, or one that a
+// crash interrupted before the sink read the table) is success.
+func (s *Sink) exec(ctx context.Context, host, ddl string) error {
+	var conn driver.Conn
+	var err error
+	if host == "" {
+		conn, err = Connect(ctx, s.dsn)
+	} else {
+		conn, err = ConnectHost(ctx, s.dsn, host)
+	}
 	if err != nil {
 		return err
 	}

@@ -205,19 +205,32 @@ var relayColumns = map[string]bool{
 	"environment": true, "event_context": true, "metadata_version": true, "commit_lsn": true, "relayed_at": true,
 }
 
-// addColumnDDLs renders the ALTERs that add an extra column in a layout:
+// alterStep is one ALTER of an ADD COLUMN: run once (ON CLUSTER spreads it
+// itself), or on every server of the cluster, one connection each.
+type alterStep struct {
+	ddl       string
+	everyHost bool
+}
+
+// addColumnSteps renders the ALTERs that add an extra column in a layout:
 // to the table, or in sharded to the local table under it and then to the
 // Distributed table (readers see a column only once every shard has it).
-func addColumnDDLs(table string, l topology.Layout, column, typ string, caps Caps) []string {
+// The Distributed table is altered server by server: an ALTER ON CLUSTER of
+// a table that is not replicated, over a cluster whose shards are
+// (internal_replication), runs on one replica per shard only, and 18.16
+// refuses it outright (code 371).
+func addColumnSteps(table string, l topology.Layout, column, typ string, caps Caps) []alterStep {
 	cluster := ""
 	if l.OnCluster() {
 		cluster = l.Cluster
 	}
-	var out []string
 	if local := l.LocalTable(table); local != table {
-		out = append(out, addColumnDDL(local, cluster, column, typ, caps))
+		return []alterStep{
+			{ddl: addColumnDDL(local, cluster, column, typ, caps)},
+			{ddl: addColumnDDL(table, "", column, typ, caps), everyHost: cluster != ""},
+		}
 	}
-	return append(out, addColumnDDL(table, cluster, column, typ, caps))
+	return []alterStep{{ddl: addColumnDDL(table, cluster, column, typ, caps)}}
 }
 
 // addColumnDDL renders one ALTER that adds an extra column: ON CLUSTER

@@ -2,8 +2,8 @@ package clickhouse
 
 import (
 	"encoding/binary"
+	"slices"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -197,19 +197,18 @@ func TestAddColumnDDLsPerTopology(t *testing.T) {
 	caps := CapsOf(version(24, 8))
 	for _, tt := range []struct {
 		layout topology.Layout
-		want   []string
+		want   []alterStep
 	}{
-		{topology.Layout{Topology: topology.Single}, []string{"ALTER TABLE `event_log` ADD COLUMN IF NOT EXISTS `a` Int64"}},
-		{topology.Layout{Topology: topology.Cloud}, []string{"ALTER TABLE `event_log` ADD COLUMN IF NOT EXISTS `a` Int64"}},
-		{topology.Layout{Topology: topology.Replicated, Cluster: "r"}, []string{"ALTER TABLE `event_log` ON CLUSTER `r` ADD COLUMN IF NOT EXISTS `a` Int64"}},
-		{topology.Layout{Topology: topology.Sharded, Cluster: "s"}, []string{
-			"ALTER TABLE `event_log_local` ON CLUSTER `s` ADD COLUMN IF NOT EXISTS `a` Int64",
-			"ALTER TABLE `event_log` ON CLUSTER `s` ADD COLUMN IF NOT EXISTS `a` Int64",
+		{topology.Layout{Topology: topology.Single}, []alterStep{{ddl: "ALTER TABLE `event_log` ADD COLUMN IF NOT EXISTS `a` Int64"}}},
+		{topology.Layout{Topology: topology.Cloud}, []alterStep{{ddl: "ALTER TABLE `event_log` ADD COLUMN IF NOT EXISTS `a` Int64"}}},
+		{topology.Layout{Topology: topology.Replicated, Cluster: "r"}, []alterStep{{ddl: "ALTER TABLE `event_log` ON CLUSTER `r` ADD COLUMN IF NOT EXISTS `a` Int64"}}},
+		{topology.Layout{Topology: topology.Sharded, Cluster: "s"}, []alterStep{
+			{ddl: "ALTER TABLE `event_log_local` ON CLUSTER `s` ADD COLUMN IF NOT EXISTS `a` Int64"},
+			{ddl: "ALTER TABLE `event_log` ADD COLUMN IF NOT EXISTS `a` Int64", everyHost: true},
 		}},
 	} {
-		got := addColumnDDLs("event_log", tt.layout, "a", "Int64", caps)
-		if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
-			t.Errorf("%s: %q\nwant %q", tt.layout.Topology, got, tt.want)
+		if got := addColumnSteps("event_log", tt.layout, "a", "Int64", caps); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %+v\nwant %+v", tt.layout.Topology, got, tt.want)
 		}
 	}
 }
