@@ -287,6 +287,11 @@ func TestEvolutionModeRefuse(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
 	ctx := context.Background()
+	// In refuse mode every extra column needs its ClickHouse column first,
+	// the migrations' user_id (the demo API's) included.
+	if err := e.CH.Exec(ctx, "ALTER TABLE event_log ADD COLUMN `user_id` Nullable(UUID)"); err != nil {
+		t.Fatal(err)
+	}
 	p := startRelay(t, e, "RELAY_SCHEMA_EVOLUTION=refuse")
 	waitLog(t, p, logStreaming, 30*time.Second)
 	faultExec(ctx, t, e, "ALTER TABLE outbox_event ADD COLUMN user_ref bigint")
