@@ -49,7 +49,7 @@ func TestDecodeInsertExtraColumns(t *testing.T) {
 		v    []byte
 	}
 	var got []val
-	if err := event.Values(ev.Extra, func(i int, kind byte, v []byte) error {
+	if err := event.Values(ev.Extra, func(_ int, kind byte, v []byte) error {
 		got = append(got, val{kind, append([]byte(nil), v...)})
 		return nil
 	}); err != nil {
@@ -68,7 +68,7 @@ func TestDecodeInsertExtraColumns(t *testing.T) {
 	for i := range msg {
 		msg[i] = 0
 	}
-	if err := event.Values(ev.Extra, func(i int, kind byte, v []byte) error {
+	if err := event.Values(ev.Extra, func(i int, _ byte, v []byte) error {
 		if i == 2 && !bytes.Equal(v, binInt8(-42)) {
 			t.Errorf("extra value 2 changed with the message: %x", v)
 		}

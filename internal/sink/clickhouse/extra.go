@@ -79,7 +79,7 @@ func (s *scalar[T]) add(kind byte, v []byte) error {
 			s.nulls.Append(proto.Null[T]())
 		} else {
 			var zero T
-			s.ColumnOf.Append(zero)
+			s.Append(zero)
 		}
 		return nil
 	}
@@ -90,7 +90,7 @@ func (s *scalar[T]) add(kind byte, v []byte) error {
 	if s.nullable {
 		s.nulls.Append(proto.NewNullable(x))
 	} else {
-		s.ColumnOf.Append(x)
+		s.Append(x)
 	}
 	return nil
 }
@@ -406,11 +406,6 @@ func appendTimestampText(dst, b []byte) ([]byte, error) {
 // numericText spells a binary numeric as PostgreSQL's numeric_out does.
 func numericText(b []byte) ([]byte, error) {
 	return appendNumeric(nil, b)
-}
-
-// timestampText is appendTimestampText into a new slice.
-func timestampText(b []byte) ([]byte, error) {
-	return appendTimestampText(nil, b)
 }
 
 const (

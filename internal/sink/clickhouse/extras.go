@@ -308,11 +308,17 @@ func (s *Sink) exec(ctx context.Context, host, ddl string) error {
 	}
 	err = conn.Exec(ctx, ddl)
 	_ = conn.Close()
-	var ex *ch.Exception
-	if err != nil && !(errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn)) {
+	if err != nil && !columnExists(err) {
 		return classify("add column", fmt.Errorf("%s: %w", ddl, err))
 	}
 	return nil
+}
+
+// columnExists tells whether an ADD COLUMN failed because the column is
+// there already.
+func columnExists(err error) bool {
+	var ex *ch.Exception
+	return errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn)
 }
 
 // ClickHouse exception codes of an ADD COLUMN that lost a race (the column
@@ -382,7 +388,7 @@ func (x *extras) fill(evs []event.Event, cols []*extraColumn) error {
 		k := slots[j]
 		set[k] = true
 		if err := cols[k].enc.add(kind, val); err != nil {
-			return fmt.Errorf("%w: event %d: column %s: %v", event.ErrRejected, ev, cols[k].name, err)
+			return fmt.Errorf("%w: event %d: column %s: %w", event.ErrRejected, ev, cols[k].name, err)
 		}
 		return nil
 	}
@@ -395,7 +401,7 @@ func (x *extras) fill(evs []event.Event, cols []*extraColumn) error {
 					c.enc.Reset()
 				}
 				if !errors.Is(err, event.ErrRejected) {
-					err = fmt.Errorf("%w: event %d: %v", event.ErrRejected, i, err)
+					err = fmt.Errorf("%w: event %d: %w", event.ErrRejected, i, err)
 				}
 				return retry.Permanent(err)
 			}
