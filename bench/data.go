@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -34,6 +35,9 @@ type Dataset struct {
 	Size int
 	// PerTx is how many events one loading transaction inserts.
 	PerTx int
+	// ExtraColumns adds ExtraColumns to outbox_event before loading and
+	// fills them in every row (the columns scenario).
+	ExtraColumns bool
 }
 
 // Bytes is the total event_context volume.
@@ -91,6 +95,33 @@ func Payload(dst []byte, seq int64, size int) []byte {
 // outboxColumns are the columns the loader writes (the rest have defaults).
 var outboxColumns = []string{"id", "event_type", "environment", "event_context", "metadata_version"}
 
+// ExtraColumns are the typed columns a Dataset with ExtraColumns adds to
+// outbox_event: the kind an application adds for ClickHouse to sort and
+// filter on (the relay adds them to event_log itself).
+var ExtraColumns = []struct{ Name, Type string }{
+	{"account_id", "uuid"}, {"tenant_id", "bigint"}, {"request_id", "text"},
+	{"amount", "numeric(18,2)"}, {"flagged", "boolean"},
+}
+
+// addExtraColumns runs ALTER TABLE outbox_event ADD COLUMN for ExtraColumns.
+func addExtraColumns(ctx context.Context, pool *pgxpool.Pool) error {
+	for _, c := range ExtraColumns {
+		q := "ALTER TABLE " + pgx.Identifier{config.OutboxTable}.Sanitize() + " ADD COLUMN " + pgx.Identifier{c.Name}.Sanitize() + " " + c.Type
+		if _, err := pool.Exec(ctx, q); err != nil {
+			return fmt.Errorf("add column %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// extraValues are event i's values of ExtraColumns, never NULL.
+func extraValues(i int, id [16]byte) []any {
+	account := id
+	account[0] ^= 0xa5 // a different, still reproducible uuid
+	return []any{pgtype.UUID{Bytes: account, Valid: true}, int64(i % 1000), "req-" + strconv.Itoa(i),
+		pgtype.Numeric{Int: big.NewInt(int64(i)*100 + 37), Exp: -2, Valid: true}, i%2 == 0}
+}
+
 // Load inserts the dataset into outbox_event, PerTx events per transaction
 // (one COPY each), from workers connections in parallel.
 func Load(ctx context.Context, pool *pgxpool.Pool, d Dataset, workers int) error {
@@ -116,6 +147,13 @@ func Load(ctx context.Context, pool *pgxpool.Pool, d Dataset, workers int) error
 
 func loadChunks(ctx context.Context, pool *pgxpool.Pool, d Dataset, next *atomic.Int64) error {
 	buf := make([]byte, 0, d.Size+64)
+	cols := outboxColumns
+	if d.ExtraColumns {
+		cols = append([]string(nil), outboxColumns...)
+		for _, c := range ExtraColumns {
+			cols = append(cols, c.Name)
+		}
+	}
 	for {
 		first := int(next.Add(int64(d.PerTx))) - d.PerTx
 		if first >= d.Events {
@@ -126,9 +164,13 @@ func loadChunks(ctx context.Context, pool *pgxpool.Pool, d Dataset, next *atomic
 			// pgx encodes each row before asking for the next, so buf is reused.
 			r := d.Row(first+j, buf)
 			buf = r.Context
-			return []any{pgtype.UUID{Bytes: r.ID, Valid: true}, r.Type, r.Environment, r.Context, r.Seq}, nil
+			row := []any{pgtype.UUID{Bytes: r.ID, Valid: true}, r.Type, r.Environment, r.Context, r.Seq}
+			if d.ExtraColumns {
+				row = append(row, extraValues(first+j, r.ID)...)
+			}
+			return row, nil
 		})
-		if _, err := pool.CopyFrom(ctx, pgx.Identifier{config.OutboxTable}, outboxColumns, src); err != nil {
+		if _, err := pool.CopyFrom(ctx, pgx.Identifier{config.OutboxTable}, cols, src); err != nil {
 			return fmt.Errorf("load %s rows %d..%d: %w", d.Name, first, first+n, err)
 		}
 	}

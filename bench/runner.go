@@ -91,6 +91,12 @@ func (r *Runner) prepare(ctx context.Context, d Dataset, slotSuffixes ...string)
 	if err != nil {
 		return nil, err
 	}
+	if d.ExtraColumns {
+		if err := addExtraColumns(ctx, e.PG); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
 	for _, s := range slotSuffixes {
 		if err := e.CreateSlot(ctx, e.Slot+s); err != nil {
 			e.Close()

@@ -130,7 +130,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.relayBin, "relay", "bin/relay", "relay binary")
 	fs.StringVar(&o.out, "out", "bench/results.json", "JSON report path")
 	fs.StringVar(&o.workDir, "workdir", "", "directory for child logs (default: a temp dir, removed on success)")
-	fs.StringVar(&o.scenarios, "scenarios", "drain,drain64k,latency,resources,modes,topologies", "comma-separated scenarios to run (modes: table vs message publishing; topologies: single server vs the replicated cluster, needs scripts/services.sh cluster-up)")
+	fs.StringVar(&o.scenarios, "scenarios", "drain,drain64k,latency,resources,modes,columns,topologies", "comma-separated scenarios to run (modes: table vs message publishing; columns: drain with 5 extra outbox_event columns vs without; topologies: single server vs the replicated cluster, needs scripts/services.sh cluster-up)")
 	fs.IntVar(&o.events, "events", 0, "512 B events in the drain (default 1000000; quick 100000)")
 	fs.IntVar(&o.events64K, "events-64k", 0, "64 KiB events in the drain (default 10000; quick 2000)")
 	fs.IntVar(&o.events5M, "events-5m", 0, "5 MiB events in the resources scenario (default 50; quick 20)")
@@ -237,6 +237,9 @@ func scenarios(ctx context.Context, o *options, r *bench.Runner) {
 	}
 	if o.want("modes") && ctx.Err() == nil {
 		modes(ctx, o, r)
+	}
+	if o.want("columns") && ctx.Err() == nil {
+		r.Columns(ctx, bench.Dataset{Name: "512B", Events: o.events, Size: 512, PerTx: 100}, o.runs)
 	}
 	if o.want("topologies") && ctx.Err() == nil {
 		lc := bench.LatencyConfig{Rate: 2000, Duration: o.latDuration, Conns: 5, Size: 512, Poll: 50 * time.Millisecond,
