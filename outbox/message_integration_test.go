@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outbox-relay/relay/internal/payload"
+	"github.com/outbox-relay/relay/internal/testenv"
 	"github.com/outbox-relay/relay/outbox"
 )
 
@@ -48,14 +50,14 @@ func newMessageSlot(t *testing.T, pool *pgxpool.Pool) string {
 // flushed, which with synchronous_commit off trails the commit itself.
 func slotMessages(t *testing.T, pool *pgxpool.Pool, slot string, want int) []decoded {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := peekMessages(t, pool, slot)
-		if len(got) >= want || time.Now().After(deadline) {
-			return got
+	var got []decoded
+	testenv.Eventually(t, 20*time.Second, fmt.Sprintf("%d messages in the slot", want), func() error {
+		if got = peekMessages(t, pool, slot); len(got) < want {
+			return fmt.Errorf("%d so far", len(got))
 		}
-		time.Sleep(20 * time.Millisecond) // polling the slot, not waiting for a guess
-	}
+		return nil
+	})
+	return got
 }
 
 func peekMessages(t *testing.T, pool *pgxpool.Pool, slot string) []decoded {

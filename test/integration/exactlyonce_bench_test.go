@@ -242,13 +242,16 @@ func steadyLatency(b *testing.B, e *testenv.Env, rate int, d time.Duration) (p50
 	}()
 	var lat []time.Duration
 	var seen uint64
+	// The watcher reads ClickHouse on a 10 ms tick: its resolution.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for c := range commits {
 		for seen < c.total {
 			if err := e.CH.QueryRow(ctx, "SELECT count() FROM event_log").Scan(&seen); err != nil {
 				b.Fatal(err)
 			}
 			if seen < c.total {
-				time.Sleep(10 * time.Millisecond) // the watcher's resolution
+				<-tick.C
 			}
 		}
 		lat = append(lat, time.Since(c.at))
