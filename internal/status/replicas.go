@@ -3,8 +3,6 @@ package status
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -39,28 +37,13 @@ type Replica struct {
 // gatherReplicas lists the cluster's servers (system.clusters on the server
 // conn reached) and checks each on a connection of its own.
 func gatherReplicas(ctx context.Context, conn driver.Conn, r *Report, t Target) error {
-	rows, err := conn.Query(ctx, `SELECT shard_num, replica_num, host_name, port FROM system.clusters
-		WHERE cluster = ? ORDER BY shard_num, replica_num`, t.Layout.Cluster)
+	servers, err := chsink.ClusterServers(ctx, conn, t.Layout.Cluster)
 	if err != nil {
-		return fmt.Errorf("read system.clusters: %w", err)
+		return err
 	}
-	defer rows.Close()
-	r.Replicas = []Replica{}
-	for rows.Next() {
-		var rep Replica
-		var host string
-		var port uint16
-		if err := rows.Scan(&rep.Shard, &rep.Replica, &host, &port); err != nil {
-			return fmt.Errorf("read system.clusters: %w", err)
-		}
-		rep.Host = net.JoinHostPort(host, strconv.Itoa(int(port)))
-		r.Replicas = append(r.Replicas, rep)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read system.clusters: %w", err)
-	}
-	if len(r.Replicas) == 0 {
-		return fmt.Errorf("cluster %q is not in the remote_servers of the server CLICKHOUSE_URL reached", t.Layout.Cluster)
+	r.Replicas = make([]Replica, len(servers))
+	for i, sv := range servers {
+		r.Replicas[i] = Replica{Shard: sv.Shard, Replica: sv.Replica, Host: sv.Addr}
 	}
 	table := t.Layout.LocalTable(t.EventTable)
 	var wg sync.WaitGroup

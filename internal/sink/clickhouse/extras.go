@@ -269,27 +269,50 @@ func (s *Sink) clusterHosts(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer func() { _ = conn.Close() }()
-	rows, err := conn.Query(ctx, "SELECT host_name, port FROM system.clusters WHERE cluster = ?", s.extras.layout.Cluster)
+	servers, err := ClusterServers(ctx, conn, s.extras.layout.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	hosts := make([]string, len(servers))
+	for i, sv := range servers {
+		hosts[i] = sv.Addr
+	}
+	return hosts, nil
+}
+
+// ClusterServer is one server of a cluster, as remote_servers names it.
+type ClusterServer struct {
+	Shard, Replica uint32
+	Addr           string // host:port of its native protocol
+}
+
+// ClusterServers reads the servers of cluster from system.clusters on the
+// server conn reached, in shard and replica order.
+func ClusterServers(ctx context.Context, conn driver.Conn, cluster string) ([]ClusterServer, error) {
+	rows, err := conn.Query(ctx, `SELECT shard_num, replica_num, host_name, port FROM system.clusters
+		WHERE cluster = ? ORDER BY shard_num, replica_num`, cluster)
 	if err != nil {
 		return nil, classify("read system.clusters", err)
 	}
 	defer rows.Close()
-	var hosts []string
+	var out []ClusterServer
 	for rows.Next() {
+		var sv ClusterServer
 		var host string
 		var port uint16
-		if err := rows.Scan(&host, &port); err != nil {
+		if err := rows.Scan(&sv.Shard, &sv.Replica, &host, &port); err != nil {
 			return nil, classify("read system.clusters", err)
 		}
-		hosts = append(hosts, net.JoinHostPort(host, strconv.Itoa(int(port))))
+		sv.Addr = net.JoinHostPort(host, strconv.Itoa(int(port)))
+		out = append(out, sv)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, classify("read system.clusters", err)
 	}
-	if len(hosts) == 0 {
-		return nil, fmt.Errorf("cluster %q is not in the remote_servers of the server CLICKHOUSE_URL reached", s.extras.layout.Cluster)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("cluster %q is not in the remote_servers of the server CLICKHOUSE_URL reached", cluster)
 	}
-	return hosts, nil
+	return out, nil
 }
 
 // exec runs one ALTER, on host when given (else where CLICKHOUSE_URL
