@@ -158,7 +158,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	srcCfg := replication.Config{
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
-		MessagePrefix: cfg.MessagePrefix,
+		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait,
 	}
 	d, err := preflight(ctx, cfg, srcCfg, preflightTimeout, log)
 	if err != nil {

@@ -43,6 +43,7 @@ type Config struct {
 	FlushSeconds float64 `env:"CH_OUTBOX_PROCESSING_FREQUENCY_SEC" envDefault:"1" flag:"processing-frequency-sec" help:"flush this many seconds after the first buffered event (fractions allowed)"`
 
 	StatusInterval time.Duration `env:"RELAY_STATUS_INTERVAL" envDefault:"10s" flag:"status-interval" help:"longest time between standby status updates to PostgreSQL"`
+	ReceiveWait    time.Duration `env:"RELAY_RECEIVE_WAIT" envDefault:"10ms" flag:"receive-wait" help:"once the stream caught up, wait this long before reading again, so that the next transactions arrive in one read (fewer wake-ups at a steady trickle; adds up to this much latency); 0 reads at once"`
 	ShutdownGrace  time.Duration `env:"RELAY_SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" help:"time to flush and acknowledge on SIGTERM before exiting"`
 
 	SchemaEvolution string `env:"RELAY_SCHEMA_EVOLUTION" envDefault:"add" flag:"schema-evolution" help:"a column added to outbox_event that event_log lacks: add it to event_log, fill only columns event_log has, or refuse (stop)"`
@@ -261,6 +262,9 @@ func (c *Config) Validate(need Need) error {
 		}
 		if c.StatusInterval < 100*time.Millisecond || c.StatusInterval > 10*time.Minute {
 			add("RELAY_STATUS_INTERVAL must be between 100ms and 10m, got %s", c.StatusInterval)
+		}
+		if c.ReceiveWait < 0 || c.ReceiveWait > 100*time.Millisecond {
+			add("RELAY_RECEIVE_WAIT must be between 0 and 100ms, got %s", c.ReceiveWait)
 		}
 		if c.ShutdownGrace <= 0 {
 			add("RELAY_SHUTDOWN_TIMEOUT must be positive, got %s", c.ShutdownGrace)

@@ -85,6 +85,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// BudgetBytes is the Budget's capacity; larger events take all of it.
 	BudgetBytes int64
+	// ReceiveWait is how long the stream waits, once it caught up, before
+	// reading again (see stream.gather); 0 reads at once.
+	ReceiveWait time.Duration
 	// MessagePrefix, when set, turns message mode on: the stream also
 	// carries logical decoding messages (PostgreSQL 14+), and the
 	// transactional ones of this prefix are events (package payload).

@@ -103,7 +103,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 	}
 	s.hook(true)
 	s.log.Info().Str("from_lsn", pglogrepl.LSN(s.tracker.Confirmed()).String()).Msg("streaming")
-	st := &stream{Source: s, conn: conn, out: out, types: pgtype.NewMap(), relations: map[uint32]*relation{}}
+	st := newStream(s, conn, out)
 	err = st.loop(ctx)
 	if ctx.Err() == nil {
 		return s.recoverUnseenPublication(ctx, conn, err)
@@ -193,6 +193,7 @@ func (s *Source) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "outbox-relay"
+	wrapSocket(cfg)
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, classify(fmt.Errorf("open replication connection: %w", err))
@@ -409,9 +410,12 @@ func (s *Source) emitItem(ctx context.Context, st *stream, out chan<- []Item, it
 // maxQueued is the most items handed over in one send.
 const maxQueued = 256
 
-// emit queues it and hands the queue over at the end of a transaction (or
-// of the stream) or when it is full: one channel send, one wake-up of the
-// consumer, per transaction rather than per message.
+// emit queues it and hands the queue over when it is full, at the end of
+// the stream, and at the end of a transaction that is not streamed (the
+// backfill) or after which the stream stops. The stream's transactions are
+// otherwise handed over when it caught up (see gather): one channel send,
+// one wake-up of the consumer, per read of the network rather than per
+// transaction.
 func (s *Source) emit(ctx context.Context, st *stream, out chan<- []Item, it Item) error {
 	if st != nil {
 		it.At = st.received
@@ -419,7 +423,7 @@ func (s *Source) emit(ctx context.Context, st *stream, out chan<- []Item, it Ite
 		it.At = time.Now()
 	}
 	s.queued = append(s.queued, it)
-	if it.Commit || it.End || len(s.queued) >= maxQueued {
+	if it.End || len(s.queued) >= maxQueued || it.Commit && (st == nil || st.sock == nil || st.untilCommit) {
 		return s.send(ctx, st, out)
 	}
 	return nil
@@ -475,6 +479,8 @@ func (s *Source) dropQueued() {
 type stream struct {
 	*Source
 	conn      *pgconn.PgConn
+	sock      *socket     // conn's socket (see gather); nil if not wrapped
+	wait      *time.Timer // gather's wait, reused
 	out       chan<- []Item
 	types     *pgtype.Map
 	relations map[uint32]*relation
@@ -497,6 +503,12 @@ type stream struct {
 	received      time.Time // when the last message arrived (Item.At)
 }
 
+func newStream(s *Source, conn *pgconn.PgConn, out chan<- []Item) *stream {
+	st := &stream{Source: s, conn: conn, out: out, types: pgtype.NewMap(), relations: map[uint32]*relation{}}
+	st.sock, _ = conn.Conn().(*socket)
+	return st
+}
+
 // loop receives and handles messages until ctx ends or the stream fails.
 //
 // Reads wait under a deadline set on the socket itself (at most ackPoll
@@ -508,6 +520,9 @@ func (st *stream) loop(ctx context.Context) error {
 	st.nextStatusTime = time.Now().Add(st.cfg.StatusInterval)
 	for {
 		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := st.gather(ctx); err != nil {
 			return err
 		}
 		// One clock reading per message for the checks before the read.

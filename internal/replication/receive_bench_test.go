@@ -1,0 +1,260 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/outbox-relay/relay/internal/ack"
+	"github.com/outbox-relay/relay/internal/batch"
+)
+
+// BenchmarkReceive measures the stream's whole receive path in one
+// process: a fake walsender on a loopback socket sends one-event
+// transactions (Begin, a 512 B Insert, Commit; each message its own write,
+// as a walsender flushes them), the stream reads, decodes and hands them
+// over, and a consumer batches them (1,000 per batch) and gives their
+// budget back. One op is one event.
+//
+//   - flat: the sender writes as fast as the socket takes it (a backlog):
+//     ns/op and allocs/op of the path.
+//   - 2000tx_s, 500tx_s: the sender paces itself (make bench's steady
+//     load). ns/op is then the pace; cpu-us/event is this process's CPU
+//     per event (the sender runs in a process of its own): the cost of
+//     waking up for a trickle of small messages.
+//
+// The stream waits 10ms (RELAY_RECEIVE_WAIT's default) once caught up; the
+// _waitN variants wait N ms (0: read at once).
+func BenchmarkReceive(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		rate int // transactions per second; 0 = flat out
+		wait time.Duration
+	}{
+		{"flat", 0, 10 * time.Millisecond},
+		{"2000tx_s", 2000, 10 * time.Millisecond}, {"2000tx_s_wait0", 2000, 0},
+		{"2000tx_s_wait5", 2000, 5 * time.Millisecond}, {"2000tx_s_wait20", 2000, 20 * time.Millisecond},
+		{"500tx_s", 500, 10 * time.Millisecond}, {"500tx_s_wait0", 500, 0},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchReceive(b, bc.rate, bc.wait) })
+	}
+}
+
+func benchReceive(b *testing.B, rate int, wait time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := b.N
+	addr, stopSender := startFakeWalsender(b, n, rate)
+	defer stopSender()
+
+	cfg := Config{ConnString: "postgres://bench@" + addr + "/bench?sslmode=disable",
+		Slot: "bench", Publication: "bench", Table: "outbox_event",
+		StatusInterval: 10 * time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 26, ReceiveWait: wait}
+	budget := semaphore.NewWeighted(cfg.BudgetBytes)
+	src := New(cfg, nil, ack.New(0), budget, zerolog.Nop(), Hooks{}, nil)
+	src.emitCtx = ctx
+	conn, err := src.connect(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	out := make(chan []Item, 1024)
+	st := newStream(src, conn, out)
+	streamErr := make(chan error, 1)
+
+	b.ReportAllocs()
+	cpu0 := processCPU()
+	b.ResetTimer()
+	go func() { streamErr <- st.loop(ctx) }()
+	bt := batch.New(batch.Policy{MaxEvents: 1000, MaxBytes: 16 << 20, MaxAge: time.Second})
+	for got := 0; got < n; {
+		select {
+		case its := <-out:
+			for _, it := range its {
+				now := it.At
+				if it.Commit {
+					bt.Commit(it.EndLSN, now)
+				} else {
+					bt.Add(it.Event, now)
+					got++
+				}
+				for bt.Ready() {
+					release(budget, bt.Cut(), cfg.BudgetBytes)
+				}
+			}
+		case err := <-streamErr:
+			b.Fatalf("stream ended after %d events: %v", got, err)
+		}
+	}
+	release(budget, bt.Flush(), cfg.BudgetBytes)
+	b.StopTimer()
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(n), "cpu-us/event")
+	cancel()
+	<-streamErr
+}
+
+func release(budget *semaphore.Weighted, bt batch.Batch, capacity int64) {
+	var w int64
+	for i := range bt.Events {
+		w += bt.Events[i].Weight(capacity)
+	}
+	budget.Release(w)
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// startFakeWalsender runs fakeWalsender in a child process (this test
+// binary, TestFakeWalsenderProcess), so that its CPU is not counted, and
+// returns its address.
+func startFakeWalsender(b *testing.B, n, rate int) (addr string, stop func()) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFakeWalsenderProcess$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("FAKE_WALSENDER=%d:%d", n, rate))
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stop = func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		stop()
+		b.Fatalf("fake walsender: %v", err)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), stop
+}
+
+// TestFakeWalsenderProcess is the child process of startFakeWalsender;
+// skipped unless FAKE_WALSENDER is n:rate.
+func TestFakeWalsenderProcess(t *testing.T) {
+	spec := os.Getenv("FAKE_WALSENDER")
+	if spec == "" {
+		t.Skip("the child process of BenchmarkReceive")
+	}
+	var n, rate int
+	if _, err := fmt.Sscanf(spec, "%d:%d", &n, &rate); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	fakeWalsender(context.Background(), ln, n, rate)
+}
+
+// fakeWalsender accepts one connection, answers the startup with
+// AuthenticationOk and ReadyForQuery, then sends a Relation message and n
+// one-event transactions, rate per second (0: flat out), and keeps the
+// connection open until ctx ends.
+func fakeWalsender(ctx context.Context, ln net.Listener, n, rate int) {
+	conn, err := ln.Accept()
+	if err != nil {
+		return
+	}
+	defer func() { _ = conn.Close() }()
+	go func() { <-ctx.Done(); _ = conn.Close() }()
+	be := pgproto3.NewBackend(conn, conn)
+	if _, err := be.ReceiveStartupMessage(); err != nil {
+		return
+	}
+	be.Send(&pgproto3.AuthenticationOk{})
+	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if err := be.Flush(); err != nil {
+		return
+	}
+	// Status updates from the stream are read and dropped; the stream
+	// closing its end ends the sender.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for {
+			if _, err := be.Receive(); err != nil {
+				return
+			}
+		}
+	}()
+	var frame, begin, commit []byte // reused: the sender's allocations are not the stream's
+	send := func(msg []byte) bool {
+		frame = append(frame[:0], 'd', 0, 0, 0, 0)
+		frame = append(frame, 'w')
+		frame = binary.BigEndian.AppendUint64(frame, 0)
+		frame = binary.BigEndian.AppendUint64(frame, 0)
+		frame = binary.BigEndian.AppendUint64(frame, 0)
+		frame = append(frame, msg...)
+		binary.BigEndian.PutUint32(frame[1:], uint32(len(frame)-1))
+		_, err := conn.Write(frame)
+		return err == nil
+	}
+	if !send(benchRelationMessage()) {
+		return
+	}
+	insert := append([]byte{'I'}, benchInsertBody(512)...)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if rate > 0 {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+				time.Sleep(d) // the sender's own process: its pace is all it does
+			}
+		}
+		lsn := uint64(i+1) * 1000
+		begin = append(begin[:0], 'B')
+		begin = binary.BigEndian.AppendUint64(begin, lsn)
+		begin = binary.BigEndian.AppendUint64(begin, 0)
+		begin = binary.BigEndian.AppendUint32(begin, uint32(i))
+		commit = append(commit[:0], 'C', 0)
+		commit = binary.BigEndian.AppendUint64(commit, lsn)
+		commit = binary.BigEndian.AppendUint64(commit, lsn+1)
+		commit = binary.BigEndian.AppendUint64(commit, 0)
+		if !send(begin) || !send(insert) || !send(commit) {
+			return
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-closed:
+	}
+}
+
+// benchRelationMessage is the outbox table's Relation message (the shape
+// of benchOutboxRelation, relation id 16384).
+func benchRelationMessage() []byte {
+	m := []byte{'R'}
+	m = binary.BigEndian.AppendUint32(m, 16384)
+	m = append(m, "public\x00outbox_event\x00"...)
+	m = append(m, 'd')
+	cols := []struct {
+		name string
+		oid  uint32
+	}{{colID, oidUUID}, {colEventType, oidText}, {colEventDateTime, oidTimestamptz},
+		{colEnvironment, oidText}, {colEventContext, oidJSONB}, {colMetadataVersion, oidInt8}}
+	m = binary.BigEndian.AppendUint16(m, uint16(len(cols)))
+	for _, c := range cols {
+		m = append(m, 0)
+		m = append(m, c.name...)
+		m = append(m, 0)
+		m = binary.BigEndian.AppendUint32(m, c.oid)
+		m = binary.BigEndian.AppendUint32(m, 0xffffffff)
+	}
+	return m
+}
