@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/getsentry/sentry-go"
@@ -86,15 +87,29 @@ On SIGTERM it flushes, acknowledges and exits 0.`,
 type deps struct {
 	pool *pgxpool.Pool
 	sink *chsink.Sink
+	// more are further sinks, one per concurrent write beyond the first
+	// (RELAY_INSERT_CONCURRENCY).
+	more []*chsink.Sink
 }
 
 func (d *deps) close() {
 	if d.pool != nil {
 		d.pool.Close()
 	}
-	if d.sink != nil {
-		_ = d.sink.Close()
+	for _, s := range append([]*chsink.Sink{d.sink}, d.more...) {
+		if s != nil {
+			_ = s.Close()
+		}
 	}
+}
+
+// moreSinks are d.more as the relay takes them.
+func (d *deps) moreSinks() []relay.Sink {
+	out := make([]relay.Sink, len(d.more))
+	for i, s := range d.more {
+		out[i] = s
+	}
+	return out
 }
 
 // preflight connects to both servers and checks what streaming needs; every
@@ -120,12 +135,21 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 	defer cancel()
 	// Replicated: the local table of the first replica of CLICKHOUSE_URL's
 	// hosts that answers; sharded: the Distributed event_log, synchronously.
-	sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.EventTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
-		chsink.WithEvolution(chsink.Evolution(cfg.SchemaEvolution)), chsink.WithLayout(cfg.Layout()), chsink.WithLogger(log))
-	if err != nil {
-		problems = append(problems, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err))
-	} else {
-		d.sink = sink
+	// One sink per concurrent write; they add columns under one lock.
+	schema := &sync.Mutex{}
+	for i := 0; i < max(cfg.InsertConcurrency, 1); i++ {
+		sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.EventTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
+			chsink.WithEvolution(chsink.Evolution(cfg.SchemaEvolution)), chsink.WithLayout(cfg.Layout()), chsink.WithLogger(log),
+			chsink.WithSchemaLock(schema))
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err))
+			break
+		}
+		if d.sink == nil {
+			d.sink = sink
+		} else {
+			d.more = append(d.more, sink)
+		}
 	}
 	if len(problems) > 0 {
 		d.close()
@@ -203,7 +227,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: d.sink, Cleaner: cleanup.New(d.pool, config.OutboxTable, batches),
+		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Cleaner: cleanup.New(d.pool, config.OutboxTable, batches),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },

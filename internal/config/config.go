@@ -46,6 +46,8 @@ type Config struct {
 	ReceiveWait    time.Duration `env:"RELAY_RECEIVE_WAIT" envDefault:"10ms" flag:"receive-wait" help:"once the stream caught up, wait this long before reading again, so that the next transactions arrive in one read (fewer wake-ups at a steady trickle; adds up to this much latency); 0 reads at once"`
 	ShutdownGrace  time.Duration `env:"RELAY_SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" help:"time to flush and acknowledge on SIGTERM before exiting"`
 
+	InsertConcurrency int `env:"RELAY_INSERT_CONCURRENCY" envDefault:"2" flag:"insert-concurrency" help:"batches written to ClickHouse at once, each on its own connection (the next is sent while ClickHouse stores the last); deletes and acknowledgements stay in order"`
+
 	SchemaEvolution string `env:"RELAY_SCHEMA_EVOLUTION" envDefault:"add" flag:"schema-evolution" help:"a column added to outbox_event that event_log lacks: add it to event_log, fill only columns event_log has, or refuse (stop)"`
 
 	AdminAddr string `env:"RELAY_ADMIN_ADDR" envDefault:":9090" flag:"admin-addr" help:"address of the status page /, /healthz, /readyz and /metrics; empty switches it off"`
@@ -262,6 +264,9 @@ func (c *Config) Validate(need Need) error {
 		}
 		if c.StatusInterval < 100*time.Millisecond || c.StatusInterval > 10*time.Minute {
 			add("RELAY_STATUS_INTERVAL must be between 100ms and 10m, got %s", c.StatusInterval)
+		}
+		if c.InsertConcurrency < 1 || c.InsertConcurrency > 8 {
+			add("RELAY_INSERT_CONCURRENCY must be between 1 and 8, got %d", c.InsertConcurrency)
 		}
 		if c.ReceiveWait < 0 || c.ReceiveWait > 100*time.Millisecond {
 			add("RELAY_RECEIVE_WAIT must be between 0 and 100ms, got %s", c.ReceiveWait)

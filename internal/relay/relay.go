@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,8 +76,11 @@ type DeadLetter interface {
 // Parts are what the relay connects; every field is required except
 // Failpoints, Spans and Batches.
 type Parts struct {
-	NewSource  func() Source // builds the source for each (re)connection
-	Sink       Sink
+	NewSource func() Source // builds the source for each (re)connection
+	Sink      Sink
+	// MoreSinks are sinks like Sink, each writing another batch while the
+	// others write theirs (nil: one batch at a time).
+	MoreSinks  []Sink
 	Cleaner    Cleaner
 	DeadLetter DeadLetter
 	Tracker    *ack.Tracker        // shared with the sources
@@ -130,7 +134,6 @@ const standbyPoll = time.Second
 type Relay struct {
 	cfg     Config
 	newSrc  func() Source
-	sink    Sink
 	clean   Cleaner
 	dead    DeadLetter
 	tracker *ack.Tracker
@@ -148,12 +151,23 @@ type Relay struct {
 	// done takes written batches to their cleanup and acknowledgement
 	// (see complete); set per session.
 	done *completer
+	// sinks are the sinks not writing a batch now (see flush).
+	sinks chan Sink
+	// held is what the buffer gauges add up (see gaugeBuffer).
+	held struct {
+		batcherEvents, batcherBytes, writingEvents, writingBytes atomic.Int64
+	}
 }
 
 // New wires a Relay from its parts.
 func New(cfg Config, p Parts, log zerolog.Logger) *Relay {
-	r := &Relay{cfg: cfg, newSrc: p.NewSource, sink: p.Sink, clean: p.Cleaner, dead: p.DeadLetter,
+	r := &Relay{cfg: cfg, newSrc: p.NewSource, clean: p.Cleaner, dead: p.DeadLetter,
 		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, batches: p.Batches, log: log}
+	r.sinks = make(chan Sink, 1+len(p.MoreSinks))
+	r.sinks <- p.Sink
+	for _, s := range p.MoreSinks {
+		r.sinks <- s
+	}
 	r.health = p.SinkHealth
 	if r.health == nil {
 		r.health = func(error) {}
@@ -258,7 +272,7 @@ func (r *Relay) session(ctx context.Context) error {
 		r.releaseItems(<-items)
 	}
 	r.release(r.batcher.Reset())
-	r.gaugeBuffer(0, 0)
+	r.gaugeBuffer()
 	return err
 }
 
@@ -344,15 +358,28 @@ func (r *Relay) addAll(ctx context.Context, its []replication.Item) error {
 			return err
 		}
 	}
-	r.gaugeBuffer(0, 0)
+	r.gaugeBuffer()
 	return nil
 }
 
 // gaugeBuffer shows what the relay holds that ClickHouse has not accepted:
-// the batcher's events plus a batch being written (events, bytes).
-func (r *Relay) gaugeBuffer(events, bytes int) {
-	r.m.BufferEvents.Set(float64(r.batcher.Len() + events))
-	r.m.BufferBytes.Set(float64(r.batcher.Bytes() + bytes))
+// the batcher's events plus the batches being written. Only the loop's
+// goroutine reads the batcher; writers call setBufferGauges.
+func (r *Relay) gaugeBuffer() {
+	r.held.batcherEvents.Store(int64(r.batcher.Len()))
+	r.held.batcherBytes.Store(int64(r.batcher.Bytes()))
+	r.setBufferGauges()
+}
+
+func (r *Relay) setBufferGauges() {
+	r.m.BufferEvents.Set(float64(r.held.batcherEvents.Load() + r.held.writingEvents.Load()))
+	r.m.BufferBytes.Set(float64(r.held.batcherBytes.Load() + r.held.writingBytes.Load()))
+}
+
+// inflight adds to the batches being written.
+func (r *Relay) inflight(events, bytes int) {
+	r.held.writingEvents.Add(int64(events))
+	r.held.writingBytes.Add(int64(bytes))
 }
 
 func (r *Relay) add(ctx context.Context, it replication.Item) error {
@@ -441,8 +468,11 @@ func (r *Relay) flushDue(ctx context.Context, items chan []replication.Item) err
 	return end
 }
 
-// flush writes the batch the batcher cuts (retrying retryable errors until
-// ctx ends), after recording its range; then cleans up and acknowledges.
+// flush cuts a batch and records its range (in batch order), then writes
+// it on a sink of its own, up to one batch per sink at once: while
+// ClickHouse stores one batch the next is already sent. The completer
+// takes the batches in order, waits for each write, deletes and
+// acknowledges: acks stay in LSN order however the writes finish.
 func (r *Relay) flush(ctx context.Context) error {
 	if !r.batcher.Pending() {
 		return nil
@@ -451,28 +481,79 @@ func (r *Relay) flush(ctx context.Context) error {
 	if len(b.Events) == 0 && b.AckLSN == 0 && len(b.AfterFlush) == 0 {
 		return nil
 	}
-	released := false
-	defer func() { // whatever happens, these leave memory
-		if !released {
-			r.release(b.Events)
-		}
-		r.gaugeBuffer(0, 0)
-	}()
 	// The batch is held until ClickHouse accepted it (the "relay stuck"
 	// runbook reads these while the sink is down).
-	r.gaugeBuffer(len(b.Events), b.Bytes)
+	r.inflight(len(b.Events), b.Bytes)
+	started := false
+	defer func() {
+		if !started { // whatever happens, these leave memory
+			r.release(b.Events)
+			r.inflight(-len(b.Events), -b.Bytes)
+		}
+		r.gaugeBuffer()
+	}()
 	tctx, finish := r.spans(ctx, "flush", map[string]string{"events": strconv.Itoa(len(b.Events))})
-	defer func() { finish() }()
 	start := time.Now()
 	id, err := r.identify(tctx, b)
 	if err != nil {
+		finish()
 		return err
 	}
 	r.fp.Hit(failpoint.AfterPending)
+	sink, err := r.takeSink(ctx)
+	if err != nil {
+		finish()
+		return err
+	}
+	wctx, cancel := context.WithCancel(tctx)
+	w := written{ids: deletableIDs(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
+		bytes: b.Bytes, ctx: tctx, finish: finish, rng: id.rng, result: make(chan outcome, 1), cancel: cancel}
+	if err := r.done.put(ctx, w); err != nil { // put ends the span on failure
+		cancel()
+		r.sinks <- sink
+		return err
+	}
+	started = true
+	done := r.done
+	go func() {
+		err := r.writeBatch(wctx, sink, b, id, start)
+		took := time.Since(start)
+		r.release(b.Events)
+		r.inflight(-len(b.Events), -b.Bytes)
+		r.setBufferGauges()
+		w.result <- outcome{err: err, took: took}
+		if err != nil {
+			// The completer ends the session on this error: no other
+			// batch is to be written on this sink meanwhile.
+			<-done.failed
+		}
+		r.sinks <- sink
+	}()
+	return nil
+}
+
+// takeSink waits for a sink that is not writing.
+func (r *Relay) takeSink(ctx context.Context) (Sink, error) {
+	select {
+	case s := <-r.sinks:
+		return s, nil
+	case <-r.done.failed:
+		return nil, r.done.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a free sink: %w", ctx.Err())
+	}
+}
+
+// writeBatch writes b on sink (unless its record says ClickHouse has it),
+// dead-letters what the sink rejected for its content, and reports the
+// write. It runs on a goroutine of its own; its error reaches the
+// completer.
+func (r *Relay) writeBatch(ctx context.Context, sink Sink, b batch.Batch, id identity, start time.Time) error {
 	var rejected []deadletter.Rejected
+	var err error
 	if !id.done {
-		wctx, wdone := r.spans(tctx, "sink.write", nil)
-		rejected, err = r.write(wctx, b.Events, id.token, id.relayedAt)
+		wctx, wdone := r.spans(ctx, "sink.write", nil)
+		rejected, err = r.write(wctx, sink, b.Events, id.token, id.relayedAt)
 		wdone()
 	}
 	if err == nil && len(rejected) == len(b.Events) && len(rejected) >= wholeBatchRejected {
@@ -492,16 +573,9 @@ func (r *Relay) flush(ctx context.Context) error {
 	}
 	r.m.SetClickHouseUp(true)
 	r.health(nil)
-	took := time.Since(start)
-	r.observe(b, took)
+	r.observe(b, time.Since(start))
 	r.fp.Hit(failpoint.AfterSinkWrite)
-	w := written{ids: deletableIDs(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
-		bytes: b.Bytes, took: took, ctx: tctx, finish: finish, rng: id.rng}
-	finish = func() {} // the completer ends the span
-	// The cleanup needs only the ids: the source may read on meanwhile.
-	r.release(b.Events)
-	released = true
-	return r.done.put(ctx, w)
+	return nil
 }
 
 // deletableIDs are the ids of the events that have an outbox row to delete:
@@ -562,24 +636,36 @@ func (r *Relay) identify(ctx context.Context, b batch.Batch) (identity, error) {
 	return id, nil
 }
 
-// written is a batch the sink accepted, on its way to cleanup and ack.
+// written is a batch on its way through the sink to cleanup and ack.
 type written struct {
+	// result is the write's outcome (nil: the sink accepted the batch);
+	// cancel stops the write when the batch will not be completed.
+	result chan outcome
+	cancel context.CancelFunc
+
 	ids        [][16]byte // of outbox rows to delete
 	events     int
 	rng        *batch.Range // recorded range to mark done with the delete
 	ackLSN     uint64
 	afterFlush []func(context.Context) error
 	bytes      int
-	took       time.Duration
 	ctx        context.Context // carries the flush span
 	finish     func()          // ends the flush span
 }
 
-// completer deletes the rows of written batches and then acknowledges them,
-// one batch at a time and in order, on its own goroutine: the next batch is
-// written to the sink while the previous one is deleted, so the drain rate
-// is the slower of the two steps instead of their sum. Acks stay in LSN
-// order because there is one completer and its queue is FIFO.
+// outcome is a write's result and how long it took (with the recording of
+// its range).
+type outcome struct {
+	err  error
+	took time.Duration
+}
+
+// completer waits for each batch's write, deletes its rows and then
+// acknowledges it, one batch at a time and in order, on its own goroutine:
+// the next batches are written to the sink while the previous one is
+// deleted, so the drain rate is the slowest step's instead of their sum.
+// Acks stay in LSN order because there is one completer and its queue is
+// FIFO.
 type completer struct {
 	queue  chan written
 	failed chan struct{} // closed when a completion failed; err says why
@@ -588,18 +674,25 @@ type completer struct {
 }
 
 func (r *Relay) startCompleter(ctx context.Context) *completer {
-	// One batch queued beside the one being completed: enough to overlap
-	// the steps, and it bounds how far acks trail the sink.
-	c := &completer{queue: make(chan written, 1), failed: make(chan struct{}), exited: make(chan struct{})}
+	// Room for every batch being written plus one: the writes and the
+	// deletes overlap, and it bounds how far acks trail the sink.
+	c := &completer{queue: make(chan written, cap(r.sinks)+1), failed: make(chan struct{}), exited: make(chan struct{})}
 	go func() {
 		defer close(c.exited)
 		for w := range c.queue {
-			err := r.complete(ctx, w)
+			res := <-w.result
+			w.cancel()
+			err := res.err
+			if err == nil {
+				err = r.complete(ctx, w, res.took)
+			}
 			w.finish()
 			if err != nil {
 				c.err = err
 				close(c.failed)
 				for w := range c.queue { // not confirmed: streamed again
+					w.cancel()
+					<-w.result // no write outlives the session
 					w.finish()
 				}
 				return
@@ -637,7 +730,7 @@ func (c *completer) close() error {
 }
 
 // complete deletes a written batch's rows, then confirms its LSN.
-func (r *Relay) complete(ctx context.Context, w written) error {
+func (r *Relay) complete(ctx context.Context, w written, took time.Duration) error {
 	// Delete, then confirm. Both only after the sink said yes; in this
 	// order a crash between the two replays the batch from the slot
 	// (invisible through the FINAL read path) instead of leaving delivered
@@ -663,7 +756,7 @@ func (r *Relay) complete(ctx context.Context, w written) error {
 			return fmt.Errorf("after flush: %w", err)
 		}
 	}
-	r.log.Info().Int("events", w.events).Int("bytes", w.bytes).Dur("took", w.took).
+	r.log.Info().Int("events", w.events).Int("bytes", w.bytes).Dur("took", took).
 		Str("acked_lsn", pglogrepl.LSN(w.ackLSN).String()).Msg("flushed")
 	return nil
 }
@@ -675,11 +768,11 @@ func (r *Relay) complete(ctx context.Context, w written) error {
 //
 // A half of a bisected batch has a token of its own derived from the
 // batch's: the halves are the same on every replay.
-func (r *Relay) write(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) ([]deadletter.Rejected, error) {
+func (r *Relay) write(ctx context.Context, sink Sink, evs []event.Event, token string, relayedAt time.Time) ([]deadletter.Rejected, error) {
 	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, sinkAttemptTimeout)
 		defer cancel()
-		return r.sink.WriteBatch(actx, evs, token, relayedAt)
+		return sink.WriteBatch(actx, evs, token, relayedAt)
 	}, func(err error, wait time.Duration) {
 		r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRetryable).Inc()
 		r.m.SetClickHouseUp(false)
@@ -698,11 +791,11 @@ func (r *Relay) write(ctx context.Context, evs []event.Event, token string, rela
 		}
 		return token + "#" + h
 	}
-	left, err := r.write(ctx, evs[:len(evs)/2], half("0"), relayedAt)
+	left, err := r.write(ctx, sink, evs[:len(evs)/2], half("0"), relayedAt)
 	if err != nil {
 		return nil, err
 	}
-	right, err := r.write(ctx, evs[len(evs)/2:], half("1"), relayedAt)
+	right, err := r.write(ctx, sink, evs[len(evs)/2:], half("1"), relayedAt)
 	if err != nil {
 		return nil, err
 	}

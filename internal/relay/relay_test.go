@@ -156,9 +156,9 @@ func (r *recorder) get() []string {
 }
 
 // checkLog compares the calls the fakes logged with want.
-// Writes run on the loop's goroutine and deletes, acks and after-flush
-// callbacks on the completer's, overlapping: so the log is checked as two
-// lanes, each in order. A write's "confirmed=N" in want is the most that may
+// Writes run on goroutines of their own, one per sink, in batch order, and
+// deletes, acks and after-flush callbacks on the completer's, overlapping:
+// so the log is checked as two lanes, each in order. A write's "confirmed=N" in want is the most that may
 // have been confirmed by then (the previous batch may or may not be).
 func checkLog(t *testing.T, got, want []string) {
 	t.Helper()
@@ -1108,7 +1108,7 @@ func TestHandOverOfManyItems(t *testing.T) {
 						t.Errorf("Run = %v", err)
 					}
 					checkLog(t, g.log.get(), []string{
-						"write [1 2] confirmed=0", "write [3 4] confirmed=0",
+						"write [1 2] confirmed=0", "write [3 4] confirmed=100",
 						"delete [1 2] confirmed=0", "delete [3 4] confirmed=100",
 						"write [5] confirmed=200", "delete [5] confirmed=200",
 						"after-flush confirmed=300", "drained confirmed=300",
@@ -1214,7 +1214,7 @@ func TestShutdownWhileSinkDown(t *testing.T) {
 				"write [1 2] err=" + errDown.Error(),
 				"write [1 2] confirmed=0 err=<nil>",
 				// Whole transactions only: 3 waited for its commit.
-				"write [3 4] confirmed=0 err=<nil>",
+				"write [3 4] confirmed=100 err=<nil>",
 				"delete [1 2] confirmed=0", "delete [3 4] confirmed=100",
 				"drained confirmed=200",
 			},

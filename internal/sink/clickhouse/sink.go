@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -35,8 +36,9 @@ import (
 	"github.com/outbox-relay/relay/internal/topology"
 )
 
-// Sink writes events to one ClickHouse table. Write is not safe for
-// concurrent use: the relay writes one batch at a time.
+// Sink writes events to one ClickHouse table. WriteBatch is not safe for
+// concurrent use: the relay opens a Sink per concurrent write, sharing one
+// schema lock (WithSchemaLock).
 type Sink struct {
 	ins     *inserter
 	dsn     string
@@ -53,7 +55,10 @@ type Sink struct {
 	relayedAt time.Time
 	// extras: the outbox table's extra columns (see extras.go).
 	extras extras
-	log    zerolog.Logger
+	// schemaLock serialises the columns' checks and ALTERs among the
+	// sinks of one relay (nil: this sink alone).
+	schemaLock *sync.Mutex
+	log        zerolog.Logger
 }
 
 // Option changes how Open sets up the sink.
@@ -64,6 +69,7 @@ type options struct {
 	insertSettings map[string]int
 	evolution      Evolution
 	layout         topology.Layout
+	schemaLock     *sync.Mutex
 	log            zerolog.Logger
 }
 
@@ -88,6 +94,11 @@ func WithEvolution(m Evolution) Option { return func(o *options) { o.evolution =
 // ON CLUSTER where the topology has one, to the local table first and then
 // to the Distributed event_log over it (sharded).
 func WithLayout(l topology.Layout) Option { return func(o *options) { o.layout = l } }
+
+// WithSchemaLock makes the sink check and add columns only while holding
+// mu: sinks writing to the same table at once share one, so that a column
+// is added once and the others see it.
+func WithSchemaLock(mu *sync.Mutex) Option { return func(o *options) { o.schemaLock = mu } }
 
 // WithLogger sets where the sink says what it changed (columns added).
 func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.log = l } }
@@ -119,7 +130,7 @@ func Open(ctx context.Context, dsn, table string, opts ...Option) (*Sink, error)
 		return nil, err
 	}
 	defer func() { _ = conn.Close() }()
-	s := &Sink{ins: ins, dsn: dsn, table: table, extras: newExtras(o.evolution, o.layout), log: o.log}
+	s := &Sink{ins: ins, dsn: dsn, table: table, extras: newExtras(o.evolution, o.layout), log: o.log, schemaLock: o.schemaLock}
 	if err := s.describe(ctx, conn); err != nil {
 		return nil, err
 	}
@@ -211,7 +222,7 @@ func (s *Sink) WriteBatch(ctx context.Context, evs []event.Event, token string, 
 	if err := s.check(evs); err != nil {
 		return err
 	}
-	if err := s.resolveShapes(ctx, evs); err != nil {
+	if err := s.resolveShapesLocked(ctx, evs); err != nil {
 		return err
 	}
 	s.relayedAt = relayedAt
@@ -231,6 +242,14 @@ func (s *Sink) WriteBatch(ctx context.Context, evs []event.Event, token string, 
 		evs = evs[n:]
 	}
 	return nil
+}
+
+func (s *Sink) resolveShapesLocked(ctx context.Context, evs []event.Event) error {
+	if s.schemaLock != nil {
+		s.schemaLock.Lock()
+		defer s.schemaLock.Unlock()
+	}
+	return s.resolveShapes(ctx, evs)
 }
 
 // write inserts evs with the relay's columns and the extra columns cols.
