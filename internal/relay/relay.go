@@ -551,7 +551,7 @@ func (r *Relay) takeSink(ctx context.Context) (Sink, error) {
 func (r *Relay) writeBatch(ctx context.Context, sink Sink, b batch.Batch, id identity, start time.Time) error {
 	var rejected []deadletter.Rejected
 	var err error
-	if !id.done {
+	if !id.done && len(b.Events) > 0 {
 		wctx, wdone := r.spans(ctx, "sink.write", nil)
 		rejected, err = r.write(wctx, sink, b.Events, id.token, id.relayedAt)
 		wdone()

@@ -259,6 +259,7 @@ type rig struct {
 	metrics  *metrics.Metrics
 	log      recorder
 	sink     fakeSink
+	more     []Sink // Parts.MoreSinks
 	cleaner  fakeCleaner
 	dead     fakeDeadLetter
 	sources  []Source // handed out by NewSource, one per connection
@@ -302,7 +303,7 @@ func (g *rig) relay(p batch.Policy) *Relay {
 	}
 	return New(Config{Policy: p, BudgetBytes: g.capacity, ShutdownGrace: 10 * time.Second,
 		Backoff: retry.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}},
-		Parts{NewSource: newSource, Sink: g.sink, Cleaner: g.cleaner, DeadLetter: g.dead,
+		Parts{NewSource: newSource, Sink: g.sink, MoreSinks: g.more, Cleaner: g.cleaner, DeadLetter: g.dead,
 			Tracker: g.tracker, Budget: g.budget, Metrics: g.metrics},
 		zerolog.Nop())
 }
@@ -1118,6 +1119,45 @@ func TestHandOverOfManyItems(t *testing.T) {
 			})
 		})
 	}
+}
+
+// With two sinks the next batch is written while the previous one still
+// is, and a later batch that is written first still waits: deletes and
+// acks keep batch order. (With one sink this deadlocks: the first write
+// waits for the second.)
+func TestConcurrentWritesCompleteInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newRig(t, bigBudget)
+		second := make(chan struct{})
+		g.sink.write = func(_ context.Context, evs []event.Event) error {
+			switch {
+			case len(evs) == 0: // a commit-only batch has nothing to store
+				return nil
+			case evs[0].ID[15] == 1:
+				<-second // the first batch is slow to write…
+			default:
+				close(second) // …the second is written meanwhile
+			}
+			g.log.add("write %v confirmed=%d", evIDs(evs), g.tracker.Confirmed())
+			return nil
+		}
+		g.more = []Sink{g.sink}
+		after, flushed := g.signal()
+		live := slices.Concat(tx(100, 1, 2), tx(200, 3, 4))
+		live[len(live)-1].AfterFlush = after
+		g.sources = []Source{g.stream(script{live: live, together: true})}
+		x := start(t, g.relay(batch.Policy{MaxEvents: 2, MaxAge: 10 * time.Millisecond}))
+		x.until(t, flushed, "the second batch")
+		if err := x.stop(); err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		checkLog(t, g.log.get(), []string{
+			"write [3 4] confirmed=0", "write [1 2] confirmed=0",
+			"delete [1 2] confirmed=0", "delete [3 4] confirmed=100",
+			"after-flush confirmed=200", "drained confirmed=200",
+		})
+		g.checkBudget()
+	})
 }
 
 // The position is confirmed only once the delivered rows are deleted.

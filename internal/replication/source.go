@@ -107,8 +107,10 @@ type Source struct {
 	// is gone (drained closed) or DrainTimeout after shutdown began, not at
 	// once on shutdown, so no decoded item is dropped half-way.
 	emitCtx context.Context
-	// queued are the items not handed over yet (see emit).
-	queued []Item
+	// queued are the items not handed over yet (see emit); lastQueued is
+	// how many the last hand-over had.
+	queued     []Item
+	lastQueued int
 	// shapes are the outbox table's extra column sets seen, by Key: one
 	// event.Columns per shape for the life of the Source.
 	shapes map[string]*event.Columns

@@ -422,6 +422,11 @@ func (s *Source) emit(ctx context.Context, st *stream, out chan<- []Item, it Ite
 	} else {
 		it.At = time.Now()
 	}
+	if s.queued == nil {
+		// Sized like the last hand-over: one allocation, not a doubling
+		// series (the consumer keeps the slice it was handed).
+		s.queued = make([]Item, 0, min(max(s.lastQueued, 16), maxQueued))
+	}
 	s.queued = append(s.queued, it)
 	if it.End || len(s.queued) >= maxQueued || it.Commit && (st == nil || st.sock == nil || st.untilCommit) {
 		return s.send(ctx, st, out)
@@ -437,6 +442,7 @@ func (s *Source) send(ctx context.Context, st *stream, out chan<- []Item) error 
 		return nil
 	}
 	its := s.queued
+	s.lastQueued = len(its)
 	select {
 	case out <- its:
 		s.queued = nil
