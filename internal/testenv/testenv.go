@@ -100,6 +100,23 @@ func New(t TB) *Env {
 	return e
 }
 
+// NewPostgres creates and migrates the test's PostgreSQL database only,
+// for tests and benchmarks of the PostgreSQL side alone; it skips when
+// DATABASE_URL is unset.
+func NewPostgres(t TB) *Env {
+	t.Helper()
+	if os.Getenv("DATABASE_URL") == "" {
+		t.Skip("DATABASE_URL not set: run `make test` (scripts/services.sh starts the servers)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Layout: topology.Layout{Topology: topology.Single}}
+	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
+	e.createPostgres(ctx, t)
+	e.migratePostgres(ctx, t)
+	return e
+}
+
 func (e *Env) migratePostgres(ctx context.Context, t TB) {
 	t.Helper()
 	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, "outbox_event", zerolog.Nop()); err != nil {
