@@ -56,7 +56,7 @@ func (d *Deleter) Delete(ctx context.Context, ids [][16]byte, done *batch.Range)
 	for len(ids) > 0 {
 		part := ids[:min(len(ids), chunk)]
 		ids = ids[len(part):]
-		b.Queue(d.sql, part)
+		b.Queue(d.sql, uuids(part))
 	}
 	if done != nil {
 		d.mark.QueueDone(b, *done)
