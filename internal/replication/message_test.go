@@ -3,9 +3,15 @@ package replication
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
+
+	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/payload"
+	"github.com/outbox-relay/relay/internal/retry"
 )
 
 // pgMessage builds a pgoutput 'M' body (after the type byte).
@@ -53,6 +59,98 @@ func TestParseMessage(t *testing.T) {
 			if got.transactional != want.Transactional || got.lsn != uint64(want.LSN) ||
 				string(got.prefix) != want.Prefix || !bytes.Equal(got.content, want.Content) {
 				t.Errorf("got %+v, pglogrepl %+v", got, want)
+			}
+		})
+	}
+}
+
+// A version 2 payload's extra columns become the event's Columns and
+// Extra as a table row's do: the shape of a Relation message with the same
+// columns (one *event.Columns), values re-framed as binary TupleData,
+// NULLs included; a repeated shape is the same pointer.
+func TestDecodePayloadExtraColumns(t *testing.T) {
+	src := New(Config{MessagePrefix: "p"}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
+	st := &stream{Source: src}
+	var m pglogrepl.RelationMessage
+	cols := []relCol{{"id", oidUUID}, {"event_type", oidText}, {"event_date_time", oidTimestamptz},
+		{"environment", oidText}, {"event_context", oidJSONB}, {"metadata_version", oidInt8}, {"amount", 1700}, {"user_id", oidInt8}}
+	if err := m.Decode(encodeRelation(testRelID, "public", "outbox_event", cols...)); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := newRelation(&m, 1, map[string]bool{"user_id": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.shapes[rel.columns.Key] = rel.columns
+	num := []byte{0, 1, 0, 0, 0, 0, 0, 2, 0, 5}
+	f := payload.Fields{ID: testID, Type: []byte("t"), Environment: []byte("e"), Context: []byte(`{}`), MetadataVersion: 1}
+	p := payload.Append(nil, f, []payload.Column{
+		{Name: "amount", TypeOID: 1700, TypeMod: -1, Value: num},
+		{Name: "user_id", TypeOID: oidInt8, TypeMod: -1, NotNull: true, Value: binInt8(-42)},
+	})
+	var ev event.Event
+	if err := st.decodePayload(p, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Columns != rel.columns {
+		t.Errorf("message shape %+v is not the relation's %+v", ev.Columns, rel.columns)
+	}
+	want := event.AppendValue(event.AppendValue(nil, event.KindBinary, num), event.KindBinary, binInt8(-42))
+	if !bytes.Equal(ev.Extra, want) {
+		t.Errorf("Extra = %x, want %x", ev.Extra, want)
+	}
+	// Another shape (amount NULL, no user_id) is a new one, and stays one.
+	p2 := payload.Append(nil, f, []payload.Column{{Name: "amount", TypeOID: 1700, TypeMod: -1}})
+	var a, b event.Event
+	if err := st.decodePayload(p2, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.decodePayload(p, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.decodePayload(p2, &b); err != nil {
+		t.Fatal(err)
+	}
+	if a.Columns == nil || a.Columns == rel.columns || a.Columns != b.Columns || len(a.Columns.List) != 1 || a.Columns.Version != 2 {
+		t.Errorf("second shape = %+v then %+v, want one new shape of amount", a.Columns, b.Columns)
+	}
+	if want := event.AppendValue(nil, event.KindNull, nil); !bytes.Equal(a.Extra, want) {
+		t.Errorf("NULL Extra = %x, want %x", a.Extra, want)
+	}
+	// Version 1 carries none.
+	var v1 event.Event
+	if err := st.decodePayload(payload.Append(nil, f, nil), &v1); err != nil || v1.Columns != nil || v1.Extra != nil {
+		t.Errorf("version 1: %v, Columns %v, Extra %x", err, v1.Columns, v1.Extra)
+	}
+}
+
+// A payload the relay cannot read stops it (a permanent error naming the
+// message), as a malformed pgoutput message does: unknown version,
+// broken framing, a value whose type is not its column's.
+func TestMessageRejectsBadPayload(t *testing.T) {
+	good := payload.Append(nil, payload.Fields{Type: []byte("t"), Environment: []byte("e"), Context: []byte(`{}`)},
+		[]payload.Column{{Name: "n", TypeOID: oidInt4, TypeMod: -1, Value: []byte{0, 0, 0, 1}}})
+	bad := func(edit func(p []byte)) []byte {
+		p := append([]byte{}, good...)
+		edit(p)
+		return p
+	}
+	tests := []struct {
+		name string
+		p    []byte
+		want error
+	}{
+		{name: "version 9", p: bad(func(p []byte) { p[0] = 9 }), want: payload.ErrVersion},
+		{name: "value type differs", p: bad(func(p []byte) { p[len(p)-2-8-1] = byte(oidInt8) }), want: payload.ErrMalformed},
+		{name: "cut", p: good[:40], want: payload.ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := New(Config{MessagePrefix: "p"}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
+			st := &stream{Source: src, tx: true}
+			err := st.message(pgMessage(1, 1, "p", tt.p))
+			if !errors.Is(err, tt.want) || !retry.IsPermanent(err) {
+				t.Fatalf("message = %v, want a permanent %v", err, tt.want)
 			}
 		})
 	}

@@ -114,6 +114,11 @@ type Source struct {
 	// shapes are the outbox table's extra column sets seen, by Key: one
 	// event.Columns per shape for the life of the Source.
 	shapes map[string]*event.Columns
+	// msgShapes are the shapes of messages' extra columns by their
+	// encoding in the payload; lastMsgRaw and lastMsgShape the last one.
+	msgShapes    map[string]*event.Columns
+	lastMsgRaw   []byte
+	lastMsgShape *event.Columns
 }
 
 // Hooks observe the stream (metrics); every field is optional.
