@@ -2,7 +2,11 @@ package outbox
 
 import (
 	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +27,24 @@ func WithColumns(names ...string) Option {
 		}
 		for _, n := range names {
 			p.extra[n] = true
+		}
+	}
+}
+
+// WithColumnTypes declares the outbox table's extra columns with their
+// types, as [ColumnTypes] reads them: what message mode needs to carry
+// [Event.Columns] (see [WithMessages]). In table mode it is [WithColumns]
+// of their names.
+func WithColumnTypes(cols ...Column) Option {
+	return func(p *Publisher) {
+		for _, c := range cols {
+			WithColumns(c.name)(p)
+			i := slices.IndexFunc(p.typed, func(t Column) bool { return t.name == c.name })
+			if i < 0 {
+				p.typed = append(p.typed, c)
+			} else {
+				p.typed[i] = c
+			}
 		}
 	}
 }
@@ -55,9 +77,6 @@ func TableColumns(ctx context.Context, q Querier, table ...string) ([]string, er
 func (p *Publisher) checkColumns(cols map[string]any) error {
 	if len(cols) == 0 {
 		return nil
-	}
-	if p.prefix != "" {
-		return fmt.Errorf("%w: extra columns are for table mode; messages carry only the event", ErrUnknownColumn)
 	}
 	for name := range cols {
 		if slices.Contains(relayColumns, name) {
@@ -126,4 +145,178 @@ func (p *Publisher) insertWithColumns(c columns, events []Event) (string, []any)
 		b.WriteString(")")
 	}
 	return b.String(), args
+}
+
+// Column is an extra column of the outbox table with its type, as
+// [ColumnTypes] reads it from the catalog. Message mode carries a column's
+// values with its type (see [WithColumnTypes]); only columns read by
+// ColumnTypes are accepted, because the type and default they hold go
+// into the statement Publish sends.
+type Column struct {
+	name    string
+	oid     uint32
+	mod     int32
+	notNull bool
+	// typ spells the type with its modifier (format_type), base without.
+	typ, base string
+	// def is the DEFAULT expression as PostgreSQL prints it ("" for none).
+	def string
+	// lengthFunc is the type's (or, with lengthArray, its element type's)
+	// length coercion that takes an isExplicit argument (varchar, bpchar,
+	// bit, varbit): called with false it refuses an over-long value, as
+	// an INSERT does, where a cast would cut it.
+	lengthFunc  string
+	lengthArray bool
+}
+
+// Name is the column's name.
+func (c Column) Name() string { return c.name }
+
+// String spells the column as a CREATE TABLE would, e.g.
+// "amount numeric(12,2) NOT NULL DEFAULT 0".
+func (c Column) String() string {
+	s := pgx.Identifier{c.name}.Sanitize() + " " + c.typ
+	if c.notNull {
+		s += " NOT NULL"
+	}
+	if c.def != "" {
+		s += " DEFAULT " + c.def
+	}
+	return s
+}
+
+// columnTypesSQL reads the extra columns ($2 names the relay's own) of
+// table $1, as JSON, with what message mode needs to write a value of
+// each as an INSERT would: the type with and without its modifier, the
+// default (an identity column's is its sequence's nextval) and a length
+// coercion that takes isExplicit. Generated columns are left out: no one
+// sets them, and pgoutput does not send them.
+const columnTypesSQL = `SELECT coalesce(json_agg(json_build_object(
+		'name', a.attname, 'oid', a.atttypid::int8, 'mod', a.atttypmod, 'not_null', a.attnotnull,
+		'type', format_type(a.atttypid, a.atttypmod), 'base', format_type(a.atttypid, NULL),
+		'default', CASE WHEN a.attidentity <> '' THEN format('nextval(%L::regclass)', pg_get_serial_sequence($1::text, a.attname))
+			ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), '') END,
+		'length_func', coalesce((SELECT c.castfunc::regproc::text FROM pg_cast c JOIN pg_proc f ON f.oid = c.castfunc
+			WHERE c.castsource = e.elem AND c.casttarget = e.elem AND f.pronargs = 3 LIMIT 1), ''),
+		'array', t.typcategory = 'A') ORDER BY a.attnum), '[]')
+	FROM pg_attribute a
+	JOIN pg_type t ON t.oid = a.atttypid
+	CROSS JOIN LATERAL (SELECT CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE a.atttypid END AS elem) e
+	LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+	WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		AND NOT (a.attname = ANY($2))`
+
+// catalogColumn is one element of columnTypesSQL's result.
+type catalogColumn struct {
+	Name       string `json:"name"`
+	OID        uint32 `json:"oid"`
+	Mod        int32  `json:"mod"`
+	NotNull    bool   `json:"not_null"`
+	Type       string `json:"type"`
+	Base       string `json:"base"`
+	Default    string `json:"default"`
+	LengthFunc string `json:"length_func"`
+	Array      bool   `json:"array"`
+}
+
+// ColumnTypes reads the extra columns of the outbox table (default
+// outbox_event; a name or schema and name) with their types, NOT NULL and
+// defaults, for [WithColumnTypes]. Read them again (build a new Publisher)
+// after changing the table's columns.
+func ColumnTypes(ctx context.Context, q Querier, table ...string) ([]Column, error) {
+	if len(table) == 0 {
+		table = []string{DefaultTable}
+	}
+	name := pgx.Identifier(table).Sanitize()
+	var raw []byte
+	if err := q.QueryRow(ctx, columnTypesSQL, name, relayColumns).Scan(&raw); err != nil {
+		return nil, fmt.Errorf("outbox: read the column types of %s: %w", name, err)
+	}
+	var list []catalogColumn
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("outbox: read the column types of %s: %w", name, err)
+	}
+	cols := make([]Column, len(list))
+	for i, c := range list {
+		cols[i] = Column{name: c.Name, oid: c.OID, mod: c.Mod, notNull: c.NotNull, typ: c.Type, base: c.Base,
+			def: c.Default, lengthFunc: c.LengthFunc, lengthArray: c.Array}
+	}
+	return cols, nil
+}
+
+// checkTyped reports the columns declared by name that message mode has
+// no type for, and columns not read by ColumnTypes.
+func (p *Publisher) checkTyped() error {
+	var errs []error
+	for _, c := range p.typed {
+		if c.name == "" || c.typ == "" {
+			errs = append(errs, errors.New("a Column not read by ColumnTypes: build columns with ColumnTypes"))
+			break
+		}
+	}
+	if p.prefix == "" {
+		return errors.Join(errs...)
+	}
+	var untyped []string
+	for name := range p.extra {
+		if !slices.ContainsFunc(p.typed, func(c Column) bool { return c.name == name }) {
+			untyped = append(untyped, strconv.Quote(name))
+		}
+	}
+	if len(untyped) > 0 {
+		slices.Sort(untyped)
+		errs = append(errs, fmt.Errorf("message mode needs the types of extra columns %s: declare them with WithColumnTypes(ColumnTypes(…)) rather than WithColumns",
+			strings.Join(untyped, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+// checkMessageColumns applies, in message mode, what PostgreSQL's INSERT
+// would check and a message cannot: a NOT NULL column gets a value (set,
+// or its default), and a value is one message mode writes as an INSERT
+// does.
+func (p *Publisher) checkMessageColumns(cols map[string]any) error {
+	for _, c := range p.typed {
+		v, set := cols[c.name]
+		switch {
+		case c.notNull && set && isNull(v):
+			return fmt.Errorf("%w: %q is NOT NULL and the event sets it to NULL", ErrNotNull, c.name)
+		case c.notNull && !set && c.def == "":
+			return fmt.Errorf("%w: %q is NOT NULL, has no default and the event leaves it out", ErrNotNull, c.name)
+		case set && c.lengthArray && c.lengthFunc != "" && c.mod >= 0 && !isNull(v):
+			return fmt.Errorf("%w: %q is %s: message mode cannot check the length of its elements as an INSERT does "+
+				"(use an array of an unbounded type, e.g. text[], or table mode)", ErrUnknownColumn, c.name, c.typ)
+		}
+	}
+	return nil
+}
+
+// isNull reports whether pgx sends v as NULL: nil, a nil pointer, slice
+// or map, or a driver.Valuer whose value is nil (sql.NullString,
+// pgtype.Text and the like when not Valid).
+func isNull(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface:
+		if rv.IsNil() {
+			return true
+		}
+	}
+	if dv, ok := v.(driver.Valuer); ok {
+		x, err := dv.Value()
+		return err == nil && x == nil
+	}
+	return false
+}
+
+// valueSQL is the expression of column c's value in the emit statement:
+// expr (a parameter or the default) in the column's type, with an
+// INSERT's length check where a cast would cut instead.
+func (c Column) valueSQL(expr string) string {
+	if c.lengthFunc != "" && c.mod >= 0 && !c.lengthArray {
+		return c.lengthFunc + "((" + expr + ")::" + c.base + ", " + strconv.Itoa(int(c.mod)) + ", false)"
+	}
+	return "(" + expr + ")::" + c.typ
 }

@@ -38,25 +38,49 @@
 // README, "Table or message mode"). Non-transactional messages are never
 // emitted (they would be decoded even for a rolled-back transaction).
 //
-// The payload (version 1; internal/payload defines it for both sides) is,
+// Extra columns travel too: declare them with their types, read from the
+// outbox table, and set them in [Event.Columns] as in table mode:
+//
+//	cols, err := outbox.ColumnTypes(ctx, pool) // the outbox table's extra columns
+//	pub, err := outbox.NewPublisher("production",
+//		outbox.WithMessages("outbox"), outbox.WithColumnTypes(cols...))
+//
+// Every message then carries every declared column, as a row would: the
+// value an event sets, else the column's DEFAULT (evaluated in the
+// caller's transaction, as an INSERT does), else NULL. PostgreSQL itself
+// encodes the values in the statement Publish sends (the column's type and
+// modifier applied, then the type's send function, which is what pgoutput
+// sends for a table row), so a value published as a message and the same
+// value inserted as a row arrive in ClickHouse identical, and the relay's
+// schema evolution (RELAY_SCHEMA_EVOLUTION) treats both alike. What an
+// INSERT would refuse and a message cannot check is checked before
+// sending: a NULL (or an omitted column without default) in a NOT NULL
+// column is [ErrNotNull]. Build a new Publisher after changing the
+// table's columns; a publisher declares the columns as they were when it
+// read them.
+//
+// The payload (internal/payload defines it for both sides) is,
 // big-endian:
 //
-//	1 byte   version = 1
+//	1 byte   version: 1 without extra columns, 2 with them
 //	16 bytes id (UUID)
 //	8 bytes  occurred-at, int64 microseconds since 1970-01-01 UTC
 //	8 bytes  metadata version, int64
 //	uvarint length + event type (UTF-8)
 //	uvarint length + environment (UTF-8)
-//	uvarint count of extra columns, each: uvarint length + name, one kind
-//	         byte (0 NULL, 1 value), for a value uvarint length + the value
-//	         in PostgreSQL text format (reserved: message mode
-//	         carries no extra columns yet, Publish refuses an event that
-//	         sets Event.Columns, and the relay reads past any it finds)
+//	version 1: one byte 0 (no extra columns)
+//	version 2: uvarint count n of extra columns, each: uvarint length +
+//	         name, uint32 type OID, int32 type modifier, one flags byte
+//	         (bit 0: NOT NULL); then the values as PostgreSQL's
+//	         record_send writes ROW(v1, …, vn): int32 n, each value's
+//	         int32 type OID, int32 length (-1 NULL) and binary value
 //	rest     event context, JSON text, to the end of the payload
 //
 // The context is last and unframed, so reading a message costs the same
 // for 100 bytes and for 5 MiB of context. A relay rejects payload versions
-// it does not know and stops, acknowledging nothing.
+// it does not know and stops, acknowledging nothing; a publisher writes
+// version 1 while it declares no typed columns, which relays from before
+// version 2 read.
 //
 // A [Publisher] is immutable after construction and safe for concurrent use.
 package outbox

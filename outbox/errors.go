@@ -19,13 +19,17 @@ var (
 	// ErrUnknownColumn: Event.Columns names a column the publisher does
 	// not know as an extra column of the outbox table.
 	ErrUnknownColumn = errors.New("unknown outbox column")
+	// ErrNotNull: in message mode, an event sets a NOT NULL extra column
+	// to NULL, or leaves out one without a default (in table mode
+	// PostgreSQL's INSERT refuses it instead).
+	ErrNotNull = errors.New("NULL in a NOT NULL outbox column")
 )
 
 // ValidationError reports which event of a Publish call was rejected and why.
 // Err wraps one of the sentinel errors above.
 type ValidationError struct {
 	Index int   // position of the event in the Publish call
-	Err   error // wraps ErrEmptyType, ErrInvalidContext, ErrContextTooLarge, ErrInvalidMetadataVersion or ErrUnknownColumn
+	Err   error // wraps ErrEmptyType, ErrInvalidContext, ErrContextTooLarge, ErrInvalidMetadataVersion, ErrUnknownColumn or ErrNotNull
 }
 
 func (e *ValidationError) Error() string {

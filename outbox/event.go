@@ -27,8 +27,10 @@ type Event struct {
 	// Columns sets extra columns of the outbox table (those beyond the
 	// relay's own, e.g. "user_id"), which the relay carries to the
 	// ClickHouse column of the same name. Each name must be one the
-	// publisher knows ([WithColumns], [TableColumns]); each value is
-	// anything pgx encodes into the column's type. Columns left out get
-	// the column's DEFAULT. Table mode only: messages have no columns.
+	// publisher knows ([WithColumns], [TableColumns], or in message mode
+	// [WithColumnTypes] with [ColumnTypes]); each value is anything pgx
+	// encodes into the column's type. Columns left out get the column's
+	// DEFAULT. A message carries the values as the table's row would
+	// (see [WithMessages]), so both arrive in ClickHouse alike.
 	Columns map[string]any
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outbox-relay/relay/internal/payload"
 )
 
 // Defaults used by [NewPublisher].
@@ -35,8 +37,12 @@ type Publisher struct {
 	table           pgx.Identifier
 	maxContextBytes int
 	insertSQL       string
-	// extra are the outbox table's extra columns events may set.
+	// extra are the outbox table's extra columns events may set; typed
+	// those declared with their types (WithColumnTypes), in order, and
+	// shape their encoding in a message payload.
 	extra map[string]bool
+	typed []Column
+	shape []byte
 	// prefix, when set, switches to message mode (see WithMessages).
 	prefix string
 	now    func() time.Time
@@ -65,7 +71,8 @@ func WithTable(name ...string) Option {
 // (pg_logical_emit_message(true, prefix, payload), PostgreSQL 14+) instead
 // of inserting a row, in the wire format of package payload. The relay
 // must read the same prefix (RELAY_MESSAGE_PREFIX). The table option is
-// then unused.
+// then unused. Extra columns ([Event.Columns]) need their types:
+// [WithColumnTypes] with [ColumnTypes].
 func WithMessages(prefix string) Option {
 	return func(p *Publisher) { p.prefix = prefix }
 }
@@ -87,6 +94,9 @@ func NewPublisher(environment string, opts ...Option) (*Publisher, error) {
 		return nil, fmt.Errorf("outbox: new publisher: %w", err)
 	}
 	p.insertSQL = insertSQL(p.table)
+	if p.prefix != "" && len(p.typed) > 0 {
+		p.shape = payload.AppendShape(nil, p.payloadColumns())
+	}
 	return p, nil
 }
 
@@ -108,6 +118,9 @@ func (p *Publisher) validate() error {
 		if part == "" || strings.IndexByte(part, 0) >= 0 {
 			errs = append(errs, fmt.Errorf("table name part %q is invalid", part))
 		}
+	}
+	if err := p.checkTyped(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -142,7 +155,7 @@ func (p *Publisher) Publish(ctx context.Context, tx Execer, events ...Event) ([]
 		return nil, err
 	}
 	if p.prefix != "" {
-		return cols.ids, p.emit(ctx, tx, cols)
+		return cols.ids, p.emit(ctx, tx, cols, events)
 	}
 	var tag pgconn.CommandTag
 	if withColumns(events) {
@@ -209,6 +222,11 @@ func (p *Publisher) fill(c *columns, i int, ev Event, now time.Time) error {
 	}
 	if err := p.checkColumns(ev.Columns); err != nil {
 		return err
+	}
+	if p.shape != nil {
+		if err := p.checkMessageColumns(ev.Columns); err != nil {
+			return err
+		}
 	}
 	body, err := encodeContext(ev.Context, p.maxContextBytes)
 	if err != nil {

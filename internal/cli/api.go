@@ -45,18 +45,17 @@ The API is described in api/openapi.yaml.`,
 				return usageError(fmt.Errorf("DATABASE_URL: %w", err))
 			}
 			defer pool.Close()
-			var pubOpts []outbox.Option
+			// The extra columns events may set (user_id), with the types
+			// message mode carries them with.
+			cols, err := outbox.ColumnTypes(cmd.Context(), pool)
+			if err != nil {
+				return fmt.Errorf("%w (run `relay migrate`)", err)
+			}
+			pubOpts := []outbox.Option{outbox.WithColumnTypes(cols...)}
 			if cfg.MessagePrefix != "" {
 				// Message mode: events as transactional logical decoding
 				// messages, read by a relay with the same prefix.
 				pubOpts = append(pubOpts, outbox.WithMessages(cfg.MessagePrefix))
-			} else {
-				// Table mode: the extra columns events may set (user_id).
-				cols, err := outbox.TableColumns(cmd.Context(), pool)
-				if err != nil {
-					return fmt.Errorf("%w (run `relay migrate`)", err)
-				}
-				pubOpts = append(pubOpts, outbox.WithColumns(cols...))
 			}
 			pub, err := outbox.NewPublisher(environment, pubOpts...)
 			if err != nil {

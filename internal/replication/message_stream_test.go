@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -24,51 +25,7 @@ func TestMessagesInStreamOrder(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ignored := make(chan string, 10)
-	cfg := Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: "outbox_event",
-		StatusInterval: time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 24, MessagePrefix: "ordered"}
-	src := New(cfg, e.PG, ack.New(0), semaphore.NewWeighted(1<<24), zerolog.Nop(),
-		Hooks{MessageIgnored: func(reason string) { ignored <- reason }}, nil)
-	out := make(chan []Item, 64)
-	drained := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, out, drained) }()
-	defer func() {
-		cancel()
-		close(drained)
-		if err := <-done; err != nil {
-			t.Logf("stream after cancel: %v", err)
-		}
-	}()
-	var pending []Item // the rest of a hand-over, not consumed yet
-	next := func() Item {
-		t.Helper()
-		for {
-			select {
-			case its := <-out:
-				if len(its) > 0 {
-					pending = append(pending, its[1:]...)
-					return its[0]
-				}
-			case err := <-done:
-				t.Fatalf("source stopped: %v", err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("no item within 30s")
-			}
-		}
-	}
-	take := func() Item {
-		t.Helper()
-		if len(pending) > 0 {
-			it := pending[0]
-			pending = pending[1:]
-			return it
-		}
-		return next()
-	}
-	// The backfill's commit says the slot exists and the stream starts.
-	for !take().Commit {
-		continue
-	}
+	take := startMessageSource(ctx, t, e, "ordered", Hooks{MessageIgnored: func(reason string) { ignored <- reason }})
 
 	rows, err := outbox.NewPublisher("it")
 	if err != nil {
@@ -119,5 +76,108 @@ func TestMessagesInStreamOrder(t *testing.T) {
 	}
 	if n := len(ignored); n != 6 {
 		t.Errorf("ignored messages = %d, want 6", n)
+	}
+}
+
+// startMessageSource runs a source in message mode (prefix) on e until
+// ctx ends, and returns what takes its items one by one, from after the
+// backfill's commit (the stream has started).
+func startMessageSource(ctx context.Context, t *testing.T, e *testenv.Env, prefix string, hooks Hooks) func() Item {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	cfg := Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: "outbox_event",
+		StatusInterval: time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 24, MessagePrefix: prefix}
+	src := New(cfg, e.PG, ack.New(0), semaphore.NewWeighted(1<<24), zerolog.Nop(), hooks, nil)
+	out := make(chan []Item, 64)
+	drained := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, out, drained) }()
+	t.Cleanup(func() {
+		cancel()
+		close(drained)
+		if err := <-done; err != nil {
+			t.Logf("stream after cancel: %v", err)
+		}
+	})
+	var pending []Item // the rest of a hand-over, not consumed yet
+	take := func() Item {
+		t.Helper()
+		for len(pending) == 0 {
+			select {
+			case its := <-out:
+				pending = append(pending, its...)
+			case err := <-done:
+				t.Fatalf("source stopped: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("no item within 30s")
+			}
+		}
+		it := pending[0]
+		pending = pending[1:]
+		return it
+	}
+	for !take().Commit {
+		continue
+	}
+	return take
+}
+
+// A row and a message with the same extra column values reach the sink
+// alike: the same shape (one *event.Columns: names, types, modifiers, NOT
+// NULL as the Relation message and the catalog say) and the same Extra
+// bytes (pgoutput's binary values), for values the column's modifier
+// changes, NULLs and defaults too.
+func TestMessageColumnsMatchRows(t *testing.T) {
+	e := testenv.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := e.PG.Exec(ctx, `ALTER TABLE outbox_event ADD COLUMN n numeric(8,2), ADD COLUMN tag varchar(4) NOT NULL DEFAULT 'x',
+		ADD COLUMN at timestamptz, ADD COLUMN doc jsonb, ADD COLUMN flag boolean, ADD COLUMN ids bigint[]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := startMessageSource(ctx, t, e, "cols", Hooks{})
+	cols, err := outbox.ColumnTypes(ctx, e.PG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := outbox.NewPublisher("it", outbox.WithColumnTypes(cols...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := outbox.NewPublisher("it", outbox.WithColumnTypes(cols...), outbox.WithMessages("cols"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := []map[string]any{
+		{"n": "12.345", "tag": "abcd", "at": time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC), "doc": map[string]any{"k": []int{1}},
+			"flag": true, "ids": []int64{1, -2}, "user_id": uuid.New()},
+		{"n": nil, "at": nil, "doc": nil, "flag": nil, "ids": nil, "user_id": nil},
+		{},
+	}
+	err = pgx.BeginFunc(ctx, e.PG, func(tx pgx.Tx) error {
+		for _, v := range values {
+			for _, pub := range []*outbox.Publisher{rows, msgs} {
+				if _, err := pub.Publish(ctx, tx, outbox.Event{Type: "t", Context: 1, Columns: v}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range values {
+		row, msg := take(), take()
+		if row.Event.FromMessage || !msg.Event.FromMessage {
+			t.Fatalf("pair %d: from message %v, %v; want a row then a message", i, row.Event.FromMessage, msg.Event.FromMessage)
+		}
+		if row.Event.Columns == nil || msg.Event.Columns != row.Event.Columns {
+			t.Fatalf("pair %d: message shape %+v, row shape %+v: want the same", i, msg.Event.Columns, row.Event.Columns)
+		}
+		if !bytes.Equal(row.Event.Extra, msg.Event.Extra) {
+			t.Errorf("pair %d: message Extra %x, row Extra %x", i, msg.Event.Extra, row.Event.Extra)
+		}
 	}
 }

@@ -246,7 +246,8 @@ func TestMessageModeOffIgnoresMessages(t *testing.T) {
 
 // TestAPIMessageMode: `relay api` with RELAY_MESSAGE_PREFIX publishes its
 // user_created events as messages (outbox_event refuses every insert here),
-// and the relay with the same prefix delivers them.
+// stamped with user_id as in table mode, and the relay with the same
+// prefix delivers them.
 func TestAPIMessageMode(t *testing.T) {
 	t.Parallel()
 	e := testenv.New(t)
@@ -279,6 +280,14 @@ func TestAPIMessageMode(t *testing.T) {
 	}
 	if users != n {
 		t.Fatalf("user_created events = %d, want %d", users, n)
+	}
+	// The messages carry user_id as rows do: the relay added the column.
+	// (A message's context is the publisher's compact JSON.)
+	var stamped uint64
+	err := e.CH.QueryRow(ctx, `SELECT count() FROM event_log FINAL
+		WHERE event_type = 'user_created' AND position(event_context, concat('"id":"', toString(user_id), '"')) > 0`).Scan(&stamped)
+	if err != nil || stamped != n {
+		t.Errorf("%d user_created messages carry their user's id in event_log.user_id (%v), want %d", stamped, err, n)
 	}
 }
 
