@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outbox-relay/relay/internal/payload"
@@ -194,6 +195,78 @@ func TestIntegrationMessagesQueryExecModes(t *testing.T) {
 			for i, g := range got {
 				if uuid.UUID(g.f.ID) != ids[i] {
 					t.Fatalf("message %d has id %s, want %s (call order)", i, uuid.UUID(g.f.ID), ids[i])
+				}
+			}
+		})
+	}
+}
+
+// Extra columns in message mode, however the pool talks to Postgres: the
+// values arrive in their types' binary send format, in event order, the
+// modifier applied, the default for a column left out; an over-long
+// value is refused as an INSERT refuses it (22001), nothing emitted.
+func TestIntegrationMessageColumnsQueryExecModes(t *testing.T) {
+	modes := []pgx.QueryExecMode{
+		pgx.QueryExecModeCacheStatement,
+		pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec,
+		pgx.QueryExecModeExec,
+		pgx.QueryExecModeSimpleProtocol,
+	}
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			pool := testPool(t, func(c *pgxpool.Config) { c.ConnConfig.DefaultQueryExecMode = mode })
+			ctx := context.Background()
+			table := newOutboxTable(t, pool)
+			ident := pgx.Identifier{table}.Sanitize()
+			if _, err := pool.Exec(ctx, `ALTER TABLE `+ident+` ADD COLUMN n integer, ADD COLUMN s varchar(3) NOT NULL DEFAULT 'd',
+				ADD COLUMN g integer GENERATED ALWAYS AS (n * 2) STORED`); err != nil {
+				t.Fatal(err)
+			}
+			cols, err := outbox.ColumnTypes(ctx, pool, table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, c := range cols {
+				names = append(names, c.String())
+			}
+			if want := `"n" integer; "s" character varying(3) NOT NULL DEFAULT 'd'::character varying`; !strings.HasSuffix(strings.Join(names, "; "), want) {
+				t.Fatalf("ColumnTypes = %s, want it to end with %s (no generated column)", strings.Join(names, "; "), want)
+			}
+			slot := newMessageSlot(t, pool)
+			pub := newMessagePublisher(t, "outbox_it", outbox.WithColumnTypes(cols...))
+			_, err = pub.Publish(ctx, pool,
+				outbox.Event{Type: "a", Context: 1, Columns: map[string]any{"n": 42, "s": "abc"}},
+				outbox.Event{Type: "b", Context: 2, Columns: map[string]any{"n": nil}})
+			if err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+			_, err = pub.Publish(ctx, pool, outbox.Event{Type: "c", Context: 3, Columns: map[string]any{"s": "abcd"}})
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "22001" {
+				t.Fatalf("over-long varchar(3): err = %v, want 22001 as an INSERT gives", err)
+			}
+			got := slotMessages(t, pool, slot, 2)
+			if len(got) != 2 {
+				t.Fatalf("messages = %d, want 2 (none of the refused call)", len(got))
+			}
+			want := [][]string{{"0000002a", "616263"}, {"NULL", "64"}}
+			for i, g := range got {
+				var vals []string
+				err := g.f.Values(func(_ int, val []byte, null bool) error {
+					if null {
+						vals = append(vals, "NULL")
+					} else {
+						vals = append(vals, fmt.Sprintf("%x", val))
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(vals) < 2 || strings.Join(vals[len(vals)-2:], " ") != strings.Join(want[i], " ") {
+					t.Errorf("message %d values = %v, want ... %v", i, vals, want[i])
 				}
 			}
 		})
