@@ -182,7 +182,8 @@ func msgColumnsInClickHouse(ctx context.Context, t *testing.T, e *testenv.Env) m
 // gets it added (RELAY_SCHEMA_EVOLUTION=add), or stops the relay with exit
 // code 5 and the ALTER to run (refuse), acknowledging nothing, as a row
 // would; after the ALTER a restarted relay delivers it. A column of a type
-// the relay does not map stops it likewise.
+// the relay does not map stops it likewise, and RELAY_SCHEMA_EVOLUTION=fill
+// then delivers the message without it.
 func TestMessageColumnEvolution(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -194,7 +195,7 @@ func TestMessageColumnEvolution(t *testing.T) {
 		{name: "refuse", mode: "refuse", pgType: "integer", value: 42,
 			wantExit: []string{"schema change refused", "ADD COLUMN `m_score` Nullable(Int32)"}},
 		{name: "unmapped type", mode: "add", pgType: "inet", value: "10.0.0.1",
-			wantExit: []string{"schema change refused", "m_score has type", "does not map"}},
+			wantExit: []string{"schema change refused", "m_score has type", "does not map", "without the column under RELAY_SCHEMA_EVOLUTION=fill"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,6 +223,14 @@ func TestMessageColumnEvolution(t *testing.T) {
 					t.Fatalf("event_log holds %+v (%v) after the refusal, want nothing", c, err)
 				}
 				if tt.pgType != "integer" {
+					// What the refusal advises for messages written with
+					// the type: fill delivers them without the column.
+					p = startRelay(t, e, "RELAY_MESSAGE_PREFIX="+msgPrefix, "RELAY_SCHEMA_EVOLUTION=fill")
+					e.WaitDelivered(t, 1, time.Minute, p)
+					var n uint64
+					if err := e.CH.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = 'event_log' AND name = 'm_score'").Scan(&n); err != nil || n != 0 {
+						t.Errorf("event_log.m_score columns: %d (%v), want none", n, err)
+					}
 					return
 				}
 				if err := e.CH.Exec(ctx, "ALTER TABLE event_log ADD COLUMN m_score Nullable(Int32)"); err != nil {

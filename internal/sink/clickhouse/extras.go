@@ -166,7 +166,8 @@ func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error)
 			return nil, refusal("outbox_event.%s is %s, which maps to %s, but %s.%s is %s: the relay does not convert between them. "+
 				"Make ClickHouse match (ALTER TABLE %s MODIFY COLUMN %s %s, if its rows convert) and restart the relay. "+
 				"(Changing the PostgreSQL column back to a type that maps to %s is not enough by itself: the rows written since are in the WAL with the new type; "+
-				"then also drop the relay's slot before the restart, which delivers the rows still in outbox_event from a snapshot)",
+				"then also drop the relay's slot before the restart, which delivers the rows still in outbox_event from a snapshot; "+
+				"not with RELAY_MESSAGE_PREFIX: messages exist only in the slot, so make ClickHouse match)",
 				c.Name, PGTypeName(c), want, s.table, c.Name, have.typ, s.table, quoteIdent(c.Name), want, have.typ)
 		}
 		col, err := x.column(c, have.typ)
@@ -185,7 +186,9 @@ func refusal(format string, args ...any) error {
 
 func unmapped(c event.Column) error {
 	return refusal("outbox_event.%s has type %s, which the relay does not map to ClickHouse (README, \"Column mapping\"). "+
-		"Change its type, or leave it out of the publication (ALTER PUBLICATION … SET TABLE outbox_event (column, …)), then restart the relay",
+		"Change its type, or leave it out of the publication (ALTER PUBLICATION … SET TABLE outbox_event (column, …)), then restart the relay. "+
+		"Messages (RELAY_MESSAGE_PREFIX) carry the type their publisher read: rebuild the publishers after the change; "+
+		"the messages already written with it are delivered without the column under RELAY_SCHEMA_EVOLUTION=fill",
 		c.Name, PGTypeName(c))
 }
 
