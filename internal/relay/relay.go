@@ -508,6 +508,9 @@ func (r *Relay) flush(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(tctx)
 	w := written{ids: deletableIDs(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
 		bytes: b.Bytes, ctx: tctx, finish: finish, rng: id.rng, result: make(chan outcome, 1), cancel: cancel}
+	if len(b.AfterFlush) > 0 {
+		w.completed = make(chan struct{})
+	}
 	if err := r.done.put(ctx, w); err != nil { // put ends the span on failure
 		cancel()
 		r.sinks <- sink
@@ -529,6 +532,19 @@ func (r *Relay) flush(ctx context.Context) error {
 		}
 		r.sinks <- sink
 	}()
+	if w.completed != nil {
+		// The end of a backfill clears the slot's backfill marker: no
+		// stream batch is recorded before that. A relay that died in
+		// between would deliver the table again on restart, and a resumed
+		// backfill does not rebuild recorded batches (they would repeat).
+		select {
+		case <-w.completed:
+		case <-done.failed:
+			return done.err
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the backfill's batch: %w", ctx.Err())
+		}
+	}
 	return nil
 }
 
@@ -648,6 +664,7 @@ type written struct {
 	rng        *batch.Range // recorded range to mark done with the delete
 	ackLSN     uint64
 	afterFlush []func(context.Context) error
+	completed  chan struct{} // closed once completed, when flush waits for it
 	bytes      int
 	ctx        context.Context // carries the flush span
 	finish     func()          // ends the flush span
@@ -687,6 +704,9 @@ func (r *Relay) startCompleter(ctx context.Context) *completer {
 				err = r.complete(ctx, w, res.took)
 			}
 			w.finish()
+			if err == nil && w.completed != nil {
+				close(w.completed)
+			}
 			if err != nil {
 				c.err = err
 				close(c.failed)

@@ -1593,3 +1593,52 @@ func TestBackfillGivesUpRecordedBatches(t *testing.T) {
 		g.checkBudget()
 	})
 }
+
+// The end of a backfill (the slot's backfill marker cleared) completes
+// before the stream's first batch is recorded, even with a free sink: a
+// relay that died in between would backfill again on restart, and a
+// resumed backfill does not rebuild recorded batches (they would repeat).
+func TestBackfillEndsBeforeStreamBatchesAreRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newRig(t, bigBudget)
+		g.more = []Sink{g.sink}
+		g.sink.writeBatch = func(_ context.Context, evs []event.Event, token string, _ time.Time) error {
+			if token == "" {
+				time.Sleep(time.Second) // the backfill's write is slow
+			}
+			g.log.add("write %v token=%q", evIDs(evs), token)
+			return nil
+		}
+		bl := fakeBatchLog{
+			load: func(context.Context) ([]batchlog.Record, error) { return nil, nil },
+			pending: func(_ context.Context, rec batchlog.Record) error {
+				g.log.add("pending %s", rec.Range.Token("s"))
+				return nil
+			},
+		}
+		after, flushed := g.signal()
+		backfill := []replication.Item{
+			{Event: ev(1), Backfill: true}, {Event: ev(2), Backfill: true},
+			{Commit: true, EndLSN: 90, Backfill: true, AfterFlush: func(context.Context) error {
+				g.log.add("backfill marker cleared")
+				return nil
+			}},
+		}
+		live := slices.Concat(backfill, txAt(100, 3))
+		live[len(live)-1].AfterFlush = after
+		g.sources = []Source{g.stream(script{live: live, together: true})}
+		r := g.relay(batch.Policy{MaxEvents: 10, MaxAge: 10 * time.Millisecond})
+		r.batches = bl
+		x := start(t, r)
+		x.until(t, flushed, "the stream's batch")
+		if err := x.stop(); err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		got := g.log.get()
+		cleared, pending := slices.Index(got, "backfill marker cleared"), slices.Index(got, "pending s:0/64.0:0/64.0")
+		if cleared < 0 || pending < 0 || pending < cleared {
+			t.Errorf("the stream's batch was recorded before the backfill ended:\n  %s", strings.Join(got, "\n  "))
+		}
+		g.checkBudget()
+	})
+}
