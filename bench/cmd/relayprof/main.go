@@ -1,6 +1,7 @@
 // Command relayprof is bin/relay with a CPU profile: it runs the relay's
 // command line unchanged and, when BENCH_CPUPROFILE names a file, profiles
-// the whole process into it. The relay has no pprof endpoint; relaybench
+// the whole process into it, and writes the allocation profile of the
+// whole run beside it (<name>.allocs.pprof: go tool pprof -sample_index=alloc_space). The relay has no pprof endpoint; relaybench
 // uses this binary (-relay bin/relayprof -cpuprofile-dir DIR) to see where
 // a drain spends its CPU.
 package main
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/outbox-relay/relay/internal/cli"
@@ -42,5 +44,20 @@ func startProfile(path string) func() {
 	return func() {
 		pprof.StopCPUProfile()
 		_ = f.Close()
+		writeAllocs(strings.TrimSuffix(path, ".pprof") + ".allocs.pprof")
+	}
+}
+
+// writeAllocs writes every allocation since the start (the "allocs"
+// profile; the runtime samples one per 512 KiB allocated).
+func writeAllocs(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relayprof:", err)
+		return
+	}
+	defer func() { _ = f.Close() }()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "relayprof:", err)
 	}
 }
