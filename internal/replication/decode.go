@@ -112,6 +112,12 @@ const replayAdvice = "then, as the rows written since are recorded in the WAL in
 	"drop the relay's slot (SELECT pg_drop_replication_slot('<RELAY_SLOT>')) and restart the relay: it recreates the slot " +
 	"and delivers every row still in the outbox table. Nothing from this change on was acknowledged or deleted"
 
+// messageModeSlotDrop qualifies replayAdvice in message mode: the slot
+// also holds messages, which no table keeps.
+const messageModeSlotDrop = "Message mode is on: the slot also holds the outbox messages published since this change, " +
+	"which are in no table: dropping the slot loses those (relay status then reports that events may have been lost); " +
+	"drop it only once that loss is accepted"
+
 // extraNames lists the columns of m that are not the relay's own.
 func extraNames(m *pglogrepl.RelationMessage) []string {
 	var names []string

@@ -2,8 +2,10 @@ package replication
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
@@ -153,5 +155,26 @@ func TestMessageRejectsBadPayload(t *testing.T) {
 				t.Fatalf("message = %v, want a permanent %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// A refused change to a relay column tells, in message mode, that the
+// advised slot drop loses the messages published since.
+func TestRelationRefusalWarnsOfMessageLoss(t *testing.T) {
+	cols := []relCol{{"id", oidUUID}, {"event_type", oidInt8}, {"event_date_time", oidTimestamptz},
+		{"environment", oidText}, {"event_context", oidJSONB}, {"metadata_version", oidInt8}}
+	var m pglogrepl.RelationMessage
+	if err := m.Decode(encodeRelation(testRelID, "public", "outbox_event", cols...)); err != nil {
+		t.Fatal(err)
+	}
+	for _, prefix := range []string{"", "p"} {
+		src := New(Config{MessagePrefix: prefix}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
+		_, err := src.newRelation(context.Background(), &m)
+		if !errors.Is(err, event.ErrSchema) {
+			t.Fatalf("prefix %q: err = %v, want ErrSchema", prefix, err)
+		}
+		if got := strings.Contains(err.Error(), "events may have been lost"); got != (prefix != "") {
+			t.Errorf("prefix %q: warns of message loss = %v:\n%v", prefix, got, err)
+		}
 	}
 }

@@ -708,6 +708,9 @@ func (s *Source) newRelation(ctx context.Context, m *pglogrepl.RelationMessage) 
 	}
 	rel, err := newRelation(m, len(s.shapes)+1, notNull)
 	if err != nil {
+		if s.cfg.MessagePrefix != "" {
+			err = fmt.Errorf("%w. %s", err, messageModeSlotDrop)
+		}
 		return nil, retry.Permanent(err)
 	}
 	if seen := s.shapes[keyOf(rel.columns)]; seen != nil {
