@@ -168,7 +168,7 @@ func (d *deleteBench) measure(b *testing.B, s deleteStrategy, n int) {
 	if key := fmt.Sprint(s.name, n); !d.warm[key] {
 		// Past the server's first custom plans of a prepared statement.
 		for range 6 {
-			d.op(b, ctx, s, rows)
+			d.op(ctx, b, s, rows)
 		}
 		d.warm[key] = true
 	}
@@ -176,7 +176,7 @@ func (d *deleteBench) measure(b *testing.B, s deleteStrategy, n int) {
 	b.ResetTimer()
 	var pg, relay time.Duration
 	for range b.N {
-		p, r := d.op(b, ctx, s, rows)
+		p, r := d.op(ctx, b, s, rows)
 		pg += p
 		relay += r
 	}
@@ -186,7 +186,7 @@ func (d *deleteBench) measure(b *testing.B, s deleteStrategy, n int) {
 
 // op deletes the oldest rows with s (timed) and appends as many (untimed);
 // it returns the CPU the backend and this process spent on the delete.
-func (d *deleteBench) op(b *testing.B, ctx context.Context, s deleteStrategy, rows int) (pg, relay time.Duration) {
+func (d *deleteBench) op(ctx context.Context, b *testing.B, s deleteStrategy, rows int) (pg, relay time.Duration) {
 	b.StopTimer()
 	ids := d.ids[:rows:rows]
 	d.ids = d.ids[rows:]

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -102,7 +103,9 @@ func benchReceive(b *testing.B, rate int, wait time.Duration) {
 	b.StopTimer()
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(n), "cpu-us/event")
 	cancel()
-	<-streamErr
+	if err := <-streamErr; err != nil && !errors.Is(err, context.Canceled) {
+		b.Fatalf("stream: %v", err)
+	}
 }
 
 func release(budget *semaphore.Weighted, bt batch.Batch, capacity int64) {
@@ -125,7 +128,7 @@ func processCPU() time.Duration {
 // returns its address.
 func startFakeWalsender(b *testing.B, n, rate int) (addr string, stop func()) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFakeWalsenderProcess$")
+	cmd := exec.CommandContext(b.Context(), os.Args[0], "-test.run=^TestFakeWalsenderProcess$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("FAKE_WALSENDER=%d:%d", n, rate))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
@@ -155,7 +158,8 @@ func TestFakeWalsenderProcess(t *testing.T) {
 	if _, err := fmt.Sscanf(spec, "%d:%d", &n, &rate); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
