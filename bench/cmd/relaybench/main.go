@@ -339,6 +339,9 @@ func newRunner(o *options, srv *bench.Servers) (*bench.Runner, func(), error) {
 		}
 		dir := o.workDir
 		cleanup = func() { _ = os.RemoveAll(dir) }
+	} else if err := os.MkdirAll(o.workDir, 0o755); err != nil {
+		// A missing -workdir failed every run with "no such file".
+		return nil, nil, fmt.Errorf("-workdir: %w", err)
 	}
 	mode := "full"
 	if o.quick {
