@@ -12,9 +12,9 @@ import (
 
 // TestEvolutionClusterAddColumn: on the replicated and sharded topologies
 // the relay adds a new outbox column on every server before the rows that
-// carry it are inserted (sharded: the local tables ON CLUSTER, then the
-// Distributed event_log server by server); every event arrives once with
-// its value.
+// carry it are inserted (the replicated table on one replica of each
+// shard, sharded then the Distributed event_log server by server; nothing
+// ON CLUSTER); every event arrives once with its value.
 func TestEvolutionClusterAddColumn(t *testing.T) {
 	t.Parallel()
 	for _, topo := range []topology.Topology{topology.Replicated, topology.Sharded} {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/migrate"
+	"github.com/outbox-relay/relay/internal/retry"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/testenv"
 	"github.com/outbox-relay/relay/internal/topology"
@@ -158,5 +159,44 @@ func migrateAgain(t *testing.T, e *testenv.Env) {
 	}
 	if before == 0 || after != before {
 		t.Errorf("schema_migrations: %d rows before the second migrate, %d after", before, after)
+	}
+}
+
+// A replicated table's ADD COLUMN runs on one replica of every shard, no
+// ON CLUSTER: with the first replica of shard 1 unreachable it goes
+// through the second, and replication carries it to every server.
+func TestClusterAddColumnPerShardPastADeadReplica(t *testing.T) {
+	e := testenv.NewOn(t, topology.Replicated)
+	ctx := context.Background()
+	servers, err := chsink.ClusterServers(ctx, e.CH, e.Layout.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(servers) != 4 || servers[0].Shard != 1 || servers[1].Shard != 1 {
+		t.Fatalf("cluster servers %+v, want 2 shards x 2 replicas", servers)
+	}
+	servers[0].Addr = testenv.FreeAddr(t) // nothing listens there
+	shards, err := chsink.ExecPerShard(ctx, e.ClickHouse, servers, "ALTER TABLE event_log ADD COLUMN x Nullable(Int64)")
+	if err != nil || shards != 2 {
+		t.Fatalf("ExecPerShard = %d shards, %v; want 2, nil", shards, err)
+	}
+	for i := 1; i <= len(e.Cluster.Replicas); i++ {
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("server %d has event_log.x", i), func() error {
+			conn := e.Cluster.Conn(t, i)
+			defer func() { _ = conn.Close() }()
+			var n uint64
+			q := fmt.Sprintf("SELECT count() FROM system.columns WHERE database = '%s' AND table = 'event_log' AND name = 'x'", e.Name)
+			if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+				return err
+			}
+			if n != 1 {
+				return fmt.Errorf("no column x")
+			}
+			return nil
+		})
+	}
+	// A refusal stops there, permanent: another replica would refuse too.
+	if _, err := chsink.ExecPerShard(ctx, e.ClickHouse, servers, "ALTER TABLE no_such_table ADD COLUMN y Int8"); !retry.IsPermanent(err) {
+		t.Fatalf("ExecPerShard on a missing table: %v, want a permanent error", err)
 	}
 }

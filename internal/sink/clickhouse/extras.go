@@ -241,46 +241,79 @@ func (s *Sink) refresh(ctx context.Context) error {
 	return classify("describe table", rows.Err())
 }
 
-// addColumn runs ALTER TABLE … ADD COLUMN (ON CLUSTER where the topology
-// has a cluster: the server answers once every host applied it; in
-// sharded, on the local tables first, then on the Distributed table of
-// every server) and rereads the table.
+// addColumn runs ALTER TABLE … ADD COLUMN where each step of the layout
+// says (on a cluster: the replicated table on one replica of every shard,
+// then in sharded the Distributed table on every server) and rereads the
+// table.
 func (s *Sink) addColumn(ctx context.Context, name, typ string) error {
+	var servers []ClusterServer
 	for _, step := range addColumnSteps(s.table, s.extras.layout, name, typ, s.extras.caps) {
-		hosts := []string{""}
-		if step.everyHost {
+		if step.scope != alterHere && servers == nil {
 			var err error
-			if hosts, err = s.clusterHosts(ctx); err != nil {
+			if servers, err = s.clusterServers(ctx); err != nil {
 				return err
 			}
 		}
-		for _, host := range hosts {
-			if err := s.exec(ctx, host, step.ddl); err != nil {
-				return err
+		var err error
+		n := 1
+		switch step.scope {
+		case alterHere:
+			err = s.exec(ctx, "", step.ddl)
+		case alterPerShard:
+			n, err = s.execPerShard(ctx, servers, step.ddl)
+		case alterEveryHost:
+			n = len(servers)
+			for _, sv := range servers {
+				if err = s.exec(ctx, sv.Addr, step.ddl); err != nil {
+					break
+				}
 			}
 		}
-		s.log.Info().Str("column", name).Str("type", typ).Str("ddl", step.ddl).Int("servers", len(hosts)).
+		if err != nil {
+			return err
+		}
+		s.log.Info().Str("column", name).Str("type", typ).Str("ddl", step.ddl).Int("servers", n).
 			Msg("added the outbox table's new column to ClickHouse")
 	}
 	return s.refresh(ctx)
 }
 
-// clusterHosts lists the native addresses of the cluster's servers.
-func (s *Sink) clusterHosts(ctx context.Context) ([]string, error) {
+// execPerShard runs ddl on one replica of every shard: the first that
+// takes it; a replica that cannot be reached (or fails retryably) passes
+// the ALTER on to the next one of its shard. It returns how many shards
+// ran it.
+func (s *Sink) execPerShard(ctx context.Context, servers []ClusterServer, ddl string) (int, error) {
+	shards := 0
+	for i := 0; i < len(servers); {
+		j := i
+		for j < len(servers) && servers[j].Shard == servers[i].Shard {
+			j++
+		}
+		var err error
+		for _, sv := range servers[i:j] {
+			if err = s.exec(ctx, sv.Addr, ddl); err == nil || retry.IsPermanent(err) || ctx.Err() != nil {
+				break
+			}
+			s.log.Warn().Err(err).Str("server", sv.Addr).Uint32("shard", sv.Shard).
+				Msg("adding the column through another replica of the shard")
+		}
+		if err != nil {
+			return shards, fmt.Errorf("shard %d: %w", servers[i].Shard, err)
+		}
+		shards++
+		i = j
+	}
+	return shards, nil
+}
+
+// clusterServers reads the cluster's servers through CLICKHOUSE_URL.
+func (s *Sink) clusterServers(ctx context.Context) ([]ClusterServer, error) {
 	conn, err := Connect(ctx, s.dsn)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = conn.Close() }()
-	servers, err := ClusterServers(ctx, conn, s.extras.layout.Cluster)
-	if err != nil {
-		return nil, err
-	}
-	hosts := make([]string, len(servers))
-	for i, sv := range servers {
-		hosts[i] = sv.Addr
-	}
-	return hosts, nil
+	return ClusterServers(ctx, conn, s.extras.layout.Cluster)
 }
 
 // ClusterServer is one server of a cluster, as remote_servers names it.

@@ -205,46 +205,60 @@ var relayColumns = map[string]bool{
 	"environment": true, "event_context": true, "metadata_version": true, "commit_lsn": true, "relayed_at": true,
 }
 
-// alterStep is one ALTER of an ADD COLUMN: run once (ON CLUSTER spreads it
-// itself), or on every server of the cluster, one connection each.
+// alterScope is where one ALTER of an ADD COLUMN runs.
+type alterScope int
+
+const (
+	// alterHere: once, on the server CLICKHOUSE_URL leads to.
+	alterHere alterScope = iota
+	// alterPerShard: on one replica of every shard of the cluster; the
+	// replicated table carries it to the shard's other replicas itself.
+	alterPerShard
+	// alterEveryHost: on every server of the cluster, for a table each
+	// server has for itself (the Distributed table).
+	alterEveryHost
+)
+
+// alterStep is one ALTER of an ADD COLUMN and where it runs.
 type alterStep struct {
-	ddl       string
-	everyHost bool
+	ddl   string
+	scope alterScope
 }
 
 // addColumnSteps renders the ALTERs that add an extra column in a layout:
 // to the table, or in sharded to the local table under it and then to the
 // Distributed table (readers see a column only once every shard has it).
-// The Distributed table is altered server by server: an ALTER ON CLUSTER of
-// a table that is not replicated, over a cluster whose shards are
-// (internal_replication), runs on one replica per shard only, and 18.16
-// refuses it outright (code 371).
+//
+// No ALTER goes ON CLUSTER. A replicated table's ALTER is replicated by
+// the table itself, so one replica per shard is enough (ON CLUSTER runs it
+// once per shard too), while the distributed DDL queue waits for every
+// host of the cluster: one replica down holds the column up for
+// distributed_ddl_task_timeout and then fails, and on 18.16 a race between
+// two replicas taking the same replicated ALTER from the queue stops that
+// server's DDL worker for good. The Distributed table is altered server by
+// server: an ALTER ON CLUSTER of a table that is not replicated, over a
+// cluster whose shards are (internal_replication), runs on one replica per
+// shard only, and 18.16 refuses it outright (code 371).
 func addColumnSteps(table string, l topology.Layout, column, typ string, caps Caps) []alterStep {
-	cluster := ""
-	if l.OnCluster() {
-		cluster = l.Cluster
+	if !l.OnCluster() {
+		return []alterStep{{ddl: addColumnDDL(table, column, typ, caps)}}
 	}
 	if local := l.LocalTable(table); local != table {
 		return []alterStep{
-			{ddl: addColumnDDL(local, cluster, column, typ, caps)},
-			{ddl: addColumnDDL(table, "", column, typ, caps), everyHost: cluster != ""},
+			{ddl: addColumnDDL(local, column, typ, caps), scope: alterPerShard},
+			{ddl: addColumnDDL(table, column, typ, caps), scope: alterEveryHost},
 		}
 	}
-	return []alterStep{{ddl: addColumnDDL(table, cluster, column, typ, caps)}}
+	return []alterStep{{ddl: addColumnDDL(table, column, typ, caps), scope: alterPerShard}}
 }
 
-// addColumnDDL renders one ALTER that adds an extra column: ON CLUSTER
-// when a cluster is given, IF NOT EXISTS where the server has it (on
-// older ones a concurrent add shows as "already exists", which the sink
-// treats as done).
-func addColumnDDL(table, cluster, column, typ string, caps Caps) string {
+// addColumnDDL renders one ALTER that adds an extra column, IF NOT
+// EXISTS where the server has it (on older ones a concurrent add shows as
+// "already exists", which the sink treats as done).
+func addColumnDDL(table, column, typ string, caps Caps) string {
 	var b strings.Builder
 	b.WriteString("ALTER TABLE ")
 	b.WriteString(quoteIdent(table))
-	if cluster != "" {
-		b.WriteString(" ON CLUSTER ")
-		b.WriteString(quoteIdent(cluster))
-	}
 	b.WriteString(" ADD COLUMN ")
 	if caps.AddIfNotExists {
 		b.WriteString("IF NOT EXISTS ")

@@ -90,9 +90,9 @@ func WithInsertSettings(settings map[string]int) Option {
 // outbox table that event_log lacks (default EvolveAdd).
 func WithEvolution(m Evolution) Option { return func(o *options) { o.evolution = m } }
 
-// WithLayout says how the ClickHouse side is laid out: a column is added
-// ON CLUSTER where the topology has one, to the local table first and then
-// to the Distributed event_log over it (sharded).
+// WithLayout says how the ClickHouse side is laid out: on a cluster a
+// column is added to the replicated table on one replica of every shard,
+// then (sharded) to the Distributed event_log on every server.
 func WithLayout(l topology.Layout) Option { return func(o *options) { o.layout = l } }
 
 // WithSchemaLock makes the sink check and add columns only while holding

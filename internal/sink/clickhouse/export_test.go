@@ -1,0 +1,14 @@
+package clickhouse
+
+import (
+	"context"
+
+	"github.com/rs/zerolog"
+)
+
+// ExecPerShard runs ddl as the sink's ADD COLUMN runs a replicated table's
+// ALTER (one replica of every shard), for the cluster tests.
+func ExecPerShard(ctx context.Context, dsn string, servers []ClusterServer, ddl string) (int, error) {
+	s := &Sink{dsn: dsn, log: zerolog.Nop()}
+	return s.execPerShard(ctx, servers, ddl)
+}
