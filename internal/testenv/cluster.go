@@ -90,12 +90,15 @@ func newOn(t TB, topo topology.Topology, alone bool) *Env {
 	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
 	e.createPostgres(ctx, t)
 
-	admin := c.Conn(t, 1)
-	defer func() { _ = admin.Close() }()
-	if err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s ON CLUSTER %s", e.Name, c.Name)); err != nil {
-		t.Fatalf("create clickhouse database on the cluster: %v", err)
-	}
+	// The database is created on each server directly: the test's own
+	// scaffolding stays out of the distributed DDL queue, which the
+	// migrations below and the relay go through.
 	t.Cleanup(func() { e.dropClickHouse() })
+	for i := range c.Replicas {
+		if err := c.exec(ctx, i+1, "CREATE DATABASE IF NOT EXISTS "+e.Name); err != nil {
+			t.Fatalf("create clickhouse database on replica %d: %v", i+1, err)
+		}
+	}
 	hosts := c.Replicas
 	if topo == topology.Replicated {
 		hosts = hosts[:2]
@@ -108,9 +111,109 @@ func newOn(t TB, topo topology.Topology, alone bool) *Env {
 		t.Fatalf("connect to ClickHouse: %v", err)
 	}
 	if err := migrate.ClickHouseOn(ctx, e.CH, e.Layout, zerolog.Nop()); err != nil {
-		t.Fatalf("migrate clickhouse (%s): %v", topo, err)
+		t.Fatalf("migrate clickhouse (%s): %v\n%s", topo, err, c.DDLQueueReport())
 	}
 	return e
+}
+
+// column reads a query's one String column (errors as a row).
+func column(ctx context.Context, conn driver.Conn, query string, args ...any) []string {
+	rows, err := conn.Query(ctx, query, args...)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer func() { _ = rows.Close() }()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return append(out, err.Error())
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// exec runs one statement on replica i (1-based) alone.
+func (c *Cluster) exec(ctx context.Context, i int, query string) error {
+	conn, err := chsink.Connect(ctx, c.Replicas[i-1])
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	return conn.Exec(ctx, query)
+}
+
+// DDLQueueReport says why ON CLUSTER statements may be stuck: the newest
+// tasks of the distributed DDL queue with the servers that have not
+// finished them, each server's queries running for more than 10 s, and
+// what each server's DDL worker last logged (18.16 stops that thread for
+// good on some ZooKeeper errors, and every later ON CLUSTER statement then
+// waits distributed_ddl_task_timeout for that server).
+func (c *Cluster) DDLQueueReport() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var b strings.Builder
+	b.WriteString("distributed DDL queue:\n")
+	if conn, err := chsink.Connect(ctx, c.Replicas[0]); err != nil {
+		fmt.Fprintf(&b, "  replica 1: %v\n", err)
+	} else {
+		defer func() { _ = conn.Close() }()
+		const queue = "/clickhouse/task_queue/ddl"
+		rows, err := conn.Query(ctx, "SELECT name, value FROM system.zookeeper WHERE path = ? ORDER BY name DESC LIMIT 5", queue)
+		if err != nil {
+			fmt.Fprintf(&b, "  %v\n", err)
+		} else {
+			type task struct{ name, value string }
+			var tasks []task
+			for rows.Next() {
+				var tk task
+				if rows.Scan(&tk.name, &tk.value) == nil {
+					tasks = append(tasks, tk)
+				}
+			}
+			_ = rows.Close()
+			for _, tk := range tasks {
+				done := column(ctx, conn, "SELECT name FROM system.zookeeper WHERE path = ?", queue+"/"+tk.name+"/finished")
+				fmt.Fprintf(&b, "  %s finished on %v: %.200q\n", tk.name, done, tk.value)
+			}
+		}
+	}
+	logs := filepath.Join(os.Getenv("RELAY_SERVICES_DIR"), "cluster")
+	for i := range c.Replicas {
+		host := c.Replicas[i]
+		if u, err := url.Parse(host); err == nil {
+			host = u.Host
+		}
+		fmt.Fprintf(&b, "replica %d (%s):\n", i+1, host)
+		if conn, err := chsink.Connect(ctx, c.Replicas[i]); err != nil {
+			fmt.Fprintf(&b, "  does not answer: %v\n", err)
+		} else {
+			running := column(ctx, conn, "SELECT concat(toString(round(elapsed)), ' s: ', substring(query, 1, 200)) FROM system.processes WHERE elapsed > 10")
+			_ = conn.Close()
+			for _, q := range running {
+				fmt.Fprintf(&b, "  running %s\n", q)
+			}
+		}
+		if os.Getenv("RELAY_SERVICES_DIR") == "" {
+			continue
+		}
+		raw, _ := os.ReadFile(filepath.Join(logs, fmt.Sprintf("ch%d", i+1), "log", "clickhouse-server.err.log"))
+		var worker []string
+		for _, line := range strings.Split(string(raw), "\n") {
+			// Entries start with their date; stack frames mention DDLWorker too.
+			if strings.Contains(line, "DDLWorker") && line != "" && line[0] >= '0' && line[0] <= '9' && !strings.Contains(line, ". /") {
+				worker = append(worker, line)
+			}
+		}
+		if len(worker) > 3 {
+			worker = worker[len(worker)-3:]
+		}
+		for _, line := range worker {
+			fmt.Fprintf(&b, "  log: %.300s\n", line)
+		}
+	}
+	return b.String()
 }
 
 // URL is a DSN for database db through the given servers (all when none).

@@ -167,16 +167,19 @@ func (e *Env) dropClickHouse() {
 	if e.CH != nil {
 		_ = e.CH.Close()
 	}
-	server, onCluster := os.Getenv("CLICKHOUSE_URL"), ""
 	if e.Cluster != nil {
-		server, onCluster = e.Cluster.Replicas[0], " ON CLUSTER "+e.Cluster.Name
+		// Server by server, as NewOn created it.
+		for i := range e.Cluster.Replicas {
+			_ = e.Cluster.exec(ctx, i+1, "DROP DATABASE IF EXISTS "+e.Name)
+		}
+		return
 	}
-	conn, err := chsink.Connect(ctx, server)
+	conn, err := chsink.Connect(ctx, os.Getenv("CLICKHOUSE_URL"))
 	if err != nil {
 		return
 	}
 	defer func() { _ = conn.Close() }()
-	_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+e.Name+onCluster)
+	_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+e.Name)
 }
 
 // RelayEnv is the environment for a relay process on this Env: every
