@@ -482,8 +482,11 @@ func (r *Relay) flush(ctx context.Context) error {
 		return nil
 	}
 	// The batch is held until ClickHouse accepted it (the "relay stuck"
-	// runbook reads these while the sink is down).
+	// runbook reads these while the sink is down). The batcher's share is
+	// read again now: flush may wait for a backfill's batch to complete
+	// below, and the write's end must not leave the cut events counted.
 	r.inflight(len(b.Events), b.Bytes)
+	r.gaugeBuffer()
 	started := false
 	defer func() {
 		if !started { // whatever happens, these leave memory
