@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -28,12 +29,47 @@ type socket struct {
 	r        *bufio.Reader
 	buffered atomic.Int64 // bytes in r after the last Read
 	drained  atomic.Bool  // the last network read returned less than it asked for
+	// raw is the TCP socket under conn (and TLS) for its options; nil
+	// when conn is not one (a Unix socket does not need them).
+	raw syscall.RawConn
 }
 
 func newSocket(c net.Conn) *socket {
 	s := &socket{Conn: c}
 	s.r = bufio.NewReaderSize(networkReader{s}, socketBufferSize)
+	under := c
+	if t, ok := under.(interface{ NetConn() net.Conn }); ok { // TLS
+		under = t.NetConn()
+	}
+	if tcp, ok := under.(*net.TCPConn); ok {
+		if raw, err := tcp.SyscallConn(); err == nil {
+			s.raw = raw
+		}
+	}
 	return s
+}
+
+// quietBytes is the low-water mark of a waiting stream's socket: while
+// the stream waits ReceiveWait, data below it does not wake the process.
+const quietBytes = 64 << 10
+
+// quiet sets the socket's receive low-water mark (SO_RCVLOWAT): on, the
+// kernel wakes the process only once quietBytes are queued; off, at the
+// first byte. The wait between reads is a timer, but without it every
+// packet the walsender sends (one per transaction and more) still woke the
+// Go runtime's network poller, which found no reader waiting and went back
+// to sleep: at 2,000 one-event transactions a second that idle wake-up was
+// most of the relay's CPU. Reads are made with it off, so a read that
+// waits for the network wakes at the first byte.
+func (s *socket) quiet(on bool) {
+	if s.raw == nil {
+		return
+	}
+	n := 1
+	if on {
+		n = quietBytes
+	}
+	_ = s.raw.Control(func(fd uintptr) { setLowWater(fd, n) })
 }
 
 func (s *socket) Read(p []byte) (int, error) {
@@ -105,6 +141,8 @@ func (st *stream) gather(ctx context.Context) error {
 	} else {
 		st.wait.Reset(st.cfg.ReceiveWait)
 	}
+	st.sock.quiet(true)
+	defer st.sock.quiet(false)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
