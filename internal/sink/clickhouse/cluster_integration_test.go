@@ -200,3 +200,43 @@ func TestClusterAddColumnPerShardPastADeadReplica(t *testing.T) {
 		t.Fatalf("ExecPerShard on a missing table: %v, want a permanent error", err)
 	}
 }
+
+// With no replica of a shard reachable from the relay (remote_servers may
+// name hosts only the servers resolve), the column goes ON CLUSTER: the
+// servers reach each other.
+func TestClusterAddColumnOnClusterWhenAShardIsOutOfReach(t *testing.T) {
+	e := testenv.NewOn(t, topology.Replicated)
+	ctx := context.Background()
+	servers, err := chsink.ClusterServers(ctx, e.CH, e.Layout.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range servers {
+		if servers[i].Shard == 2 {
+			servers[i].Addr = testenv.FreeAddr(t)
+		}
+	}
+	s, err := chsink.Open(ctx, e.ClickHouse, "event_log", chsink.WithLayout(e.Layout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if err := chsink.AddColumnOn(ctx, s, servers, "y", "Nullable(Int64)"); err != nil {
+		t.Fatalf("AddColumnOn: %v", err)
+	}
+	for i := 1; i <= len(e.Cluster.Replicas); i++ {
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("server %d has event_log.y", i), func() error {
+			conn := e.Cluster.Conn(t, i)
+			defer func() { _ = conn.Close() }()
+			var n uint64
+			q := fmt.Sprintf("SELECT count() FROM system.columns WHERE database = '%s' AND table = 'event_log' AND name = 'y'", e.Name)
+			if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+				return err
+			}
+			if n != 1 {
+				return fmt.Errorf("no column y")
+			}
+			return nil
+		})
+	}
+}

@@ -12,3 +12,9 @@ func ExecPerShard(ctx context.Context, dsn string, servers []ClusterServer, ddl 
 	s := &Sink{dsn: dsn, log: zerolog.Nop()}
 	return s.execPerShard(ctx, servers, ddl)
 }
+
+// AddColumnOn adds a column as the sink does, over the given servers
+// instead of system.clusters', for the cluster tests.
+func AddColumnOn(ctx context.Context, s *Sink, servers []ClusterServer, name, typ string) error {
+	return s.addColumnOn(ctx, servers, name, typ)
+}

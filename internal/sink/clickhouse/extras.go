@@ -247,24 +247,36 @@ func (s *Sink) refresh(ctx context.Context) error {
 // table.
 func (s *Sink) addColumn(ctx context.Context, name, typ string) error {
 	var servers []ClusterServer
-	for _, step := range addColumnSteps(s.table, s.extras.layout, name, typ, s.extras.caps) {
-		if step.scope != alterHere && servers == nil {
-			var err error
-			if servers, err = s.clusterServers(ctx); err != nil {
-				return err
-			}
-		}
+	if s.extras.layout.OnCluster() {
 		var err error
-		n := 1
+		if servers, err = s.clusterServers(ctx); err != nil {
+			return err
+		}
+	}
+	return s.addColumnOn(ctx, servers, name, typ)
+}
+
+// addColumnOn is addColumn over the cluster's servers.
+func (s *Sink) addColumnOn(ctx context.Context, servers []ClusterServer, name, typ string) error {
+	for _, step := range addColumnSteps(s.table, s.extras.layout, name, typ, s.extras.caps) {
+		var err error
+		ddl, n := step.ddl, 1
 		switch step.scope {
 		case alterHere:
-			err = s.exec(ctx, "", step.ddl)
+			err = s.exec(ctx, "", ddl)
 		case alterPerShard:
-			n, err = s.execPerShard(ctx, servers, step.ddl)
+			n, err = s.execPerShard(ctx, servers, ddl)
+			if err != nil && !retry.IsPermanent(err) && ctx.Err() == nil && step.onCluster != "" {
+				// The servers can reach what the relay cannot.
+				s.log.Warn().Err(err).Str("ddl", step.onCluster).
+					Msg("no replica of a shard answers the relay: adding the column ON CLUSTER")
+				ddl, n = step.onCluster, len(servers)
+				err = s.exec(ctx, "", ddl)
+			}
 		case alterEveryHost:
 			n = len(servers)
 			for _, sv := range servers {
-				if err = s.exec(ctx, sv.Addr, step.ddl); err != nil {
+				if err = s.exec(ctx, sv.Addr, ddl); err != nil {
 					break
 				}
 			}
@@ -272,7 +284,7 @@ func (s *Sink) addColumn(ctx context.Context, name, typ string) error {
 		if err != nil {
 			return err
 		}
-		s.log.Info().Str("column", name).Str("type", typ).Str("ddl", step.ddl).Int("servers", n).
+		s.log.Info().Str("column", name).Str("type", typ).Str("ddl", ddl).Int("servers", n).
 			Msg("added the outbox table's new column to ClickHouse")
 	}
 	return s.refresh(ctx)

@@ -219,10 +219,13 @@ const (
 	alterEveryHost
 )
 
-// alterStep is one ALTER of an ADD COLUMN and where it runs.
+// alterStep is one ALTER of an ADD COLUMN and where it runs; onCluster is
+// its ON CLUSTER form, for a shard none of whose replicas the relay can
+// reach itself (remote_servers may name hosts only the servers resolve).
 type alterStep struct {
-	ddl   string
-	scope alterScope
+	ddl       string
+	scope     alterScope
+	onCluster string
 }
 
 // addColumnSteps renders the ALTERs that add an extra column in a layout:
@@ -241,24 +244,32 @@ type alterStep struct {
 // shard only, and 18.16 refuses it outright (code 371).
 func addColumnSteps(table string, l topology.Layout, column, typ string, caps Caps) []alterStep {
 	if !l.OnCluster() {
-		return []alterStep{{ddl: addColumnDDL(table, column, typ, caps)}}
+		return []alterStep{{ddl: addColumnDDL(table, "", column, typ, caps)}}
 	}
+	replicated := table
 	if local := l.LocalTable(table); local != table {
-		return []alterStep{
-			{ddl: addColumnDDL(local, column, typ, caps), scope: alterPerShard},
-			{ddl: addColumnDDL(table, column, typ, caps), scope: alterEveryHost},
-		}
+		replicated = local
 	}
-	return []alterStep{{ddl: addColumnDDL(table, column, typ, caps), scope: alterPerShard}}
+	steps := []alterStep{{ddl: addColumnDDL(replicated, "", column, typ, caps), scope: alterPerShard,
+		onCluster: addColumnDDL(replicated, l.Cluster, column, typ, caps)}}
+	if replicated != table {
+		steps = append(steps, alterStep{ddl: addColumnDDL(table, "", column, typ, caps), scope: alterEveryHost})
+	}
+	return steps
 }
 
-// addColumnDDL renders one ALTER that adds an extra column, IF NOT
-// EXISTS where the server has it (on older ones a concurrent add shows as
-// "already exists", which the sink treats as done).
-func addColumnDDL(table, column, typ string, caps Caps) string {
+// addColumnDDL renders one ALTER that adds an extra column, ON CLUSTER
+// when a cluster is given, IF NOT EXISTS where the server has it (on
+// older ones a concurrent add shows as "already exists", which the sink
+// treats as done).
+func addColumnDDL(table, cluster, column, typ string, caps Caps) string {
 	var b strings.Builder
 	b.WriteString("ALTER TABLE ")
 	b.WriteString(quoteIdent(table))
+	if cluster != "" {
+		b.WriteString(" ON CLUSTER ")
+		b.WriteString(quoteIdent(cluster))
+	}
 	b.WriteString(" ADD COLUMN ")
 	if caps.AddIfNotExists {
 		b.WriteString("IF NOT EXISTS ")
