@@ -180,21 +180,7 @@ func TestClusterAddColumnPerShardPastADeadReplica(t *testing.T) {
 	if err != nil || shards != 2 {
 		t.Fatalf("ExecPerShard = %d shards, %v; want 2, nil", shards, err)
 	}
-	for i := 1; i <= len(e.Cluster.Replicas); i++ {
-		testenv.Eventually(t, time.Minute, fmt.Sprintf("server %d has event_log.x", i), func() error {
-			conn := e.Cluster.Conn(t, i)
-			defer func() { _ = conn.Close() }()
-			var n uint64
-			q := fmt.Sprintf("SELECT count() FROM system.columns WHERE database = '%s' AND table = 'event_log' AND name = 'x'", e.Name)
-			if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
-				return err
-			}
-			if n != 1 {
-				return fmt.Errorf("no column x")
-			}
-			return nil
-		})
-	}
+	waitColumnEverywhere(t, e, "x")
 	// A refusal stops there, permanent: another replica would refuse too.
 	if _, err := chsink.ExecPerShard(ctx, e.ClickHouse, servers, "ALTER TABLE no_such_table ADD COLUMN y Int8"); !retry.IsPermanent(err) {
 		t.Fatalf("ExecPerShard on a missing table: %v, want a permanent error", err)
@@ -224,17 +210,24 @@ func TestClusterAddColumnOnClusterWhenAShardIsOutOfReach(t *testing.T) {
 	if err := chsink.AddColumnOn(ctx, s, servers, "y", "Nullable(Int64)"); err != nil {
 		t.Fatalf("AddColumnOn: %v", err)
 	}
+	waitColumnEverywhere(t, e, "y")
+}
+
+// waitColumnEverywhere waits until every server of the cluster has
+// event_log.column (replication carries an ALTER asynchronously).
+func waitColumnEverywhere(t *testing.T, e *testenv.Env, column string) {
+	t.Helper()
+	q := fmt.Sprintf("SELECT count() FROM system.columns WHERE database = '%s' AND table = 'event_log' AND name = '%s'", e.Name, column)
 	for i := 1; i <= len(e.Cluster.Replicas); i++ {
-		testenv.Eventually(t, time.Minute, fmt.Sprintf("server %d has event_log.y", i), func() error {
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("server %d has event_log.%s", i, column), func() error {
 			conn := e.Cluster.Conn(t, i)
 			defer func() { _ = conn.Close() }()
 			var n uint64
-			q := fmt.Sprintf("SELECT count() FROM system.columns WHERE database = '%s' AND table = 'event_log' AND name = 'y'", e.Name)
-			if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+			if err := conn.QueryRow(context.Background(), q).Scan(&n); err != nil {
 				return err
 			}
 			if n != 1 {
-				return fmt.Errorf("no column y")
+				return fmt.Errorf("no column %s", column)
 			}
 			return nil
 		})

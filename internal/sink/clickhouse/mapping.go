@@ -232,16 +232,17 @@ type alterStep struct {
 // to the table, or in sharded to the local table under it and then to the
 // Distributed table (readers see a column only once every shard has it).
 //
-// No ALTER goes ON CLUSTER. A replicated table's ALTER is replicated by
-// the table itself, so one replica per shard is enough (ON CLUSTER runs it
-// once per shard too), while the distributed DDL queue waits for every
-// host of the cluster: one replica down holds the column up for
-// distributed_ddl_task_timeout and then fails, and on 18.16 a race between
-// two replicas taking the same replicated ALTER from the queue stops that
-// server's DDL worker for good. The Distributed table is altered server by
-// server: an ALTER ON CLUSTER of a table that is not replicated, over a
-// cluster whose shards are (internal_replication), runs on one replica per
-// shard only, and 18.16 refuses it outright (code 371).
+// ON CLUSTER only where the relay cannot reach a shard. A replicated
+// table's ALTER is replicated by the table itself, so one replica per
+// shard is enough (ON CLUSTER runs it once per shard too), while the
+// distributed DDL queue waits for every host of the cluster: one replica
+// down holds the column up for distributed_ddl_task_timeout and then
+// fails, and on 18.16 a race between two replicas taking the same
+// replicated ALTER from the queue stops that server's DDL worker for good.
+// The Distributed table is altered server by server: an ALTER ON CLUSTER
+// of a table that is not replicated, over a cluster whose shards are
+// (internal_replication), runs on one replica per shard only, and 18.16
+// refuses it outright (code 371).
 func addColumnSteps(table string, l topology.Layout, column, typ string, caps Caps) []alterStep {
 	if !l.OnCluster() {
 		return []alterStep{{ddl: addColumnDDL(table, "", column, typ, caps)}}
