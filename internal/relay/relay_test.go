@@ -1135,10 +1135,13 @@ func TestConcurrentWritesCompleteInOrder(t *testing.T) {
 				return nil
 			case evs[0].ID[15] == 1:
 				<-second // the first batch is slow to write…
+				g.log.add("write %v confirmed=%d", evIDs(evs), g.tracker.Confirmed())
 			default:
-				close(second) // …the second is written meanwhile
+				// …the second is written meanwhile; logged before the first is let go,
+				// or the two log lines race.
+				g.log.add("write %v confirmed=%d", evIDs(evs), g.tracker.Confirmed())
+				close(second)
 			}
-			g.log.add("write %v confirmed=%d", evIDs(evs), g.tracker.Confirmed())
 			return nil
 		}
 		g.more = []Sink{g.sink}
