@@ -25,6 +25,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -289,6 +290,44 @@ func (b *Batcher) UntilNext(now time.Time) (d time.Duration, ok bool) {
 	return d, true
 }
 
+// ExpectedCut is when the open batch is expected to be cut: when its age
+// limit fires, or sooner when the rate at which it filled so far reaches
+// the count or byte limit first; with nothing buffered, the age limit of an
+// event arriving now. It is the zero time when that is unknown: ranges are
+// replayed, or only an open transaction is buffered. The stream reads it to
+// wait longer between reads while nothing it could read would change when
+// a batch is written (see replication.Config.NextCut).
+func (b *Batcher) ExpectedCut(now time.Time) time.Time {
+	if b.Replaying() {
+		return time.Time{}
+	}
+	if !b.pending {
+		return now.Add(b.policy.MaxAge)
+	}
+	d, ok := b.UntilNext(now)
+	if !ok {
+		return time.Time{}
+	}
+	at := now.Add(d)
+	elapsed := now.Sub(b.first)
+	if elapsed <= 0 || len(b.events) == 0 {
+		return at
+	}
+	p := b.policy
+	fill := func(limit, have int) {
+		if limit <= 0 || have <= 0 {
+			return
+		}
+		left := time.Duration(float64(elapsed) * float64(limit-have) / float64(have))
+		if t := now.Add(max(left, 0)); t.Before(at) {
+			at = t
+		}
+	}
+	fill(p.MaxEvents, len(b.events))
+	fill(p.MaxBytes, b.bytes)
+	return at
+}
+
 // Len is the number of buffered events.
 func (b *Batcher) Len() int { return len(b.events) }
 
@@ -371,4 +410,32 @@ func (b *Batcher) rest(n, bytes int) {
 	b.committedAnon = false
 	b.pending = len(b.events) > 0
 	b.first = b.tailAt
+}
+
+// Forecast carries ExpectedCut from the goroutine that batches to the one
+// that reads the stream. The zero Forecast, and a nil one, know nothing.
+type Forecast struct{ unixNano atomic.Int64 }
+
+// Store records t (the zero time: unknown).
+func (f *Forecast) Store(t time.Time) {
+	if f == nil {
+		return
+	}
+	var n int64
+	if !t.IsZero() {
+		n = t.UnixNano()
+	}
+	f.unixNano.Store(n)
+}
+
+// Load is the last time stored, or the zero time.
+func (f *Forecast) Load() time.Time {
+	if f == nil {
+		return time.Time{}
+	}
+	n := f.unixNano.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }

@@ -249,6 +249,111 @@ func TestUntilNext(t *testing.T) {
 	}
 }
 
+func TestExpectedCut(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name   string
+		policy Policy
+		steps  []step
+		replay bool
+		at     time.Duration
+		want   time.Duration // since t0; -1 for the zero time
+	}{
+		{
+			name:   "replaying recorded ranges: unknown",
+			policy: Policy{MaxEvents: 10, MaxAge: time.Second},
+			replay: true,
+			at:     100 * ms,
+			want:   -1,
+		},
+		{
+			name:   "nothing buffered: the age limit of an event arriving now",
+			policy: Policy{MaxEvents: 10, MaxAge: time.Second},
+			at:     100 * ms,
+			want:   1100 * ms,
+		},
+		{
+			name:   "an open transaction alone: unknown",
+			policy: Policy{MaxEvents: 10, MaxAge: time.Second},
+			steps:  []step{{typ: "a"}},
+			at:     100 * ms,
+			want:   -1,
+		},
+		{
+			name:   "slow filling: the age limit",
+			policy: Policy{MaxEvents: 10, MaxAge: time.Second},
+			steps:  []step{{typ: "a"}, {commit: 7}},
+			at:     200 * ms, // 1 event in 200 ms: 10 in 2 s
+			want:   time.Second,
+		},
+		{
+			name:   "fast filling: the count limit at the rate so far",
+			policy: Policy{MaxEvents: 10, MaxAge: time.Second},
+			steps:  []step{{typ: "a"}, {typ: "b"}, {commit: 7}},
+			at:     100 * ms, // 2 events in 100 ms: 8 more in 400 ms
+			want:   500 * ms,
+		},
+		{
+			name:   "the byte limit at the rate so far",
+			policy: Policy{MaxBytes: 4 * evSize("a", 100), MaxAge: time.Second},
+			steps:  []step{{typ: "a", payload: 100}, {commit: 7}},
+			at:     50 * ms, // a quarter in 50 ms
+			want:   200 * ms,
+		},
+		{
+			name:   "overdue: now",
+			policy: Policy{MaxEvents: 10, MaxAge: time.Second},
+			steps:  []step{{typ: "a"}, {commit: 7}},
+			at:     3 * time.Second,
+			want:   3 * time.Second,
+		},
+		{
+			name:   "all at once: the age limit (no rate yet)",
+			policy: Policy{MaxEvents: 10, MaxAge: time.Second},
+			steps:  []step{{typ: "a"}, {commit: 7}},
+			at:     0,
+			want:   time.Second,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := New(tt.policy)
+			run(b, tt.steps)
+			if tt.replay {
+				b.Replay([]Range{{First: Position{LSN: 9}, Last: Position{LSN: 9}, EndsTx: true}})
+			}
+			got := b.ExpectedCut(t0.Add(tt.at))
+			want := time.Time{}
+			if tt.want >= 0 {
+				want = t0.Add(tt.want)
+			}
+			if !got.Equal(want) {
+				t.Errorf("ExpectedCut = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestForecast(t *testing.T) {
+	var f Forecast
+	if got := f.Load(); !got.IsZero() {
+		t.Errorf("zero Forecast Load = %v, want the zero time", got)
+	}
+	f.Store(t0)
+	if got := f.Load(); !got.Equal(t0) {
+		t.Errorf("Load = %v, want %v", got, t0)
+	}
+	f.Store(time.Time{})
+	if got := f.Load(); !got.IsZero() {
+		t.Errorf("Load after storing the zero time = %v", got)
+	}
+	var none *Forecast
+	none.Store(t0)
+	if got := none.Load(); !got.IsZero() {
+		t.Errorf("nil Forecast Load = %v", got)
+	}
+}
+
 // TestUntilNextAgreesWithFull drives the timer the way the relay loop does:
 // when UntilNext's duration has elapsed the batch must be Full, and not a
 // nanosecond before.
