@@ -184,6 +184,10 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
 		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait,
 	}
+	// The relay keeps the open batch's expected cut here; the stream
+	// paces its reads by it.
+	forecast := new(batch.Forecast)
+	srcCfg.NextCut = forecast.Load
 	d, err := preflight(ctx, cfg, srcCfg, preflightTimeout, log)
 	if err != nil {
 		return err
@@ -231,6 +235,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },
+		Forecast:   forecast,
 	}, log)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -43,7 +43,7 @@ type Config struct {
 	FlushSeconds float64 `env:"CH_OUTBOX_PROCESSING_FREQUENCY_SEC" envDefault:"1" flag:"processing-frequency-sec" help:"flush this many seconds after the first buffered event (fractions allowed)"`
 
 	StatusInterval time.Duration `env:"RELAY_STATUS_INTERVAL" envDefault:"10s" flag:"status-interval" help:"longest time between standby status updates to PostgreSQL"`
-	ReceiveWait    time.Duration `env:"RELAY_RECEIVE_WAIT" envDefault:"10ms" flag:"receive-wait" help:"once the stream caught up, wait this long before reading again, so that the next transactions arrive in one read (fewer wake-ups at a steady trickle; adds up to this much latency); 0 reads at once"`
+	ReceiveWait    time.Duration `env:"RELAY_RECEIVE_WAIT" envDefault:"10ms" flag:"receive-wait" help:"once the stream caught up, wait at least this long before reading again, so that the next transactions arrive in one read (fewer wake-ups at a steady trickle; adds up to this much latency); the wait grows, up to 250ms, while the next batch is far from due, and ends early when much is queued; 0 reads at once"`
 	ShutdownGrace  time.Duration `env:"RELAY_SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" help:"time to flush and acknowledge on SIGTERM before exiting"`
 
 	InsertConcurrency int `env:"RELAY_INSERT_CONCURRENCY" envDefault:"2" flag:"insert-concurrency" help:"batches written to ClickHouse at once, each on its own connection (the next is sent while ClickHouse stores the last); deletes and acknowledgements stay in order"`

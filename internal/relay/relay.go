@@ -95,6 +95,9 @@ type Parts struct {
 	// SinkHealth, when set, is told the outcome of each write attempt
 	// (nil: ClickHouse accepted a batch), e.g. for readiness.
 	SinkHealth func(err error)
+	// Forecast, when set, is kept at the open batch's expected cut for the
+	// source to pace its reads by (see replication.Config.NextCut).
+	Forecast *batch.Forecast
 }
 
 // StartSpan starts a tracing span op under the one in ctx and returns the
@@ -145,9 +148,10 @@ type Relay struct {
 	batches BatchLog
 	// replay holds the records being rebuilt this session, by first
 	// position.
-	replay map[batch.Position]batchlog.Record
-	health func(err error)
-	log    zerolog.Logger
+	replay   map[batch.Position]batchlog.Record
+	health   func(err error)
+	forecast *batch.Forecast
+	log      zerolog.Logger
 	// done takes written batches to their cleanup and acknowledgement
 	// (see complete); set per session.
 	done *completer
@@ -162,7 +166,8 @@ type Relay struct {
 // New wires a Relay from its parts.
 func New(cfg Config, p Parts, log zerolog.Logger) *Relay {
 	r := &Relay{cfg: cfg, newSrc: p.NewSource, clean: p.Cleaner, dead: p.DeadLetter,
-		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, batches: p.Batches, log: log}
+		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, batches: p.Batches,
+		forecast: p.Forecast, log: log}
 	r.sinks = make(chan Sink, 1+len(p.MoreSinks))
 	r.sinks <- p.Sink
 	for _, s := range p.MoreSinks {
@@ -311,7 +316,9 @@ func (r *Relay) consume(ctx, work context.Context, items chan []replication.Item
 	defer timer.Stop()
 	for {
 		var due <-chan time.Time
-		if d, ok := r.batcher.UntilNext(time.Now()); ok {
+		now := time.Now()
+		r.forecast.Store(r.batcher.ExpectedCut(now))
+		if d, ok := r.batcher.UntilNext(now); ok {
 			timer.Reset(d)
 			due = timer.C
 		} else if r.batcher.Replaying() && r.batcher.Len() > 0 {

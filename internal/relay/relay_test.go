@@ -263,6 +263,7 @@ type rig struct {
 	cleaner  fakeCleaner
 	dead     fakeDeadLetter
 	sources  []Source // handed out by NewSource, one per connection
+	forecast batch.Forecast
 }
 
 const bigBudget = 1 << 20
@@ -304,7 +305,7 @@ func (g *rig) relay(p batch.Policy) *Relay {
 	return New(Config{Policy: p, BudgetBytes: g.capacity, ShutdownGrace: 10 * time.Second,
 		Backoff: retry.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}},
 		Parts{NewSource: newSource, Sink: g.sink, MoreSinks: g.more, Cleaner: g.cleaner, DeadLetter: g.dead,
-			Tracker: g.tracker, Budget: g.budget, Metrics: g.metrics},
+			Tracker: g.tracker, Budget: g.budget, Metrics: g.metrics, Forecast: &g.forecast},
 		zerolog.Nop())
 }
 
@@ -1643,5 +1644,33 @@ func TestBackfillEndsBeforeStreamBatchesAreRecorded(t *testing.T) {
 			t.Errorf("the stream's batch was recorded before the backfill ended:\n  %s", strings.Join(got, "\n  "))
 		}
 		g.checkBudget()
+	})
+}
+
+// The relay keeps the forecast at its open batch's expected cut, for the
+// source to pace its reads by: the age limit of the first event while it
+// fills slowly, and that of an event arriving now once nothing is held.
+func TestForecastFollowsTheOpenBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newRig(t, bigBudget)
+		after, flushed := g.signal()
+		live := tx(100, 1)
+		live[1].AfterFlush = after
+		g.sources = []Source{g.stream(script{live: live})}
+		const maxAge = time.Second
+		x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: maxAge}))
+		arrived := time.Now()
+		synctest.Wait()
+		if got, want := g.forecast.Load(), arrived.Add(maxAge); !got.Equal(want) {
+			t.Errorf("forecast with one event held = %v, want its age limit %v", got, want)
+		}
+		x.until(t, flushed, "the flush at the age limit")
+		synctest.Wait()
+		if got, want := g.forecast.Load(), time.Now().Add(maxAge); !got.Equal(want) {
+			t.Errorf("forecast after the flush = %v, want %v", got, want)
+		}
+		if err := x.stop(); err != nil {
+			t.Errorf("Run = %v", err)
+		}
 	})
 }

@@ -36,24 +36,27 @@ import (
 //     per event (the sender runs in a process of its own): the cost of
 //     waking up for a trickle of small messages.
 //
-// The stream waits 10ms (RELAY_RECEIVE_WAIT's default) once caught up; the
-// _waitN variants wait N ms (0: read at once).
+// The stream waits 10ms (RELAY_RECEIVE_WAIT's default) once caught up,
+// paced by the consumer's batch as relay run does (Config.NextCut); the
+// _waitN variants wait N ms (0: read at once) without pacing.
 func BenchmarkReceive(b *testing.B) {
+	const paced = true
 	for _, bc := range []struct {
-		name string
-		rate int // transactions per second; 0 = flat out
-		wait time.Duration
+		name  string
+		rate  int // transactions per second; 0 = flat out
+		wait  time.Duration
+		paced bool
 	}{
-		{"flat", 0, 10 * time.Millisecond},
-		{"2000tx_s", 2000, 10 * time.Millisecond}, {"2000tx_s_wait0", 2000, 0},
-		{"2000tx_s_wait5", 2000, 5 * time.Millisecond}, {"2000tx_s_wait20", 2000, 20 * time.Millisecond},
-		{"500tx_s", 500, 10 * time.Millisecond}, {"500tx_s_wait0", 500, 0},
+		{"flat", 0, 10 * time.Millisecond, paced},
+		{"2000tx_s", 2000, 10 * time.Millisecond, paced}, {"2000tx_s_wait0", 2000, 0, !paced},
+		{"2000tx_s_wait10", 2000, 10 * time.Millisecond, !paced}, {"2000tx_s_wait20", 2000, 20 * time.Millisecond, !paced},
+		{"500tx_s", 500, 10 * time.Millisecond, paced}, {"500tx_s_wait10", 500, 10 * time.Millisecond, !paced},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchReceive(b, bc.rate, bc.wait) })
+		b.Run(bc.name, func(b *testing.B) { benchReceive(b, bc.rate, bc.wait, bc.paced) })
 	}
 }
 
-func benchReceive(b *testing.B, rate int, wait time.Duration) {
+func benchReceive(b *testing.B, rate int, wait time.Duration, paced bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := b.N
@@ -63,6 +66,10 @@ func benchReceive(b *testing.B, rate int, wait time.Duration) {
 	cfg := Config{ConnString: "postgres://bench@" + addr + "/bench?sslmode=disable",
 		Slot: "bench", Publication: "bench", Table: "outbox_event",
 		StatusInterval: 10 * time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 26, ReceiveWait: wait}
+	forecast := new(batch.Forecast)
+	if paced {
+		cfg.NextCut = forecast.Load
+	}
 	budget := semaphore.NewWeighted(cfg.BudgetBytes)
 	src := New(cfg, nil, ack.New(0), budget, zerolog.Nop(), Hooks{}, nil)
 	src.emitCtx = ctx
@@ -95,6 +102,7 @@ func benchReceive(b *testing.B, rate int, wait time.Duration) {
 					release(budget, bt.Cut(), cfg.BudgetBytes)
 				}
 			}
+			forecast.Store(bt.ExpectedCut(time.Now()))
 		case err := <-streamErr:
 			b.Fatalf("stream ended after %d events: %v", got, err)
 		}

@@ -29,8 +29,10 @@ type socket struct {
 	r        *bufio.Reader
 	buffered atomic.Int64 // bytes in r after the last Read
 	drained  atomic.Bool  // the last network read returned less than it asked for
-	// raw is the TCP socket under conn (and TLS) for its options; nil
-	// when conn is not one (a Unix socket does not need them).
+	// tcp is the TCP connection under conn (and TLS), raw its socket for
+	// options and waits; nil when conn is not one (a Unix socket does
+	// not need them).
+	tcp *net.TCPConn
 	raw syscall.RawConn
 }
 
@@ -43,7 +45,7 @@ func newSocket(c net.Conn) *socket {
 	}
 	if tcp, ok := under.(*net.TCPConn); ok {
 		if raw, err := tcp.SyscallConn(); err == nil {
-			s.raw = raw
+			s.tcp, s.raw = tcp, raw
 		}
 	}
 	return s
@@ -70,6 +72,32 @@ func (s *socket) quiet(on bool) {
 		n = quietBytes
 	}
 	_ = s.raw.Control(func(fd uintptr) { setLowWater(fd, n) })
+}
+
+// await waits until until, or until the kernel would wake a reader of the
+// quiet socket: quietBytes are queued, or its buffer or receive window is
+// nearly full (the sender must not stall on a long wait). It reports false
+// when it cannot wait on this socket (not TCP, or not Linux): the caller
+// keeps time itself. restore is the read deadline to put back.
+func (s *socket) await(ctx context.Context, until, restore time.Time) (bool, error) {
+	if s.tcp == nil || !canAwait {
+		return false, nil
+	}
+	s.quiet(true)
+	defer s.quiet(false)
+	_ = s.tcp.SetReadDeadline(until)
+	stop := context.AfterFunc(ctx, func() { _ = s.tcp.SetReadDeadline(time.Unix(1, 0)) })
+	// The poll checks what the kernel says now: a readiness noted by the
+	// runtime before the mark was raised does not end the wait.
+	err := s.raw.Read(func(fd uintptr) bool { return readable(fd) })
+	if !stop() || ctx.Err() != nil {
+		return true, ctx.Err()
+	}
+	_ = s.tcp.SetReadDeadline(restore)
+	// A deadline is the wait's normal end; any other error comes back
+	// from the read that follows.
+	_ = err
+	return true, nil
 }
 
 func (s *socket) Read(p []byte) (int, error) {
@@ -117,11 +145,16 @@ func (st *stream) caughtUp() (caughtUp, drained bool) {
 // gather runs before each receive. When the stream has caught up it hands
 // the queued items over (the consumer gets whole transactions as soon as
 // nothing more is at hand), and when the last read found the queue empty it
-// waits ReceiveWait before reading again, so that the next transactions'
-// messages arrive in one read: at a steady trickle of small transactions
-// the relay wakes once per ReceiveWait instead of once per message (three
-// per one-event transaction). A catching-up stream never waits: its reads
-// fill the buffer.
+// waits before reading again, so that the next transactions' messages
+// arrive in one read: at a steady trickle of small transactions the relay
+// wakes once per wait instead of once per message (three per one-event
+// transaction). A catching-up stream never waits: its reads fill the
+// buffer.
+//
+// The wait is ReceiveWait, or longer while the consumer's next cut is far
+// off (see pace). Its end comes early when the kernel has much queued. The
+// messages read after it count as arrived when it began (Item.At): the
+// consumer's flush interval is not lengthened by the wait.
 func (st *stream) gather(ctx context.Context) error {
 	caughtUp, drained := st.caughtUp()
 	if !caughtUp {
@@ -130,16 +163,23 @@ func (st *stream) gather(ctx context.Context) error {
 	if err := st.send(st.emitCtx, st, st.out); err != nil {
 		return err
 	}
+	st.heldSince = time.Time{}
 	if !drained || st.cfg.ReceiveWait <= 0 {
 		return nil
 	}
 	// Only after a read that found data: an idle stream's reads end at
 	// their deadline with nothing, and are not followed by a wait.
 	st.sock.drained.Store(false)
+	start := time.Now()
+	wait := st.pace(start)
+	st.heldSince = start
+	if ok, err := st.sock.await(ctx, start.Add(wait), st.readDeadline); ok || err != nil {
+		return err
+	}
 	if st.wait == nil {
-		st.wait = time.NewTimer(st.cfg.ReceiveWait)
+		st.wait = time.NewTimer(wait)
 	} else {
-		st.wait.Reset(st.cfg.ReceiveWait)
+		st.wait.Reset(wait)
 	}
 	st.sock.quiet(true)
 	defer st.sock.quiet(false)
@@ -149,4 +189,27 @@ func (st *stream) gather(ctx context.Context) error {
 	case <-st.wait.C:
 		return nil
 	}
+}
+
+// maxPacedWait bounds a paced wait: the status updates and the
+// acknowledgements they carry are sent between reads.
+const maxPacedWait = 250 * time.Millisecond
+
+// pace is how long gather waits. Until the consumer cuts its next batch,
+// what the stream reads only waits in that batch, so reading it sooner
+// changes no event's latency: the wait halves the time left until the
+// expected cut (halving again as the cut nears, so the last read before
+// it comes within ReceiveWait of it), between ReceiveWait and
+// maxPacedWait. Without NextCut, or when the consumer does not know, it is
+// ReceiveWait.
+func (st *stream) pace(now time.Time) time.Duration {
+	w := st.cfg.ReceiveWait
+	if st.cfg.NextCut == nil {
+		return w
+	}
+	cut := st.cfg.NextCut()
+	if cut.IsZero() {
+		return w
+	}
+	return min(max(w, cut.Sub(now)/2), max(w, maxPacedWait))
 }

@@ -88,6 +88,11 @@ type Config struct {
 	// ReceiveWait is how long the stream waits, once it caught up, before
 	// reading again (see stream.gather); 0 reads at once.
 	ReceiveWait time.Duration
+	// NextCut, when set, says when the consumer expects to cut its next
+	// batch (the zero time: unknown). A caught-up stream then waits
+	// longer while that is far off, halving toward it, never less than
+	// ReceiveWait (see stream.gather).
+	NextCut func() time.Time
 	// MessagePrefix, when set, turns message mode on: the stream also
 	// carries logical decoding messages (PostgreSQL 14+), and the
 	// transactional ones of this prefix are events (package payload).

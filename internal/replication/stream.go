@@ -507,6 +507,9 @@ type stream struct {
 	readDeadline  time.Time // the socket's current read deadline
 	awaitingReply time.Time // when a reply was asked for and none came yet
 	received      time.Time // when the last message arrived (Item.At)
+	// heldSince is when gather's last wait began: the messages read after
+	// it arrived no earlier, and count from then (see gather).
+	heldSince time.Time
 }
 
 func newStream(s *Source, conn *pgconn.PgConn, out chan<- []Item) *stream {
@@ -552,6 +555,9 @@ func (st *stream) loop(ctx context.Context) error {
 		}
 		st.awaitingReply = time.Time{}
 		st.received = time.Now()
+		if !st.heldSince.IsZero() {
+			st.received = st.heldSince
+		}
 		if err := st.handle(ctx, msg); err != nil {
 			return err
 		}

@@ -1,0 +1,104 @@
+package replication
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/outbox-relay/relay/internal/ack"
+)
+
+func TestPace(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	ms := time.Millisecond
+	tests := []struct {
+		name    string
+		wait    time.Duration
+		nextCut func() time.Time
+		want    time.Duration
+	}{
+		{name: "no forecast: the receive wait", wait: 10 * ms, want: 10 * ms},
+		{name: "unknown cut: the receive wait", wait: 10 * ms,
+			nextCut: func() time.Time { return time.Time{} }, want: 10 * ms},
+		{name: "half the time left", wait: 10 * ms,
+			nextCut: func() time.Time { return now.Add(300 * ms) }, want: 150 * ms},
+		{name: "capped far from the cut", wait: 10 * ms,
+			nextCut: func() time.Time { return now.Add(5 * time.Second) }, want: maxPacedWait},
+		{name: "near the cut: the receive wait", wait: 10 * ms,
+			nextCut: func() time.Time { return now.Add(12 * ms) }, want: 10 * ms},
+		{name: "past the cut: the receive wait", wait: 10 * ms,
+			nextCut: func() time.Time { return now.Add(-time.Second) }, want: 10 * ms},
+		{name: "a receive wait above the cap is kept", wait: 400 * ms,
+			nextCut: func() time.Time { return now.Add(5 * time.Second) }, want: 400 * ms},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &stream{Source: &Source{cfg: Config{ReceiveWait: tt.wait, NextCut: tt.nextCut}}}
+			if got := st.pace(now); got != tt.want {
+				t.Errorf("pace = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// The messages read after a wait count as arrived when the wait began, so
+// that the consumer's flush interval does not grow by the wait.
+func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	const n, wait = 10, 100 * time.Millisecond
+	go fakeWalsender(ctx, ln, n, 20) // a transaction every 50 ms
+
+	cfg := Config{ConnString: "postgres://test@" + ln.Addr().String() + "/test?sslmode=disable",
+		Slot: "test", Publication: "test", Table: "outbox_event",
+		StatusInterval: 10 * time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 26, ReceiveWait: wait}
+	budget := semaphore.NewWeighted(cfg.BudgetBytes)
+	src := New(cfg, nil, ack.New(0), budget, zerolog.Nop(), Hooks{}, nil)
+	src.emitCtx = ctx
+	conn, err := src.connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	out := make(chan []Item, 64)
+	st := newStream(src, conn, out)
+	streamErr := make(chan error, 1)
+	go func() { streamErr <- st.loop(ctx) }()
+
+	handOvers, got := 0, 0
+	for got < n {
+		select {
+		case its := <-out:
+			received := time.Now()
+			handOvers++
+			for _, it := range its {
+				if !it.Commit {
+					got++
+					budget.Release(it.Event.Weight(cfg.BudgetBytes))
+				}
+				// The first hand-over follows no wait.
+				if held := received.Sub(it.At); handOvers > 1 && held < wait/2 {
+					t.Errorf("hand-over %d: an item's At is %v before it was handed over, want the wait's start (%v before)",
+						handOvers, held, wait)
+				}
+			}
+		case err := <-streamErr:
+			t.Fatalf("stream ended after %d events: %v", got, err)
+		case <-time.After(time.Minute):
+			t.Fatalf("%d of %d events after a minute", got, n)
+		}
+	}
+	if handOvers < 3 {
+		t.Errorf("%d hand-overs; the test needs waits between them", handOvers)
+	}
+}
