@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,10 +20,15 @@ import (
 
 // LatencyConfig is a steady-state producer.
 type LatencyConfig struct {
-	Rate     int // events per second, one per transaction
-	Duration time.Duration
-	Conns    int // producer connections
-	Size     int // event_context bytes
+	Rate int // events per second, one per transaction
+	// StepRate, when set, makes the rate alternate between Rate and
+	// StepRate every StepEvery: a load that changes in the middle of
+	// batches.
+	StepRate  int
+	StepEvery time.Duration
+	Duration  time.Duration
+	Conns     int // producer connections
+	Size      int // event_context bytes
 	// Poll is how often the watcher looks for new events in ClickHouse.
 	Poll time.Duration
 	// Settle bounds the wait for the last events after the producer ends.
@@ -63,6 +69,38 @@ func (r *LatencyResult) Quantile(q float64) time.Duration {
 	return r.Lat[min(max(i, 0), len(r.Lat)-1)]
 }
 
+// Label names the rate: "2000", or "500/2000" when it alternates.
+func (c LatencyConfig) Label() string {
+	if c.StepRate > 0 {
+		return fmt.Sprintf("%d/%d", c.Rate, c.StepRate)
+	}
+	return strconv.Itoa(c.Rate)
+}
+
+// schedule is when each event is due, from the start: Rate per second,
+// or Rate and StepRate in turns of StepEvery.
+func (c LatencyConfig) schedule() []time.Duration {
+	var due []time.Duration
+	rate, phaseEnd := c.Rate, c.Duration
+	if c.StepRate > 0 && c.StepEvery > 0 {
+		phaseEnd = c.StepEvery
+	}
+	for t := time.Duration(0); t < c.Duration; {
+		if t >= phaseEnd {
+			if rate == c.Rate {
+				rate = c.StepRate
+			} else {
+				rate = c.Rate
+			}
+			t, phaseEnd = phaseEnd, phaseEnd+c.StepEvery
+			continue
+		}
+		due = append(due, t)
+		t += time.Second / time.Duration(rate)
+	}
+	return due
+}
+
 // RunLatency produces cfg.Rate events per second for cfg.Duration, each in
 // its own transaction, and measures for each event the time from its
 // commit (when COMMIT returned to the producer) to when a watcher polling
@@ -70,7 +108,8 @@ func (r *LatencyResult) Quantile(q float64) time.Duration {
 // is the poll period). Events are identified by their sequence number,
 // stored in metadata_version.
 func RunLatency(ctx context.Context, e *Env, cfg LatencyConfig) (LatencyResult, error) {
-	total := int(float64(cfg.Rate) * cfg.Duration.Seconds())
+	due := cfg.schedule()
+	total := len(due)
 	committed := make([]int64, total+1) // unix ns by seq; written by producers
 	seen := make([]int64, total+1)      // unix ns by seq; written by the watcher
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -79,7 +118,7 @@ func RunLatency(ctx context.Context, e *Env, cfg LatencyConfig) (LatencyResult, 
 	w := &watcher{e: e, every: cfg.Poll, seen: seen}
 	go func() { watchDone <- w.run(wctx) }()
 
-	if err := produce(ctx, e, cfg, total, committed); err != nil {
+	if err := produce(ctx, e, cfg, due, committed); err != nil {
 		return LatencyResult{}, err
 	}
 	deadline := time.Now().Add(cfg.Settle)
@@ -133,10 +172,10 @@ func summarize(committed, seen []int64) LatencyResult {
 	return res
 }
 
-// produce runs cfg.Conns producers that commit event seq at
-// start + seq/Rate (late events are sent at once, not skipped).
-func produce(ctx context.Context, e *Env, cfg LatencyConfig, total int, committed []int64) error {
-	period := time.Second / time.Duration(cfg.Rate)
+// produce runs cfg.Conns producers that commit event seq at start +
+// due[seq-1] (late events are sent at once, not skipped).
+func produce(ctx context.Context, e *Env, cfg LatencyConfig, due []time.Duration, committed []int64) error {
+	total := len(due)
 	start := time.Now().Add(100 * time.Millisecond)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -148,7 +187,7 @@ func produce(ctx context.Context, e *Env, cfg LatencyConfig, total int, committe
 			errs <- producer(ctx, e, cfg.Size, cfg.SyncCommit, cfg.MessagePrefix, total, func() int {
 				return int(next.Add(1))
 			}, func(seq int) time.Time {
-				return start.Add(time.Duration(seq-1) * period)
+				return start.Add(due[seq-1])
 			}, committed)
 		}()
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -187,11 +188,14 @@ func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Du
 	steady := *r
 	steady.BatchSize = batch
 	r = &steady
-	sc = fmt.Sprintf("latency %d ev/s, interval %s, batch %d", lc.Rate, interval, r.BatchSize)
+	sc = fmt.Sprintf("latency %s ev/s, interval %s, batch %d", lc.Label(), interval, r.BatchSize)
+	if lc.StepRate > 0 {
+		sc = fmt.Sprintf("latency %s ev/s (turns of %s), interval %s, batch %d", lc.Label(), lc.StepEvery, interval, r.BatchSize)
+	}
 	for i := range runs {
 		load := LoadAvg1()
 		r.Logf("%s: run %d/%d (%s each, load average %.1f)", sc, i+1, runs, lc.Duration, load)
-		relay, err := r.latencyRun(ctx, "relay", lc, interval, fmt.Sprintf("latency-%d-%d", lc.Rate, i+1))
+		relay, err := r.latencyRun(ctx, "relay", lc, interval, fmt.Sprintf("latency-%s-%d", strings.ReplaceAll(lc.Label(), "/", "-"), i+1))
 		if err != nil {
 			r.fail(sc, i, err)
 			continue
@@ -205,17 +209,17 @@ func (r *Runner) Latency(ctx context.Context, lc LatencyConfig, interval time.Du
 		relay.record(r.Report, sc, "relay")
 		poll.record(r.Report, sc, "polling")
 	}
-	p99Ratio = fmt.Sprintf("latency p99 @%d ev/s/%s relay/polling", lc.Rate, interval)
+	p99Ratio = fmt.Sprintf("latency p99 @%s ev/s/%s relay/polling", lc.Label(), interval)
 	for _, v := range ratio(r.Report.Get(sc, "relay p99"), r.Report.Get(sc, "polling p99")) {
 		r.Report.Add(RatioScenario, p99Ratio, "×", v)
 	}
-	cpuRatio = fmt.Sprintf("latency cpu total/M @%d ev/s/%s relay/polling", lc.Rate, interval)
+	cpuRatio = fmt.Sprintf("latency cpu total/M @%s ev/s/%s relay/polling", lc.Label(), interval)
 	for _, v := range ratio(r.Report.Get(sc, "relay cpu total"), r.Report.Get(sc, "polling cpu total")) {
 		r.Report.Add(RatioScenario, cpuRatio, "×", v)
 	}
 	// The relay's process alone against the poller's: what waking up for
 	// each streamed message costs, apart from the servers.
-	ownRatio = fmt.Sprintf("latency cpu own/M @%d ev/s/%s relay/polling", lc.Rate, interval)
+	ownRatio = fmt.Sprintf("latency cpu own/M @%s ev/s/%s relay/polling", lc.Label(), interval)
 	for _, v := range ratio(r.Report.Get(sc, "relay cpu (own)"), r.Report.Get(sc, "polling cpu (own)")) {
 		r.Report.Add(RatioScenario, ownRatio, "×", v)
 	}
@@ -257,7 +261,7 @@ func (r *Runner) latencyRun(ctx context.Context, system string, lc LatencyConfig
 		return st, err
 	}
 	if r.KeepLatencies {
-		lc.Dump = filepath.Join(r.WorkDir, fmt.Sprintf("latency-%s-%d.csv", system, lc.Rate))
+		lc.Dump = filepath.Join(r.WorkDir, fmt.Sprintf("latency-%s-%s.csv", system, strings.ReplaceAll(lc.Label(), "/", "-")))
 	}
 	defer p.Kill()
 	before := r.Srv.ReadServerCPU()

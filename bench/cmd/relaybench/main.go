@@ -140,7 +140,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.Int64Var(&o.batchBytes, "batch-bytes", 16<<20, "RELAY_BATCH_BYTES (and the raw insert's byte cut)")
 	fs.IntVar(&o.loadConns, "load-conns", 2, "connections loading the backlog")
 	fs.StringVar(&o.profileDir, "cpuprofile-dir", "", "pass BENCH_CPUPROFILE=<dir>/<run>.pprof to the relay (use -relay bin/relayprof)")
-	fs.StringVar(&o.rates, "rates", "2000:1s,500:1s,10000:100ms", "latency scenarios as rate:interval[:batch] (batch 1000 when left out; the first is compared with polling against the p99 ratio target, a 10000 ev/s one at 100ms against 250 ms)")
+	fs.StringVar(&o.rates, "rates", "2000:1s,500:1s,10000:100ms", "latency scenarios as rate[/rate]:interval[:batch] (batch 1000 when left out; two rates alternate every 1.7s; the first is compared with polling against the p99 ratio target, a 10000 ev/s one at 100ms against 250 ms)")
 	fs.BoolVar(&o.syncCommit, "sync-commit", true, "latency producer commits with synchronous_commit = on (PostgreSQL's default; the test servers' default is off)")
 	fs.BoolVar(&o.dumpLatency, "dump-latencies", false, "write each event's commit and seen time to the workdir (latency-<system>-<rate>.csv)")
 	fs.StringVar(&o.relayEnv, "relay-env", "", "extra KEY=VALUE settings for the relay, comma-separated (e.g. GOMEMLIMIT=96MiB)")
@@ -266,22 +266,25 @@ func modes(ctx context.Context, o *options, r *bench.Runner) {
 
 func latency(ctx context.Context, o *options, r *bench.Runner) {
 	for i, spec := range splitList(o.rates) {
-		rate, interval, batch, err := parseRate(spec)
+		rate, step, interval, batch, err := parseRate(spec)
 		if err != nil {
 			r.Logf("-rates %q: %v", spec, err)
 			continue
 		}
-		lc := bench.LatencyConfig{Rate: rate, Duration: o.latDuration, Conns: min(max(rate/400, 4), 32),
+		lc := bench.LatencyConfig{Rate: rate, Duration: o.latDuration, Conns: min(max(max(rate, step)/400, 4), 32),
 			Size: 512, Poll: 50 * time.Millisecond, Settle: 30 * time.Second, SyncCommit: o.syncCommit}
+		if step > 0 {
+			lc.StepRate, lc.StepEvery = step, stepEvery
+		}
 		sc, ratio, cpuRatio, ownRatio := r.Latency(ctx, lc, interval, batch, o.latRuns)
 		if i == 0 {
 			r.Report.Goal(bench.RatioScenario, ratio, "<=", 0.5)
 		}
-		if rate == 2000 {
+		if rate == 2000 && step == 0 {
 			r.Report.Goal(bench.RatioScenario, cpuRatio, "<=", 1)
 			r.Report.Goal(bench.RatioScenario, ownRatio, "<=", 2)
 		}
-		if rate == 10000 && interval == 100*time.Millisecond {
+		if rate == 10000 && step == 0 && interval == 100*time.Millisecond {
 			r.Report.Goal(sc, "relay p99", "<=", 250)
 		}
 		if ctx.Err() != nil {
@@ -290,27 +293,42 @@ func latency(ctx context.Context, o *options, r *bench.Runner) {
 	}
 }
 
-// parseRate reads "2000:1s" or "10000:100ms:10000" (events per second,
-// flush/poll interval, batch size; bench.SteadyBatchSize when left out).
-func parseRate(spec string) (rate int, interval time.Duration, batch int, err error) {
+// stepEvery is how long each rate of an alternating spec ("500/2000:1s")
+// lasts: not a multiple of the flush interval, so the changes fall at
+// every point of a batch's life.
+const stepEvery = 1700 * time.Millisecond
+
+// parseRate reads "2000:1s", "10000:100ms:10000" or "500/2000:1s" (events
+// per second, or two that alternate every stepEvery; flush/poll interval;
+// batch size, bench.SteadyBatchSize when left out).
+func parseRate(spec string) (rate, step int, interval time.Duration, batch int, err error) {
 	parts := strings.Split(spec, ":")
 	if len(parts) < 2 || len(parts) > 3 {
-		return 0, 0, 0, errors.New("want rate:interval[:batch]")
+		return 0, 0, 0, 0, errors.New("want rate[/rate]:interval[:batch]")
 	}
-	rate, err = strconv.Atoi(parts[0])
+	rates := strings.Split(parts[0], "/")
+	if len(rates) > 2 {
+		return 0, 0, 0, 0, fmt.Errorf("bad rate %q: at most two, as 500/2000", parts[0])
+	}
+	rate, err = strconv.Atoi(rates[0])
 	if err != nil || rate <= 0 {
-		return 0, 0, 0, fmt.Errorf("bad rate %q", parts[0])
+		return 0, 0, 0, 0, fmt.Errorf("bad rate %q", rates[0])
+	}
+	if len(rates) == 2 {
+		if step, err = strconv.Atoi(rates[1]); err != nil || step <= 0 {
+			return 0, 0, 0, 0, fmt.Errorf("bad rate %q", rates[1])
+		}
 	}
 	if interval, err = time.ParseDuration(parts[1]); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	batch = bench.SteadyBatchSize
 	if len(parts) == 3 {
 		if batch, err = strconv.Atoi(parts[2]); err != nil || batch <= 0 {
-			return 0, 0, 0, fmt.Errorf("bad batch size %q", parts[2])
+			return 0, 0, 0, 0, fmt.Errorf("bad batch size %q", parts[2])
 		}
 	}
-	return rate, interval, batch, nil
+	return rate, step, interval, batch, nil
 }
 
 // servers reads the environment that `scripts/services.sh up` prints.
