@@ -24,19 +24,7 @@ func lowWater(t *testing.T, s *socket) int {
 // A waiting stream's socket wakes the process only once quietBytes are
 // queued; its reads wake at the first byte again.
 func TestSocketQuietSetsTheLowWaterMark(t *testing.T) {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	var d net.Dialer
-	c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }()
-	s := newSocket(c)
+	s, _ := socketPair(t)
 	if s.raw == nil {
 		t.Fatal("newSocket found no TCP socket under a TCP connection")
 	}

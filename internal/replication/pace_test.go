@@ -5,11 +5,6 @@ import (
 	"net"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
-
-	"github.com/outbox-relay/relay/internal/ack"
 )
 
 func TestPace(t *testing.T) {
@@ -59,19 +54,7 @@ func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
 	const n, wait = 10, 100 * time.Millisecond
 	go fakeWalsender(ctx, ln, n, 20) // a transaction every 50 ms
 
-	cfg := Config{ConnString: "postgres://test@" + ln.Addr().String() + "/test?sslmode=disable",
-		Slot: "test", Publication: "test", Table: "outbox_event",
-		StatusInterval: 10 * time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 26, ReceiveWait: wait}
-	budget := semaphore.NewWeighted(cfg.BudgetBytes)
-	src := New(cfg, nil, ack.New(0), budget, zerolog.Nop(), Hooks{}, nil)
-	src.emitCtx = ctx
-	conn, err := src.connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	out := make(chan []Item, 64)
-	st := newStream(src, conn, out)
+	st, cfg, budget, out := fakeStream(ctx, t, ln.Addr().String(), wait, nil)
 	streamErr := make(chan error, 1)
 	go func() { streamErr <- st.loop(ctx) }()
 

@@ -63,23 +63,12 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced bool) {
 	addr, stopSender := startFakeWalsender(b, n, rate)
 	defer stopSender()
 
-	cfg := Config{ConnString: "postgres://bench@" + addr + "/bench?sslmode=disable",
-		Slot: "bench", Publication: "bench", Table: "outbox_event",
-		StatusInterval: 10 * time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 26, ReceiveWait: wait}
 	forecast := new(batch.Forecast)
-	if paced {
-		cfg.NextCut = forecast.Load
+	nextCut := forecast.Load
+	if !paced {
+		nextCut = nil
 	}
-	budget := semaphore.NewWeighted(cfg.BudgetBytes)
-	src := New(cfg, nil, ack.New(0), budget, zerolog.Nop(), Hooks{}, nil)
-	src.emitCtx = ctx
-	conn, err := src.connect(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	out := make(chan []Item, 1024)
-	st := newStream(src, conn, out)
+	st, cfg, budget, out := fakeStream(ctx, b, addr, wait, nextCut)
 	streamErr := make(chan error, 1)
 
 	b.ReportAllocs()
@@ -114,6 +103,27 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced bool) {
 	if err := <-streamErr; err != nil && !errors.Is(err, context.Canceled) {
 		b.Fatalf("stream: %v", err)
 	}
+}
+
+// fakeStream connects a stream to the fake walsender at addr (see
+// fakeWalsender) with the given receive wait and NextCut; the connection
+// is closed when tb ends.
+func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Duration, nextCut func() time.Time) (*stream, Config, *semaphore.Weighted, chan []Item) {
+	tb.Helper()
+	cfg := Config{ConnString: "postgres://bench@" + addr + "/bench?sslmode=disable",
+		Slot: "bench", Publication: "bench", Table: "outbox_event",
+		StatusInterval: 10 * time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 26,
+		ReceiveWait: wait, NextCut: nextCut}
+	budget := semaphore.NewWeighted(cfg.BudgetBytes)
+	src := New(cfg, nil, ack.New(0), budget, zerolog.Nop(), Hooks{}, nil)
+	src.emitCtx = ctx
+	conn, err := src.connect(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close(context.Background()) })
+	out := make(chan []Item, 1024)
+	return newStream(src, conn, out), cfg, budget, out
 }
 
 func release(budget *semaphore.Weighted, bt batch.Batch, capacity int64) {
