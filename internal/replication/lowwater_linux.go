@@ -23,3 +23,13 @@ func readable(fd uintptr) bool {
 	n, err := unix.Poll(fds[:], 0)
 	return err != nil || n > 0
 }
+
+// queued is how many bytes are queued on fd to be read (SIOCINQ); -1
+// when it cannot tell.
+func queued(fd uintptr) int {
+	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	if err != nil {
+		return -1
+	}
+	return n
+}

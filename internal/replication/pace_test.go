@@ -52,9 +52,9 @@ func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
 	}
 	defer func() { _ = ln.Close() }()
 	const n, wait = 10, 100 * time.Millisecond
-	go fakeWalsender(ctx, ln, n, 20) // a transaction every 50 ms
+	go fakeWalsender(ctx, ln, n, 20, false) // a transaction every 50 ms
 
-	st, cfg, budget, out := fakeStream(ctx, t, ln.Addr().String(), wait, nil)
+	st, cfg, budget, out := fakeStream(ctx, t, ln.Addr().String(), wait, nil, false)
 	streamErr := make(chan error, 1)
 	go func() { streamErr <- st.loop(ctx) }()
 
@@ -83,5 +83,50 @@ func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
 	}
 	if handOvers < 3 {
 		t.Errorf("%d hand-overs; the test needs waits between them", handOvers)
+	}
+}
+
+// Over TLS a read takes every record already received, not one: a
+// walsender sends each message as a record of its own, and a stream that
+// read one record per wait would fall behind any real load.
+func TestTLSReadTakesTheRecordsReceived(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	const n = 3000
+	go fakeWalsender(ctx, ln, n, 0, true) // flat out, over TLS
+
+	st, cfg, budget, out := fakeStream(ctx, t, ln.Addr().String(), 10*time.Millisecond, nil, true)
+	if !st.sock.isTLS {
+		t.Fatal("the stream's socket is not TLS")
+	}
+	streamErr := make(chan error, 1)
+	go func() { streamErr <- st.loop(ctx) }()
+	handOvers, items, got := 0, 0, 0
+	for got < n {
+		select {
+		case its := <-out:
+			handOvers++
+			items += len(its)
+			for _, it := range its {
+				if !it.Commit {
+					got++
+					budget.Release(it.Event.Weight(cfg.BudgetBytes))
+				}
+			}
+		case err := <-streamErr:
+			t.Fatalf("stream ended after %d events: %v", got, err)
+		case <-time.After(time.Minute):
+			t.Fatalf("%d of %d events after a minute (%d hand-overs)", got, n, handOvers)
+		}
+	}
+	// A record at a time is one item a hand-over (a message each).
+	if per := items / handOvers; per < 3 {
+		t.Errorf("%d items in %d hand-overs (%d each): the stream reads a record at a time", items, handOvers, per)
 	}
 }

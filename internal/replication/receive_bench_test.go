@@ -3,9 +3,16 @@ package replication
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -52,15 +59,23 @@ func BenchmarkReceive(b *testing.B) {
 		{"2000tx_s_wait10", 2000, 10 * time.Millisecond, !paced}, {"2000tx_s_wait20", 2000, 20 * time.Millisecond, !paced},
 		{"500tx_s", 500, 10 * time.Millisecond, paced}, {"500tx_s_wait10", 500, 10 * time.Millisecond, !paced},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchReceive(b, bc.rate, bc.wait, bc.paced) })
+		b.Run(bc.name, func(b *testing.B) { benchReceive(b, bc.rate, bc.wait, bc.paced, false) })
+	}
+	// The same over TLS (sslmode=require): a walsender's every message is
+	// its own TLS record, and a TLS read returns one record.
+	for _, bc := range []struct {
+		name string
+		rate int
+	}{{"flat_tls", 0}, {"2000tx_s_tls", 2000}} {
+		b.Run(bc.name, func(b *testing.B) { benchReceive(b, bc.rate, 10*time.Millisecond, paced, true) })
 	}
 }
 
-func benchReceive(b *testing.B, rate int, wait time.Duration, paced bool) {
+func benchReceive(b *testing.B, rate int, wait time.Duration, paced, useTLS bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := b.N
-	addr, stopSender := startFakeWalsender(b, n, rate)
+	addr, stopSender := startFakeWalsender(b, n, rate, useTLS)
 	defer stopSender()
 
 	forecast := new(batch.Forecast)
@@ -68,7 +83,7 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced bool) {
 	if !paced {
 		nextCut = nil
 	}
-	st, cfg, budget, out := fakeStream(ctx, b, addr, wait, nextCut)
+	st, cfg, budget, out := fakeStream(ctx, b, addr, wait, nextCut, useTLS)
 	streamErr := make(chan error, 1)
 
 	b.ReportAllocs()
@@ -108,9 +123,13 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced bool) {
 // fakeStream connects a stream to the fake walsender at addr (see
 // fakeWalsender) with the given receive wait and NextCut; the connection
 // is closed when tb ends.
-func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Duration, nextCut func() time.Time) (*stream, Config, *semaphore.Weighted, chan []Item) {
+func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Duration, nextCut func() time.Time, useTLS bool) (*stream, Config, *semaphore.Weighted, chan []Item) {
 	tb.Helper()
-	cfg := Config{ConnString: "postgres://bench@" + addr + "/bench?sslmode=disable",
+	sslmode := "disable"
+	if useTLS {
+		sslmode = "require"
+	}
+	cfg := Config{ConnString: "postgres://bench@" + addr + "/bench?sslmode=" + sslmode,
 		Slot: "bench", Publication: "bench", Table: "outbox_event",
 		StatusInterval: 10 * time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 26,
 		ReceiveWait: wait, NextCut: nextCut}
@@ -144,10 +163,10 @@ func processCPU() time.Duration {
 // startFakeWalsender runs fakeWalsender in a child process (this test
 // binary, TestFakeWalsenderProcess), so that its CPU is not counted, and
 // returns its address.
-func startFakeWalsender(b *testing.B, n, rate int) (addr string, stop func()) {
+func startFakeWalsender(b *testing.B, n, rate int, useTLS bool) (addr string, stop func()) {
 	b.Helper()
 	cmd := exec.CommandContext(b.Context(), os.Args[0], "-test.run=^TestFakeWalsenderProcess$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("FAKE_WALSENDER=%d:%d", n, rate))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("FAKE_WALSENDER=%d:%d:%t", n, rate, useTLS))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -173,7 +192,8 @@ func TestFakeWalsenderProcess(t *testing.T) {
 		t.Skip("the child process of BenchmarkReceive")
 	}
 	var n, rate int
-	if _, err := fmt.Sscanf(spec, "%d:%d", &n, &rate); err != nil {
+	var useTLS bool
+	if _, err := fmt.Sscanf(spec, "%d:%d:%t", &n, &rate, &useTLS); err != nil {
 		t.Fatal(err)
 	}
 	var lc net.ListenConfig
@@ -182,14 +202,14 @@ func TestFakeWalsenderProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("listening on %s\n", ln.Addr())
-	fakeWalsender(context.Background(), ln, n, rate)
+	fakeWalsender(context.Background(), ln, n, rate, useTLS)
 }
 
 // fakeWalsender accepts one connection, answers the startup with
 // AuthenticationOk and ReadyForQuery, then sends a Relation message and n
 // one-event transactions, rate per second (0: flat out), and keeps the
 // connection open until ctx ends.
-func fakeWalsender(ctx context.Context, ln net.Listener, n, rate int) {
+func fakeWalsender(ctx context.Context, ln net.Listener, n, rate int, useTLS bool) {
 	conn, err := ln.Accept()
 	if err != nil {
 		return
@@ -197,8 +217,26 @@ func fakeWalsender(ctx context.Context, ln net.Listener, n, rate int) {
 	defer func() { _ = conn.Close() }()
 	go func() { <-ctx.Done(); _ = conn.Close() }()
 	be := pgproto3.NewBackend(conn, conn)
-	if _, err := be.ReceiveStartupMessage(); err != nil {
+	startup, err := be.ReceiveStartupMessage()
+	if err != nil {
 		return
+	}
+	if _, ok := startup.(*pgproto3.SSLRequest); ok {
+		if !useTLS {
+			return
+		}
+		if _, err := conn.Write([]byte{'S'}); err != nil {
+			return
+		}
+		tc := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{selfSigned()}, MinVersion: tls.VersionTLS12})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return
+		}
+		conn = tc
+		be = pgproto3.NewBackend(conn, conn)
+		if _, err := be.ReceiveStartupMessage(); err != nil {
+			return
+		}
 	}
 	be.Send(&pgproto3.AuthenticationOk{})
 	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
@@ -279,4 +317,20 @@ func benchRelationMessage() []byte {
 		m = binary.BigEndian.AppendUint32(m, 0xffffffff)
 	}
 	return m
+}
+
+// selfSigned is a throwaway certificate for the fake walsender's TLS
+// (sslmode=require does not verify it).
+func selfSigned() tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake walsender"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

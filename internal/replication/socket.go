@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,12 +29,18 @@ type socket struct {
 	net.Conn
 	r        *bufio.Reader
 	buffered atomic.Int64 // bytes in r after the last Read
-	drained  atomic.Bool  // the last network read returned less than it asked for
+	drained  atomic.Bool  // the last network read emptied the kernel's queue (and TLS's)
 	// tcp is the TCP connection under conn (and TLS), raw its socket for
 	// options and waits; nil when conn is not one (a Unix socket does
 	// not need them).
 	tcp *net.TCPConn
 	raw syscall.RawConn
+	// isTLS: conn is TLS over tcp, whose reads return one record each.
+	isTLS bool
+	// deadline is the read deadline last set through the socket: the
+	// socket's own waits and probes move tcp's and put it back.
+	mu       sync.Mutex
+	deadline time.Time
 }
 
 func newSocket(c net.Conn) *socket {
@@ -41,7 +48,7 @@ func newSocket(c net.Conn) *socket {
 	s.r = bufio.NewReaderSize(networkReader{s}, socketBufferSize)
 	under := c
 	if t, ok := under.(interface{ NetConn() net.Conn }); ok { // TLS
-		under = t.NetConn()
+		under, s.isTLS = t.NetConn(), true
 	}
 	if tcp, ok := under.(*net.TCPConn); ok {
 		if raw, err := tcp.SyscallConn(); err == nil {
@@ -74,30 +81,84 @@ func (s *socket) quiet(on bool) {
 	_ = s.raw.Control(func(fd uintptr) { setLowWater(fd, n) })
 }
 
+// SetDeadline and SetReadDeadline note the read deadline (see deadline).
+func (s *socket) SetDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadline = t
+	return s.Conn.SetDeadline(t)
+}
+
+func (s *socket) SetReadDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadline = t
+	return s.Conn.SetReadDeadline(t)
+}
+
+// restoreDeadline puts back the read deadline set through the socket.
+func (s *socket) restoreDeadline() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.tcp.SetReadDeadline(s.deadline)
+}
+
+// past is a read deadline that has passed: a read under it returns what
+// is buffered above the kernel, or fails at once.
+var past = time.Unix(1, 0)
+
 // await waits until until, or until the kernel would wake a reader of the
 // quiet socket: quietBytes are queued, or its buffer or receive window is
 // nearly full (the sender must not stall on a long wait). It reports false
 // when it cannot wait on this socket (not TCP, or not Linux): the caller
-// keeps time itself. restore is the read deadline to put back.
-func (s *socket) await(ctx context.Context, until, restore time.Time) (bool, error) {
+// keeps time itself.
+func (s *socket) await(ctx context.Context, until time.Time) (bool, error) {
 	if s.tcp == nil || !canAwait {
 		return false, nil
 	}
 	s.quiet(true)
 	defer s.quiet(false)
 	_ = s.tcp.SetReadDeadline(until)
-	stop := context.AfterFunc(ctx, func() { _ = s.tcp.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = s.tcp.SetReadDeadline(past) })
 	// The poll checks what the kernel says now: a readiness noted by the
 	// runtime before the mark was raised does not end the wait.
 	err := s.raw.Read(func(fd uintptr) bool { return readable(fd) })
 	if !stop() || ctx.Err() != nil {
 		return true, ctx.Err()
 	}
-	_ = s.tcp.SetReadDeadline(restore)
+	s.restoreDeadline()
 	// A deadline is the wait's normal end; any other error comes back
 	// from the read that follows.
 	_ = err
 	return true, nil
+}
+
+// takeRecords reads into p the TLS records already received, without
+// waiting for the network: under a past deadline a TLS read returns a
+// record it holds whole and fails at once (a timeout, which leaves TLS
+// usable) when it would need the network. A walsender sends each message
+// as its own record, and a TLS read returns one record: without this a
+// read would bring one message, not what has arrived.
+func (s *socket) takeRecords(p []byte) int {
+	_ = s.tcp.SetReadDeadline(past)
+	defer s.restoreDeadline()
+	n := 0
+	for n < len(p) {
+		m, err := s.Conn.Read(p[n:])
+		n += m
+		if err != nil || m == 0 {
+			break
+		}
+	}
+	return n
+}
+
+// kernelEmpty reports whether nothing is queued on the socket; false when
+// it cannot tell.
+func (s *socket) kernelEmpty() bool {
+	empty := false
+	_ = s.raw.Control(func(fd uintptr) { empty = queued(fd) == 0 })
+	return empty
 }
 
 func (s *socket) Read(p []byte) (int, error) {
@@ -112,8 +173,16 @@ func (s *socket) Read(p []byte) (int, error) {
 type networkReader struct{ s *socket }
 
 func (r networkReader) Read(p []byte) (int, error) {
-	n, err := r.s.Conn.Read(p)
-	r.s.drained.Store(err == nil && n < len(p))
+	s := r.s
+	n, err := s.Conn.Read(p)
+	drained := err == nil && n < len(p)
+	if drained && s.isTLS && s.tcp != nil {
+		// The records TLS holds are taken too; the read emptied the
+		// kernel's queue only if nothing is left there.
+		n += s.takeRecords(p[n:])
+		drained = n < len(p) && s.kernelEmpty()
+	}
+	s.drained.Store(drained)
 	return n, err
 }
 
@@ -173,7 +242,7 @@ func (st *stream) gather(ctx context.Context) error {
 	start := time.Now()
 	wait := st.pace(start)
 	st.heldSince = start
-	if ok, err := st.sock.await(ctx, start.Add(wait), st.readDeadline); ok || err != nil {
+	if ok, err := st.sock.await(ctx, start.Add(wait)); ok || err != nil {
 		return err
 	}
 	if st.wait == nil {
