@@ -121,6 +121,7 @@ ensure_packages() {
 	[[ -x $CH_SERVER ]] || missing+=(clickhouse-server)
 	[[ -x $CH_CLIENT ]] || missing+=(clickhouse-client)
 	command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 	if is_root && ! command -v setpriv >/dev/null 2>&1 && ! command -v runuser >/dev/null 2>&1; then
 		missing+=(util-linux)
 	fi
@@ -301,7 +302,16 @@ pg_init() {
 		host    replication  all   ::1/128        trust
 	EOF
 	echo "include_if_exists = 'relay.conf'" >>"$PGDATA_DIR/postgresql.conf"
-	is_root && chown postgres: "$PGDATA_DIR/pg_hba.conf" "$PGDATA_DIR/postgresql.conf"
+	# A throwaway certificate: the server also takes TLS (sslmode=require),
+	# which the tests of the relay over TLS use; plain connections still work.
+	if ! out=$(openssl req -new -x509 -days 3650 -nodes -subj /CN=localhost \
+		-keyout "$PGDATA_DIR/server.key" -out "$PGDATA_DIR/server.crt" 2>&1); then
+		printf '%s\n' "$out" >&2
+		die "openssl could not make the server's certificate"
+	fi
+	chmod 0600 "$PGDATA_DIR/server.key"
+	is_root && chown postgres: "$PGDATA_DIR/pg_hba.conf" "$PGDATA_DIR/postgresql.conf" \
+		"$PGDATA_DIR/server.key" "$PGDATA_DIR/server.crt"
 	return 0
 }
 
@@ -324,12 +334,16 @@ pg_sockdir() {
 }
 
 pg_write_conf() {
+	# TLS only where pg_init made the certificate (not in an older data dir).
+	local ssl=off
+	[[ -f $PGDATA_DIR/server.crt ]] && ssl=on
 	cat >"$PGDATA_DIR/relay.conf" <<-EOF
 		# Written by scripts/services.sh; rewritten at every start.
 		port = $PG_PORT
 		listen_addresses = '127.0.0.1'
 		unix_socket_directories = '$PG_SOCKDIR'
 		wal_level = logical
+		ssl = $ssl
 		max_replication_slots = 32
 		max_wal_senders = 32
 		wal_sender_timeout = 60s
