@@ -43,18 +43,10 @@ func TestPace(t *testing.T) {
 // The messages read after a wait count as arrived when the wait began, so
 // that the consumer's flush interval does not grow by the wait.
 func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
+	ctx := t.Context()
 	const n, wait = 10, 100 * time.Millisecond
-	go fakeWalsender(ctx, ln, n, 20, false) // a transaction every 50 ms
-
-	st, cfg, budget, out := fakeStream(ctx, t, ln.Addr().String(), wait, nil, false)
+	addr := serveFakeWalsender(ctx, t, n, 20, false) // a transaction every 50 ms
+	st, cfg, budget, out := fakeStream(ctx, t, addr, wait, nil, false)
 	streamErr := make(chan error, 1)
 	go func() { streamErr <- st.loop(ctx) }()
 
@@ -90,18 +82,10 @@ func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
 // walsender sends each message as a record of its own, and a stream that
 // read one record per wait would fall behind any real load.
 func TestTLSReadTakesTheRecordsReceived(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
+	ctx := t.Context()
 	const n = 3000
-	go fakeWalsender(ctx, ln, n, 0, true) // flat out, over TLS
-
-	st, cfg, budget, out := fakeStream(ctx, t, ln.Addr().String(), 10*time.Millisecond, nil, true)
+	addr := serveFakeWalsender(ctx, t, n, 0, true) // flat out, over TLS
+	st, cfg, budget, out := fakeStream(ctx, t, addr, 10*time.Millisecond, nil, true)
 	if !st.sock.isTLS {
 		t.Fatal("the stream's socket is not TLS")
 	}
@@ -129,4 +113,18 @@ func TestTLSReadTakesTheRecordsReceived(t *testing.T) {
 	if per := items / handOvers; per < 3 {
 		t.Errorf("%d items in %d hand-overs (%d each): the stream reads a record at a time", items, handOvers, per)
 	}
+}
+
+// serveFakeWalsender runs fakeWalsender in this process on a loopback
+// listener until ctx ends and returns its address.
+func serveFakeWalsender(ctx context.Context, t *testing.T, n, rate int, useTLS bool) string {
+	t.Helper()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go fakeWalsender(ctx, ln, n, rate, useTLS)
+	return ln.Addr().String()
 }

@@ -168,10 +168,7 @@ func migrateAgain(t *testing.T, e *testenv.Env) {
 func TestClusterAddColumnPerShardPastADeadReplica(t *testing.T) {
 	e := testenv.NewOn(t, topology.Replicated)
 	ctx := context.Background()
-	servers, err := chsink.ClusterServers(ctx, e.CH, e.Layout.Cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
+	servers := clusterServers(t, e)
 	if len(servers) != 4 || servers[0].Shard != 1 || servers[1].Shard != 1 {
 		t.Fatalf("cluster servers %+v, want 2 shards x 2 replicas", servers)
 	}
@@ -193,10 +190,7 @@ func TestClusterAddColumnPerShardPastADeadReplica(t *testing.T) {
 func TestClusterAddColumnOnClusterWhenAShardIsOutOfReach(t *testing.T) {
 	e := testenv.NewOn(t, topology.Replicated)
 	ctx := context.Background()
-	servers, err := chsink.ClusterServers(ctx, e.CH, e.Layout.Cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
+	servers := clusterServers(t, e)
 	for i := range servers {
 		if servers[i].Shard == 2 {
 			servers[i].Addr = testenv.FreeAddr(t)
@@ -232,4 +226,14 @@ func waitColumnEverywhere(t *testing.T, e *testenv.Env, column string) {
 			return nil
 		})
 	}
+}
+
+// clusterServers lists e's cluster as the relay reads it.
+func clusterServers(t *testing.T, e *testenv.Env) []chsink.ClusterServer {
+	t.Helper()
+	servers, err := chsink.ClusterServers(context.Background(), e.CH, e.Layout.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return servers
 }
