@@ -122,14 +122,13 @@ func (s *socket) await(ctx context.Context, until time.Time) (bool, error) {
 	stop := context.AfterFunc(ctx, func() { _ = s.tcp.SetReadDeadline(past) })
 	// The poll checks what the kernel says now: a readiness noted by the
 	// runtime before the mark was raised does not end the wait.
-	err := s.raw.Read(func(fd uintptr) bool { return readable(fd) })
+	// Its error is the deadline, the wait's normal end, or one that the
+	// read that follows returns too.
+	_ = s.raw.Read(func(fd uintptr) bool { return readable(fd) })
 	if !stop() || ctx.Err() != nil {
 		return true, ctx.Err()
 	}
 	s.restoreDeadline()
-	// A deadline is the wait's normal end; any other error comes back
-	// from the read that follows.
-	_ = err
 	return true, nil
 }
 
@@ -245,13 +244,12 @@ func (st *stream) gather(ctx context.Context) error {
 	if ok, err := st.sock.await(ctx, start.Add(wait)); ok || err != nil {
 		return err
 	}
+	// No socket to wait on (not TCP, or not Linux): a timer.
 	if st.wait == nil {
 		st.wait = time.NewTimer(wait)
 	} else {
 		st.wait.Reset(wait)
 	}
-	st.sock.quiet(true)
-	defer st.sock.quiet(false)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
