@@ -59,17 +59,17 @@ func newSocket(c net.Conn) *socket {
 }
 
 // quietBytes is the low-water mark of a waiting stream's socket: while
-// the stream waits ReceiveWait, data below it does not wake the process.
+// the stream waits, data below it does not wake the process.
 const quietBytes = 64 << 10
 
 // quiet sets the socket's receive low-water mark (SO_RCVLOWAT): on, the
 // kernel wakes the process only once quietBytes are queued; off, at the
-// first byte. The wait between reads is a timer, but without it every
-// packet the walsender sends (one per transaction and more) still woke the
-// Go runtime's network poller, which found no reader waiting and went back
-// to sleep: at 2,000 one-event transactions a second that idle wake-up was
-// most of the relay's CPU. Reads are made with it off, so a read that
-// waits for the network wakes at the first byte.
+// first byte. Without it every packet the walsender sends during a wait
+// (one per transaction and more) woke the process: at 2,000 one-event
+// transactions a second that wake-up was most of the relay's CPU. With it
+// the wait (see await) ends only when quietBytes are queued or its
+// deadline passes. Reads are made with it off, so a read that waits for
+// the network wakes at the first byte.
 func (s *socket) quiet(on bool) {
 	if s.raw == nil {
 		return
