@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
+
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/rs/zerolog"
 
@@ -194,7 +196,7 @@ func Render(name string, p Params) ([]string, error) {
 			return family + "MergeTree(" + args + ")"
 		},
 		"local":   p.Layout.LocalTable,
-		"literal": literal,
+		"literal": chsql.String,
 	}
 	tmpl, err := template.New(name).Option("missingkey=error").Funcs(funcs).Parse(string(raw))
 	if err != nil {
@@ -229,14 +231,14 @@ func qualified(p Params, t string) string {
 	if p.Database == "" {
 		return t
 	}
-	return ident(p.Database) + "." + ident(t)
+	return chsql.Ident(p.Database) + "." + chsql.Ident(t)
 }
 
 func onCluster(p Params) string {
 	if !p.Layout.OnCluster() {
 		return ""
 	}
-	return " ON CLUSTER " + ident(p.Layout.Cluster)
+	return " ON CLUSTER " + chsql.Ident(p.Layout.Cluster)
 }
 
 // replicatedEngine is Replicated<family>(path, replica[, args]). 18.16 has
@@ -244,20 +246,10 @@ func onCluster(p Params) string {
 // database and the table in full, so tables in two databases never share
 // a ZooKeeper path.
 func replicatedEngine(p Params, t, family, args string) string {
-	path := literal("/clickhouse/tables/{shard}/" + p.Database + "/" + t)
+	path := chsql.String("/clickhouse/tables/{shard}/" + p.Database + "/" + t)
 	e := "Replicated" + family + "(" + path + ", '{replica}'"
 	if args != "" {
 		e += ", " + args
 	}
 	return e + ")"
-}
-
-// ident quotes a name for ClickHouse.
-func ident(s string) string {
-	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(s) + "`"
-}
-
-// literal quotes s as a string literal for ClickHouse.
-func literal(s string) string {
-	return "'" + strings.NewReplacer("\\", "\\\\", "'", "\\'").Replace(s) + "'"
 }

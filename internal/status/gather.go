@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
+
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 	"github.com/jackc/pglogrepl"
@@ -280,11 +282,11 @@ func readEventLog(ctx context.Context, conn driver.Conn, r *Report, table string
 	if withUS > 0 {
 		var micros uint64
 		if err := conn.QueryRow(ctx, `SELECT count(), max(toUInt64(event_date_time) * 1000000 + event_date_time_us) FROM `+
-			quoteIdent(table)).Scan(&rows, &micros); err != nil {
+			chsql.Ident(table)).Scan(&rows, &micros); err != nil {
 			return fmt.Errorf("read %s: %w", table, err)
 		}
 		newest = time.UnixMicro(int64(micros)).UTC()
-	} else if err := conn.QueryRow(ctx, `SELECT count(), max(event_date_time) FROM `+quoteIdent(table)).Scan(&rows, &newest); err != nil {
+	} else if err := conn.QueryRow(ctx, `SELECT count(), max(event_date_time) FROM `+chsql.Ident(table)).Scan(&rows, &newest); err != nil {
 		return fmt.Errorf("read %s: %w", table, err)
 	}
 	r.ClickHouseRows = &rows
@@ -311,15 +313,4 @@ func readColumns(ctx context.Context, conn driver.Conn, table string) (map[strin
 		have[name] = typ
 	}
 	return have, rows.Err()
-}
-
-func quoteIdent(s string) string {
-	out := []byte{'`'}
-	for i := range len(s) {
-		if s[i] == '`' || s[i] == '\\' {
-			out = append(out, '\\')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '`'))
 }

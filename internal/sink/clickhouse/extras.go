@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
+
 	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -146,7 +148,7 @@ func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error)
 				return nil, unmapped(c)
 			case x.mode == EvolveRefuse:
 				return nil, refusal("outbox_event.%s (%s) has no column in %s and RELAY_SCHEMA_EVOLUTION=refuse. Add it (ALTER TABLE %s ADD COLUMN %s %s), or run with RELAY_SCHEMA_EVOLUTION=add or fill, then restart the relay",
-					c.Name, PGTypeName(c), s.table, s.table, quoteIdent(c.Name), want)
+					c.Name, PGTypeName(c), s.table, s.table, chsql.Ident(c.Name), want)
 			}
 			if err := s.addColumn(ctx, c.Name, want); err != nil {
 				return nil, err
@@ -168,7 +170,7 @@ func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error)
 				"(Changing the PostgreSQL column back to a type that maps to %s is not enough by itself: the rows written since are in the WAL with the new type; "+
 				"then also drop the relay's slot before the restart, which delivers the rows still in outbox_event from a snapshot; "+
 				"not with RELAY_MESSAGE_PREFIX: messages exist only in the slot, so make ClickHouse match)",
-				c.Name, PGTypeName(c), want, s.table, c.Name, have.typ, s.table, quoteIdent(c.Name), want, have.typ)
+				c.Name, PGTypeName(c), want, s.table, c.Name, have.typ, s.table, chsql.Ident(c.Name), want, have.typ)
 		}
 		col, err := x.column(c, have.typ)
 		if err != nil {
@@ -490,15 +492,15 @@ func (x *extras) fill(evs []event.Event, cols []*extraColumn) error {
 func (x *extras) query(table string, own []*column, ownInputs []proto.InputColumn, cols []*extraColumn) (string, []proto.InputColumn) {
 	names := make([]string, 0, len(own)+len(cols))
 	for _, c := range own {
-		names = append(names, quoteIdent(c.name))
+		names = append(names, chsql.Ident(c.name))
 	}
 	for _, c := range cols {
-		names = append(names, quoteIdent(c.name))
+		names = append(names, chsql.Ident(c.name))
 	}
 	key := strings.Join(names, ", ")
 	q, ok := x.queries[key]
 	if !ok {
-		q = fmt.Sprintf("INSERT INTO %s (%s) VALUES", quoteIdent(table), key)
+		q = fmt.Sprintf("INSERT INTO %s (%s) VALUES", chsql.Ident(table), key)
 		x.queries[key] = q
 	}
 	inputs := append(make([]proto.InputColumn, 0, len(ownInputs)+len(cols)), ownInputs...)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
+
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -266,16 +268,16 @@ func addColumnSteps(table string, l topology.Layout, column, typ string, caps Ca
 func addColumnDDL(table, cluster, column, typ string, caps Caps) string {
 	var b strings.Builder
 	b.WriteString("ALTER TABLE ")
-	b.WriteString(quoteIdent(table))
+	b.WriteString(chsql.Ident(table))
 	if cluster != "" {
 		b.WriteString(" ON CLUSTER ")
-		b.WriteString(quoteIdent(cluster))
+		b.WriteString(chsql.Ident(cluster))
 	}
 	b.WriteString(" ADD COLUMN ")
 	if caps.AddIfNotExists {
 		b.WriteString("IF NOT EXISTS ")
 	}
-	b.WriteString(quoteIdent(column))
+	b.WriteString(chsql.Ident(column))
 	b.WriteByte(' ')
 	b.WriteString(typ)
 	return b.String()

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
+
 	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -357,7 +359,7 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 	}
 	names := make([]string, len(s.cols))
 	for i, c := range s.cols {
-		names[i] = quoteIdent(c.name)
+		names[i] = chsql.Ident(c.name)
 	}
 	s.timeLo, s.timeHi = s.timeRange()
 	for _, c := range s.cols {
@@ -366,10 +368,6 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 		}
 	}
 	// 18.16 needs the explicit column list.
-	s.insert = fmt.Sprintf("INSERT INTO %s (%s) VALUES", quoteIdent(s.table), strings.Join(names, ", "))
+	s.insert = fmt.Sprintf("INSERT INTO %s (%s) VALUES", chsql.Ident(s.table), strings.Join(names, ", "))
 	return nil
-}
-
-func quoteIdent(s string) string {
-	return "`" + strings.ReplaceAll(s, "`", "\\`") + "`"
 }

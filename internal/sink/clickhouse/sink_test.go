@@ -121,19 +121,6 @@ func TestConnectMalformedDSN(t *testing.T) {
 	}
 }
 
-func TestQuoteIdent(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"event_log", "`event_log`"},
-		{"weird name", "`weird name`"},
-		{"a`b", "`a\\`b`"},
-	}
-	for _, tt := range tests {
-		if got := quoteIdent(tt.in); got != tt.want {
-			t.Errorf("quoteIdent(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // check rejects, as bad content, what the table would store changed:
 // a time outside the column's range (PostgreSQL's infinities too) and a
 // negative metadata_version in an unsigned column.
