@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -279,6 +281,13 @@ func writeLetter(w io.Writer, l deadletter.Letter) error {
 		{"payload_bytes", fmt.Sprint(l.PayloadBytes)}, {"error", l.Error},
 	} {
 		fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
+	}
+	for _, name := range slices.Sorted(maps.Keys(l.Columns)) {
+		v := "NULL"
+		if p := l.Columns[name]; p != nil {
+			v = *p
+		}
+		fmt.Fprintf(tw, "column %s\t%s\n", name, v)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

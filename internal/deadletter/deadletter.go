@@ -39,24 +39,35 @@ type Rejected struct {
 }
 
 const insert = `INSERT INTO outbox_dead_letter
-	(id, event_type, event_date_time, environment, event_context, metadata_version, error)
-	SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]::jsonb[], $6::bigint[], $7::text[])
+	(id, event_type, event_date_time, environment, event_context, metadata_version, error, columns)
+	SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]::jsonb[], $6::bigint[], $7::text[],
+		$8::text[]::jsonb[])
 	ON CONFLICT (id) DO NOTHING`
 
-// Put stores rs in one statement.
+// Put stores rs in one statement, each event whole: its extra columns
+// too, since the outbox row is deleted once the event is dead-lettered.
 func (s *Store) Put(ctx context.Context, rs []Rejected) error {
 	if len(rs) == 0 {
 		return nil
 	}
 	n := len(rs)
-	ids, types, envs, ctxs, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	times, versions := make([]pgtype.Timestamptz, n), make([]int64, n)
+	types := pgtype.NewMap() // a Map is not safe for concurrent use; dead letters are rare
+	ids, evTypes, envs, ctxs, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	times, versions, extras := make([]pgtype.Timestamptz, n), make([]int64, n), make([]*string, n)
 	for i, r := range rs {
 		ids[i] = uuid.UUID(r.Event.ID).String()
-		types[i], envs[i], ctxs[i] = r.Event.Type, r.Event.Environment, string(r.Event.Context)
+		evTypes[i], envs[i], ctxs[i] = r.Event.Type, r.Event.Environment, string(r.Event.Context)
 		times[i], versions[i], errs[i] = timestamptz(r.Event.OccurredAt), r.Event.MetadataVersion, r.Err.Error()
+		extra, err := extraText(types, r.Event)
+		if err != nil {
+			return err
+		}
+		if extra != nil {
+			text := string(extra)
+			extras[i] = &text
+		}
 	}
-	if _, err := s.db.Exec(ctx, insert, ids, types, times, envs, ctxs, versions, errs); err != nil {
+	if _, err := s.db.Exec(ctx, insert, ids, evTypes, times, envs, ctxs, versions, errs, extras); err != nil {
 		return fmt.Errorf("store %d rejected events in outbox_dead_letter: %w", n, err)
 	}
 	return nil

@@ -19,7 +19,8 @@ type DB interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// Letter is one row of outbox_dead_letter. Context is set by Show only;
+// Letter is one row of outbox_dead_letter. Context and Columns are set by
+// Show only;
 // PayloadBytes is the size of event_context as text.
 type Letter struct {
 	ID              uuid.UUID       `json:"id"`
@@ -31,6 +32,9 @@ type Letter struct {
 	FailedAt        time.Time       `json:"failed_at"`
 	PayloadBytes    int64           `json:"payload_bytes"`
 	Context         json.RawMessage `json:"event_context,omitempty"`
+	// Columns are the outbox table's extra columns the event had, as
+	// PostgreSQL text (null for NULL); set by Show only.
+	Columns map[string]*string `json:"columns,omitempty"`
 }
 
 // Filter selects dead letters; the zero value selects every row. Fields
@@ -112,8 +116,8 @@ func Show(ctx context.Context, db DB, id uuid.UUID) (Letter, error) {
 	l := Letter{ID: id}
 	var payload string
 	err := db.QueryRow(ctx, `SELECT event_type, event_date_time, environment, metadata_version, error, failed_at,
-		event_context::text FROM outbox_dead_letter WHERE id = $1`, id).
-		Scan(&l.EventType, &l.EventDateTime, &l.Environment, &l.MetadataVersion, &l.Error, &l.FailedAt, &payload)
+		event_context::text, columns FROM outbox_dead_letter WHERE id = $1`, id).
+		Scan(&l.EventType, &l.EventDateTime, &l.Environment, &l.MetadataVersion, &l.Error, &l.FailedAt, &payload, &l.Columns)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return l, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -132,33 +136,125 @@ type Moved struct {
 	Inserted bool `json:"inserted"`
 }
 
+// outboxColumn is a column of outbox_event beyond the relay's own, as a
+// replay needs it: the type to cast a kept text value to, and the default
+// for a dead letter that has no value for it (stored before the column was
+// added).
+type outboxColumn struct {
+	name, typ string
+	def       *string
+}
+
+// relayColumns are outbox_event's own columns, which every dead letter has.
+var relayColumns = map[string]bool{
+	"id": true, "event_type": true, "event_date_time": true, "environment": true,
+	"event_context": true, "metadata_version": true,
+}
+
+// outboxColumns reads outbox_event's extra columns from the catalog.
+func outboxColumns(ctx context.Context, tx pgx.Tx) ([]outboxColumn, error) {
+	rows, err := tx.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid)
+		FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid = 'outbox_event'::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		ORDER BY a.attnum`)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox_event's columns: %w", err)
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outboxColumn, error) {
+		var c outboxColumn
+		return c, r.Scan(&c.name, &c.typ, &c.def)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outbox_event's columns: %w", err)
+	}
+	var extra []outboxColumn
+	for _, c := range all {
+		if !relayColumns[c.name] {
+			extra = append(extra, c)
+		}
+	}
+	return extra, nil
+}
+
 // replaySQL moves the rows in one statement: the DELETE and the INSERT are
 // one atomic change, so a replay killed at any point either happened whole
 // or not at all, and a repeated replay finds nothing left to move. The id is
 // kept, so the event reaches ClickHouse under its own event_id (a replay of
-// an event that did arrive collapses in event_log FINAL).
-const replaySQL = `WITH moved AS (
+// an event that did arrive collapses in event_log FINAL). Each extra column
+// gets the value the dead letter kept, cast from its text, or the column's
+// default where the dead letter has none; extra[k]'s name is parameter
+// $5[k+1].
+func replaySQL(extra []outboxColumn) string {
+	cols, vals := "", ""
+	for k, c := range extra {
+		key := fmt.Sprintf("($5::text[])[%d]", k+1)
+		def := "NULL"
+		if c.def != nil {
+			def = *c.def
+		}
+		cols += ", " + pgx.Identifier{c.name}.Sanitize()
+		vals += fmt.Sprintf(",\n\t\tCASE WHEN columns ? %s THEN (columns ->> %s)::%s ELSE %s END", key, key, c.typ, def)
+	}
+	return `WITH moved AS (
 	DELETE FROM outbox_dead_letter WHERE ` + where + `
-	RETURNING id, event_type, event_date_time, environment, event_context, metadata_version
+	RETURNING id, event_type, event_date_time, environment, event_context, metadata_version, columns
 ), ins AS (
-	INSERT INTO outbox_event (id, event_type, event_date_time, environment, event_context, metadata_version)
-	SELECT id, event_type, event_date_time, environment, event_context, metadata_version FROM moved
+	INSERT INTO outbox_event (id, event_type, event_date_time, environment, event_context, metadata_version` + cols + `)
+	SELECT id, event_type, event_date_time, environment, event_context, metadata_version` + vals + `
+	FROM moved
 	ON CONFLICT (id) DO NOTHING
 	RETURNING id
 )
 SELECT m.id, i.id IS NOT NULL FROM moved m LEFT JOIN ins i ON i.id = m.id ORDER BY m.id`
+}
+
+// ErrColumnGone is returned by Replay for dead letters that kept a value
+// of a column outbox_event no longer has: moving them would lose it.
+var ErrColumnGone = errors.New("dead letters hold a column outbox_event no longer has")
+
+// checkColumns refuses a replay that would drop a kept value.
+func checkColumns(ctx context.Context, tx pgx.Tx, f Filter, extra []outboxColumn) error {
+	names := make([]string, len(extra))
+	for i, c := range extra {
+		names[i] = c.name
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT k FROM outbox_dead_letter, jsonb_object_keys(columns) k
+		WHERE `+where+` AND k <> ALL($5::text[]) ORDER BY k`, append(f.args(), names)...)
+	if err != nil {
+		return fmt.Errorf("replay: read the dead letters' columns: %w", err)
+	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("replay: read the dead letters' columns: %w", err)
+	}
+	if len(gone) > 0 {
+		return fmt.Errorf("%w: %q (add them back, or discard those dead letters)", ErrColumnGone, gone)
+	}
+	return nil
+}
 
 // Replay moves the dead letters matching f back into outbox_event in one
-// transaction, so the running relay streams and delivers them. beforeCommit
-// (may be nil) runs after the move and before COMMIT; the fault tests kill
-// the process there.
+// transaction, extra columns included, so the running relay streams and
+// delivers them. beforeCommit (may be nil) runs after the move and before
+// COMMIT; the fault tests kill the process there.
 func Replay(ctx context.Context, db DB, f Filter, beforeCommit func()) ([]Moved, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("replay: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rows, err := tx.Query(ctx, replaySQL, f.args()...)
+	extra, err := outboxColumns(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	if err := checkColumns(ctx, tx, f, extra); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(extra))
+	for i, c := range extra {
+		names[i] = c.name
+	}
+	rows, err := tx.Query(ctx, replaySQL(extra), append(f.args(), names)...)
 	if err != nil {
 		return nil, fmt.Errorf("replay: move rows to outbox_event: %w", err)
 	}
