@@ -46,9 +46,9 @@ func benchEvents(n, size int) []event.Event {
 	return evs
 }
 
-func benchColumns(b *testing.B, cols [][2]string) []*column {
+func benchColumns(b *testing.B, cols [][2]string) []*relayColumn {
 	b.Helper()
-	out := make([]*column, len(cols))
+	out := make([]*relayColumn, len(cols))
 	for i, c := range cols {
 		col, ok := newColumn(c[0], c[1])
 		if !ok {

@@ -54,12 +54,12 @@ func insertSettings(v driver.ServerVersion, token string) []proto.Setting {
 // relayedAtColumn fills relayed_at (DateTime) with the batch's value rather
 // than leaving it to the table's DEFAULT now(), which would differ on a
 // repeated insert and defeat the block checksum.
-func relayedAtColumn(name, typ string, at *time.Time) (*column, bool) {
+func relayedAtColumn(name, typ string, at *time.Time) (*relayColumn, bool) {
 	if name != "relayed_at" || typ != "DateTime" && !strings.HasPrefix(typ, "DateTime(") {
 		return nil, false
 	}
 	var col proto.ColDateTime
-	c := &column{name: name, typ: typ, data: &col}
+	c := &relayColumn{name: name, typ: typ, data: &col}
 	c.fill = func(evs []event.Event) {
 		col.Data = col.Data[:0]
 		v := proto.DateTime(at.Unix())

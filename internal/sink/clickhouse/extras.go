@@ -489,7 +489,7 @@ func (x *extras) fill(evs []event.Event, cols []*extraColumn) error {
 }
 
 // query returns the INSERT and its columns: the relay's and cols.
-func (x *extras) query(table string, own []*column, ownInputs []proto.InputColumn, cols []*extraColumn) (string, []proto.InputColumn) {
+func (x *extras) query(table string, own []*relayColumn, ownInputs []proto.InputColumn, cols []*extraColumn) (string, []proto.InputColumn) {
 	names := make([]string, 0, len(own)+len(cols))
 	for _, c := range own {
 		names = append(names, chsql.Ident(c.name))

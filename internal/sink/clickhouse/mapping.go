@@ -200,13 +200,6 @@ func unwrap(t, wrapper string) string {
 	return t
 }
 
-// relayColumns are the event_log columns the relay fills itself: an extra
-// column may not take one of their names.
-var relayColumns = map[string]bool{
-	"event_id": true, "event_type": true, "event_date_time": true, "event_date_time_us": true,
-	"environment": true, "event_context": true, "metadata_version": true, "commit_lsn": true, "relayed_at": true,
-}
-
 // alterScope is where one ALTER of an ADD COLUMN runs.
 type alterScope int
 

@@ -46,7 +46,7 @@ type Sink struct {
 	dsn     string
 	table   string
 	version driver.ServerVersion
-	cols    []*column
+	cols    []*relayColumn
 	inputs  []proto.InputColumn
 	insert  string
 	// timeLo, timeHi: the range of event_date_time's type (see check).

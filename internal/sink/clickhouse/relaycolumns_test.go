@@ -94,7 +94,7 @@ func TestColumn(t *testing.T) {
 
 // decoded encodes the column as it goes on the wire and decodes it back
 // with ch-go's own column types.
-func decoded(t *testing.T, c *column) any {
+func decoded(t *testing.T, c *relayColumn) any {
 	t.Helper()
 	var b proto.Buffer
 	in := c.input()

@@ -10,11 +10,18 @@ import (
 	"github.com/outbox-relay/relay/internal/event"
 )
 
-// column is one insertable column of the table and its values for the
-// batch being written. The values are kept from batch to batch (reset, not
+// relayColumns are the event_log columns the relay fills itself: an extra
+// column may not take one of their names.
+var relayColumns = map[string]bool{
+	"event_id": true, "event_type": true, "event_date_time": true, "event_date_time_us": true,
+	"environment": true, "event_context": true, "metadata_version": true, "commit_lsn": true, "relayed_at": true,
+}
+
+// relayColumn is a column the relay fills itself (one relayColumns names)
+// and its values for the batch being written. The values are kept from batch to batch (reset, not
 // reallocated), so the column's buffer grows to the largest batch once and
 // a batch costs one copy of its bytes.
-type column struct {
+type relayColumn struct {
 	name string
 	typ  string // as the server spells it; sent with the data
 	data proto.ColInput
@@ -23,10 +30,11 @@ type column struct {
 
 // input is the column as the encoder takes it, typed as the server spells
 // the type (ch-go would spell DateTime64's arguments its own way).
-func (c *column) input() proto.InputColumn {
+func (c *relayColumn) input() proto.InputColumn {
 	return proto.InputColumn{Name: c.name, Data: typed{ColInput: c.data, t: proto.ColumnType(c.typ)}}
 }
 
+// typed is a column sent under the type the server announces.
 type typed struct {
 	proto.ColInput
 	t proto.ColumnType
@@ -36,12 +44,12 @@ func (c typed) Type() proto.ColumnType { return c.t }
 
 // newColumn returns how to fill a column the relay knows; false for any
 // other (left to its DEFAULT, or the table is refused).
-func newColumn(name, typ string) (*column, bool) {
+func newColumn(name, typ string) (*relayColumn, bool) {
 	base := typ
 	if i := strings.IndexByte(typ, '('); i >= 0 {
 		base = typ[:i]
 	}
-	c := &column{name: name, typ: typ}
+	c := &relayColumn{name: name, typ: typ}
 	switch {
 	case name == "event_id" && base == "UUID":
 		var col proto.ColUUID
