@@ -5,12 +5,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
-
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/outbox-relay/relay/internal/event"
-	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // PostgreSQL type OIDs of the extra columns the relay maps (pg_type.dat).
@@ -198,80 +195,4 @@ func unwrap(t, wrapper string) string {
 		return t[len(wrapper)+1 : len(t)-1]
 	}
 	return t
-}
-
-// alterScope is where one ALTER of an ADD COLUMN runs.
-type alterScope int
-
-const (
-	// alterHere: once, on the server CLICKHOUSE_URL leads to.
-	alterHere alterScope = iota
-	// alterPerShard: on one replica of every shard of the cluster; the
-	// replicated table carries it to the shard's other replicas itself.
-	alterPerShard
-	// alterEveryHost: on every server of the cluster, for a table each
-	// server has for itself (the Distributed table).
-	alterEveryHost
-)
-
-// alterStep is one ALTER of an ADD COLUMN and where it runs; onCluster is
-// its ON CLUSTER form, for a shard none of whose replicas the relay can
-// reach itself (remote_servers may name hosts only the servers resolve).
-type alterStep struct {
-	ddl       string
-	scope     alterScope
-	onCluster string
-}
-
-// addColumnSteps renders the ALTERs that add an extra column in a layout:
-// to the table, or in sharded to the local table under it and then to the
-// Distributed table (readers see a column only once every shard has it).
-//
-// ON CLUSTER only where the relay cannot reach a shard. A replicated
-// table's ALTER is replicated by the table itself, so one replica per
-// shard is enough (ON CLUSTER runs it once per shard too), while the
-// distributed DDL queue waits for every host of the cluster: one replica
-// down holds the column up for distributed_ddl_task_timeout and then
-// fails, and on 18.16 a race between two replicas taking the same
-// replicated ALTER from the queue stops that server's DDL worker for good.
-// The Distributed table is altered server by server: an ALTER ON CLUSTER
-// of a table that is not replicated, over a cluster whose shards are
-// (internal_replication), runs on one replica per shard only, and 18.16
-// refuses it outright (code 371).
-func addColumnSteps(table string, l topology.Layout, column, typ string, caps Caps) []alterStep {
-	if !l.OnCluster() {
-		return []alterStep{{ddl: addColumnDDL(table, "", column, typ, caps)}}
-	}
-	replicated := table
-	if local := l.LocalTable(table); local != table {
-		replicated = local
-	}
-	steps := []alterStep{{ddl: addColumnDDL(replicated, "", column, typ, caps), scope: alterPerShard,
-		onCluster: addColumnDDL(replicated, l.Cluster, column, typ, caps)}}
-	if replicated != table {
-		steps = append(steps, alterStep{ddl: addColumnDDL(table, "", column, typ, caps), scope: alterEveryHost})
-	}
-	return steps
-}
-
-// addColumnDDL renders one ALTER that adds an extra column, ON CLUSTER
-// when a cluster is given, IF NOT EXISTS where the server has it (on
-// older ones a concurrent add shows as "already exists", which the sink
-// treats as done).
-func addColumnDDL(table, cluster, column, typ string, caps Caps) string {
-	var b strings.Builder
-	b.WriteString("ALTER TABLE ")
-	b.WriteString(chsql.Ident(table))
-	if cluster != "" {
-		b.WriteString(" ON CLUSTER ")
-		b.WriteString(chsql.Ident(cluster))
-	}
-	b.WriteString(" ADD COLUMN ")
-	if caps.AddIfNotExists {
-		b.WriteString("IF NOT EXISTS ")
-	}
-	b.WriteString(chsql.Ident(column))
-	b.WriteByte(' ')
-	b.WriteString(typ)
-	return b.String()
 }

@@ -55,7 +55,7 @@ type Sink struct {
 	unsignedVersion bool
 	// relayedAt is the relayed_at of the batch being written.
 	relayedAt time.Time
-	// extras: the outbox table's extra columns (see extras.go).
+	// extras: the outbox table's extra columns (see evolution.go).
 	extras extras
 	// schemaLock serialises the columns' checks and ALTERs among the
 	// sinks of one relay (nil: this sink alone).
@@ -246,14 +246,6 @@ func (s *Sink) WriteBatch(ctx context.Context, evs []event.Event, token string, 
 	return nil
 }
 
-func (s *Sink) resolveShapesLocked(ctx context.Context, evs []event.Event) error {
-	if s.schemaLock != nil {
-		s.schemaLock.Lock()
-		defer s.schemaLock.Unlock()
-	}
-	return s.resolveShapes(ctx, evs)
-}
-
 // write inserts evs with the relay's columns and the extra columns cols.
 func (s *Sink) write(ctx context.Context, evs []event.Event, cols []*extraColumn, token string) error {
 	if err := s.extras.fill(evs, cols); err != nil {
@@ -370,4 +362,113 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 	// 18.16 needs the explicit column list.
 	s.insert = fmt.Sprintf("INSERT INTO %s (%s) VALUES", chsql.Ident(s.table), strings.Join(names, ", "))
 	return nil
+}
+
+// run returns how many events from the start of evs go in one INSERT, and
+// its extra columns: all of them, unless two shapes write one column name
+// from different PostgreSQL types (a type change inside the batch).
+func (x *extras) run(evs []event.Event) (int, []*extraColumn) {
+	x.union = x.union[:0]
+	clear(x.slots)
+	byName := map[string]*extraColumn{}
+	var prev *event.Columns
+	for i := range evs {
+		c := evs[i].Columns
+		if c == nil || c == prev {
+			continue
+		}
+		prev = c
+		p := x.planOf(c)
+		if _, done := x.slots[p]; done {
+			continue
+		}
+		slots := make([]int, len(p.targets))
+		for j, t := range p.targets {
+			slots[j] = -1
+			if t == nil {
+				continue
+			}
+			if other, ok := byName[t.name]; ok && other != t {
+				return i, x.union // this shape starts the next INSERT
+			}
+			if _, ok := byName[t.name]; !ok {
+				byName[t.name] = t
+				x.union = append(x.union, t)
+			}
+			for k, u := range x.union {
+				if u == t {
+					slots[j] = k
+				}
+			}
+		}
+		x.slots[p] = slots
+	}
+	return len(evs), x.union
+}
+
+// fill appends every event's extra values to cols (as run returned them).
+func (x *extras) fill(evs []event.Event, cols []*extraColumn) error {
+	if len(cols) == 0 {
+		return nil
+	}
+	set := make([]bool, len(cols))
+	var (
+		slots []int
+		ev    int
+	)
+	// One closure for the batch (not one per event).
+	add := func(j int, kind byte, val []byte) error {
+		if j >= len(slots) || slots[j] < 0 {
+			return nil
+		}
+		k := slots[j]
+		set[k] = true
+		if err := cols[k].enc.add(kind, val); err != nil {
+			return fmt.Errorf("%w: event %d: column %s: %w", event.ErrRejected, ev, cols[k].name, err)
+		}
+		return nil
+	}
+	for i := range evs {
+		clear(set)
+		if evs[i].Columns != nil {
+			slots, ev = x.slots[x.planOf(evs[i].Columns)], i
+			if err := event.Values(evs[i].Extra, add); err != nil {
+				for _, c := range cols {
+					c.enc.Reset()
+				}
+				if !errors.Is(err, event.ErrRejected) {
+					err = fmt.Errorf("%w: event %d: %w", event.ErrRejected, i, err)
+				}
+				return retry.Permanent(err)
+			}
+		}
+		for k, c := range cols {
+			if !set[k] {
+				_ = c.enc.add(event.KindNull, nil)
+			}
+		}
+	}
+	return nil
+}
+
+// query returns the INSERT and its columns: the relay's and cols.
+func (x *extras) query(table string, own []*relayColumn, ownInputs []proto.InputColumn, cols []*extraColumn) (string, []proto.InputColumn) {
+	names := make([]string, 0, len(own)+len(cols))
+	for _, c := range own {
+		names = append(names, chsql.Ident(c.name))
+	}
+	for _, c := range cols {
+		names = append(names, chsql.Ident(c.name))
+	}
+	key := strings.Join(names, ", ")
+	q, ok := x.queries[key]
+	if !ok {
+		q = fmt.Sprintf("INSERT INTO %s (%s) VALUES", chsql.Ident(table), key)
+		x.queries[key] = q
+	}
+	inputs := append(make([]proto.InputColumn, 0, len(ownInputs)+len(cols)), ownInputs...)
+	for _, c := range cols {
+		inputs = append(inputs, c.input())
+	}
+	return q, inputs
 }

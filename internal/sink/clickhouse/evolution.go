@@ -2,17 +2,9 @@ package clickhouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
 
 	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
-
-	"github.com/ClickHouse/ch-go/proto"
-	ch "github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/retry"
@@ -87,6 +79,16 @@ type plan struct {
 func newExtras(mode Evolution, layout topology.Layout) extras {
 	return extras{mode: mode, layout: layout, table: map[string]chColumn{}, plans: map[string]*plan{},
 		cols: map[string]*extraColumn{}, warned: map[string]bool{}, slots: map[*plan][]int{}, queries: map[string]string{}}
+}
+
+// resolveShapesLocked is resolveShapes under the schema lock (see
+// WithSchemaLock).
+func (s *Sink) resolveShapesLocked(ctx context.Context, evs []event.Event) error {
+	if s.schemaLock != nil {
+		s.schemaLock.Lock()
+		defer s.schemaLock.Unlock()
+	}
+	return s.resolveShapes(ctx, evs)
 }
 
 // resolveShapes resolves every shape of evs not seen before.
@@ -241,271 +243,4 @@ func (s *Sink) refresh(ctx context.Context) error {
 		}
 	}
 	return classify("describe table", rows.Err())
-}
-
-// addColumn runs ALTER TABLE … ADD COLUMN where each step of the layout
-// says (on a cluster: the replicated table on one replica of every shard,
-// then in sharded the Distributed table on every server) and rereads the
-// table.
-func (s *Sink) addColumn(ctx context.Context, name, typ string) error {
-	var servers []ClusterServer
-	if s.extras.layout.OnCluster() {
-		var err error
-		if servers, err = s.clusterServers(ctx); err != nil {
-			return err
-		}
-	}
-	return s.addColumnOn(ctx, servers, name, typ)
-}
-
-// addColumnOn is addColumn over the cluster's servers.
-func (s *Sink) addColumnOn(ctx context.Context, servers []ClusterServer, name, typ string) error {
-	for _, step := range addColumnSteps(s.table, s.extras.layout, name, typ, s.extras.caps) {
-		var err error
-		ddl, n := step.ddl, 1
-		switch step.scope {
-		case alterHere:
-			err = s.exec(ctx, "", ddl)
-		case alterPerShard:
-			n, err = s.execPerShard(ctx, servers, ddl)
-			if err != nil && !retry.IsPermanent(err) && ctx.Err() == nil && step.onCluster != "" {
-				// The servers can reach what the relay cannot.
-				s.log.Warn().Err(err).Str("ddl", step.onCluster).
-					Msg("no replica of a shard answers the relay: adding the column ON CLUSTER")
-				ddl, n = step.onCluster, len(servers)
-				err = s.exec(ctx, "", ddl)
-			}
-		case alterEveryHost:
-			n = len(servers)
-			for _, sv := range servers {
-				if err = s.exec(ctx, sv.Addr, ddl); err != nil {
-					break
-				}
-			}
-		}
-		if err != nil {
-			return err
-		}
-		s.log.Info().Str("column", name).Str("type", typ).Str("ddl", ddl).Int("servers", n).
-			Msg("added the outbox table's new column to ClickHouse")
-	}
-	return s.refresh(ctx)
-}
-
-// execPerShard runs ddl on one replica of every shard: the first that
-// takes it; a replica that cannot be reached (or fails retryably) passes
-// the ALTER on to the next one of its shard. It returns how many shards
-// ran it.
-func (s *Sink) execPerShard(ctx context.Context, servers []ClusterServer, ddl string) (int, error) {
-	shards := 0
-	for i := 0; i < len(servers); {
-		j := i
-		for j < len(servers) && servers[j].Shard == servers[i].Shard {
-			j++
-		}
-		var err error
-		for _, sv := range servers[i:j] {
-			if err = s.exec(ctx, sv.Addr, ddl); err == nil || retry.IsPermanent(err) || ctx.Err() != nil {
-				break
-			}
-			s.log.Warn().Err(err).Str("server", sv.Addr).Uint32("shard", sv.Shard).
-				Msg("adding the column through another replica of the shard")
-		}
-		if err != nil {
-			return shards, fmt.Errorf("shard %d: %w", servers[i].Shard, err)
-		}
-		shards++
-		i = j
-	}
-	return shards, nil
-}
-
-// clusterServers reads the cluster's servers through CLICKHOUSE_URL.
-func (s *Sink) clusterServers(ctx context.Context) ([]ClusterServer, error) {
-	conn, err := Connect(ctx, s.dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = conn.Close() }()
-	return ClusterServers(ctx, conn, s.extras.layout.Cluster)
-}
-
-// ClusterServer is one server of a cluster, as remote_servers names it.
-type ClusterServer struct {
-	Shard, Replica uint32
-	Addr           string // host:port of its native protocol
-}
-
-// ClusterServers reads the servers of cluster from system.clusters on the
-// server conn reached, in shard and replica order.
-func ClusterServers(ctx context.Context, conn driver.Conn, cluster string) ([]ClusterServer, error) {
-	rows, err := conn.Query(ctx, `SELECT shard_num, replica_num, host_name, port FROM system.clusters
-		WHERE cluster = ? ORDER BY shard_num, replica_num`, cluster)
-	if err != nil {
-		return nil, classify("read system.clusters", err)
-	}
-	defer rows.Close()
-	var out []ClusterServer
-	for rows.Next() {
-		var sv ClusterServer
-		var host string
-		var port uint16
-		if err := rows.Scan(&sv.Shard, &sv.Replica, &host, &port); err != nil {
-			return nil, classify("read system.clusters", err)
-		}
-		sv.Addr = net.JoinHostPort(host, strconv.Itoa(int(port)))
-		out = append(out, sv)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify("read system.clusters", err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("cluster %q is not in the remote_servers of the server CLICKHOUSE_URL reached", cluster)
-	}
-	return out, nil
-}
-
-// exec runs one ALTER, on host when given (else where CLICKHOUSE_URL
-// leads); "the column exists already" (a concurrent add, or one that a
-// crash interrupted before the sink read the table) is success.
-func (s *Sink) exec(ctx context.Context, host, ddl string) error {
-	var conn driver.Conn
-	var err error
-	if host == "" {
-		conn, err = Connect(ctx, s.dsn)
-	} else {
-		conn, err = ConnectHost(ctx, s.dsn, host)
-	}
-	if err != nil {
-		return err
-	}
-	err = conn.Exec(ctx, ddl)
-	_ = conn.Close()
-	if err != nil && !columnExists(err) {
-		return classify("add column", fmt.Errorf("%s: %w", ddl, err))
-	}
-	return nil
-}
-
-// columnExists tells whether an ADD COLUMN failed because the column is
-// there already.
-func columnExists(err error) bool {
-	var ex *ch.Exception
-	return errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn)
-}
-
-// ClickHouse exception codes of an ADD COLUMN that lost a race (the column
-// exists already).
-const (
-	codeDuplicateColumn = 15
-	codeIllegalColumn   = 44
-)
-
-// run returns how many events from the start of evs go in one INSERT, and
-// its extra columns: all of them, unless two shapes write one column name
-// from different PostgreSQL types (a type change inside the batch).
-func (x *extras) run(evs []event.Event) (int, []*extraColumn) {
-	x.union = x.union[:0]
-	clear(x.slots)
-	byName := map[string]*extraColumn{}
-	var prev *event.Columns
-	for i := range evs {
-		c := evs[i].Columns
-		if c == nil || c == prev {
-			continue
-		}
-		prev = c
-		p := x.planOf(c)
-		if _, done := x.slots[p]; done {
-			continue
-		}
-		slots := make([]int, len(p.targets))
-		for j, t := range p.targets {
-			slots[j] = -1
-			if t == nil {
-				continue
-			}
-			if other, ok := byName[t.name]; ok && other != t {
-				return i, x.union // this shape starts the next INSERT
-			}
-			if _, ok := byName[t.name]; !ok {
-				byName[t.name] = t
-				x.union = append(x.union, t)
-			}
-			for k, u := range x.union {
-				if u == t {
-					slots[j] = k
-				}
-			}
-		}
-		x.slots[p] = slots
-	}
-	return len(evs), x.union
-}
-
-// fill appends every event's extra values to cols (as run returned them).
-func (x *extras) fill(evs []event.Event, cols []*extraColumn) error {
-	if len(cols) == 0 {
-		return nil
-	}
-	set := make([]bool, len(cols))
-	var (
-		slots []int
-		ev    int
-	)
-	// One closure for the batch (not one per event).
-	add := func(j int, kind byte, val []byte) error {
-		if j >= len(slots) || slots[j] < 0 {
-			return nil
-		}
-		k := slots[j]
-		set[k] = true
-		if err := cols[k].enc.add(kind, val); err != nil {
-			return fmt.Errorf("%w: event %d: column %s: %w", event.ErrRejected, ev, cols[k].name, err)
-		}
-		return nil
-	}
-	for i := range evs {
-		clear(set)
-		if evs[i].Columns != nil {
-			slots, ev = x.slots[x.planOf(evs[i].Columns)], i
-			if err := event.Values(evs[i].Extra, add); err != nil {
-				for _, c := range cols {
-					c.enc.Reset()
-				}
-				if !errors.Is(err, event.ErrRejected) {
-					err = fmt.Errorf("%w: event %d: %w", event.ErrRejected, i, err)
-				}
-				return retry.Permanent(err)
-			}
-		}
-		for k, c := range cols {
-			if !set[k] {
-				_ = c.enc.add(event.KindNull, nil)
-			}
-		}
-	}
-	return nil
-}
-
-// query returns the INSERT and its columns: the relay's and cols.
-func (x *extras) query(table string, own []*relayColumn, ownInputs []proto.InputColumn, cols []*extraColumn) (string, []proto.InputColumn) {
-	names := make([]string, 0, len(own)+len(cols))
-	for _, c := range own {
-		names = append(names, chsql.Ident(c.name))
-	}
-	for _, c := range cols {
-		names = append(names, chsql.Ident(c.name))
-	}
-	key := strings.Join(names, ", ")
-	q, ok := x.queries[key]
-	if !ok {
-		q = fmt.Sprintf("INSERT INTO %s (%s) VALUES", chsql.Ident(table), key)
-		x.queries[key] = q
-	}
-	inputs := append(make([]proto.InputColumn, 0, len(ownInputs)+len(cols)), ownInputs...)
-	for _, c := range cols {
-		inputs = append(inputs, c.input())
-	}
-	return q, inputs
 }
