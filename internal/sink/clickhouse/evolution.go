@@ -35,12 +35,6 @@ func ParseEvolution(s string) (Evolution, error) {
 	return "", fmt.Errorf("%q: use add, fill or refuse", s)
 }
 
-// chColumn is an event_log column the relay does not fill itself.
-type chColumn struct {
-	typ  string
-	kind string // default_kind: "", DEFAULT, MATERIALIZED, ALIAS
-}
-
 // extras carries the outbox table's extra columns into event_log.
 //
 // Each shape of the outbox table (an event.Columns, announced by a
@@ -56,9 +50,9 @@ type extras struct {
 	mode   Evolution
 	layout topology.Layout
 	caps   Caps
-	table  map[string]chColumn // event_log's columns beyond the relay's
-	plans  map[string]*plan    // by event.Columns.Key
-	last   *event.Columns      // the shape of the last event resolved
+	table  map[string]tableColumn // event_log's columns beyond the relay's
+	plans  map[string]*plan       // by event.Columns.Key
+	last   *event.Columns         // the shape of the last event resolved
 	lastP  *plan
 	cols   map[string]*extraColumn // encoders by name, type and PostgreSQL type
 	warned map[string]bool
@@ -77,7 +71,7 @@ type plan struct {
 }
 
 func newExtras(mode Evolution, layout topology.Layout) extras {
-	return extras{mode: mode, layout: layout, table: map[string]chColumn{}, plans: map[string]*plan{},
+	return extras{mode: mode, layout: layout, table: map[string]tableColumn{}, plans: map[string]*plan{},
 		cols: map[string]*extraColumn{}, warned: map[string]bool{}, slots: map[*plan][]int{}, queries: map[string]string{}}
 }
 
@@ -218,29 +212,4 @@ func (x *extras) column(c event.Column, chType string) (*extraColumn, error) {
 	col := &extraColumn{name: c.Name, typ: chType, enc: enc}
 	x.cols[key] = col
 	return col, nil
-}
-
-// refresh rereads event_log's columns.
-func (s *Sink) refresh(ctx context.Context) error {
-	conn, err := Connect(ctx, s.dsn)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close() }()
-	rows, err := conn.Query(ctx, `SELECT name, type, default_kind FROM system.columns
-		WHERE database = currentDatabase() AND table = ?`, s.table)
-	if err != nil {
-		return classify("describe table", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var name, typ, kind string
-		if err := rows.Scan(&name, &typ, &kind); err != nil {
-			return classify("describe table", err)
-		}
-		if !relayColumns[name] {
-			s.extras.table[name] = chColumn{typ: typ, kind: kind}
-		}
-	}
-	return classify("describe table", rows.Err())
 }
