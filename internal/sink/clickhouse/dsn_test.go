@@ -11,6 +11,8 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/outbox-relay/relay/internal/retry"
 )
 
 // reading is what a connection takes from CLICKHOUSE_URL.
@@ -222,5 +224,115 @@ func TestURLParityRoundRobinSecondConnection(t *testing.T) {
 	}
 	if !slices.Equal(first, want) {
 		t.Errorf("two dials tried %v, clickhouse-go %v", first, want)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct {
+		name string
+		dsn  string
+		msg  string
+		want string
+	}{
+		{
+			name: "password in the message",
+			dsn:  "clickhouse://relay:s3cret@ch:9000/default",
+			msg:  `parse "clickhouse://relay:s3cret@ch:9000/default": bad`,
+			want: `parse "clickhouse://relay:xxxxx@ch:9000/default": bad`,
+		},
+		{
+			name: "every occurrence",
+			dsn:  "clickhouse://relay:s3cret@ch:9000/default",
+			msg:  "s3cret and s3cret again",
+			want: "xxxxx and xxxxx again",
+		},
+		{
+			name: "password not in the message",
+			dsn:  "clickhouse://relay:s3cret@ch:9000/default",
+			msg:  "dial timeout: invalid duration",
+			want: "dial timeout: invalid duration",
+		},
+		{
+			name: "user without password",
+			dsn:  "clickhouse://relay@ch:9000/default",
+			msg:  "relay@ch: bad",
+			want: "relay@ch: bad",
+		},
+		{
+			name: "empty password",
+			dsn:  "clickhouse://relay:@ch:9000/default",
+			msg:  "relay:@ch: bad",
+			want: "relay:@ch: bad",
+		},
+		{
+			name: "no user info",
+			dsn:  "clickhouse://ch:9000/default",
+			msg:  "ch:9000: bad",
+			want: "ch:9000: bad",
+		},
+		{
+			name: "not a URL",
+			dsn:  "ch:9000",
+			msg:  "ch:9000: bad",
+			want: "ch:9000: bad",
+		},
+		{
+			name: "password with URL-safe punctuation",
+			dsn:  "clickhouse://relay:p4ss!w0rd$@ch:9000/default",
+			msg:  "relay:p4ss!w0rd$@ch",
+			want: "relay:xxxxx@ch",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			orig := errors.New(tt.msg)
+			got := redact(orig, tt.dsn)
+			if got.Error() != tt.want {
+				t.Errorf("redact() = %q, want %q", got.Error(), tt.want)
+			}
+			// The original text must not be reachable by unwrapping.
+			if errors.Unwrap(got) != nil || errors.Is(got, orig) {
+				t.Error("redact() wraps the unredacted error")
+			}
+		})
+	}
+}
+
+// url.Parse takes the last '@' of the authority as the end of the user
+// info, so a password may hold a raw '@'.
+func TestRedactPasswordWithAt(t *testing.T) {
+	const dsn = "clickhouse://relay:pa@ssword@ch:9000/default"
+	got := redact(errors.New("cannot use relay:pa@ssword@ch"), dsn)
+	if strings.Contains(got.Error(), "ssword") {
+		t.Errorf("redact() = %q leaks part of the password", got.Error())
+	}
+}
+
+// Connect parses the DSN before it dials: a malformed DSN is a permanent
+// error that names CLICKHOUSE_URL and never shows the password. No network
+// is used.
+func TestConnectMalformedDSN(t *testing.T) {
+	const secret = "Sup3rS3cretPw"
+	for _, dsn := range []string{
+		"clickhouse://relay:" + secret + "@ch:port/default",
+		"clickhouse://relay:" + secret + "@ch:9000/default?dial_timeout=soon",
+		"clickhouse://relay:" + secret + "@ch:9000/default?max_open_conns=many",
+		"clickhouse://relay:" + secret + "@ch:9000/default%zz",
+	} {
+		conn, err := Connect(context.Background(), dsn)
+		if err == nil {
+			_ = conn.Close()
+			t.Errorf("Connect(%q) = nil error", strings.ReplaceAll(dsn, secret, "…"))
+			continue
+		}
+		if !retry.IsPermanent(err) {
+			t.Errorf("Connect() error %v is retryable, want permanent", err)
+		}
+		if !strings.Contains(err.Error(), "CLICKHOUSE_URL") {
+			t.Errorf("Connect() error %q does not name CLICKHOUSE_URL", err)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("Connect() error leaks the password: %q", err)
+		}
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -139,62 +138,6 @@ func Open(ctx context.Context, dsn, table string, opts ...Option) (*Sink, error)
 	return s, nil
 }
 
-// Connect opens and pings a native-protocol connection.
-func Connect(ctx context.Context, dsn string) (driver.Conn, error) {
-	opts, err := parseDSN(dsn)
-	if err != nil {
-		return nil, err
-	}
-	return connect(ctx, opts)
-}
-
-// ConnectHost is Connect to the server at addr (host:port) alone, with the
-// rest of dsn (user, database, TLS, ...): to look at one replica.
-func ConnectHost(ctx context.Context, dsn, addr string) (driver.Conn, error) {
-	opts, err := parseDSN(dsn)
-	if err != nil {
-		return nil, err
-	}
-	opts.Addr = []string{addr}
-	return connect(ctx, opts)
-}
-
-func connect(ctx context.Context, opts *ch.Options) (driver.Conn, error) {
-	conn, err := ch.Open(opts)
-	if err != nil {
-		return nil, classify("open", err)
-	}
-	if err := conn.Ping(ctx); err != nil {
-		_ = conn.Close()
-		return nil, classify("ping", err)
-	}
-	return conn, nil
-}
-
-func parseDSN(dsn string) (*ch.Options, error) {
-	opts, err := ch.ParseDSN(dsn)
-	if err != nil {
-		return nil, retry.Permanent(fmt.Errorf("parse CLICKHOUSE_URL: %w", redact(err, dsn)))
-	}
-	opts.Protocol = ch.Native
-	if opts.DialTimeout == 0 || opts.DialTimeout > 10*time.Second {
-		opts.DialTimeout = 5 * time.Second
-	}
-	return opts, nil
-}
-
-// redact keeps a password in the DSN out of an error message.
-func redact(err error, dsn string) error {
-	msg := err.Error()
-	if u, perr := url.Parse(dsn); perr == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-			msg = strings.ReplaceAll(msg, url.QueryEscape(pw), "xxxxx")
-		}
-	}
-	return errors.New(msg)
-}
-
 // Version is the server's version, e.g. "18.16.1".
 func (s *Sink) Version() string {
 	v := s.version.Version
@@ -242,31 +185,6 @@ func (s *Sink) WriteBatch(ctx context.Context, evs []event.Event, token string, 
 			return err
 		}
 		evs = evs[n:]
-	}
-	return nil
-}
-
-// write inserts evs with the relay's columns and the extra columns cols.
-func (s *Sink) write(ctx context.Context, evs []event.Event, cols []*extraColumn, token string) error {
-	if err := s.extras.fill(evs, cols); err != nil {
-		return err
-	}
-	for _, c := range s.cols {
-		c.fill(evs)
-	}
-	query, inputs := s.insert, s.inputs
-	if len(cols) > 0 {
-		query, inputs = s.extras.query(s.table, s.cols, s.inputs, cols)
-	}
-	err := s.ins.insert(ctx, query, inputs, insertSettings(s.version, token))
-	for _, c := range s.cols {
-		c.fill(nil) // let go of the events; keep the buffers
-	}
-	for _, c := range cols {
-		c.enc.Reset()
-	}
-	if err != nil {
-		return classify("insert", err)
 	}
 	return nil
 }
@@ -340,6 +258,31 @@ func (x *extras) run(evs []event.Event) (int, []*extraColumn) {
 		x.slots[p] = slots
 	}
 	return len(evs), x.union
+}
+
+// write inserts evs with the relay's columns and the extra columns cols.
+func (s *Sink) write(ctx context.Context, evs []event.Event, cols []*extraColumn, token string) error {
+	if err := s.extras.fill(evs, cols); err != nil {
+		return err
+	}
+	for _, c := range s.cols {
+		c.fill(evs)
+	}
+	query, inputs := s.insert, s.inputs
+	if len(cols) > 0 {
+		query, inputs = s.extras.query(s.table, s.cols, s.inputs, cols)
+	}
+	err := s.ins.insert(ctx, query, inputs, insertSettings(s.version, token))
+	for _, c := range s.cols {
+		c.fill(nil) // let go of the events; keep the buffers
+	}
+	for _, c := range cols {
+		c.enc.Reset()
+	}
+	if err != nil {
+		return classify("insert", err)
+	}
+	return nil
 }
 
 // fill appends every event's extra values to cols (as run returned them).
