@@ -8,6 +8,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
 
+	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -101,7 +102,7 @@ type alterStep struct {
 // The Distributed table is altered server by server: an ALTER ON CLUSTER
 // of a table that is not replicated, over a cluster whose shards are
 // (internal_replication), runs on one replica per shard only, and 18.16
-// refuses it outright (code 371).
+// refuses it outright (INCONSISTENT_CLUSTER_DEFINITION, 371).
 func addColumnSteps(table string, l topology.Layout, column, typ string, caps Caps) []alterStep {
 	if !l.OnCluster() {
 		return []alterStep{{ddl: addColumnDDL(table, "", column, typ, caps)}}
@@ -191,15 +192,8 @@ func (s *Sink) exec(ctx context.Context, host, ddl string) error {
 }
 
 // columnExists tells whether an ADD COLUMN failed because the column is
-// there already.
+// there already: it lost a race (DUPLICATE_COLUMN, or ILLEGAL_COLUMN).
 func columnExists(err error) bool {
 	var ex *ch.Exception
-	return errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn)
+	return errors.As(err, &ex) && (proto.Error(ex.Code) == proto.ErrDuplicateColumn || proto.Error(ex.Code) == proto.ErrIllegalColumn)
 }
-
-// ClickHouse exception codes of an ADD COLUMN that lost a race (the column
-// exists already).
-const (
-	codeDuplicateColumn = 15
-	codeIllegalColumn   = 44
-)

@@ -1,9 +1,12 @@
 package clickhouse
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/outbox-relay/relay/internal/topology"
@@ -50,6 +53,25 @@ func TestAddColumnDDLsPerTopology(t *testing.T) {
 	} {
 		if got := addColumnSteps("event_log", tt.layout, "a", "Int64", caps); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: %+v\nwant %+v", tt.layout.Topology, got, tt.want)
+		}
+	}
+}
+
+// An ADD COLUMN that lost a race to another one is done; any other failure is not.
+func TestColumnExists(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"DUPLICATE_COLUMN", &ch.Exception{Code: 15}, true},
+		{"ILLEGAL_COLUMN", &ch.Exception{Code: 44}, true},
+		{"wrapped", fmt.Errorf("ALTER TABLE: %w", &ch.Exception{Code: 15}), true},
+		{"UNKNOWN_TABLE", &ch.Exception{Code: 60}, false},
+		{"not an exception", errors.New("connection reset"), false},
+	} {
+		if got := columnExists(tt.err); got != tt.want {
+			t.Errorf("%s: columnExists(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
 }
