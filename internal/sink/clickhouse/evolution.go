@@ -41,7 +41,8 @@ func ParseEvolution(s string) (Evolution, error) {
 // Relation message) is resolved once against event_log: columns are
 // checked, added (EvolveAdd) or skipped (EvolveFill) before the first row
 // of that shape is inserted. A batch holding several shapes is written as
-// one INSERT whose columns are the union of theirs; a row of a shape
+// one INSERT whose columns are the union of theirs (one per run of them
+// where a column's PostgreSQL type changed: see run); a row of a shape
 // without one of them gets NULL there (or the type's default in a
 // non-Nullable column), which is what ClickHouse itself writes for a
 // column an INSERT leaves out, so rows from before a column existed read
@@ -56,8 +57,8 @@ type extras struct {
 	lastP  *plan
 	cols   map[string]*extraColumn // encoders by name, type and PostgreSQL type
 	warned map[string]bool
-	// per batch: the union of the extra columns, and where each shape's
-	// columns go in it.
+	// per batch (run, fill and query, in sink.go): the union of the
+	// extra columns, and where each shape's columns go in it.
 	union []*extraColumn
 	slots map[*plan][]int
 	// queries by the union's column names.

@@ -1,20 +1,41 @@
 // Package clickhouse is the ClickHouse sink: it writes a batch of events to
-// the event_log table in one native-protocol INSERT.
+// the event_log table in one native-protocol INSERT (more only where an
+// extra column's PostgreSQL type changed inside the batch).
 //
 // The sink adapts to the table it finds (system.columns) instead of assuming
 // one schema: event_date_time is DateTime64(6) on servers that have it, and
 // DateTime plus event_date_time_us (the microseconds) on older ones such as
 // 18.16. Columns with a DEFAULT are left to the server, so columns can be
-// added to event_log over time.
+// added to event_log over time; the outbox table's extra columns go to the
+// columns of their names, which the sink adds when missing
+// (RELAY_SCHEMA_EVOLUTION).
 //
-// Reading the table's columns (and DDL elsewhere) goes through clickhouse-go;
-// the INSERTs through a native-protocol connection of the sink's own that reuses its column
-// buffers from batch to batch (see inserter).
+// Reading the table's columns (and DDL) goes through clickhouse-go; the
+// INSERTs through a native-protocol connection of the sink's own that
+// reuses its column buffers from batch to batch (see inserter).
 //
 // Write is all-or-error: a nil return means ClickHouse accepted every row.
 // Rows may be written more than once (replays after a crash); event_log is a
 // ReplacingMergeTree keyed by event_id so the documented read path (FINAL)
 // shows each event once.
+//
+// The files, in the order a batch meets them:
+//   - sink.go: Open, and Sink.WriteBatch: a batch's checks, its runs of
+//     events that share one INSERT, their values and the INSERT's text;
+//   - evolution.go: each shape of the outbox table resolved against
+//     event_log once; mapping.go, the type mapping it follows; alter.go,
+//     the ADD COLUMN it may run, over cluster.go's servers on a cluster;
+//     table.go, the table's columns, read at Open and again when a shape
+//     names a column they lack;
+//   - relaycolumns.go: the columns the relay fills itself (event_id, ...);
+//     encode.go and numeric.go: the extra columns' values, from
+//     PostgreSQL's binary format into ClickHouse's columns;
+//   - dedup.go: what makes a repeated INSERT of a batch a no-op;
+//   - inserter.go: the INSERT's own connection, its handshake and
+//     deadlines; packets.go: the packets it writes and reads;
+//   - errors.go: ClickHouse's exception codes as retryable, rejected
+//     (dead-lettered) or fatal;
+//   - dsn.go: CLICKHOUSE_URL, and the clickhouse-go connections.
 package clickhouse
 
 import (
