@@ -18,7 +18,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/admin"
@@ -28,6 +27,7 @@ import (
 	"github.com/outbox-relay/relay/internal/cleanup"
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/deadletter"
+	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/logging"
 	"github.com/outbox-relay/relay/internal/metrics"
@@ -178,10 +178,9 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		defer func() { _ = adminLn.Close() }()
 	}
 
-	budgetBytes := 2 * cfg.BatchBytes
 	srcCfg := replication.Config{
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
-		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
+		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second,
 		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait,
 	}
 	// The relay keeps the open batch's expected cut here; the stream
@@ -200,7 +199,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 
 	m := metrics.New()
 	tracker := ack.New(0)
-	budget := semaphore.NewWeighted(budgetBytes)
+	budget := event.NewBudget(2 * cfg.BatchBytes)
 	ready := admin.NewReadiness(admin.ReadinessFor(cfg.StatusInterval))
 	hooks := ready.Hooks(replication.Hooks{
 		Connected: m.SetStreamConnected,
@@ -225,7 +224,6 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	batches := batchlog.New(d.pool, cfg.Slot)
 	r := relay.New(relay.Config{
 		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},
-		BudgetBytes:   budgetBytes,
 		ShutdownGrace: cfg.ShutdownGrace,
 		// A short cap: after a ClickHouse or PostgreSQL outage the relay
 		// catches up within seconds of the server's return.

@@ -59,14 +59,6 @@ func (e *Event) Size() int {
 // that carries it 192, and the batch holds the Event once more.
 const perEventOverhead = 256
 
-// Weight is what the event takes from an in-flight byte budget of
-// capacity bytes: its size, or the whole budget for an event larger than it
-// (so that one huge event still fits, alone). The source takes it and the
-// relay gives it back, both through this one formula.
-func (e *Event) Weight(capacity int64) int64 {
-	return min(int64(e.Size()), capacity)
-}
-
 // ErrRejected marks a sink error caused by the content of an event (a value
 // the sink cannot store), as opposed to the sink being down or misconfigured.
 // The relay isolates such events and dead-letters them.

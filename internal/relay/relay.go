@@ -29,7 +29,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
@@ -83,8 +82,8 @@ type Parts struct {
 	MoreSinks  []Sink
 	Cleaner    Cleaner
 	DeadLetter DeadLetter
-	Tracker    *ack.Tracker        // shared with the sources
-	Budget     *semaphore.Weighted // shared with the sources
+	Tracker    *ack.Tracker  // shared with the sources
+	Budget     *event.Budget // shared with the sources
 	Metrics    *metrics.Metrics
 	Failpoints *failpoint.Set
 	// Spans, when set, traces each flush and its steps (Sentry).
@@ -107,8 +106,6 @@ type StartSpan func(ctx context.Context, op string, tags map[string]string) (con
 // Config tunes the loop.
 type Config struct {
 	Policy batch.Policy
-	// BudgetBytes caps the bytes of events held between source and sink.
-	BudgetBytes int64
 	// ShutdownGrace bounds the final flush after ctx ends.
 	ShutdownGrace time.Duration
 	// Backoff between reconnects and sink retries.
@@ -140,7 +137,7 @@ type Relay struct {
 	clean   Cleaner
 	dead    DeadLetter
 	tracker *ack.Tracker
-	budget  *semaphore.Weighted
+	budget  *event.Budget
 	batcher *batch.Batcher
 	m       *metrics.Metrics
 	fp      *failpoint.Set
@@ -446,15 +443,7 @@ func (r *Relay) giveUpStalledReplay() {
 
 // releaseItems gives back the weight of the events among its.
 func (r *Relay) releaseItems(its []replication.Item) {
-	var w int64
-	for i := range its {
-		if !its[i].Commit && !its[i].End {
-			w += its[i].Event.Weight(r.cfg.BudgetBytes)
-		}
-	}
-	if w > 0 {
-		r.budget.Release(w)
-	}
+	r.budget.Give(replication.Events(its))
 }
 
 // flushDue flushes a batch whose age limit passed, after taking in what
@@ -943,11 +932,5 @@ func (r *Relay) drain(work context.Context, items chan []replication.Item, srcDo
 
 // release gives the events' weight back to the budget.
 func (r *Relay) release(evs []event.Event) {
-	var w int64
-	for i := range evs {
-		w += evs[i].Weight(r.cfg.BudgetBytes)
-	}
-	if w > 0 {
-		r.budget.Release(w)
-	}
+	r.budget.Give(event.All(evs))
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
@@ -254,7 +253,7 @@ func count(t *testing.T, c prometheus.Counter) float64 {
 type rig struct {
 	t        *testing.T
 	capacity int64
-	budget   *semaphore.Weighted
+	budget   *event.Budget
 	tracker  *ack.Tracker
 	metrics  *metrics.Metrics
 	log      recorder
@@ -269,7 +268,7 @@ type rig struct {
 const bigBudget = 1 << 20
 
 func newRig(t *testing.T, capacity int64) *rig {
-	g := &rig{t: t, capacity: capacity, budget: semaphore.NewWeighted(capacity), tracker: ack.New(0), metrics: metrics.New()}
+	g := &rig{t: t, capacity: capacity, budget: event.NewBudget(capacity), tracker: ack.New(0), metrics: metrics.New()}
 	g.sink = fakeSink{write: func(_ context.Context, evs []event.Event) error {
 		if len(evs) > 0 { // a commit-only batch has nothing to store
 			g.log.add("write %v confirmed=%d", evIDs(evs), g.tracker.Confirmed())
@@ -302,7 +301,7 @@ func (g *rig) relay(p batch.Policy) *Relay {
 		}
 		return g.sources[next-1]
 	}
-	return New(Config{Policy: p, BudgetBytes: g.capacity, ShutdownGrace: 10 * time.Second,
+	return New(Config{Policy: p, ShutdownGrace: 10 * time.Second,
 		Backoff: retry.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}},
 		Parts{NewSource: newSource, Sink: g.sink, MoreSinks: g.more, Cleaner: g.cleaner, DeadLetter: g.dead,
 			Tracker: g.tracker, Budget: g.budget, Metrics: g.metrics, Forecast: &g.forecast},
@@ -362,26 +361,19 @@ func (g *rig) stream(s script) fakeSource {
 }
 
 func (g *rig) emit(ctx context.Context, out chan<- []replication.Item, its ...replication.Item) error {
-	var w int64
-	for _, it := range its {
+	for i, it := range its {
 		if !it.Commit && !it.End {
-			ew := it.Event.Weight(g.capacity)
-			if err := g.budget.Acquire(ctx, ew); err != nil {
-				if w > 0 {
-					g.budget.Release(w)
-				}
+			if err := g.budget.Take(ctx, &its[i].Event); err != nil {
+				g.budget.Give(replication.Events(its[:i]))
 				return err
 			}
-			w += ew
 		}
 	}
 	select {
 	case out <- its:
 		return nil
 	case <-ctx.Done():
-		if w > 0 {
-			g.budget.Release(w)
-		}
+		g.budget.Give(replication.Events(its))
 		return ctx.Err()
 	}
 }
@@ -402,11 +394,13 @@ func untilClosed(ch <-chan struct{}) (context.Context, context.CancelFunc) {
 // checkBudget asserts that every byte the source took was given back.
 func (g *rig) checkBudget() {
 	g.t.Helper()
-	if !g.budget.TryAcquire(g.capacity) {
+	// An event of the budget's size takes all of it: only a whole budget has that.
+	whole := &event.Event{Context: make([]byte, g.capacity)}
+	if !g.budget.TryTake(whole) {
 		g.t.Errorf("budget of %d bytes not whole: the relay kept weight the source took", g.capacity)
 		return
 	}
-	g.budget.Release(g.capacity)
+	g.budget.Give(event.All([]event.Event{*whole}))
 }
 
 // signal returns a commit callback that logs the confirmed position and

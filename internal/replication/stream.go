@@ -379,16 +379,14 @@ func (s *Source) emitBackfill(ctx context.Context, out chan<- []Item, ev event.E
 }
 
 func (s *Source) emitItem(ctx context.Context, st *stream, out chan<- []Item, it Item) error {
-	ev := it.Event
-	w := ev.Weight(s.cfg.BudgetBytes)
-	for !s.budget.TryAcquire(w) {
+	for !s.budget.TryTake(&it.Event) {
 		// The budget is spent: hand over what is queued first, or the
 		// consumer could wait for it while this waits for the budget.
 		if err := s.send(ctx, st, out); err != nil {
 			return err
 		}
 		actx, cancel := context.WithTimeout(ctx, s.cfg.StatusInterval/2)
-		err := s.budget.Acquire(actx, w)
+		err := s.budget.Take(actx, &it.Event)
 		cancel()
 		if err == nil {
 			break
@@ -473,11 +471,7 @@ func (s *Source) send(ctx context.Context, st *stream, out chan<- []Item) error 
 // dropQueued gives back the weight of queued events that will never be
 // handed over.
 func (s *Source) dropQueued() {
-	for _, it := range s.queued {
-		if !it.Commit && !it.End {
-			s.budget.Release(it.Event.Weight(s.cfg.BudgetBytes))
-		}
-	}
+	s.budget.Give(Events(s.queued))
 	s.queued = nil
 }
 
