@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/pgerr"
+	"github.com/outbox-relay/relay/internal/retry"
 )
 
 // Execer runs a statement (a *pgxpool.Pool satisfies it).
@@ -60,7 +62,9 @@ func (s *Store) Put(ctx context.Context, rs []Rejected) error {
 		times[i], versions[i], errs[i] = timestamptz(r.Event.OccurredAt), r.Event.MetadataVersion, r.Err.Error()
 		extra, err := extraText(types, r.Event)
 		if err != nil {
-			return err
+			// Only a type the relay does not map could fail here, and
+			// the stream refuses those first: stop rather than lose it.
+			return retry.Permanent(err)
 		}
 		if extra != nil {
 			text := string(extra)
@@ -68,7 +72,7 @@ func (s *Store) Put(ctx context.Context, rs []Rejected) error {
 		}
 	}
 	if _, err := s.db.Exec(ctx, insert, ids, evTypes, times, envs, ctxs, versions, errs, extras); err != nil {
-		return fmt.Errorf("store %d rejected events in outbox_dead_letter: %w", n, err)
+		return pgerr.Classify(fmt.Errorf("store %d rejected events in outbox_dead_letter: %w", n, err))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -121,7 +122,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 // other error is returned as it is.
 func (s *Source) recoverUnseenPublication(ctx context.Context, conn *pgconn.PgConn, streamErr error) error {
 	var pgErr *pgconn.PgError
-	if !errors.As(streamErr, &pgErr) || pgErr.Code != sqlstateUndefinedObject || !strings.Contains(pgErr.Message, "publication") {
+	if !errors.As(streamErr, &pgErr) || pgErr.Code != pgerrcode.UndefinedObject || !strings.Contains(pgErr.Message, "publication") {
 		return streamErr
 	}
 	cctx, cancel := context.WithTimeout(ctx, controlTimeout)
