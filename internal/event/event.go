@@ -1,5 +1,5 @@
 // Package event defines the unit that moves through the relay:
-// source -> batch -> sink -> ack -> cleanup.
+// replication -> batch -> sink -> delete -> confirm.
 package event
 
 import (

@@ -11,7 +11,8 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
-// written is a batch on its way through the sink to cleanup and ack.
+// written is a batch on its way through the sink to its deletion and
+// confirmation.
 type written struct {
 	// result is the write's outcome (nil: the sink accepted the batch);
 	// cancel stops the write when the batch will not be completed.
@@ -23,10 +24,10 @@ type written struct {
 	rng        *batch.Range // recorded range to mark done with the delete
 	ackLSN     uint64
 	afterFlush []func(context.Context) error
-	completed  chan struct{} // closed once completed, when flush waits for it
+	completed  chan struct{} // closed once completed, when cut waits for it
 	bytes      int
-	ctx        context.Context // carries the flush span
-	finish     func()          // ends the flush span
+	ctx        context.Context // carries the batch span
+	finish     func()          // ends the batch span
 }
 
 // outcome is a write's result and how long it took (with the recording of
@@ -97,7 +98,7 @@ func (c *completer) put(ctx context.Context, w written) error {
 		return c.err
 	case <-ctx.Done():
 		w.finish()
-		return fmt.Errorf("queue batch for cleanup: %w", ctx.Err())
+		return fmt.Errorf("queue batch for deletion: %w", ctx.Err())
 	}
 }
 
@@ -115,7 +116,7 @@ func (r *Relay) complete(ctx context.Context, w written, took time.Duration) err
 	// (invisible through the FINAL read path) instead of leaving delivered
 	// rows in the outbox table that no stream would ever bring back.
 	dctx, ddone := r.spans(w.ctx, "outbox.delete", nil)
-	err := r.cleanup(dctx, w.ids, w.rng)
+	err := r.deleteRows(dctx, w.ids, w.rng)
 	ddone()
 	if err != nil {
 		// Not confirmed: the batch is replayed (invisible through the read
@@ -125,14 +126,14 @@ func (r *Relay) complete(ctx context.Context, w written, took time.Duration) err
 	r.fp.Hit(failpoint.AfterDelete)
 	if w.ackLSN > 0 {
 		_, adone := r.spans(w.ctx, "lsn.ack", map[string]string{"lsn": pglogrepl.LSN(w.ackLSN).String()})
-		r.tracker.Flushed(w.ackLSN)
+		r.tracker.Confirm(w.ackLSN)
 		r.m.AckedLSN.Set(float64(w.ackLSN))
 		r.m.LastAckTimestamp.SetToCurrentTime()
 		adone()
 	}
 	for _, f := range w.afterFlush {
 		if err := f(ctx); err != nil {
-			return fmt.Errorf("after flush: %w", err)
+			return fmt.Errorf("after confirm: %w", err)
 		}
 	}
 	r.log.Info().Int("events", w.events).Int("bytes", w.bytes).Dur("took", took).
@@ -140,8 +141,9 @@ func (r *Relay) complete(ctx context.Context, w written, took time.Duration) err
 	return nil
 }
 
-// cleanup deletes the delivered rows, retrying until ctx ends.
-func (r *Relay) cleanup(ctx context.Context, ids [][16]byte, done *batch.Range) error {
+// deleteRows deletes the delivered rows (and marks their range done),
+// retrying until ctx ends or the error is permanent.
+func (r *Relay) deleteRows(ctx context.Context, ids [][16]byte, done *batch.Range) error {
 	if len(ids) == 0 && done == nil {
 		return nil
 	}
@@ -150,7 +152,7 @@ func (r *Relay) cleanup(ctx context.Context, ids [][16]byte, done *batch.Range) 
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		defer cancel()
 		var err error
-		n, err = r.clean.Delete(actx, ids, done)
+		n, err = r.deleter.Delete(actx, ids, done)
 		return err
 	}, func(err error, wait time.Duration) {
 		r.log.Warn().Err(err).Dur("retry_in", wait).Msg("deleting delivered rows failed; retrying")

@@ -1,21 +1,27 @@
-// Package relay runs the pipeline source -> batch -> sink -> ack -> cleanup.
+// Package relay runs the pipeline replication -> batch -> sink -> delete
+// -> confirm. Where each step lives: session.go is the loop (one source
+// connection: items into batches, shutdown's drain), write.go cuts a batch
+// and writes it (isolating and dead-lettering what the sink rejects), and
+// complete.go completes it: deletes the delivered rows, then confirms the
+// position.
 //
-// Contract (at-least-once into the sink, exactly-once through its read path):
+// Contract (at-least-once into the sink, exactly-once through its
+// deduplication):
 //   - The sink is asked to write a batch; only after it returned nil are the
 //     batch's rows deleted from the outbox table (events carried by logical
-//     decoding messages have no row) and its AckLSN handed to the
-//     ack.Tracker (which the source reports to PostgreSQL). Deleting and
-//     acknowledging one batch overlaps with writing the next; acks stay in
-//     LSN order.
+//     decoding messages have no row) and then its AckLSN confirmed to the
+//     ack.Tracker (which the source reports to PostgreSQL). Completing one
+//     batch overlaps with writing the next; confirmations stay in LSN order.
 //   - Retryable sink errors are retried with backoff for as long as it takes;
 //     meanwhile the source stops reading once the byte budget is spent and
-//     keeps the replication connection alive. Permanent sink errors stop
-//     the relay with nothing acknowledged.
+//     keeps the replication connection alive. Permanent errors (the sink's,
+//     or PostgreSQL's classified by pgerr) stop the relay with nothing
+//     confirmed that was not written and deleted.
 //   - A broken stream is reconnected with backoff; the events of the
 //     transaction that was open are dropped (it is streamed again).
 //   - On shutdown (ctx ends): the open transaction is dropped, the complete
-//     ones are flushed and acknowledged within the grace period, then the
-//     source sends its final status update.
+//     ones are written, deleted and confirmed within the grace period, then
+//     the source sends its final status update.
 package relay
 
 import (
@@ -37,7 +43,7 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
-// Source streams items until ctx ends (see package source).
+// Source streams items until ctx ends (see replication.Source).
 type Source interface {
 	Run(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error
 }
@@ -49,9 +55,9 @@ type Sink interface {
 	WriteBatch(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error
 }
 
-// Cleaner deletes delivered rows from the outbox table and, with them,
+// Deleter deletes delivered rows from the outbox table and, with them,
 // marks the batch's recorded range done (done nil: no record).
-type Cleaner interface {
+type Deleter interface {
 	Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error)
 }
 
@@ -76,13 +82,13 @@ type Parts struct {
 	// MoreSinks are sinks like Sink, each writing another batch while the
 	// others write theirs (nil: one batch at a time).
 	MoreSinks  []Sink
-	Cleaner    Cleaner
+	Deleter    Deleter
 	DeadLetter DeadLetter
 	Tracker    *ack.Tracker  // shared with the sources
 	Budget     *event.Budget // shared with the sources
 	Metrics    *metrics.Metrics
 	Failpoints *failpoint.Set
-	// Spans, when set, traces each flush and its steps (Sentry).
+	// Spans, when set, traces each batch and its steps (Sentry).
 	Spans StartSpan
 	// Batches, when set, records each batch's range before it is written
 	// and makes every batch a replay may repeat carry an identity.
@@ -102,7 +108,7 @@ type StartSpan func(ctx context.Context, op string, tags map[string]string) (con
 // Config tunes the loop.
 type Config struct {
 	Policy batch.Policy
-	// ShutdownGrace bounds the final flush after ctx ends.
+	// ShutdownGrace bounds the final writes, deletes and confirmations after ctx ends.
 	ShutdownGrace time.Duration
 	// Backoff between reconnects and sink retries.
 	Backoff retry.Backoff
@@ -120,27 +126,21 @@ const standbyPoll = time.Second
 
 // Relay is the pipeline.
 type Relay struct {
-	cfg     Config
-	newSrc  func() Source
-	clean   Cleaner
-	dead    DeadLetter
-	tracker *ack.Tracker
-	budget  *event.Budget
-	batcher *batch.Batcher
-	m       *metrics.Metrics
-	fp      *failpoint.Set
-	spans   StartSpan
-	batches BatchLog
-	// replay holds the records being rebuilt this session, by first
-	// position.
-	replay   map[batch.Position]batchlog.Record
+	cfg      Config
+	newSrc   func() Source
+	deleter  Deleter
+	dead     DeadLetter
+	tracker  *ack.Tracker
+	budget   *event.Budget
+	batcher  *batch.Batcher
+	m        *metrics.Metrics
+	fp       *failpoint.Set
+	spans    StartSpan
+	batches  BatchLog
 	health   func(err error)
 	forecast *batch.Forecast
 	log      zerolog.Logger
-	// done takes written batches to their cleanup and acknowledgement
-	// (see complete); set per session.
-	done *completer
-	// sinks are the sinks not writing a batch now (see flush).
+	// sinks are the sinks not writing a batch now (see cut).
 	sinks chan Sink
 	// held is what the buffer gauges add up (see gaugeBuffer).
 	held struct {
@@ -150,7 +150,7 @@ type Relay struct {
 
 // New wires a Relay from its parts.
 func New(cfg Config, p Parts, log zerolog.Logger) *Relay {
-	r := &Relay{cfg: cfg, newSrc: p.NewSource, clean: p.Cleaner, dead: p.DeadLetter,
+	r := &Relay{cfg: cfg, newSrc: p.NewSource, deleter: p.Deleter, dead: p.DeadLetter,
 		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, batches: p.Batches,
 		forecast: p.Forecast, log: log}
 	r.sinks = make(chan Sink, 1+len(p.MoreSinks))
@@ -176,7 +176,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	b := r.cfg.Backoff
 	for {
 		start := time.Now()
-		err := r.session(ctx)
+		err := (&session{Relay: r}).run(ctx)
 		if ctx.Err() != nil {
 			if err != nil && !retry.IsPermanent(err) {
 				// Stopped while the sink was failing: nothing was acknowledged,

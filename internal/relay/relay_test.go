@@ -52,13 +52,13 @@ func (f fakeSink) WriteBatch(ctx context.Context, evs []event.Event, token strin
 	return f.write(ctx, evs)
 }
 
-type fakeCleaner struct {
+type fakeDeleter struct {
 	delete func(ctx context.Context, ids [][16]byte) (int64, error)
 	// deleteDone, when set, is called instead of delete.
 	deleteDone func(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error)
 }
 
-func (f fakeCleaner) Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
+func (f fakeDeleter) Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
 	if f.deleteDone != nil {
 		return f.deleteDone(ctx, ids, done)
 	}
@@ -89,7 +89,7 @@ func (f fakeDeadLetter) Put(ctx context.Context, rs []deadletter.Rejected) error
 var (
 	_ Source     = fakeSource{}
 	_ Sink       = fakeSink{}
-	_ Cleaner    = fakeCleaner{}
+	_ Deleter    = fakeDeleter{}
 	_ DeadLetter = fakeDeadLetter{}
 	_ BatchLog   = fakeBatchLog{}
 )
@@ -259,7 +259,7 @@ type rig struct {
 	log      recorder
 	sink     fakeSink
 	more     []Sink // Parts.MoreSinks
-	cleaner  fakeCleaner
+	cleaner  fakeDeleter
 	dead     fakeDeadLetter
 	sources  []Source // handed out by NewSource, one per connection
 	forecast batch.Forecast
@@ -275,7 +275,7 @@ func newRig(t *testing.T, capacity int64) *rig {
 		}
 		return nil
 	}}
-	g.cleaner = fakeCleaner{delete: func(_ context.Context, ids [][16]byte) (int64, error) {
+	g.cleaner = fakeDeleter{delete: func(_ context.Context, ids [][16]byte) (int64, error) {
 		g.log.add("delete %v confirmed=%d", rowIDs(ids), g.tracker.Confirmed())
 		return int64(len(ids)), nil
 	}}
@@ -303,7 +303,7 @@ func (g *rig) relay(p batch.Policy) *Relay {
 	}
 	return New(Config{Policy: p, ShutdownGrace: 10 * time.Second,
 		Backoff: retry.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}},
-		Parts{NewSource: newSource, Sink: g.sink, MoreSinks: g.more, Cleaner: g.cleaner, DeadLetter: g.dead,
+		Parts{NewSource: newSource, Sink: g.sink, MoreSinks: g.more, Deleter: g.cleaner, DeadLetter: g.dead,
 			Tracker: g.tracker, Budget: g.budget, Metrics: g.metrics, Forecast: &g.forecast},
 		zerolog.Nop())
 }

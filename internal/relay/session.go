@@ -12,50 +12,63 @@ import (
 	"github.com/outbox-relay/relay/internal/replication"
 )
 
+// session is the state of one source connection: the loop that takes the
+// source's items into batches and hands them to the sinks. It is the
+// Relay's goroutine; writes and completions run beside it.
+type session struct {
+	*Relay
+	// replay holds the recorded ranges the stream may bring again, by
+	// first position (see loadReplay and identify).
+	replay map[batch.Position]batchlog.Record
+	// done takes written batches to their deletion and confirmation, in
+	// order (see completer).
+	done *completer
+}
+
 // replayStall is how long a rebuild may wait for the rest of a recorded
 // range while holding events.
 const replayStall = 30 * time.Second
 
-// session runs one source connection and consumes its items.
-func (r *Relay) session(ctx context.Context) error {
-	if err := r.loadReplay(ctx); err != nil {
+// run runs one source connection and consumes its items.
+func (s *session) run(ctx context.Context) error {
+	if err := s.loadReplay(ctx); err != nil {
 		return err
 	}
 	// Room for a whole batch lets the source decode the next batch while
 	// this one is written; the byte budget bounds the memory either way.
-	items := make(chan []replication.Item, min(max(1024, r.cfg.Policy.MaxEvents), 65536))
+	items := make(chan []replication.Item, min(max(1024, s.cfg.Policy.MaxEvents), 65536))
 	drained := make(chan struct{})
 	srcCtx, cancelSrc := context.WithCancel(ctx)
 	defer cancelSrc()
 	srcDone := make(chan error, 1)
-	src := r.newSrc()
+	src := s.newSrc()
 	go func() { srcDone <- src.Run(srcCtx, items, drained) }()
 	// Writes and deletes already under way are not cut off by shutdown:
 	// they get ShutdownGrace after ctx ends.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopGrace := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(r.cfg.ShutdownGrace, cancelWork)
+		t := time.AfterFunc(s.cfg.ShutdownGrace, cancelWork)
 		<-work.Done()
 		t.Stop()
 	})
 	defer stopGrace()
-	r.done = r.startCompleter(work)
+	s.done = s.startCompleter(work)
 
-	err := r.consume(ctx, work, items, srcDone)
+	err := s.consume(ctx, work, items, srcDone)
 	switch {
 	case errors.Is(err, errEnd):
-		err = r.drain(work, nil, srcDone)
+		err = s.drain(work, nil, srcDone)
 	case ctx.Err() != nil && err == nil:
-		err = r.drain(work, items, srcDone)
+		err = s.drain(work, items, srcDone)
 	}
 	// Batches already written are still cleaned up and acknowledged (within
 	// the grace period on shutdown) before the source sends its last status.
-	if cerr := r.done.close(); err == nil {
+	if cerr := s.done.close(); err == nil {
 		err = cerr
 	}
-	if !r.batcher.Replaying() {
-		r.release(r.batcher.DropUncommitted())
+	if !s.batcher.Replaying() {
+		s.release(s.batcher.DropUncommitted())
 	}
 	close(drained)
 	cancelSrc()
@@ -66,36 +79,35 @@ func (r *Relay) session(ctx context.Context) error {
 	// of what it queued, and, when reconnecting, drop what is buffered too:
 	// the next session streams it again from the confirmed position.
 	for len(items) > 0 {
-		r.releaseItems(<-items)
+		s.releaseItems(<-items)
 	}
-	r.release(r.batcher.Reset())
-	r.gaugeBuffer()
+	s.release(s.batcher.Reset())
+	s.gaugeBuffer()
 	return err
 }
 
 // loadReplay reads the recorded ranges: the stream may bring them again,
 // and each must then be rebuilt exactly (see package batch) before normal
 // batching goes on.
-func (r *Relay) loadReplay(ctx context.Context) error {
-	r.replay = nil
-	if r.batches == nil {
+func (s *session) loadReplay(ctx context.Context) error {
+	if s.batches == nil {
 		return nil
 	}
 	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	recs, err := r.batches.Load(actx)
+	recs, err := s.batches.Load(actx)
 	cancel()
 	if err != nil {
 		return err
 	}
-	r.replay = make(map[batch.Position]batchlog.Record, len(recs))
+	s.replay = make(map[batch.Position]batchlog.Record, len(recs))
 	ranges := make([]batch.Range, len(recs))
 	for i, rec := range recs {
-		r.replay[rec.Range.First] = rec
+		s.replay[rec.Range.First] = rec
 		ranges[i] = rec.Range
 	}
-	r.batcher.Replay(ranges)
+	s.batcher.Replay(ranges)
 	if len(recs) > 0 {
-		r.log.Info().Int("batches", len(recs)).Str("first", recs[0].Range.Token(r.batches.Slot())).
+		s.log.Info().Int("batches", len(recs)).Str("first", recs[0].Range.Token(s.batches.Slot())).
 			Msg("recorded batches found; rebuilding those the stream brings again")
 	}
 	return nil
@@ -103,44 +115,44 @@ func (r *Relay) loadReplay(ctx context.Context) error {
 
 // consume is the loop's select: it owns the batch timer.
 // ctx ends the loop; work bounds the writes.
-func (r *Relay) consume(ctx, work context.Context, items chan []replication.Item, srcDone chan error) error {
+func (s *session) consume(ctx, work context.Context, items chan []replication.Item, srcDone chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		var due <-chan time.Time
 		now := time.Now()
-		r.forecast.Store(r.batcher.ExpectedCut(now))
-		if d, ok := r.batcher.UntilNext(now); ok {
+		s.forecast.Store(s.batcher.ExpectedCut(now))
+		if d, ok := s.batcher.UntilNext(now); ok {
 			timer.Reset(d)
 			due = timer.C
-		} else if r.batcher.Replaying() && r.batcher.Len() > 0 {
+		} else if s.batcher.Replaying() && s.batcher.Len() > 0 {
 			timer.Reset(replayStall)
 			due = timer.C
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-r.done.failed:
-			return r.done.err
+		case <-s.done.failed:
+			return s.done.err
 		case err := <-srcDone:
 			srcDone <- err // session() reads it again
 			// Items already queued are complete messages: keep them.
 			for len(items) > 0 {
-				if ferr := r.addAll(work, <-items); ferr != nil {
+				if ferr := s.addAll(work, <-items); ferr != nil {
 					return ferr
 				}
 			}
 			return err
 		case its := <-items:
-			if err := r.addAll(work, its); err != nil {
+			if err := s.addAll(work, its); err != nil {
 				return err
 			}
 		case <-due:
-			if r.batcher.Replaying() {
-				r.giveUpStalledReplay()
+			if s.batcher.Replaying() {
+				s.giveUpStalledReplay()
 				continue
 			}
-			if err := r.flushDue(work, items); err != nil {
+			if err := s.cutDue(work, items); err != nil {
 				return err
 			}
 		}
@@ -150,18 +162,18 @@ func (r *Relay) consume(ctx, work context.Context, items chan []replication.Item
 // addAll adds the items of one hand-over from the source. On an error
 // the events after the failing item are given back: they are streamed
 // again.
-func (r *Relay) addAll(ctx context.Context, its []replication.Item) error {
+func (s *session) addAll(ctx context.Context, its []replication.Item) error {
 	for i, it := range its {
-		if err := r.add(ctx, it); err != nil {
-			r.releaseItems(its[i+1:])
+		if err := s.add(ctx, it); err != nil {
+			s.releaseItems(its[i+1:])
 			return err
 		}
 	}
-	r.gaugeBuffer()
+	s.gaugeBuffer()
 	return nil
 }
 
-func (r *Relay) add(ctx context.Context, it replication.Item) error {
+func (s *session) add(ctx context.Context, it replication.Item) error {
 	if it.End {
 		return errEnd
 	}
@@ -171,27 +183,27 @@ func (r *Relay) add(ctx context.Context, it replication.Item) error {
 	}
 	switch {
 	case it.Commit:
-		r.batcher.Commit(it.EndLSN, at, it.AfterFlush)
+		s.batcher.Commit(it.EndLSN, at, it.AfterFlush)
 		if it.Backfill {
 			// Backfilled rows go in batches of their own (they have no
 			// identity; stream batches after them do).
-			return r.flush(ctx)
+			return s.cut(ctx)
 		}
 	case it.Backfill:
-		if r.batcher.Replaying() {
+		if s.batcher.Replaying() {
 			// Rows read from the table come first in a session: the slot
 			// was (re)created or its backfill resumed, and the recorded
 			// ranges are not streamed before them. Rebuilding them would
 			// hold the whole backfill in memory.
-			r.log.Warn().Msg("backfilling: recorded batches are not rebuilt (ClickHouse may get repeated rows, collapsed through FINAL)")
-			r.batcher.Replay(nil)
+			s.log.Warn().Msg("backfilling: recorded batches are not rebuilt (ClickHouse may get repeated rows, collapsed through FINAL)")
+			s.batcher.Replay(nil)
 		}
-		r.batcher.AddBackfill(it.Event, at)
+		s.batcher.AddBackfill(it.Event, at)
 	default:
-		r.batcher.Add(it.Event, at)
+		s.batcher.Add(it.Event, at)
 	}
-	for r.batcher.Ready() {
-		if err := r.flush(ctx); err != nil {
+	for s.batcher.Ready() {
+		if err := s.cut(ctx); err != nil {
 			return err
 		}
 	}
@@ -212,19 +224,19 @@ func (r *Relay) giveUpStalledReplay() {
 	r.batcher.Replay(nil)
 }
 
-// flushDue flushes a batch whose age limit passed, after taking in what
+// cutDue cuts a batch whose age limit passed, after taking in what
 // is already queued (up to the count and byte limits): the age counts from
 // when an event arrived, so a backlog must still make full batches.
-func (r *Relay) flushDue(ctx context.Context, items chan []replication.Item) error {
+func (s *session) cutDue(ctx context.Context, items chan []replication.Item) error {
 	var end error
-	for len(items) > 0 && !r.batcher.Ready() && !r.batcher.Saturated() && end == nil {
-		if err := r.addAll(ctx, <-items); errors.Is(err, errEnd) {
+	for len(items) > 0 && !s.batcher.Ready() && !s.batcher.Saturated() && end == nil {
+		if err := s.addAll(ctx, <-items); errors.Is(err, errEnd) {
 			end = err
 		} else if err != nil {
 			return err
 		}
 	}
-	if err := r.flush(ctx); err != nil {
+	if err := s.cut(ctx); err != nil {
 		return err
 	}
 	return end
@@ -232,13 +244,13 @@ func (r *Relay) flushDue(ctx context.Context, items chan []replication.Item) err
 
 // drain runs on shutdown: it takes the items the source still hands over
 // (up to its End item: the source completes an open transaction first), then
-// flushes the complete transactions, all within work's grace period.
+// cuts and completes the complete transactions, all within work's grace period.
 // items is nil when End was already seen.
-func (r *Relay) drain(work context.Context, items chan []replication.Item, srcDone chan error) error {
+func (s *session) drain(work context.Context, items chan []replication.Item, srcDone chan error) error {
 	for done := items == nil; !done; {
 		select {
 		case its := <-items:
-			if err := r.addAll(work, its); errors.Is(err, errEnd) {
+			if err := s.addAll(work, its); errors.Is(err, errEnd) {
 				done = true
 			} else if err != nil {
 				return err
@@ -246,7 +258,7 @@ func (r *Relay) drain(work context.Context, items chan []replication.Item, srcDo
 		case err := <-srcDone:
 			srcDone <- err
 			for len(items) > 0 {
-				if err := r.addAll(work, <-items); errors.Is(err, errEnd) {
+				if err := s.addAll(work, <-items); errors.Is(err, errEnd) {
 					break
 				} else if err != nil {
 					return err
@@ -257,14 +269,14 @@ func (r *Relay) drain(work context.Context, items chan []replication.Item, srcDo
 			done = true
 		}
 	}
-	if r.batcher.Replaying() {
+	if s.batcher.Replaying() {
 		// Stopping inside a recorded range: it is rebuilt on the next
 		// start; a batch cut short here would be a different one.
 		return nil
 	}
-	r.release(r.batcher.DropUncommitted())
-	if err := r.flush(work); err != nil {
-		return fmt.Errorf("flush on shutdown: %w", err)
+	s.release(s.batcher.DropUncommitted())
+	if err := s.cut(work); err != nil {
+		return fmt.Errorf("cut on shutdown: %w", err)
 	}
 	return nil
 }

@@ -26,42 +26,42 @@ const wholeBatchRejected = 10
 // connection that stopped answering is given up and retried.
 const sinkAttemptTimeout = 2 * time.Minute
 
-// flush cuts a batch and records its range (in batch order), then writes
+// cut cuts a batch and records its range (in batch order), then writes
 // it on a sink of its own, up to one batch per sink at once: while
 // ClickHouse stores one batch the next is already sent. The completer
 // takes the batches in order, waits for each write, deletes and
 // acknowledges: acks stay in LSN order however the writes finish.
-func (r *Relay) flush(ctx context.Context) error {
-	if !r.batcher.Pending() {
+func (s *session) cut(ctx context.Context) error {
+	if !s.batcher.Pending() {
 		return nil
 	}
-	b := r.batcher.Cut()
+	b := s.batcher.Cut()
 	if len(b.Events) == 0 && b.AckLSN == 0 && len(b.AfterFlush) == 0 {
 		return nil
 	}
 	// The batch is held until ClickHouse accepted it (the "relay stuck"
 	// runbook reads these while the sink is down). The batcher's share is
-	// read again now: flush may wait for a backfill's batch to complete
+	// read again now: cut may wait for a backfill's batch to complete
 	// below, and the write's end must not leave the cut events counted.
-	r.inflight(len(b.Events), b.Bytes)
-	r.gaugeBuffer()
+	s.inflight(len(b.Events), b.Bytes)
+	s.gaugeBuffer()
 	started := false
 	defer func() {
 		if !started { // whatever happens, these leave memory
-			r.release(b.Events)
-			r.inflight(-len(b.Events), -b.Bytes)
+			s.release(b.Events)
+			s.inflight(-len(b.Events), -b.Bytes)
 		}
-		r.gaugeBuffer()
+		s.gaugeBuffer()
 	}()
-	tctx, finish := r.spans(ctx, "flush", map[string]string{"events": strconv.Itoa(len(b.Events))})
+	tctx, finish := s.spans(ctx, "batch", map[string]string{"events": strconv.Itoa(len(b.Events))})
 	start := time.Now()
-	id, err := r.identify(tctx, b)
+	id, err := s.identify(tctx, b)
 	if err != nil {
 		finish()
 		return err
 	}
-	r.fp.Hit(failpoint.AfterPending)
-	sink, err := r.takeSink(ctx)
+	s.fp.Hit(failpoint.AfterPending)
+	sink, err := s.takeSink(ctx)
 	if err != nil {
 		finish()
 		return err
@@ -72,26 +72,26 @@ func (r *Relay) flush(ctx context.Context) error {
 	if len(b.AfterFlush) > 0 {
 		w.completed = make(chan struct{})
 	}
-	if err := r.done.put(ctx, w); err != nil { // put ends the span on failure
+	if err := s.done.put(ctx, w); err != nil { // put ends the span on failure
 		cancel()
-		r.sinks <- sink
+		s.sinks <- sink
 		return err
 	}
 	started = true
-	done := r.done
+	done := s.done
 	go func() {
-		err := r.writeBatch(wctx, sink, b, id, start)
+		err := s.writeBatch(wctx, sink, b, id, start)
 		took := time.Since(start)
-		r.release(b.Events)
-		r.inflight(-len(b.Events), -b.Bytes)
-		r.setBufferGauges()
+		s.release(b.Events)
+		s.inflight(-len(b.Events), -b.Bytes)
+		s.setBufferGauges()
 		w.result <- outcome{err: err, took: took}
 		if err != nil {
 			// The completer ends the session on this error: no other
 			// batch is to be written on this sink meanwhile.
 			<-done.failed
 		}
-		r.sinks <- sink
+		s.sinks <- sink
 	}()
 	if w.completed != nil {
 		// The end of a backfill clears the slot's backfill marker: no
@@ -110,12 +110,12 @@ func (r *Relay) flush(ctx context.Context) error {
 }
 
 // takeSink waits for a sink that is not writing.
-func (r *Relay) takeSink(ctx context.Context) (Sink, error) {
+func (s *session) takeSink(ctx context.Context) (Sink, error) {
 	select {
-	case s := <-r.sinks:
+	case s := <-s.sinks:
 		return s, nil
-	case <-r.done.failed:
-		return nil, r.done.err
+	case <-s.done.failed:
+		return nil, s.done.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("wait for a free sink: %w", ctx.Err())
 	}
@@ -126,31 +126,31 @@ func (r *Relay) takeSink(ctx context.Context) (Sink, error) {
 // and says whether it was done). Batches without a range (backfilled rows)
 // get no identity: a replay of them may repeat rows, which
 // ReplacingMergeTree collapses.
-func (r *Relay) identify(ctx context.Context, b batch.Batch) (identity, error) {
+func (s *session) identify(ctx context.Context, b batch.Batch) (identity, error) {
 	id := identity{relayedAt: time.Now().UTC().Truncate(time.Second)}
-	if !b.Identified || r.batches == nil || len(b.Events) == 0 {
+	if !b.Identified || s.batches == nil || len(b.Events) == 0 {
 		return id, nil
 	}
 	rng := b.Range
-	id.token, id.rng = rng.Token(r.batches.Slot()), &rng
-	if rec, ok := r.replay[rng.First]; ok {
-		delete(r.replay, rng.First)
+	id.token, id.rng = rng.Token(s.batches.Slot()), &rng
+	if rec, ok := s.replay[rng.First]; ok {
+		delete(s.replay, rng.First)
 		if rec.Range == rng {
 			id.relayedAt, id.done = rec.RelayedAt, rec.Done
-			r.log.Info().Str("batch", id.token).Bool("done", rec.Done).Int("events", len(b.Events)).
+			s.log.Info().Str("batch", id.token).Bool("done", rec.Done).Int("events", len(b.Events)).
 				Msg("rebuilt a recorded batch; writing it again with the same identity")
 			return id, nil
 		}
-		r.log.Warn().Str("recorded", rec.Range.Token(r.batches.Slot())).Str("rebuilt", id.token).
+		s.log.Warn().Str("recorded", rec.Range.Token(s.batches.Slot())).Str("rebuilt", id.token).
 			Msg("a recorded batch came out different; writing it as a new batch (ReplacingMergeTree collapses repeats)")
 	}
 	rec := batchlog.Record{Range: rng, Events: len(b.Events), RelayedAt: id.relayedAt}
-	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
+	err := retry.Do(ctx, s.cfg.Backoff, func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		defer cancel()
-		return r.batches.Pending(actx, rec)
+		return s.batches.Pending(actx, rec)
 	}, func(err error, wait time.Duration) {
-		r.log.Warn().Err(err).Dur("retry_in", wait).Msg("recording the batch as pending failed; retrying")
+		s.log.Warn().Err(err).Dur("retry_in", wait).Msg("recording the batch as pending failed; retrying")
 	})
 	if err != nil {
 		return id, fmt.Errorf("record batch %s: %w", id.token, err)

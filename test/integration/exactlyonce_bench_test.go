@@ -162,7 +162,7 @@ func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (
 		NewSource: func() relay.Source {
 			return replication.New(srcCfg, e.PG, tracker, budget, zerolog.Nop(), replication.Hooks{}, nil)
 		},
-		Sink: sink, Cleaner: cleanup.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
+		Sink: sink, Deleter: cleanup.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
 		Tracker: tracker, Budget: budget, Metrics: metrics.New(), Batches: log,
 	}, zerolog.Nop())
 	rctx, cancel := context.WithCancel(ctx)
