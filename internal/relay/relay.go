@@ -142,6 +142,9 @@ type Relay struct {
 	log      zerolog.Logger
 	// sinks are the sinks not writing a batch now (see cut).
 	sinks chan Sink
+	// wholeRejections counts the batches in a row the sink rejected
+	// whole (see watchRejections).
+	wholeRejections atomic.Int64
 	// held is what the buffer gauges add up (see gaugeBuffer).
 	held struct {
 		batcherEvents, batcherBytes, writingEvents, writingBytes atomic.Int64

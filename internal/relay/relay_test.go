@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -677,21 +678,19 @@ func TestPermanentSinkError(t *testing.T) {
 
 // Events the sink rejects for their content are isolated by bisection and
 // dead-lettered; the rest is written, every row deleted and the commit
-// confirmed. A sizeable batch rejected whole stops the relay instead.
+// confirmed, also when the sink rejects the whole batch: a writer's data
+// must not stop the stream.
 func TestRejectedEvents(t *testing.T) {
 	tests := []struct {
-		name     string
-		events   []byte
-		poison   []byte
-		wantHalt bool
+		name   string
+		events []byte
+		poison []byte
 	}{
 		{name: "one poison among 8", events: seq(1, 8), poison: []byte{6}},
 		{name: "two adjacent poison after two good", events: seq(1, 4), poison: []byte{3, 4}},
 		{name: "poison first and last", events: seq(1, 5), poison: []byte{1, 5}},
 		{name: "a batch of only 2 poison is dead-lettered", events: seq(1, 2), poison: seq(1, 2)},
-		{name: "9 all poison is below the whole-batch rule", events: seq(1, 9), poison: seq(1, 9)},
-		{name: "10 all poison halts", events: seq(1, 10), poison: seq(1, 10), wantHalt: true},
-		{name: "12 all poison halts", events: seq(1, 12), poison: seq(1, 12), wantHalt: true},
+		{name: "a transaction of 12 all poison is dead-lettered whole", events: seq(1, 12), poison: seq(1, 12)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -722,17 +721,6 @@ func TestRejectedEvents(t *testing.T) {
 				g.sources = []Source{g.stream(script{live: live})}
 				x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 
-				if tc.wantHalt {
-					err := x.halted(t, flushed)
-					if !errors.Is(err, event.ErrRejected) || !retry.IsPermanent(err) {
-						t.Errorf("Run = %v, want a permanent error wrapping event.ErrRejected", err)
-					}
-					checkLog(t, g.log.get(), []string{"drained confirmed=0"})
-					if got := g.tracker.Confirmed(); got != 0 {
-						t.Errorf("Confirmed() = %d, want 0", got)
-					}
-					return
-				}
 				x.until(t, flushed, "the flush")
 				if err := x.stop(); err != nil {
 					t.Errorf("Run: %v", err)
@@ -1667,4 +1655,23 @@ func TestForecastFollowsTheOpenBatch(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	})
+}
+
+// Batches rejected whole, rejectedStreak of them in a row, make the relay
+// say the table is the likely cause, once per streak; a batch with an
+// accepted event ends the streak.
+func TestWatchRejections(t *testing.T) {
+	var logs bytes.Buffer
+	r := New(Config{}, Parts{Metrics: metrics.New()}, zerolog.New(&logs))
+	rj := []deadletter.Rejected{{Err: fmt.Errorf("event 1: %w", event.ErrRejected)}}
+	said := func() int { return strings.Count(logs.String(), "the table, not the data") }
+	for i, step := range []struct {
+		whole bool
+		want  int
+	}{{true, 0}, {true, 0}, {false, 0}, {true, 0}, {true, 0}, {true, 1}, {true, 1}, {false, 1}, {true, 1}, {true, 1}, {true, 2}} {
+		r.watchRejections(step.whole, rj)
+		if got := said(); got != step.want {
+			t.Fatalf("after step %d (whole %v): said %d times, want %d:\n%s", i, step.whole, got, step.want, logs.String())
+		}
+	}
 }

@@ -18,9 +18,12 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
-// wholeBatchRejected is the batch size from which "every event rejected"
-// is taken for a schema problem rather than bad data.
-const wholeBatchRejected = 10
+// rejectedStreak is how many batches in a row, each wholly rejected by the
+// sink, point at the table rather than the data: the relay then says so
+// (once per streak). The events go to the dead letters all the same: a
+// writer must not be able to stop the stream with data ClickHouse refuses,
+// and a replay after the table is fixed loses nothing.
+const rejectedStreak = 3
 
 // sinkAttemptTimeout bounds one write of a batch, so that a sink
 // connection that stopped answering is given up and retried.
@@ -179,11 +182,8 @@ func (r *Relay) writeBatch(ctx context.Context, sink Sink, b batch.Batch, id ide
 		rejected, err = r.write(wctx, sink, b.Events, id.token, id.relayedAt)
 		wdone()
 	}
-	if err == nil && len(rejected) == len(b.Events) && len(rejected) >= wholeBatchRejected {
-		// Every event of a sizeable batch refused for its content points
-		// at the table, not the data: stop instead of dead-lettering all.
-		err = retry.Permanent(fmt.Errorf("the sink rejected every one of %d events; not dead-lettering a whole batch (check the event_log schema): %w",
-			len(rejected), rejected[0].Err))
+	if err == nil && len(b.Events) > 0 {
+		r.watchRejections(len(rejected) == len(b.Events), rejected)
 	}
 	if err != nil {
 		if retry.IsPermanent(err) {
@@ -265,6 +265,21 @@ func (r *Relay) deadLetter(ctx context.Context, rs []deadletter.Rejected) error 
 	r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRejected).Add(float64(len(rs)))
 	r.m.DeadLetterEventsTotal.Add(float64(len(rs)))
 	return nil
+}
+
+// watchRejections counts the batches in a row whose every event the sink
+// rejected and, at rejectedStreak, says that the table is the likely cause.
+func (r *Relay) watchRejections(whole bool, rejected []deadletter.Rejected) {
+	if !whole {
+		r.wholeRejections.Store(0)
+		return
+	}
+	if r.wholeRejections.Add(1) != rejectedStreak {
+		return
+	}
+	r.log.Error().Int("batches", rejectedStreak).Err(rejected[0].Err).
+		Msg("ClickHouse rejected every event of several batches in a row: the table, not the data, is the likely cause; " +
+			"the events wait in outbox_dead_letter: fix the table, then `relay deadletter replay --all` (README: Operating: every event rejected)")
 }
 
 // deletableIDs are the ids of the events that have an outbox row to delete:
