@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -281,6 +282,9 @@ func writeLetter(w io.Writer, l deadletter.Letter) error {
 		{"payload_bytes", fmt.Sprint(l.PayloadBytes)}, {"error", l.Error},
 	} {
 		fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
+	}
+	if l.Raw != nil {
+		fmt.Fprintf(tw, "raw_payload\t%s\n", strconv.Quote(string(l.Raw)))
 	}
 	for _, name := range slices.Sorted(maps.Keys(l.Columns)) {
 		v := "NULL"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -177,13 +178,17 @@ type identity struct {
 func (r *Relay) writeBatch(ctx context.Context, sink Sink, b batch.Batch, id identity, start time.Time) error {
 	var rejected []deadletter.Rejected
 	var err error
-	if !id.done && len(b.Events) > 0 {
+	evs, undecodable := splitUndecodable(b.Events)
+	if !id.done && len(evs) > 0 {
 		wctx, wdone := r.spans(ctx, "sink.write", nil)
-		rejected, err = r.write(wctx, sink, b.Events, id.token, id.relayedAt)
+		rejected, err = r.write(wctx, sink, evs, id.token, id.relayedAt)
 		wdone()
 	}
-	if err == nil && len(b.Events) > 0 {
-		r.watchRejections(len(rejected) == len(b.Events), rejected)
+	if err == nil && len(evs) > 0 {
+		r.watchRejections(len(rejected) == len(evs), rejected)
+	}
+	if !id.done {
+		rejected = append(undecodable, rejected...)
 	}
 	if err != nil {
 		if retry.IsPermanent(err) {
@@ -201,10 +206,29 @@ func (r *Relay) writeBatch(ctx context.Context, sink Sink, b batch.Batch, id ide
 	return nil
 }
 
+// splitUndecodable returns the events to write and, as rejected, those the
+// source could not read (they go to the dead letters only). It allocates
+// only when there are such events.
+func splitUndecodable(evs []event.Event) ([]event.Event, []deadletter.Rejected) {
+	i := slices.IndexFunc(evs, func(ev event.Event) bool { return ev.Undecodable != nil })
+	if i < 0 {
+		return evs, nil
+	}
+	good := slices.Clone(evs[:i])
+	var bad []deadletter.Rejected
+	for _, ev := range evs[i:] {
+		if ev.Undecodable != nil {
+			bad = append(bad, deadletter.Rejected{Event: ev, Err: ev.Undecodable})
+		} else {
+			good = append(good, ev)
+		}
+	}
+	return good, bad
+}
+
 // write stores evs, retrying retryable errors until ctx ends. When the sink
 // rejects the content of some events, it bisects the batch to isolate them
-// and returns them as rejected; the rest is written. A batch whose every
-// event is rejected points at the schema, not the data: that stops the relay.
+// and returns them as rejected; the rest is written.
 //
 // A half of a bisected batch has a token of its own derived from the
 // batch's: the halves are the same on every replay.
