@@ -289,10 +289,14 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 			return 0, classify(fmt.Errorf("import snapshot: %w", err))
 		}
 	}
-	// Every column, in the binary format, as the stream gets them: one
-	// decoding for both (a value the sink cannot store is dead-lettered
-	// either way, instead of failing a scan here).
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT * FROM %s ORDER BY event_date_time, id`, pgx.Identifier{s.cfg.Table}.Sanitize()),
+	// The published columns, in the binary format, as the stream gets
+	// them: one decoding for both (a value the sink cannot store is
+	// dead-lettered either way, instead of failing a scan here).
+	cols, err := s.publishedColumns(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s ORDER BY event_date_time, id`, cols, pgx.Identifier{s.cfg.Table}.Sanitize()),
 		pgx.QueryResultFormats{pgx.BinaryFormatCode})
 	if err != nil {
 		return 0, classify(fmt.Errorf("read outbox table: %w", err))
