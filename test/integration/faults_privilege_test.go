@@ -21,7 +21,7 @@ func TestMissingPrivilegeStopsTheRelay(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, revoke, want string
-		poison           bool
+		poison             bool
 	}{
 		{"delete on outbox_event", "REVOKE DELETE ON outbox_event FROM %s", "delete delivered rows", false},
 		{"insert on outbox_dead_letter", "REVOKE INSERT ON outbox_dead_letter FROM %s", "outbox_dead_letter", true},
