@@ -20,6 +20,7 @@ import (
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/deadletter"
 	"github.com/outbox-relay/relay/internal/failpoint"
+	"github.com/outbox-relay/relay/internal/termsafe"
 )
 
 // deadLetterTimeout bounds one dead-letter command's statements.
@@ -248,8 +249,8 @@ func writeLetters(w io.Writer, ls []deadletter.Letter, total int64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTYPE\tFAILED AT\tSIZE\tERROR")
 	for _, l := range ls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d B\t%s\n", l.ID, l.EventType, l.FailedAt.UTC().Format(time.RFC3339),
-			l.PayloadBytes, oneLine(l.Error, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d B\t%s\n", l.ID, termsafe.Escape(l.EventType), l.FailedAt.UTC().Format(time.RFC3339),
+			l.PayloadBytes, termsafe.Escape(oneLine(l.Error, 100)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -278,7 +279,7 @@ func writeLetter(w io.Writer, l deadletter.Letter) error {
 		{"metadata_version", fmt.Sprint(l.MetadataVersion)}, {"failed_at", l.FailedAt.UTC().Format(time.RFC3339Nano)},
 		{"payload_bytes", fmt.Sprint(l.PayloadBytes)}, {"error", l.Error},
 	} {
-		fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
+		fmt.Fprintf(tw, "%s\t%s\n", kv[0], termsafe.Escape(kv[1]))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -289,8 +290,17 @@ func writeLetter(w io.Writer, l deadletter.Letter) error {
 	if err := enc.Encode(l.Context); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "event_context:\n%s", pretty.String())
-	return err
+	// JSON escapes C0 controls but not C1 ones (U+009B is a CSI): escape
+	// each line, keeping the indentation's line breaks.
+	if _, err := fmt.Fprintln(w, "event_context:"); err != nil {
+		return err
+	}
+	for line := range strings.Lines(pretty.String()) {
+		if _, err := fmt.Fprintln(w, termsafe.Escape(strings.TrimSuffix(line, "\n"))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reportReplay prints what moved; IDs asked for that were not dead letters
