@@ -50,7 +50,9 @@ type Config struct {
 
 	SchemaEvolution string `env:"RELAY_SCHEMA_EVOLUTION" envDefault:"add" flag:"schema-evolution" help:"a column added to outbox_event that event_log lacks: add it to event_log, fill only columns event_log has, or refuse (stop)"`
 
-	AdminAddr string `env:"RELAY_ADMIN_ADDR" envDefault:":9090" flag:"admin-addr" help:"address of the status page /, /healthz, /readyz and /metrics; empty switches it off"`
+	// AdminAddr defaults to loopback: the page and /metrics show hosts,
+	// users and column names, without authentication.
+	AdminAddr string `env:"RELAY_ADMIN_ADDR" envDefault:"127.0.0.1:9090" flag:"admin-addr" help:"address of the status page /, /healthz, /readyz and /metrics (no authentication: loopback by default, :9090 for every interface); empty switches it off"`
 	APIAddr   string `env:"API_ADDR" envDefault:":8080" flag:"api-addr" help:"listen address of the demo HTTP API (relay api)"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`

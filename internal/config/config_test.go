@@ -28,7 +28,7 @@ func TestDefaults(t *testing.T) {
 		InsertConcurrency:  2,
 		ShutdownGrace:      30 * time.Second,
 		SchemaEvolution:    "add",
-		AdminAddr:          ":9090",
+		AdminAddr:          "127.0.0.1:9090",
 		APIAddr:            ":8080",
 		LogLevel:           "info",
 		LogFormat:          "auto",
