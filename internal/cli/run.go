@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/getsentry/sentry-go"
@@ -172,8 +173,11 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	var adminLn net.Listener
 	if cfg.AdminAddr != "" {
 		adminLn, err = new(net.ListenConfig).Listen(ctx, "tcp", cfg.AdminAddr)
-		if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
 			return usageError(fmt.Errorf("RELAY_ADMIN_ADDR %s: %w (another process listens there: choose a free address, or an empty one to switch the admin server off)", cfg.AdminAddr, err))
+		}
+		if err != nil {
+			return usageError(fmt.Errorf("RELAY_ADMIN_ADDR %s: %w (choose an address of this host, or an empty one to switch the admin server off)", cfg.AdminAddr, err))
 		}
 		defer func() { _ = adminLn.Close() }()
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -282,8 +283,8 @@ func (c *Config) Validate(need Need) error {
 			add("RELAY_SCHEMA_EVOLUTION %q: use add, fill or refuse", c.SchemaEvolution)
 		}
 		if c.AdminAddr != "" {
-			if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
-				add("RELAY_ADMIN_ADDR %q is not host:port", c.AdminAddr)
+			if err := checkListenAddr(c.AdminAddr); err != nil {
+				add("RELAY_ADMIN_ADDR %q%w", c.AdminAddr, err)
 			}
 		}
 	}
@@ -300,6 +301,24 @@ func (c *Config) Validate(need Need) error {
 	}
 	if len(p) > 0 {
 		return &Error{Problems: p}
+	}
+	return nil
+}
+
+// checkListenAddr finds what makes addr unusable for a TCP listener
+// before a listen would, in words a user can act on; the error text
+// continues "RELAY_ADMIN_ADDR "addr"".
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New(" is not host:port")
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case err != nil:
+		return fmt.Errorf(": port %q is not a number", port)
+	case n < 0 || n > 65535:
+		return fmt.Errorf(": port %d is out of range (0 to 65535)", n)
 	}
 	return nil
 }
