@@ -67,7 +67,7 @@ func TestDeadLetterOutputEscapesControlCharacters(t *testing.T) {
 	l := deadletter.Letter{ID: uuid.New(), EventType: "t" + clear, Environment: "e" + title,
 		Error: "rejected: " + clear, Context: []byte("{\"k\":\"\u009b2J\"}")}
 	var list, show bytes.Buffer
-	if err := writeLetters(&list, []deadletter.Letter{l}, 1); err != nil {
+	if err := writeLetters(&list, []deadletter.Letter{l}); err != nil {
 		t.Fatal(err)
 	}
 	if err := writeLetter(&show, l); err != nil {
