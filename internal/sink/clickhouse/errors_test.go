@@ -46,6 +46,11 @@ func TestClassify(t *testing.T) {
 		{name: "UNKNOWN_DATABASE is permanent", err: ex(81, "DB::Exception"), wantPermanent: true},
 		{name: "AUTHENTICATION_FAILED is permanent", err: ex(516, "DB::Exception"), wantPermanent: true},
 		{name: "ACCESS_DENIED is permanent", err: ex(497, "DB::Exception"), wantPermanent: true},
+		{name: "READONLY (the user's readonly setting) is permanent", err: ex(164, "DB::Exception"), wantPermanent: true},
+		{name: "UNKNOWN_USER is permanent", err: ex(192, "DB::Exception"), wantPermanent: true},
+		{name: "WRONG_PASSWORD is permanent", err: ex(193, "DB::Exception"), wantPermanent: true},
+		{name: "REQUIRED_PASSWORD is permanent", err: ex(194, "DB::Exception"), wantPermanent: true},
+		{name: "IP_ADDRESS_NOT_ALLOWED is permanent", err: ex(195, "DB::Exception"), wantPermanent: true},
 		{name: "wrapped permanent exception", err: fmt.Errorf("send: %w", ex(60, "DB::Exception")), wantPermanent: true},
 	}
 	for _, tt := range tests {

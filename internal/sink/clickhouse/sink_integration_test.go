@@ -306,8 +306,8 @@ func TestSinkWriteSettings(t *testing.T) {
 	}
 	ro := openSink(t, e.ClickHouse+"?readonly=1")
 	err := ro.Write(ctx, sinkEvents(10, 3))
-	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "readonly") {
-		t.Fatalf("write with readonly=1 = %v, want the server's readonly refusal", err)
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "readonly") || !retry.IsPermanent(err) {
+		t.Fatalf("write with readonly=1 = %v, want the server's readonly refusal, permanent (no retry grants the right)", err)
 	}
 	if got := len(readEvents(ctx, t, e)); got != 3 {
 		t.Errorf("event_log holds %d rows, want 3", got)
