@@ -45,7 +45,7 @@ func TestWriteGolden(t *testing.T) {
 				{Name: "user_id", PostgresType: "uuid", ClickHouseType: "Nullable(UUID)", EventLogType: "Nullable(UUID)", State: "written"},
 				{Name: "amount", PostgresType: "numeric(12,2)", ClickHouseType: "Nullable(Decimal(12, 2))", State: "missing"},
 				{Name: "tenant", PostgresType: "text", ClickHouseType: "Nullable(String)", EventLogType: "Nullable(Int64)", State: "type differs"},
-				{Name: "addr", PostgresType: "type oid 869", State: "no mapping"},
+				{Name: "addr", PostgresType: "inet", State: "no mapping"},
 			}
 		})},
 		{"missing_slot", fixedReport(func(r *Report) {
