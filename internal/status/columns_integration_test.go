@@ -29,6 +29,10 @@ func TestGatherColumnsNamesUnmappedTypes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var r Report
+	if _, err := gatherServer(ctx, conn, &r); err != nil || r.WALLevel != "logical" {
+		t.Errorf("gatherServer: wal_level %q, %v; want logical", r.WALLevel, err)
+	}
 	cols, err := gatherColumns(ctx, conn, "outbox_event")
 	if err != nil {
 		t.Fatal(err)

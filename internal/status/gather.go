@@ -128,8 +128,8 @@ func mapColumns(r *Report, cols []event.Column, caps chsink.Caps, have map[strin
 
 func gatherServer(ctx context.Context, db DB, r *Report) (versionNum int, err error) {
 	err = db.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('server_version_num')::int,
-		current_setting('max_slot_wal_keep_size'), pg_size_bytes(current_setting('max_slot_wal_keep_size'))`).
-		Scan(&r.PostgresVersion, &versionNum, &r.MaxSlotWALKeepSize, &r.MaxSlotWALKeepSizeBytes)
+		current_setting('max_slot_wal_keep_size'), pg_size_bytes(current_setting('max_slot_wal_keep_size')), current_setting('wal_level')`).
+		Scan(&r.PostgresVersion, &versionNum, &r.MaxSlotWALKeepSize, &r.MaxSlotWALKeepSizeBytes, &r.WALLevel)
 	if err != nil {
 		return 0, fmt.Errorf("read PostgreSQL settings: %w", err)
 	}

@@ -29,6 +29,9 @@ func WriteTable(w io.Writer, r *Report) error {
 	fmt.Fprintf(tw, "relay status\t%s\n", r.Time.Format(time.RFC3339))
 	head("POSTGRESQL")
 	row("version", r.PostgresVersion)
+	if r.WALLevel != "" {
+		row("wal_level", r.WALLevel)
+	}
 	row("slot", r.Slot)
 	if r.SlotExists {
 		slotRows(r, row)
