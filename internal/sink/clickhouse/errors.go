@@ -1,8 +1,11 @@
 package clickhouse
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 
 	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -65,10 +68,27 @@ func classify(op string, err error) error {
 	}
 	var ex *ch.Exception
 	switch {
+	case badCertificate(err):
+		return retry.Permanent(fmt.Errorf("clickhouse %s: %w", op, err))
 	case errors.As(err, &ex) && dataCodes[proto.Error(ex.Code)]:
 		return retry.Permanent(fmt.Errorf("clickhouse %s: %w: %w", op, event.ErrRejected, err))
 	case errors.As(err, &ex) && !retryableCodes[proto.Error(ex.Code)]:
 		return retry.Permanent(fmt.Errorf("clickhouse %s: %w", op, err))
 	}
 	return fmt.Errorf("clickhouse %s: %w", op, err)
+}
+
+// badCertificate reports a TLS handshake that failed on a certificate,
+// ours or the server's: configuration (tls_ca_file, tls_cert_file), which
+// no retry mends. crypto/tls reports the server's alert as a net.OpError
+// "remote error" around an unexported alert; every certificate alert says
+// "certificate" (bad, unsupported, revoked, expired, unknown, unknown
+// authority, required).
+func badCertificate(err error) bool {
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &verify) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error" && op.Err != nil && strings.Contains(op.Err.Error(), "certificate")
 }

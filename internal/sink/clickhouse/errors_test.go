@@ -2,9 +2,12 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -51,6 +54,9 @@ func TestClassify(t *testing.T) {
 		{name: "WRONG_PASSWORD is permanent", err: ex(193, "DB::Exception"), wantPermanent: true},
 		{name: "REQUIRED_PASSWORD is permanent", err: ex(194, "DB::Exception"), wantPermanent: true},
 		{name: "IP_ADDRESS_NOT_ALLOWED is permanent", err: ex(195, "DB::Exception"), wantPermanent: true},
+		{name: "a server certificate not verified is permanent", err: fmt.Errorf("ping: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), wantPermanent: true},
+		{name: "the server's certificate alert is permanent", err: fmt.Errorf("read: %w", &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}), wantPermanent: true},
+		{name: "another TLS alert is retryable", err: &net.OpError{Op: "remote error", Err: errors.New("tls: internal error")}},
 		{name: "wrapped permanent exception", err: fmt.Errorf("send: %w", ex(60, "DB::Exception")), wantPermanent: true},
 	}
 	for _, tt := range tests {
