@@ -22,6 +22,7 @@ import (
 // 127.0.0.1) and a client certificate it signed, the PEM files in a temp dir.
 type testPKI struct {
 	CAFile, ClientCertFile, ClientKeyFile string
+	ServerCertFile, ServerKeyFile         string
 	CAs                                   *x509.CertPool
 	Server                                tls.Certificate
 }
@@ -41,17 +42,25 @@ func newTestPKI(t *testing.T) *testPKI {
 	cliKey, cliDER := issue(t, &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "relay"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, ca, caKey)
 	p := &testPKI{CAFile: filepath.Join(dir, "ca.pem"), ClientCertFile: filepath.Join(dir, "client.pem"),
-		ClientKeyFile: filepath.Join(dir, "client.key"), CAs: x509.NewCertPool(),
+		ClientKeyFile: filepath.Join(dir, "client.key"), ServerCertFile: filepath.Join(dir, "server.pem"),
+		ServerKeyFile: filepath.Join(dir, "server.key"), CAs: x509.NewCertPool(),
 		Server: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}}
 	p.CAs.AddCert(ca)
 	writePEM(t, p.CAFile, "CERTIFICATE", caDER)
 	writePEM(t, p.ClientCertFile, "CERTIFICATE", cliDER)
-	keyDER, err := x509.MarshalECPrivateKey(cliKey)
+	writePEM(t, p.ServerCertFile, "CERTIFICATE", srvDER)
+	writeKey(t, p.ClientKeyFile, cliKey)
+	writeKey(t, p.ServerKeyFile, srvKey)
+	return p
+}
+
+func writeKey(t *testing.T, path string, key *ecdsa.PrivateKey) {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writePEM(t, p.ClientKeyFile, "EC PRIVATE KEY", keyDER)
-	return p
+	writePEM(t, path, "EC PRIVATE KEY", der)
 }
 
 // issue makes a certificate from tmpl, signed by parent (self-signed when nil).
