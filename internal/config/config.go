@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/topology"
 )
 
@@ -241,6 +242,8 @@ func (c *Config) Validate(need Need) error {
 			add("CLICKHOUSE_URL (--clickhouse-url) is required")
 		} else if _, err := ch.ParseDSN(c.ClickHouseURL); err != nil || !strings.HasPrefix(c.ClickHouseURL, "clickhouse://") {
 			add("CLICKHOUSE_URL is not a valid ClickHouse DSN (want clickhouse://user:pass@host:9000/database)")
+		} else if err := chsink.CheckTLSParams(c.ClickHouseURL); err != nil {
+			add("CLICKHOUSE_URL: %w", err) // names parameters and files, never the password
 		}
 		if _, err := topology.Parse(c.ClickHouseTopology, c.ClickHouseCluster); err != nil {
 			p = append(p, unjoin(err)...)

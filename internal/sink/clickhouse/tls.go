@@ -102,3 +102,19 @@ func (f tlsFiles) apply(opts *ch.Options) error {
 	}
 	return nil
 }
+
+// CheckTLSParams reports what is wrong with dsn's TLS parameters (an
+// unknown one, a file that cannot be read, secure=true missing) as Open
+// would, for configuration checks before connecting. It says nothing of
+// the rest of the URL.
+func CheckTLSParams(dsn string) error {
+	rest, files, err := takeTLSFiles(dsn)
+	if err != nil {
+		return err
+	}
+	opts, err := ch.ParseDSN(rest)
+	if err != nil {
+		return nil // not a TLS problem: the caller reports the URL
+	}
+	return files.apply(opts)
+}
