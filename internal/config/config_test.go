@@ -252,7 +252,9 @@ func TestValidate(t *testing.T) {
 			wantProblems: []string{"CLICKHOUSE_URL is not a valid ClickHouse DSN"}},
 		{name: "CLICKHOUSE_URL with an unknown TLS parameter", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseURL = "clickhouse://ch:9440/db?secure=true&tls_ca=/ca.pem" },
 			wantProblems: []string{"CLICKHOUSE_URL: unknown TLS parameter tls_ca"}},
-		{name: "CLICKHOUSE_URL with a CA file that is not there", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseURL = "clickhouse://ch:9440/db?secure=true&tls_ca_file=/nonexistent/ca.pem" },
+		{name: "CLICKHOUSE_URL with a CA file that is not there", need: NeedClickHouse, edit: func(c *Config) {
+			c.ClickHouseURL = "clickhouse://ch:9440/db?secure=true&tls_ca_file=/nonexistent/ca.pem"
+		},
 			wantProblems: []string{"CLICKHOUSE_URL: tls_ca_file"}},
 		{name: "sharded with a cluster", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseTopology, c.ClickHouseCluster = "sharded", "prod" }},
 		{name: "cloud", need: NeedClickHouse, edit: func(c *Config) { c.ClickHouseTopology = "cloud" }},
