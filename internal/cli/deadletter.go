@@ -97,7 +97,7 @@ func newDLShowCmd(e *env) *cobra.Command {
 					return err
 				}
 				if o.json {
-					return json.NewEncoder(e.stdout).Encode(l)
+					return writeJSON(e.stdout, l)
 				}
 				return writeLetter(e.stdout, l)
 			})
@@ -263,7 +263,7 @@ type letterList struct {
 func writeList(e *env, ls []deadletter.Letter, total int64, asJSON bool) error {
 	more := total - int64(len(ls))
 	if asJSON {
-		return json.NewEncoder(e.stdout).Encode(letterList{DeadLetters: ls, Total: total, Truncated: more > 0})
+		return writeJSON(e.stdout, letterList{DeadLetters: ls, Total: total, Truncated: more > 0})
 	}
 	if err := writeLetters(e.stdout, ls); err != nil {
 		return err
@@ -273,6 +273,16 @@ func writeList(e *env, ls []deadletter.Letter, total int64, asJSON bool) error {
 		return err
 	}
 	return nil
+}
+
+// writeJSON writes v as one line of JSON that is safe on a terminal.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	return err
 }
 
 func writeLetters(w io.Writer, ls []deadletter.Letter) error {

@@ -87,3 +87,22 @@ func TestDeadLetterOutputEscapesControlCharacters(t *testing.T) {
 		t.Errorf("show lacks the escaped environment:\n%s", show.String())
 	}
 }
+
+// --json too: a document shown on a terminal carries no raw C1 control or
+// bidi override (encoding/json escapes only C0 ones).
+func TestDeadLetterJSONEscapesControlCharacters(t *testing.T) {
+	l := deadletter.Letter{ID: uuid.New(), EventType: "t\u009b2J\u202e", Context: []byte("{\"k\":\"\u009b\"}")}
+	var out bytes.Buffer
+	e := &env{stdout: &out}
+	if err := writeList(e, []deadletter.Letter{l}, 1, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSON(e.stdout, l); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"\u009b", "\u202e"} {
+		if strings.Contains(out.String(), c) {
+			t.Errorf("--json output contains %q raw:\n%q", c, out.String())
+		}
+	}
+}

@@ -12,9 +12,15 @@ import (
 	"github.com/outbox-relay/relay/internal/termsafe"
 )
 
-// WriteJSON writes r as one line of JSON (the stable schema of Report).
+// WriteJSON writes r as one line of JSON (the stable schema of Report),
+// with the characters a terminal acts on escaped (termsafe.JSON).
 func WriteJSON(w io.Writer, r *Report) error {
-	return json.NewEncoder(w).Encode(r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	return err
 }
 
 // WriteTable writes r as an aligned two-column table for people.

@@ -165,4 +165,12 @@ func TestWriteTableEscapesControlCharacters(t *testing.T) {
 			t.Errorf("table lacks the escaped %q:\n%s", want, out)
 		}
 	}
+	r.Columns[0].Name = "c\u009b2J\u202e"
+	buf.Reset()
+	if err := WriteJSON(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	if out := buf.String(); strings.ContainsAny(out, "\x1b\u009b\u202e") || !strings.Contains(out, `c\u009b2J\u202e`) {
+		t.Errorf("JSON carries a control character raw, or lacks the escaped name:\n%q", out)
+	}
 }

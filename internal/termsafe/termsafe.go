@@ -5,6 +5,7 @@
 package termsafe
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -57,4 +58,26 @@ func unsafe(r rune) bool {
 		return true
 	}
 	return false
+}
+
+// JSON returns the JSON document b with every character a terminal could
+// act on written as a \u escape. encoding/json escapes C0 controls itself
+// but writes DEL, C1 controls and bidi overrides raw; outside strings a
+// JSON document holds none of them, so the document decodes to the same
+// values.
+func JSON(b []byte) []byte {
+	if !needsEscape(string(b)) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r != utf8.RuneError && r >= 0x7f && unsafe(r) {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	return out
 }

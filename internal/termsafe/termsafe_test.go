@@ -1,6 +1,10 @@
 package termsafe
 
-import "testing"
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
 
 func TestEscape(t *testing.T) {
 	tests := []struct {
@@ -24,5 +28,26 @@ func TestEscape(t *testing.T) {
 				t.Errorf("Escape(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// JSON keeps the document's meaning (the same strings decode) while no
+// character a terminal acts on is left raw: encoding/json escapes C0
+// controls but writes C1 controls, DEL and bidi overrides as they are.
+func TestJSON(t *testing.T) {
+	in := map[string]string{"type": "a\u009b2J\x7f\u202eb\x1b[2J", "plain": "é 😀 \\ \""}
+	raw, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := JSON(raw)
+	for _, c := range []string{"\u009b", "\x7f", "\u202e", "\x1b"} {
+		if strings.Contains(string(got), c) {
+			t.Errorf("JSON(%s) = %s: contains %q raw", raw, got, c)
+		}
+	}
+	var back map[string]string
+	if err := json.Unmarshal(got, &back); err != nil || back["type"] != in["type"] || back["plain"] != in["plain"] {
+		t.Errorf("JSON(%s) = %s decodes to %q (%v), want %q", raw, got, back, err, in)
 	}
 }
