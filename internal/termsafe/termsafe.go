@@ -1,7 +1,7 @@
 // Package termsafe renders text that others wrote (event types,
 // environments, column names, servers' error messages) for a terminal:
 // readable, but unable to act on it. Every command-line output that shows
-// such text passes it through Escape.
+// such text passes it through Escape (text) or JSON (a JSON document).
 package termsafe
 
 import (
