@@ -300,6 +300,11 @@ func TestComposeRelayServices(t *testing.T) {
 	if r := service(t, p, "relay"); !publishes(r, 9090) {
 		t.Errorf("relay does not publish its admin port 9090")
 	}
+	// The relay listens on loopback by default; published from a container,
+	// it must open the admin address itself.
+	if got := env(service(t, p, "relay"), "RELAY_ADMIN_ADDR"); got != ":9090" {
+		t.Errorf("relay: RELAY_ADMIN_ADDR %q, want \":9090\" (the default is loopback, unreachable through the published port)", got)
+	}
 	if a := service(t, p, "api"); !publishes(a, 8080) {
 		t.Errorf("api does not publish port 8080")
 	}
@@ -813,6 +818,11 @@ func TestDockerfile(t *testing.T) {
 	}
 	if got := instr(final.lines, "CMD"); len(got) != 1 || got[0] != `["run"]` {
 		t.Errorf(`CMD %q, want ["run"]`, got)
+	}
+	// The relay's default admin address is loopback, which nothing outside
+	// a container reaches: the image opens it, as its EXPOSE says.
+	if envs := instr(final.lines, "ENV"); !slices.Contains(envs, "RELAY_ADMIN_ADDR=:9090") {
+		t.Errorf("final stage ENV %q does not set RELAY_ADMIN_ADDR=:9090", envs)
 	}
 	expose := strings.Fields(strings.Join(instr(final.lines, "EXPOSE"), " "))
 	for _, port := range []string{"9090", "8080"} {

@@ -88,18 +88,22 @@ func (p *Publisher) payloadColumns() []payload.Column {
 	return cols
 }
 
+// fields are event i's payload fields but its context.
+func (c columns) fields(i int, environment string) payload.Fields {
+	return payload.Fields{
+		ID:               c.ids[i],
+		OccurredAtMicros: c.times[i].UnixMicro(),
+		MetadataVersion:  c.versions[i],
+		Type:             []byte(c.types[i]),
+		Environment:      []byte(environment),
+	}
+}
+
 // heads encodes every event's payload head (with shape) and context.
 func (c columns) heads(environment string, shape []byte) (heads, contexts [][]byte) {
 	heads, contexts = make([][]byte, len(c.ids)), make([][]byte, len(c.ids))
 	for i := range c.ids {
-		f := payload.Fields{
-			ID:               c.ids[i],
-			OccurredAtMicros: c.times[i].UnixMicro(),
-			MetadataVersion:  c.versions[i],
-			Type:             []byte(c.types[i]),
-			Environment:      []byte(environment),
-		}
-		heads[i] = payload.AppendHead(nil, f, shape)
+		heads[i] = payload.AppendHead(nil, c.fields(i, environment), shape)
 		contexts[i] = []byte(c.contexts[i])
 	}
 	return heads, contexts
@@ -109,14 +113,8 @@ func (c columns) heads(environment string, shape []byte) (heads, contexts [][]by
 func (c columns) payloads(environment string) [][]byte {
 	out := make([][]byte, len(c.ids))
 	for i := range c.ids {
-		f := payload.Fields{
-			ID:               c.ids[i],
-			OccurredAtMicros: c.times[i].UnixMicro(),
-			MetadataVersion:  c.versions[i],
-			Type:             []byte(c.types[i]),
-			Environment:      []byte(environment),
-			Context:          []byte(c.contexts[i]),
-		}
+		f := c.fields(i, environment)
+		f.Context = []byte(c.contexts[i])
 		out[i] = payload.Append(make([]byte, 0, payload.Size(f, nil)), f, nil)
 	}
 	return out

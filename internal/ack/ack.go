@@ -9,7 +9,7 @@
 // is open), a keepalive's WAL end may be confirmed too: otherwise an idle
 // outbox on a busy database would pin WAL forever.
 //
-// Tracker is safe for concurrent use: the relay's completer calls Flushed
+// Tracker is safe for concurrent use: the relay's completer calls Confirm
 // (after a batch was written and its rows deleted), the replication
 // goroutine calls the rest.
 package ack
@@ -54,10 +54,10 @@ func (t *Tracker) Received(endLSN uint64) {
 	t.mu.Unlock()
 }
 
-// Flushed records that every transaction ending at or before lsn is durably
+// Confirm records that every transaction ending at or before lsn is durably
 // in the sink. It is the only way the confirmed position moves forward for
 // data.
-func (t *Tracker) Flushed(lsn uint64) {
+func (t *Tracker) Confirm(lsn uint64) {
 	t.mu.Lock()
 	if lsn > t.flushed {
 		t.flushed = lsn

@@ -10,7 +10,7 @@ type op func(*Tracker)
 
 func begin() op               { return func(t *Tracker) { t.Begin() } }
 func received(lsn uint64) op  { return func(t *Tracker) { t.Received(lsn) } }
-func flushed(lsn uint64) op   { return func(t *Tracker) { t.Flushed(lsn) } }
+func flushed(lsn uint64) op   { return func(t *Tracker) { t.Confirm(lsn) } }
 func keepalive(lsn uint64) op { return func(t *Tracker) { t.Keepalive(lsn) } }
 func start(lsn uint64) op     { return func(t *Tracker) { t.Start(lsn) } }
 
@@ -236,7 +236,7 @@ func TestPositionInvariants(t *testing.T) {
 			maxReceived = max(maxReceived, lsn)
 		case 2:
 			if i%3 == 0 {
-				tr.Flushed(lsn)
+				tr.Confirm(lsn)
 				maxFlushed = max(maxFlushed, lsn)
 			}
 		case 3:
@@ -246,7 +246,7 @@ func TestPositionInvariants(t *testing.T) {
 			}
 		case 4:
 			if i%7 == 0 {
-				tr.Flushed(maxReceived)
+				tr.Confirm(maxReceived)
 				maxFlushed = max(maxFlushed, maxReceived)
 			}
 		}
@@ -300,7 +300,7 @@ func TestConcurrentUse(t *testing.T) {
 		defer wg.Done()
 		var last uint64
 		for i := uint64(1); i <= n; i++ {
-			tr.Flushed(i * 10)
+			tr.Confirm(i * 10)
 			c := tr.Confirmed()
 			if c < last {
 				errs <- "confirmed went back"

@@ -341,7 +341,9 @@ func (b *Batcher) Pending() bool { return b.pending }
 // Cut hands out the batch that Ready announced: a replayed range (the
 // whole buffer), else the complete transactions, else (one transaction
 // alone reached a limit) a part of the open transaction. When nothing is
-// Ready it is Flush.
+// Ready (the age limit passed, or the relay is stopping) it hands out the
+// complete transactions and keeps the open one; while ranges are replayed,
+// nothing: a batch cut short of its range would be a new one.
 func (b *Batcher) Cut() Batch {
 	switch {
 	case b.ready:
@@ -358,16 +360,6 @@ func (b *Batcher) Cut() Batch {
 		return b.takePart()
 	}
 	return Batch{}
-}
-
-// Flush hands out the complete transactions (the age limit passed, or the
-// relay is stopping) and keeps the open one. While ranges are replayed it
-// hands out nothing: a batch cut short of its range would be a new one.
-func (b *Batcher) Flush() Batch {
-	if b.Replaying() {
-		return Batch{}
-	}
-	return b.take(b.committed)
 }
 
 // take hands out the first n (= committed) events, their commits and

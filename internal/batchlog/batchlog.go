@@ -12,16 +12,14 @@ package batchlog
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outbox-relay/relay/internal/batch"
-	"github.com/outbox-relay/relay/internal/retry"
+	"github.com/outbox-relay/relay/internal/pgerr"
 )
 
 // Record is a batch's range as recorded before its INSERT.
@@ -74,7 +72,7 @@ func (l *Log) Pending(ctx context.Context, rec Record) error {
 	_, err := l.db.Exec(ctx, pendingSQL, l.slot, int64(r.First.LSN), r.First.Index, int64(r.Last.LSN), r.Last.Index,
 		r.EndsTx, rec.Events, rec.RelayedAt)
 	if err != nil {
-		return classify(fmt.Errorf("record batch %s as pending in outbox_relay_batch (run `relay migrate`; the relay's role needs SELECT, INSERT, UPDATE, DELETE on it): %w", r.Token(l.slot), err))
+		return pgerr.Classify(fmt.Errorf("record batch %s as pending in outbox_relay_batch (run `relay migrate`; the relay's role needs SELECT, INSERT, UPDATE, DELETE on it): %w", r.Token(l.slot), err))
 	}
 	return nil
 }
@@ -92,7 +90,7 @@ func (l *Log) Load(ctx context.Context) ([]Record, error) {
 	rows, err := l.db.Query(ctx, `SELECT first_lsn, first_index, last_lsn, last_index, ends_tx, events, relayed_at, done
 		FROM outbox_relay_batch WHERE slot = $1 ORDER BY first_lsn, first_index`, l.slot)
 	if err != nil {
-		return nil, classify(fmt.Errorf("read outbox_relay_batch (run `relay migrate`; the relay's role needs SELECT, INSERT, UPDATE, DELETE on it): %w", err))
+		return nil, pgerr.Classify(fmt.Errorf("read outbox_relay_batch (run `relay migrate`; the relay's role needs SELECT, INSERT, UPDATE, DELETE on it): %w", err))
 	}
 	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
 		var (
@@ -105,18 +103,7 @@ func (l *Log) Load(ctx context.Context) ([]Record, error) {
 		return rec, err
 	})
 	if err != nil {
-		return nil, classify(fmt.Errorf("read outbox_relay_batch (run `relay migrate`; the relay's role needs SELECT, INSERT, UPDATE, DELETE on it): %w", err))
+		return nil, pgerr.Classify(fmt.Errorf("read outbox_relay_batch (run `relay migrate`; the relay's role needs SELECT, INSERT, UPDATE, DELETE on it): %w", err))
 	}
 	return recs, nil
-}
-
-// classify makes a missing table or privilege (SQLSTATE class 42) and
-// failed authentication (28) permanent; anything else (the server is down
-// or restarting) is retried.
-func classify(err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || strings.HasPrefix(pgErr.Code, "28")) {
-		return retry.Permanent(err)
-	}
-	return err
 }

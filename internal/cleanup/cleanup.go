@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/pgerr"
 )
 
 // chunk bounds the ids in one statement (the array parameter's size).
@@ -50,7 +51,8 @@ func New(db BatchSender, table string, mark Marker) *Deleter {
 
 // Delete removes the rows with the given ids (one statement per chunk) and,
 // when done is not nil, marks that range done, all in one transaction; it
-// returns how many rows were deleted.
+// returns how many rows were deleted. A missing privilege or table is
+// permanent (pgerr): retrying cannot fix it.
 func (d *Deleter) Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
 	b := &pgx.Batch{}
 	for len(ids) > 0 {
@@ -70,14 +72,14 @@ func (d *Deleter) Delete(ctx context.Context, ids [][16]byte, done *batch.Range)
 		tag, err := res.Exec()
 		if err != nil {
 			_ = res.Close()
-			return n, fmt.Errorf("delete delivered rows: %w", err)
+			return n, pgerr.Classify(fmt.Errorf("delete delivered rows: %w", err))
 		}
 		if tag.Delete() {
 			n += tag.RowsAffected()
 		}
 	}
 	if err := res.Close(); err != nil {
-		return n, fmt.Errorf("delete delivered rows: %w", err)
+		return n, pgerr.Classify(fmt.Errorf("delete delivered rows: %w", err))
 	}
 	return n, nil
 }

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/deadletter"
 	"github.com/outbox-relay/relay/internal/failpoint"
+	"github.com/outbox-relay/relay/internal/termsafe"
 )
 
 // deadLetterTimeout bounds one dead-letter command's statements.
@@ -63,20 +65,20 @@ func newDLListCmd(e *env) *cobra.Command {
 		Short: "List dead letters, oldest failure first (id, type, failed at, size, error)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.checkAges(); err != nil {
+				return err
+			}
 			return withDeadLetterDB(cmd, e, o, func(ctx context.Context, db *pgxpool.Pool) error {
 				ls, total, err := deadletter.List(ctx, db, o.filter(nil), o.limit)
 				if err != nil {
 					return err
 				}
-				if o.json {
-					return json.NewEncoder(e.stdout).Encode(ls)
-				}
-				return writeLetters(e.stdout, ls, total)
+				return writeList(e, ls, total, o.json)
 			})
 		},
 	}
 	o.register(cmd, true)
-	cmd.Flags().BoolVar(&o.json, "json", false, "print a JSON array (without payloads; see show)")
+	cmd.Flags().BoolVar(&o.json, "json", false, `print a JSON object: "dead_letters" (without payloads; see show), "total" matching, "truncated" by --limit`)
 	cmd.Flags().IntVar(&o.limit, "limit", 100, "show at most this many; 0 shows all")
 	return cmd
 }
@@ -98,7 +100,7 @@ func newDLShowCmd(e *env) *cobra.Command {
 					return err
 				}
 				if o.json {
-					return json.NewEncoder(e.stdout).Encode(l)
+					return writeJSON(e.stdout, l)
 				}
 				return writeLetter(e.stdout, l)
 			})
@@ -189,15 +191,24 @@ func (o *dlOptions) selection(args []string) (deadletter.Filter, error) {
 	}
 	f := o.filter(ids)
 	named := len(ids) > 0 || len(o.types) > 0 || o.olderThan > 0 || o.newerThan > 0
+	if err := o.checkAges(); err != nil {
+		return f, err
+	}
 	switch {
-	case o.olderThan < 0 || o.newerThan < 0:
-		return f, usageError(errors.New("--older-than and --newer-than must be positive"))
 	case o.all && named:
 		return f, usageError(errors.New("--all selects every dead letter: give it alone, without IDs or filters"))
 	case !o.all && !named:
 		return f, usageError(errors.New("name the dead letters: IDs, --type, --older-than/--newer-than, or --all"))
 	}
 	return f, nil
+}
+
+// checkAges refuses negative ages, which would select every row.
+func (o *dlOptions) checkAges() error {
+	if o.olderThan < 0 || o.newerThan < 0 {
+		return usageError(errors.New("--older-than and --newer-than must be positive"))
+	}
+	return nil
 }
 
 func parseIDs(args []string) ([]uuid.UUID, error) {
@@ -242,7 +253,42 @@ func withDeadLetterDB(cmd *cobra.Command, e *env, o *dlOptions, fn func(context.
 	return fn(ctx, pool)
 }
 
-func writeLetters(w io.Writer, ls []deadletter.Letter, total int64) error {
+// letterList is list --json: the letters shown and how many match, so a
+// script sees when --limit cut the list.
+type letterList struct {
+	DeadLetters []deadletter.Letter `json:"dead_letters"`
+	Total       int64               `json:"total"`
+	Truncated   bool                `json:"truncated"`
+}
+
+// writeList prints what list found: JSON, or the table with a hint on
+// stderr when more match than it shows.
+func writeList(e *env, ls []deadletter.Letter, total int64, asJSON bool) error {
+	more := total - int64(len(ls))
+	if asJSON {
+		return writeJSON(e.stdout, letterList{DeadLetters: ls, Total: total, Truncated: more > 0})
+	}
+	if err := writeLetters(e.stdout, ls); err != nil {
+		return err
+	}
+	if more > 0 {
+		_, err := fmt.Fprintf(e.stderr, "%d more match (--limit 0 shows all)\n", more)
+		return err
+	}
+	return nil
+}
+
+// writeJSON writes v as one line of JSON that is safe on a terminal.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	return err
+}
+
+func writeLetters(w io.Writer, ls []deadletter.Letter) error {
 	if len(ls) == 0 {
 		_, err := fmt.Fprintln(w, "no dead letters")
 		return err
@@ -250,17 +296,10 @@ func writeLetters(w io.Writer, ls []deadletter.Letter, total int64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTYPE\tFAILED AT\tSIZE\tERROR")
 	for _, l := range ls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d B\t%s\n", l.ID, l.EventType, l.FailedAt.UTC().Format(time.RFC3339),
-			l.PayloadBytes, oneLine(l.Error, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d B\t%s\n", l.ID, termsafe.Escape(l.EventType), l.FailedAt.UTC().Format(time.RFC3339),
+			l.PayloadBytes, termsafe.Escape(oneLine(l.Error, 100)))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if more := total - int64(len(ls)); more > 0 {
-		_, err := fmt.Fprintf(w, "… and %d more (--limit 0 shows all)\n", more)
-		return err
-	}
-	return nil
+	return tw.Flush()
 }
 
 // oneLine shortens s to one line of at most n runes.
@@ -280,7 +319,10 @@ func writeLetter(w io.Writer, l deadletter.Letter) error {
 		{"metadata_version", fmt.Sprint(l.MetadataVersion)}, {"failed_at", l.FailedAt.UTC().Format(time.RFC3339Nano)},
 		{"payload_bytes", fmt.Sprint(l.PayloadBytes)}, {"error", l.Error},
 	} {
-		fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
+		fmt.Fprintf(tw, "%s\t%s\n", kv[0], termsafe.Escape(kv[1]))
+	}
+	if l.Raw != nil {
+		fmt.Fprintf(tw, "raw_payload\t%s\n", strconv.Quote(string(l.Raw)))
 	}
 	for _, name := range slices.Sorted(maps.Keys(l.Columns)) {
 		v := "NULL"
@@ -298,8 +340,17 @@ func writeLetter(w io.Writer, l deadletter.Letter) error {
 	if err := enc.Encode(l.Context); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "event_context:\n%s", pretty.String())
-	return err
+	// JSON escapes C0 controls but not C1 ones (U+009B is a CSI): escape
+	// each line, keeping the indentation's line breaks.
+	if _, err := fmt.Fprintln(w, "event_context:"); err != nil {
+		return err
+	}
+	for line := range strings.Lines(pretty.String()) {
+		if _, err := fmt.Fprintln(w, termsafe.Escape(strings.TrimSuffix(line, "\n"))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reportReplay prints what moved; IDs asked for that were not dead letters
@@ -346,7 +397,7 @@ func discard(ctx context.Context, e *env, db *pgxpool.Pool, f deadletter.Filter,
 		return err
 	}
 	if !yes {
-		if err := writeLetters(e.stdout, ls, int64(len(ls))); err != nil {
+		if err := writeLetters(e.stdout, ls); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "Discard these %d events for good? [y/N] ", len(ls))

@@ -61,3 +61,48 @@ func TestReportReplayNamesMissingIDs(t *testing.T) {
 		t.Errorf("output:\n%s", out.String())
 	}
 }
+
+func TestDeadLetterOutputEscapesControlCharacters(t *testing.T) {
+	const clear, title = "\x1b[2J\x1b[32mOK", "\x1b]0;pwned\x07"
+	l := deadletter.Letter{ID: uuid.New(), EventType: "t" + clear, Environment: "e" + title,
+		Error: "rejected: " + clear, Context: []byte("{\"k\":\"\u009b2J\"}")}
+	var list, show bytes.Buffer
+	if err := writeLetters(&list, []deadletter.Letter{l}); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeLetter(&show, l); err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"list": list.String(), "show": show.String()} {
+		for _, c := range []string{"\x1b", "\x07", "\u009b"} {
+			if strings.Contains(out, c) {
+				t.Errorf("%s contains the control character %q:\n%q", name, c, out)
+			}
+		}
+		if !strings.Contains(out, `t\x1b[2J\x1b[32mOK`) {
+			t.Errorf("%s lacks the escaped event type:\n%s", name, out)
+		}
+	}
+	if !strings.Contains(show.String(), `e\x1b]0;pwned\a`) {
+		t.Errorf("show lacks the escaped environment:\n%s", show.String())
+	}
+}
+
+// --json too: a document shown on a terminal carries no raw C1 control or
+// bidi override (encoding/json escapes only C0 ones).
+func TestDeadLetterJSONEscapesControlCharacters(t *testing.T) {
+	l := deadletter.Letter{ID: uuid.New(), EventType: "t\u009b2J\u202e", Context: []byte("{\"k\":\"\u009b\"}")}
+	var out bytes.Buffer
+	e := &env{stdout: &out}
+	if err := writeList(e, []deadletter.Letter{l}, 1, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSON(e.stdout, l); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"\u009b", "\u202e"} {
+		if strings.Contains(out.String(), c) {
+			t.Errorf("--json output contains %q raw:\n%q", c, out.String())
+		}
+	}
+}

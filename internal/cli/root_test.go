@@ -95,3 +95,26 @@ func TestAdminAddressInUse(t *testing.T) {
 		t.Errorf("stderr has more than the admin address problem:\n%s", out)
 	}
 }
+
+// An admin address that cannot be listened on for another reason than
+// another process says that reason, and not that the address is in use.
+func TestAdminAddressUnusable(t *testing.T) {
+	tests := []struct{ addr, want string }{
+		{"127.0.0.1:99999", "port 99999 is out of range"},
+		{"192.0.2.1:9090", "cannot assign requested address"}, // TEST-NET-1: no local interface has it
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			environ := []string{"DATABASE_URL=postgres://u@127.0.0.1:1/db", "CLICKHOUSE_URL=clickhouse://127.0.0.1:1/db",
+				"RELAY_ADMIN_ADDR=" + tt.addr, "LOG_FORMAT=json"}
+			var stdout, stderr bytes.Buffer
+			if code := Main(context.Background(), []string{"run"}, environ, &stdout, &stderr); code != ExitUsage {
+				t.Errorf("exit %d, want %d", code, ExitUsage)
+			}
+			out := stderr.String()
+			if !strings.Contains(out, tt.want) || strings.Contains(out, "another process") {
+				t.Errorf("stderr should say %q and not blame another process:\n%s", tt.want, out)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -9,16 +10,18 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/getsentry/sentry-go"
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/admin"
@@ -28,6 +31,7 @@ import (
 	"github.com/outbox-relay/relay/internal/cleanup"
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/deadletter"
+	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/logging"
 	"github.com/outbox-relay/relay/internal/metrics"
@@ -112,11 +116,15 @@ func (d *deps) moreSinks() []relay.Sink {
 	return out
 }
 
-// preflight connects to both servers and checks what streaming needs; every
-// problem comes back at once as a usage error (exit 2).
+// preflight connects to both servers and checks what streaming needs. A
+// problem of the configuration (a publication missing, a wrong password)
+// comes back with every other problem as a usage error (exit 2); a server
+// that is down or does not answer is no configuration error: then the
+// error says so and exits 1, as any runtime failure, for a supervisor to
+// restart the relay.
 func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Config, timeout time.Duration, log zerolog.Logger) (*deps, error) {
 	d := &deps{}
-	var problems []error
+	var problems, down []error
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pool, err := pgxpool.New(pctx, cfg.DatabaseURL)
@@ -124,12 +132,19 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 		d.pool = pool
 		err = pool.Ping(pctx)
 	}
-	if err != nil && pctx.Err() != nil {
-		problems = append(problems, fmt.Errorf("PostgreSQL (DATABASE_URL) did not answer within %s: %w", timeout, err))
-	} else if err != nil {
-		problems = append(problems, fmt.Errorf("PostgreSQL (DATABASE_URL) is not reachable: %w", err))
-	} else if err := replication.Check(pctx, pool, srcCfg); err != nil {
-		problems = append(problems, err)
+	switch {
+	case err != nil && pctx.Err() != nil:
+		down = append(down, fmt.Errorf("PostgreSQL (DATABASE_URL) did not answer within %s: %w", timeout, err))
+	case err != nil && postgresRefused(err):
+		problems = append(problems, fmt.Errorf("PostgreSQL (DATABASE_URL) refused the connection: %w", err))
+	case err != nil:
+		down = append(down, fmt.Errorf("PostgreSQL (DATABASE_URL) is not reachable: %w", err))
+	default:
+		if err := replication.Check(pctx, pool, srcCfg); retry.IsPermanent(err) {
+			problems = append(problems, err)
+		} else if err != nil {
+			down = append(down, fmt.Errorf("PostgreSQL (DATABASE_URL): %w", err))
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -142,7 +157,13 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 			chsink.WithEvolution(chsink.Evolution(cfg.SchemaEvolution)), chsink.WithLayout(cfg.Layout()), chsink.WithLogger(log),
 			chsink.WithSchemaLock(schema))
 		if err != nil {
-			problems = append(problems, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err))
+			// The sink classifies: an exception of the server (a wrong
+			// password, no event_log) is permanent, the network is not.
+			if retry.IsPermanent(err) {
+				problems = append(problems, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err))
+			} else {
+				down = append(down, fmt.Errorf("ClickHouse (CLICKHOUSE_URL) is not reachable: %w", err))
+			}
 			break
 		}
 		if d.sink == nil {
@@ -151,11 +172,39 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 			d.more = append(d.more, sink)
 		}
 	}
-	if len(problems) > 0 {
-		d.close()
-		return nil, &config.Error{Problems: problems}
+	if len(problems)+len(down) == 0 {
+		return d, nil
 	}
-	return d, nil
+	d.close()
+	if len(problems) > 0 {
+		return nil, &config.Error{Problems: append(problems, down...)}
+	}
+	return nil, &exitError{code: ExitFailure, err: cannotStart(down)}
+}
+
+// postgresRefused reports whether PostgreSQL answered the connection with
+// a refusal of its settings (authentication, an unknown database or role)
+// or the server's certificate failed verification: the configuration, not
+// the server's state.
+func postgresRefused(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == "3D000"
+	}
+	var certErr *tls.CertificateVerificationError
+	return errors.As(err, &certErr)
+}
+
+// cannotStart words servers down at start.
+func cannotStart(down []error) error {
+	if len(down) == 1 {
+		return fmt.Errorf("cannot start: %w (start it or check the address; exit 1 so a supervisor retries)", down[0])
+	}
+	msgs := make([]string, len(down))
+	for i, e := range down {
+		msgs[i] = "  - " + e.Error()
+	}
+	return fmt.Errorf("cannot start (start them or check the addresses; exit 1 so a supervisor retries):\n%s", strings.Join(msgs, "\n"))
 }
 
 func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.Options, th status.Thresholds) error {
@@ -172,16 +221,18 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	var adminLn net.Listener
 	if cfg.AdminAddr != "" {
 		adminLn, err = new(net.ListenConfig).Listen(ctx, "tcp", cfg.AdminAddr)
-		if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
 			return usageError(fmt.Errorf("RELAY_ADMIN_ADDR %s: %w (another process listens there: choose a free address, or an empty one to switch the admin server off)", cfg.AdminAddr, err))
+		}
+		if err != nil {
+			return usageError(fmt.Errorf("RELAY_ADMIN_ADDR %s: %w (choose an address of this host, or an empty one to switch the admin server off)", cfg.AdminAddr, err))
 		}
 		defer func() { _ = adminLn.Close() }()
 	}
 
-	budgetBytes := 2 * cfg.BatchBytes
 	srcCfg := replication.Config{
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
-		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
+		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second,
 		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait,
 	}
 	// The relay keeps the open batch's expected cut here; the stream
@@ -200,7 +251,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 
 	m := metrics.New()
 	tracker := ack.New(0)
-	budget := semaphore.NewWeighted(budgetBytes)
+	budget := event.NewBudget(2 * cfg.BatchBytes)
 	ready := admin.NewReadiness(admin.ReadinessFor(cfg.StatusInterval))
 	hooks := ready.Hooks(replication.Hooks{
 		Connected: m.SetStreamConnected,
@@ -225,13 +276,12 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	batches := batchlog.New(d.pool, cfg.Slot)
 	r := relay.New(relay.Config{
 		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},
-		BudgetBytes:   budgetBytes,
 		ShutdownGrace: cfg.ShutdownGrace,
 		// A short cap: after a ClickHouse or PostgreSQL outage the relay
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Cleaner: cleanup.New(d.pool, config.OutboxTable, batches),
+		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: cleanup.New(d.pool, config.OutboxTable, batches),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/status"
+	"github.com/outbox-relay/relay/internal/termsafe"
 )
 
 // statusTimeout bounds one round of status queries.
@@ -143,7 +144,7 @@ func watchStatus(ctx context.Context, out io.Writer, opts statusOptions, round f
 			buf.WriteString(clearScreen)
 		}
 		if _, err := round(&buf); err != nil && ctx.Err() == nil {
-			fmt.Fprintf(&buf, "relay status: %v\n", err)
+			fmt.Fprintf(&buf, "relay status: %s\n", termsafe.Escape(err.Error()))
 		}
 		if ctx.Err() != nil {
 			return nil

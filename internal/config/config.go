@@ -13,6 +13,7 @@ import (
 	"net"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/topology"
 )
 
@@ -50,7 +52,9 @@ type Config struct {
 
 	SchemaEvolution string `env:"RELAY_SCHEMA_EVOLUTION" envDefault:"add" flag:"schema-evolution" help:"a column added to outbox_event that event_log lacks: add it to event_log, fill only columns event_log has, or refuse (stop)"`
 
-	AdminAddr string `env:"RELAY_ADMIN_ADDR" envDefault:":9090" flag:"admin-addr" help:"address of the status page /, /healthz, /readyz and /metrics; empty switches it off"`
+	// AdminAddr defaults to loopback: the page and /metrics show hosts,
+	// users and column names, without authentication.
+	AdminAddr string `env:"RELAY_ADMIN_ADDR" envDefault:"127.0.0.1:9090" flag:"admin-addr" help:"address of the status page /, /healthz, /readyz and /metrics (no authentication: loopback by default, :9090 for every interface); empty switches it off"`
 	APIAddr   string `env:"API_ADDR" envDefault:":8080" flag:"api-addr" help:"listen address of the demo HTTP API (relay api)"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
@@ -238,6 +242,8 @@ func (c *Config) Validate(need Need) error {
 			add("CLICKHOUSE_URL (--clickhouse-url) is required")
 		} else if _, err := ch.ParseDSN(c.ClickHouseURL); err != nil || !strings.HasPrefix(c.ClickHouseURL, "clickhouse://") {
 			add("CLICKHOUSE_URL is not a valid ClickHouse DSN (want clickhouse://user:pass@host:9000/database)")
+		} else if err := chsink.CheckTLSParams(c.ClickHouseURL); err != nil {
+			add("CLICKHOUSE_URL: %w", err) // names parameters and files, never the password
 		}
 		if _, err := topology.Parse(c.ClickHouseTopology, c.ClickHouseCluster); err != nil {
 			p = append(p, unjoin(err)...)
@@ -280,8 +286,8 @@ func (c *Config) Validate(need Need) error {
 			add("RELAY_SCHEMA_EVOLUTION %q: use add, fill or refuse", c.SchemaEvolution)
 		}
 		if c.AdminAddr != "" {
-			if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
-				add("RELAY_ADMIN_ADDR %q is not host:port", c.AdminAddr)
+			if err := checkListenAddr(c.AdminAddr); err != nil {
+				add("RELAY_ADMIN_ADDR %q%w", c.AdminAddr, err)
 			}
 		}
 	}
@@ -298,6 +304,24 @@ func (c *Config) Validate(need Need) error {
 	}
 	if len(p) > 0 {
 		return &Error{Problems: p}
+	}
+	return nil
+}
+
+// checkListenAddr finds what makes addr unusable for a TCP listener
+// before a listen would, in words a user can act on; the error text
+// continues "RELAY_ADMIN_ADDR "addr"".
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New(" is not host:port")
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case err != nil:
+		return fmt.Errorf(": port %q is not a number", port)
+	case n < 0 || n > 65535:
+		return fmt.Errorf(": port %d is out of range (0 to 65535)", n)
 	}
 	return nil
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/pgerr"
+	"github.com/outbox-relay/relay/internal/retry"
 )
 
 // Execer runs a statement (a *pgxpool.Pool satisfies it).
@@ -39,9 +41,9 @@ type Rejected struct {
 }
 
 const insert = `INSERT INTO outbox_dead_letter
-	(id, event_type, event_date_time, environment, event_context, metadata_version, error, columns)
+	(id, event_type, event_date_time, environment, event_context, metadata_version, error, columns, raw)
 	SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]::jsonb[], $6::bigint[], $7::text[],
-		$8::text[]::jsonb[])
+		$8::text[]::jsonb[], $9::bytea[])
 	ON CONFLICT (id) DO NOTHING`
 
 // Put stores rs in one statement, each event whole: its extra columns
@@ -53,22 +55,27 @@ func (s *Store) Put(ctx context.Context, rs []Rejected) error {
 	n := len(rs)
 	types := pgtype.NewMap() // a Map is not safe for concurrent use; dead letters are rare
 	ids, evTypes, envs, ctxs, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	times, versions, extras := make([]pgtype.Timestamptz, n), make([]int64, n), make([]*string, n)
+	times, versions, extras, raws := make([]pgtype.Timestamptz, n), make([]int64, n), make([]*string, n), make([][]byte, n)
 	for i, r := range rs {
 		ids[i] = uuid.UUID(r.Event.ID).String()
 		evTypes[i], envs[i], ctxs[i] = r.Event.Type, r.Event.Environment, string(r.Event.Context)
 		times[i], versions[i], errs[i] = timestamptz(r.Event.OccurredAt), r.Event.MetadataVersion, r.Err.Error()
+		if r.Event.Undecodable != nil {
+			ctxs[i], raws[i] = "null", r.Event.Raw
+		}
 		extra, err := extraText(types, r.Event)
 		if err != nil {
-			return err
+			// Only a type the relay does not map could fail here, and
+			// the stream refuses those first: stop rather than lose it.
+			return retry.Permanent(err)
 		}
 		if extra != nil {
 			text := string(extra)
 			extras[i] = &text
 		}
 	}
-	if _, err := s.db.Exec(ctx, insert, ids, evTypes, times, envs, ctxs, versions, errs, extras); err != nil {
-		return fmt.Errorf("store %d rejected events in outbox_dead_letter: %w", n, err)
+	if _, err := s.db.Exec(ctx, insert, ids, evTypes, times, envs, ctxs, versions, errs, extras, raws); err != nil {
+		return pgerr.Classify(fmt.Errorf("store %d rejected events in outbox_dead_letter: %w", n, err))
 	}
 	return nil
 }

@@ -35,6 +35,8 @@ type Letter struct {
 	// Columns are the outbox table's extra columns the event had, as
 	// PostgreSQL text (null for NULL); set by Show only.
 	Columns map[string]*string `json:"columns,omitempty"`
+	// Raw is the payload of a message that held no event (Show only).
+	Raw []byte `json:"raw_payload,omitempty"`
 }
 
 // Filter selects dead letters; the zero value selects every row. Fields
@@ -116,8 +118,8 @@ func Show(ctx context.Context, db DB, id uuid.UUID) (Letter, error) {
 	l := Letter{ID: id}
 	var payload string
 	err := db.QueryRow(ctx, `SELECT event_type, event_date_time, environment, metadata_version, error, failed_at,
-		event_context::text, columns FROM outbox_dead_letter WHERE id = $1`, id).
-		Scan(&l.EventType, &l.EventDateTime, &l.Environment, &l.MetadataVersion, &l.Error, &l.FailedAt, &payload, &l.Columns)
+		event_context::text, columns, raw FROM outbox_dead_letter WHERE id = $1`, id).
+		Scan(&l.EventType, &l.EventDateTime, &l.Environment, &l.MetadataVersion, &l.Error, &l.FailedAt, &payload, &l.Columns, &l.Raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return l, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -208,15 +210,29 @@ func replaySQL(extra []outboxColumn) string {
 SELECT m.id, i.id IS NOT NULL FROM moved m LEFT JOIN ins i ON i.id = m.id ORDER BY m.id`
 }
 
+// ErrUndecodable is returned by Replay for dead letters of messages that
+// held no event: there is nothing to put back into outbox_event.
+var ErrUndecodable = errors.New("dead letters of messages that held no event cannot be replayed")
+
 // ErrColumnGone is returned by Replay for dead letters that kept a value
 // of a column outbox_event no longer has: moving them would lose it.
 var ErrColumnGone = errors.New("dead letters hold a column outbox_event no longer has")
 
-// checkColumns refuses a replay that would drop a kept value.
-func checkColumns(ctx context.Context, tx pgx.Tx, f Filter, extra []outboxColumn) error {
+// checkReplayable refuses a replay of messages that held no event, and one
+// that would drop a kept column value.
+func checkReplayable(ctx context.Context, tx pgx.Tx, f Filter, extra []outboxColumn) error {
 	names := make([]string, len(extra))
 	for i, c := range extra {
 		names[i] = c.name
+	}
+	var undecodable int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM outbox_dead_letter WHERE `+where+` AND raw IS NOT NULL`, f.args()...).
+		Scan(&undecodable); err != nil {
+		return fmt.Errorf("replay: read the dead letters: %w", err)
+	}
+	if undecodable > 0 {
+		return fmt.Errorf("%w: %d match (`relay deadletter show` their payload, republish what they meant, then discard them)",
+			ErrUndecodable, undecodable)
 	}
 	rows, err := tx.Query(ctx, `SELECT DISTINCT k FROM outbox_dead_letter, jsonb_object_keys(columns) k
 		WHERE `+where+` AND k <> ALL($5::text[]) ORDER BY k`, append(f.args(), names)...)
@@ -247,7 +263,7 @@ func Replay(ctx context.Context, db DB, f Filter, beforeCommit func()) ([]Moved,
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
-	if err := checkColumns(ctx, tx, f, extra); err != nil {
+	if err := checkReplayable(ctx, tx, f, extra); err != nil {
 		return nil, err
 	}
 	names := make([]string, len(extra))

@@ -26,6 +26,10 @@ type Column struct {
 	TypeOID uint32
 	TypeMod int32
 	NotNull bool
+	// TypeName is the type as the catalog spells it (format_type), where
+	// the reader had the catalog at hand; only messages use it, and only
+	// for types the relay cannot map (e.g. a database's own enum).
+	TypeName string
 }
 
 // NewColumns builds a shape and its Key.

@@ -1,5 +1,5 @@
 // Package event defines the unit that moves through the relay:
-// source -> batch -> sink -> ack -> cleanup.
+// replication -> batch -> sink -> delete -> confirm.
 package event
 
 import (
@@ -35,6 +35,12 @@ type Event struct {
 	// FromMessage says a logical decoding message carried the event: there
 	// is no outbox row to delete once it is delivered.
 	FromMessage bool
+	// Undecodable, when set, says why the source could not read this event
+	// (a message with the outbox prefix whose payload is not one: anyone
+	// may emit such a message); Raw holds that payload. The relay
+	// dead-letters it, never writes it, and the stream goes on.
+	Undecodable error
+	Raw         []byte
 }
 
 // Infinity and NegInfinity stand for PostgreSQL's timestamps 'infinity' and
@@ -52,20 +58,12 @@ var (
 // its place in a batch: about 256 bytes). The byte budget and batch limits
 // are expressed in it.
 func (e *Event) Size() int {
-	return len(e.Context) + len(e.Type) + len(e.Environment) + len(e.Extra) + perEventOverhead
+	return len(e.Context) + len(e.Type) + len(e.Environment) + len(e.Extra) + len(e.Raw) + perEventOverhead
 }
 
 // perEventOverhead is an estimate: an Event is 136 bytes, the replication.Item
 // that carries it 192, and the batch holds the Event once more.
 const perEventOverhead = 256
-
-// Weight is what the event takes from an in-flight byte budget of
-// capacity bytes: its size, or the whole budget for an event larger than it
-// (so that one huge event still fits, alone). The source takes it and the
-// relay gives it back, both through this one formula.
-func (e *Event) Weight(capacity int64) int64 {
-	return min(int64(e.Size()), capacity)
-}
 
 // ErrRejected marks a sink error caused by the content of an event (a value
 // the sink cannot store), as opposed to the sink being down or misconfigured.

@@ -221,18 +221,9 @@ func New() *Metrics {
 	m := &Metrics{
 		reg: reg,
 
-		EventsTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameEventsTotal,
-			Help: "Outbox events delivered to ClickHouse.",
-		}),
-		BytesTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameBytesTotal,
-			Help: "Payload bytes of the outbox events delivered to ClickHouse.",
-		}),
-		BatchesTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameBatchesTotal,
-			Help: "Batches flushed to ClickHouse successfully.",
-		}),
+		EventsTotal:  counter(NameEventsTotal, "Outbox events delivered to ClickHouse."),
+		BytesTotal:   counter(NameBytesTotal, "Payload bytes of the outbox events delivered to ClickHouse."),
+		BatchesTotal: counter(NameBatchesTotal, "Batches flushed to ClickHouse successfully."),
 
 		BatchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    NameBatchEvents,
@@ -250,79 +241,34 @@ func New() *Metrics {
 			Buckets: endToEndLagBuckets,
 		}),
 
-		SlotLagBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameSlotLagBytes,
-			Help: "Bytes between the current WAL position and the slot's confirmed_flush_lsn.",
-		}),
-		RetainedWALBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameRetainedWALBytes,
-			Help: "Bytes of WAL retained on the server for the slot (current WAL position minus restart_lsn).",
-		}),
+		SlotLagBytes:     gauge(NameSlotLagBytes, "Bytes between the current WAL position and the slot's confirmed_flush_lsn."),
+		RetainedWALBytes: gauge(NameRetainedWALBytes, "Bytes of WAL retained on the server for the slot (current WAL position minus restart_lsn)."),
 		WALStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: NameWALStatus,
 			Help: "1 for the replication slot's current wal_status (missing: no slot), 0 for the others.",
 		}, []string{"status"}),
-		BufferEvents: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameBufferEvents,
-			Help: "Events decoded and held (buffered, or in a batch being written) until ClickHouse accepted them.",
-		}),
-		BufferBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameBufferBytes,
-			Help: "Bytes of events (payload plus per-event overhead, as RELAY_BATCH_BYTES counts them) held until ClickHouse accepted them.",
-		}),
-		AckedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameAckedLSN,
-			Help: "Last LSN acknowledged to Postgres as flushed, as a number.",
-		}),
-		LastAckTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameLastAckTimestamp,
-			Help: "Unix time of the last LSN acknowledgement to Postgres.",
-		}),
-		StreamConnected: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameStreamConnected,
-			Help: "1 while the logical replication stream is connected, else 0.",
-		}),
-		ClickHouseUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameClickHouseUp,
-			Help: "1 while ClickHouse is reachable, else 0.",
-		}),
+		BufferEvents:     gauge(NameBufferEvents, "Events decoded and held (buffered, or in a batch being written) until ClickHouse accepted them."),
+		BufferBytes:      gauge(NameBufferBytes, "Bytes of events (payload plus per-event overhead, as RELAY_BATCH_BYTES counts them) held until ClickHouse accepted them."),
+		AckedLSN:         gauge(NameAckedLSN, "Last LSN acknowledged to Postgres as flushed, as a number."),
+		LastAckTimestamp: gauge(NameLastAckTimestamp, "Unix time of the last LSN acknowledgement to Postgres."),
+		StreamConnected:  gauge(NameStreamConnected, "1 while the logical replication stream is connected, else 0."),
+		ClickHouseUp:     gauge(NameClickHouseUp, "1 while ClickHouse is reachable, else 0."),
 
 		SinkErrorsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: NameSinkErrorsTotal,
 			Help: "Failed ClickHouse inserts by error class (retryable, fatal, or events rejected for their content).",
 		}, []string{"class"}),
-		RowsDeletedTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameRowsDeletedTotal,
-			Help: "Delivered outbox_event rows deleted from Postgres.",
-		}),
-		ReconnectsTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameReconnectsTotal,
-			Help: "Reconnections of the logical replication stream.",
-		}),
-		BackfilledEventsTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameBackfilledEventsTotal,
-			Help: "Events delivered by backfilling rows left in outbox_event.",
-		}),
-		DeadLetterEventsTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameDeadLetterEventsTotal,
-			Help: "Events that could not be delivered and were set aside as dead letters.",
-		}),
+		RowsDeletedTotal:      counter(NameRowsDeletedTotal, "Delivered outbox_event rows deleted from Postgres."),
+		ReconnectsTotal:       counter(NameReconnectsTotal, "Reconnections of the logical replication stream."),
+		BackfilledEventsTotal: counter(NameBackfilledEventsTotal, "Events delivered by backfilling rows left in outbox_event."),
+		DeadLetterEventsTotal: counter(NameDeadLetterEventsTotal, "Events that could not be delivered and were set aside as dead letters."),
 		MessagesIgnoredTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: NameMessagesIgnoredTotal,
 			Help: "Logical decoding messages streamed in message mode that are not events: another prefix, or not transactional.",
 		}, []string{"reason"}),
-		LastFlushTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameLastFlushTimestamp,
-			Help: "Unix time at which ClickHouse accepted the last batch.",
-		}),
-		LastFlushEvents: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameLastFlushEvents,
-			Help: "Events in the last batch ClickHouse accepted.",
-		}),
-		LastFlushBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameLastFlushBytes,
-			Help: "Payload bytes of the last batch ClickHouse accepted.",
-		}),
+		LastFlushTimestamp: gauge(NameLastFlushTimestamp, "Unix time at which ClickHouse accepted the last batch."),
+		LastFlushEvents:    gauge(NameLastFlushEvents, "Events in the last batch ClickHouse accepted."),
+		LastFlushBytes:     gauge(NameLastFlushBytes, "Payload bytes of the last batch ClickHouse accepted."),
 	}
 
 	// Expose every label value from the start, so that dashboards and
@@ -409,4 +355,12 @@ func boolToFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }

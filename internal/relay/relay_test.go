@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
@@ -53,13 +53,13 @@ func (f fakeSink) WriteBatch(ctx context.Context, evs []event.Event, token strin
 	return f.write(ctx, evs)
 }
 
-type fakeCleaner struct {
+type fakeDeleter struct {
 	delete func(ctx context.Context, ids [][16]byte) (int64, error)
 	// deleteDone, when set, is called instead of delete.
 	deleteDone func(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error)
 }
 
-func (f fakeCleaner) Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
+func (f fakeDeleter) Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
 	if f.deleteDone != nil {
 		return f.deleteDone(ctx, ids, done)
 	}
@@ -90,7 +90,7 @@ func (f fakeDeadLetter) Put(ctx context.Context, rs []deadletter.Rejected) error
 var (
 	_ Source     = fakeSource{}
 	_ Sink       = fakeSink{}
-	_ Cleaner    = fakeCleaner{}
+	_ Deleter    = fakeDeleter{}
 	_ DeadLetter = fakeDeadLetter{}
 	_ BatchLog   = fakeBatchLog{}
 )
@@ -254,13 +254,13 @@ func count(t *testing.T, c prometheus.Counter) float64 {
 type rig struct {
 	t        *testing.T
 	capacity int64
-	budget   *semaphore.Weighted
+	budget   *event.Budget
 	tracker  *ack.Tracker
 	metrics  *metrics.Metrics
 	log      recorder
 	sink     fakeSink
 	more     []Sink // Parts.MoreSinks
-	cleaner  fakeCleaner
+	cleaner  fakeDeleter
 	dead     fakeDeadLetter
 	sources  []Source // handed out by NewSource, one per connection
 	forecast batch.Forecast
@@ -269,14 +269,14 @@ type rig struct {
 const bigBudget = 1 << 20
 
 func newRig(t *testing.T, capacity int64) *rig {
-	g := &rig{t: t, capacity: capacity, budget: semaphore.NewWeighted(capacity), tracker: ack.New(0), metrics: metrics.New()}
+	g := &rig{t: t, capacity: capacity, budget: event.NewBudget(capacity), tracker: ack.New(0), metrics: metrics.New()}
 	g.sink = fakeSink{write: func(_ context.Context, evs []event.Event) error {
 		if len(evs) > 0 { // a commit-only batch has nothing to store
 			g.log.add("write %v confirmed=%d", evIDs(evs), g.tracker.Confirmed())
 		}
 		return nil
 	}}
-	g.cleaner = fakeCleaner{delete: func(_ context.Context, ids [][16]byte) (int64, error) {
+	g.cleaner = fakeDeleter{delete: func(_ context.Context, ids [][16]byte) (int64, error) {
 		g.log.add("delete %v confirmed=%d", rowIDs(ids), g.tracker.Confirmed())
 		return int64(len(ids)), nil
 	}}
@@ -302,9 +302,9 @@ func (g *rig) relay(p batch.Policy) *Relay {
 		}
 		return g.sources[next-1]
 	}
-	return New(Config{Policy: p, BudgetBytes: g.capacity, ShutdownGrace: 10 * time.Second,
+	return New(Config{Policy: p, ShutdownGrace: 10 * time.Second,
 		Backoff: retry.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}},
-		Parts{NewSource: newSource, Sink: g.sink, MoreSinks: g.more, Cleaner: g.cleaner, DeadLetter: g.dead,
+		Parts{NewSource: newSource, Sink: g.sink, MoreSinks: g.more, Deleter: g.cleaner, DeadLetter: g.dead,
 			Tracker: g.tracker, Budget: g.budget, Metrics: g.metrics, Forecast: &g.forecast},
 		zerolog.Nop())
 }
@@ -362,26 +362,19 @@ func (g *rig) stream(s script) fakeSource {
 }
 
 func (g *rig) emit(ctx context.Context, out chan<- []replication.Item, its ...replication.Item) error {
-	var w int64
-	for _, it := range its {
+	for i, it := range its {
 		if !it.Commit && !it.End {
-			ew := it.Event.Weight(g.capacity)
-			if err := g.budget.Acquire(ctx, ew); err != nil {
-				if w > 0 {
-					g.budget.Release(w)
-				}
+			if err := g.budget.Take(ctx, &its[i].Event); err != nil {
+				g.budget.Give(replication.Events(its[:i]))
 				return err
 			}
-			w += ew
 		}
 	}
 	select {
 	case out <- its:
 		return nil
 	case <-ctx.Done():
-		if w > 0 {
-			g.budget.Release(w)
-		}
+		g.budget.Give(replication.Events(its))
 		return ctx.Err()
 	}
 }
@@ -402,11 +395,13 @@ func untilClosed(ch <-chan struct{}) (context.Context, context.CancelFunc) {
 // checkBudget asserts that every byte the source took was given back.
 func (g *rig) checkBudget() {
 	g.t.Helper()
-	if !g.budget.TryAcquire(g.capacity) {
+	// An event of the budget's size takes all of it: only a whole budget has that.
+	whole := &event.Event{Context: make([]byte, g.capacity)}
+	if !g.budget.TryTake(whole) {
 		g.t.Errorf("budget of %d bytes not whole: the relay kept weight the source took", g.capacity)
 		return
 	}
-	g.budget.Release(g.capacity)
+	g.budget.Give(event.All([]event.Event{*whole}))
 }
 
 // signal returns a commit callback that logs the confirmed position and
@@ -683,21 +678,19 @@ func TestPermanentSinkError(t *testing.T) {
 
 // Events the sink rejects for their content are isolated by bisection and
 // dead-lettered; the rest is written, every row deleted and the commit
-// confirmed. A sizeable batch rejected whole stops the relay instead.
+// confirmed, also when the sink rejects the whole batch: a writer's data
+// must not stop the stream.
 func TestRejectedEvents(t *testing.T) {
 	tests := []struct {
-		name     string
-		events   []byte
-		poison   []byte
-		wantHalt bool
+		name   string
+		events []byte
+		poison []byte
 	}{
 		{name: "one poison among 8", events: seq(1, 8), poison: []byte{6}},
 		{name: "two adjacent poison after two good", events: seq(1, 4), poison: []byte{3, 4}},
 		{name: "poison first and last", events: seq(1, 5), poison: []byte{1, 5}},
 		{name: "a batch of only 2 poison is dead-lettered", events: seq(1, 2), poison: seq(1, 2)},
-		{name: "9 all poison is below the whole-batch rule", events: seq(1, 9), poison: seq(1, 9)},
-		{name: "10 all poison halts", events: seq(1, 10), poison: seq(1, 10), wantHalt: true},
-		{name: "12 all poison halts", events: seq(1, 12), poison: seq(1, 12), wantHalt: true},
+		{name: "a transaction of 12 all poison is dead-lettered whole", events: seq(1, 12), poison: seq(1, 12)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -728,17 +721,6 @@ func TestRejectedEvents(t *testing.T) {
 				g.sources = []Source{g.stream(script{live: live})}
 				x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 
-				if tc.wantHalt {
-					err := x.halted(t, flushed)
-					if !errors.Is(err, event.ErrRejected) || !retry.IsPermanent(err) {
-						t.Errorf("Run = %v, want a permanent error wrapping event.ErrRejected", err)
-					}
-					checkLog(t, g.log.get(), []string{"drained confirmed=0"})
-					if got := g.tracker.Confirmed(); got != 0 {
-						t.Errorf("Confirmed() = %d, want 0", got)
-					}
-					return
-				}
 				x.until(t, flushed, "the flush")
 				if err := x.stop(); err != nil {
 					t.Errorf("Run: %v", err)
@@ -1673,4 +1655,23 @@ func TestForecastFollowsTheOpenBatch(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	})
+}
+
+// Batches rejected whole, rejectedStreak of them in a row, make the relay
+// say the table is the likely cause, once per streak; a batch with an
+// accepted event ends the streak.
+func TestWatchRejections(t *testing.T) {
+	var logs bytes.Buffer
+	r := New(Config{}, Parts{Metrics: metrics.New()}, zerolog.New(&logs))
+	rj := []deadletter.Rejected{{Err: fmt.Errorf("event 1: %w", event.ErrRejected)}}
+	said := func() int { return strings.Count(logs.String(), "the table, not the data") }
+	for i, step := range []struct {
+		whole bool
+		want  int
+	}{{true, 0}, {true, 0}, {false, 0}, {true, 0}, {true, 0}, {true, 1}, {true, 1}, {false, 1}, {true, 1}, {true, 1}, {true, 2}} {
+		r.watchRejections(step.whole, rj)
+		if got := said(); got != step.want {
+			t.Fatalf("after step %d (whole %v): said %d times, want %d:\n%s", i, step.whole, got, step.want, logs.String())
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -72,10 +73,25 @@ func (st *stream) message(body []byte) error {
 	}
 	ev := event.Event{CommitLSN: st.commitLSN, CommitTime: st.commitTime, FromMessage: true}
 	if err := st.decodePayload(m.content, &ev); err != nil {
-		return retry.Permanent(fmt.Errorf("message at %s in the transaction committing at %s: %w",
-			pglogrepl.LSN(m.lsn), pglogrepl.LSN(st.commitLSN), err))
+		ev = undecodable(m, st.commitLSN, st.commitTime, err)
 	}
 	return st.emitEvent(st.emitCtx, st, st.out, ev)
+}
+
+// undecodable is the event of a message with the outbox prefix that holds
+// no outbox payload: pg_logical_emit_message is open to every role, so a
+// stranger's message must not stop the stream. It goes to the dead letters
+// with its payload and the error, under an id derived from its position
+// (the same on every replay, so it is stored once).
+func undecodable(m ldMessage, commitLSN uint64, commitTime time.Time, err error) event.Event {
+	at := pglogrepl.LSN(m.lsn).String()
+	return event.Event{
+		ID:         uuid.NewSHA1(uuid.NameSpaceOID, []byte("outbox-relay message "+at)),
+		OccurredAt: commitTime, CommitLSN: commitLSN, CommitTime: commitTime, FromMessage: true,
+		Undecodable: fmt.Errorf("message at %s in the transaction committing at %s: %w",
+			at, pglogrepl.LSN(commitLSN), err),
+		Raw: bytes.Clone(m.content),
+	}
 }
 
 // decodePayload fills ev from a payload, copying what it keeps: content

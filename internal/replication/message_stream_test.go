@@ -9,9 +9,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
+	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/testenv"
 	"github.com/outbox-relay/relay/outbox"
 )
@@ -86,8 +86,8 @@ func startMessageSource(ctx context.Context, t *testing.T, e *testenv.Env, prefi
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	cfg := Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: "outbox_event",
-		StatusInterval: time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 24, MessagePrefix: prefix}
-	src := New(cfg, e.PG, ack.New(0), semaphore.NewWeighted(1<<24), zerolog.Nop(), hooks, nil)
+		StatusInterval: time.Second, DrainTimeout: time.Second, MessagePrefix: prefix}
+	src := New(cfg, e.PG, ack.New(0), event.NewBudget(1<<24), zerolog.Nop(), hooks, nil)
 	out := make(chan []Item, 64)
 	drained := make(chan struct{})
 	done := make(chan error, 1)

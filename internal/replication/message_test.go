@@ -7,13 +7,13 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
 
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/payload"
-	"github.com/outbox-relay/relay/internal/retry"
 )
 
 // pgMessage builds a pgoutput 'M' body (after the type byte).
@@ -126,9 +126,10 @@ func TestDecodePayloadExtraColumns(t *testing.T) {
 	}
 }
 
-// A payload the relay cannot read stops it (a permanent error naming the
-// message), as a malformed pgoutput message does: unknown version,
-// broken framing, a value whose type is not its column's.
+// A payload the relay cannot read (unknown version, broken framing, a
+// value whose type is not its column's) does not stop the stream: anyone
+// may emit a message with the prefix. It becomes an undecodable event
+// (dead-lettered with its payload), under an id its position gives.
 func TestMessageRejectsBadPayload(t *testing.T) {
 	good := payload.Append(nil, payload.Fields{Type: []byte("t"), Environment: []byte("e"), Context: []byte(`{}`)},
 		[]payload.Column{{Name: "n", TypeOID: oidInt4, TypeMod: -1, Value: []byte{0, 0, 0, 1}}})
@@ -148,11 +149,22 @@ func TestMessageRejectsBadPayload(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := New(Config{MessagePrefix: "p"}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
+			src := New(Config{MessagePrefix: "p"}, nil, nil, event.NewBudget(1<<20), zerolog.Nop(), Hooks{}, nil)
+			src.emitCtx = context.Background()
 			st := &stream{Source: src, tx: true}
-			err := st.message(pgMessage(1, 1, "p", tt.p))
-			if !errors.Is(err, tt.want) || !retry.IsPermanent(err) {
-				t.Fatalf("message = %v, want a permanent %v", err, tt.want)
+			if err := st.message(pgMessage(1, 1, "p", tt.p)); err != nil {
+				t.Fatalf("message = %v, want it taken as an undecodable event", err)
+			}
+			if len(src.queued) != 1 {
+				t.Fatalf("queued %d items, want the undecodable event", len(src.queued))
+			}
+			ev := src.queued[0].Event
+			if !errors.Is(ev.Undecodable, tt.want) || !bytes.Equal(ev.Raw, tt.p) || !ev.FromMessage {
+				t.Fatalf("event: Undecodable %v (want %v), Raw %x (want the payload), FromMessage %v", ev.Undecodable, tt.want, ev.Raw, ev.FromMessage)
+			}
+			again := undecodable(ldMessage{lsn: 1}, 0, time.Time{}, tt.want)
+			if again.ID != ev.ID {
+				t.Fatalf("the id of an undecodable message differs between two readings of its position")
 			}
 		})
 	}

@@ -46,7 +46,7 @@ func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
 	ctx := t.Context()
 	const n, wait = 10, 100 * time.Millisecond
 	addr := serveFakeWalsender(ctx, t, n, 20, false) // a transaction every 50 ms
-	st, cfg, budget, out := fakeStream(ctx, t, addr, wait, nil, false)
+	st, _, budget, out := fakeStream(ctx, t, addr, wait, nil, false)
 	streamErr := make(chan error, 1)
 	go func() { streamErr <- st.loop(ctx) }()
 
@@ -59,7 +59,7 @@ func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
 			for _, it := range its {
 				if !it.Commit {
 					got++
-					budget.Release(it.Event.Weight(cfg.BudgetBytes))
+					budget.Give(Events([]Item{it}))
 				}
 				// The first hand-over follows no wait.
 				if held := received.Sub(it.At); handOvers > 1 && held < wait/2 {
@@ -85,7 +85,7 @@ func TestTLSReadTakesTheRecordsReceived(t *testing.T) {
 	ctx := t.Context()
 	const n = 3000
 	addr := serveFakeWalsender(ctx, t, n, 0, true) // flat out, over TLS
-	st, cfg, budget, out := fakeStream(ctx, t, addr, 10*time.Millisecond, nil, true)
+	st, _, budget, out := fakeStream(ctx, t, addr, 10*time.Millisecond, nil, true)
 	if !st.sock.isTLS {
 		t.Fatal("the stream's socket is not TLS")
 	}
@@ -100,7 +100,7 @@ func TestTLSReadTakesTheRecordsReceived(t *testing.T) {
 			for _, it := range its {
 				if !it.Commit {
 					got++
-					budget.Release(it.Event.Weight(cfg.BudgetBytes))
+					budget.Give(Events([]Item{it}))
 				}
 			}
 		case err := <-streamErr:

@@ -23,10 +23,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/event"
 )
 
 // BenchmarkReceive measures the stream's whole receive path in one
@@ -83,7 +83,7 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced, useTLS bool
 	if !paced {
 		nextCut = nil
 	}
-	st, cfg, budget, out := fakeStream(ctx, b, addr, wait, nextCut, useTLS)
+	st, _, budget, out := fakeStream(ctx, b, addr, wait, nextCut, useTLS)
 	streamErr := make(chan error, 1)
 
 	b.ReportAllocs()
@@ -103,7 +103,7 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced, useTLS bool
 					got++
 				}
 				for bt.Ready() {
-					release(budget, bt.Cut(), cfg.BudgetBytes)
+					release(budget, bt.Cut())
 				}
 			}
 			forecast.Store(bt.ExpectedCut(time.Now()))
@@ -111,7 +111,7 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced, useTLS bool
 			b.Fatalf("stream ended after %d events: %v", got, err)
 		}
 	}
-	release(budget, bt.Flush(), cfg.BudgetBytes)
+	release(budget, bt.Cut()) // nothing is Ready: the complete transactions
 	b.StopTimer()
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Microsecond)/float64(n), "cpu-us/event")
 	cancel()
@@ -123,7 +123,7 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced, useTLS bool
 // fakeStream connects a stream to the fake walsender at addr (see
 // fakeWalsender) with the given receive wait and NextCut; the connection
 // is closed when tb ends.
-func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Duration, nextCut func() time.Time, useTLS bool) (*stream, Config, *semaphore.Weighted, chan []Item) {
+func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Duration, nextCut func() time.Time, useTLS bool) (*stream, Config, *event.Budget, chan []Item) {
 	tb.Helper()
 	sslmode := "disable"
 	if useTLS {
@@ -131,9 +131,9 @@ func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Durat
 	}
 	cfg := Config{ConnString: "postgres://bench@" + addr + "/bench?sslmode=" + sslmode,
 		Slot: "bench", Publication: "bench", Table: "outbox_event",
-		StatusInterval: 10 * time.Second, DrainTimeout: time.Second, BudgetBytes: 1 << 26,
+		StatusInterval: 10 * time.Second, DrainTimeout: time.Second,
 		ReceiveWait: wait, NextCut: nextCut}
-	budget := semaphore.NewWeighted(cfg.BudgetBytes)
+	budget := event.NewBudget(1 << 26)
 	src := New(cfg, nil, ack.New(0), budget, zerolog.Nop(), Hooks{}, nil)
 	src.emitCtx = ctx
 	conn, err := src.connect(ctx)
@@ -145,12 +145,8 @@ func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Durat
 	return newStream(src, conn, out), cfg, budget, out
 }
 
-func release(budget *semaphore.Weighted, bt batch.Batch, capacity int64) {
-	var w int64
-	for i := range bt.Events {
-		w += bt.Events[i].Weight(capacity)
-	}
-	budget.Release(w)
+func release(budget *event.Budget, bt batch.Batch) {
+	budget.Give(event.All(bt.Events))
 }
 
 // processCPU is the process's user and system CPU time so far.

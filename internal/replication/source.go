@@ -26,6 +26,7 @@ package replication
 
 import (
 	"context"
+	"iter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,14 +57,6 @@ type Item struct {
 	At time.Time
 }
 
-// Budget bounds the bytes of events in flight between the source and the
-// sink (golang.org/x/sync/semaphore.Weighted satisfies it).
-type Budget interface {
-	TryAcquire(n int64) bool
-	Acquire(ctx context.Context, n int64) error
-	Release(n int64)
-}
-
 // DB runs the regular (non-replication) queries: checks and backfill.
 type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -83,8 +76,6 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits, after ctx ends, for the
 	// consumer to flush before the final status update.
 	DrainTimeout time.Duration
-	// BudgetBytes is the Budget's capacity; larger events take all of it.
-	BudgetBytes int64
 	// ReceiveWait is how long the stream waits, once it caught up, before
 	// reading again (see stream.gather); 0 reads at once.
 	ReceiveWait time.Duration
@@ -104,7 +95,7 @@ type Source struct {
 	cfg     Config
 	db      DB
 	tracker *ack.Tracker
-	budget  Budget
+	budget  *event.Budget
 	log     zerolog.Logger
 	hooks   Hooks
 	fp      *failpoint.Set
@@ -152,6 +143,18 @@ const (
 // has durably stored.
 // log should carry the slot's name (relay run adds it to every line); the
 // source does not add it again.
-func New(cfg Config, db DB, tracker *ack.Tracker, budget Budget, log zerolog.Logger, hooks Hooks, fp *failpoint.Set) *Source {
+func New(cfg Config, db DB, tracker *ack.Tracker, budget *event.Budget, log zerolog.Logger, hooks Hooks, fp *failpoint.Set) *Source {
 	return &Source{cfg: cfg, db: db, tracker: tracker, budget: budget, log: log, hooks: hooks, fp: fp, shapes: map[string]*event.Columns{}}
+}
+
+// Events yields the events among its (not their Commit and End markers):
+// what the budget holds for them.
+func Events(its []Item) iter.Seq[*event.Event] {
+	return func(yield func(*event.Event) bool) {
+		for i := range its {
+			if !its[i].Commit && !its[i].End && !yield(&its[i].Event) {
+				return
+			}
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -121,7 +122,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 // other error is returned as it is.
 func (s *Source) recoverUnseenPublication(ctx context.Context, conn *pgconn.PgConn, streamErr error) error {
 	var pgErr *pgconn.PgError
-	if !errors.As(streamErr, &pgErr) || pgErr.Code != sqlstateUndefinedObject || !strings.Contains(pgErr.Message, "publication") {
+	if !errors.As(streamErr, &pgErr) || pgErr.Code != pgerrcode.UndefinedObject || !strings.Contains(pgErr.Message, "publication") {
 		return streamErr
 	}
 	cctx, cancel := context.WithTimeout(ctx, controlTimeout)
@@ -288,10 +289,14 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 			return 0, classify(fmt.Errorf("import snapshot: %w", err))
 		}
 	}
-	// Every column, in the binary format, as the stream gets them: one
-	// decoding for both (a value the sink cannot store is dead-lettered
-	// either way, instead of failing a scan here).
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT * FROM %s ORDER BY event_date_time, id`, pgx.Identifier{s.cfg.Table}.Sanitize()),
+	// The published columns, in the binary format, as the stream gets
+	// them: one decoding for both (a value the sink cannot store is
+	// dead-lettered either way, instead of failing a scan here).
+	cols, err := s.publishedColumns(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s ORDER BY event_date_time, id`, cols, pgx.Identifier{s.cfg.Table}.Sanitize()),
 		pgx.QueryResultFormats{pgx.BinaryFormatCode})
 	if err != nil {
 		return 0, classify(fmt.Errorf("read outbox table: %w", err))
@@ -379,16 +384,14 @@ func (s *Source) emitBackfill(ctx context.Context, out chan<- []Item, ev event.E
 }
 
 func (s *Source) emitItem(ctx context.Context, st *stream, out chan<- []Item, it Item) error {
-	ev := it.Event
-	w := ev.Weight(s.cfg.BudgetBytes)
-	for !s.budget.TryAcquire(w) {
+	for !s.budget.TryTake(&it.Event) {
 		// The budget is spent: hand over what is queued first, or the
 		// consumer could wait for it while this waits for the budget.
 		if err := s.send(ctx, st, out); err != nil {
 			return err
 		}
 		actx, cancel := context.WithTimeout(ctx, s.cfg.StatusInterval/2)
-		err := s.budget.Acquire(actx, w)
+		err := s.budget.Take(actx, &it.Event)
 		cancel()
 		if err == nil {
 			break
@@ -473,11 +476,7 @@ func (s *Source) send(ctx context.Context, st *stream, out chan<- []Item) error 
 // dropQueued gives back the weight of queued events that will never be
 // handed over.
 func (s *Source) dropQueued() {
-	for _, it := range s.queued {
-		if !it.Commit && !it.End {
-			s.budget.Release(it.Event.Weight(s.cfg.BudgetBytes))
-		}
-	}
+	s.budget.Give(Events(s.queued))
 	s.queued = nil
 }
 

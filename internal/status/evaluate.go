@@ -9,7 +9,8 @@ import (
 // worst of them (OK when there is none). Rules:
 //   - CRITICAL: events may have been lost (message mode: slot lost or
 //     recreated, recorded by the relay; or slot missing or lost now);
-//     slot missing, in another database or not pgoutput;
+//     wal_level below logical; slot missing, in another database or not
+//     pgoutput;
 //     wal_status unreserved or lost; publication missing or without the
 //     outbox table; ClickHouse unreachable or event_log unreadable; lag or
 //     backlog age at or above its critical limit; slot inactive while the
@@ -65,6 +66,16 @@ func (j *judgement) slot(r *Report, t Thresholds) {
 	if r.EventsLostAt != nil {
 		j.add(Critical, "replication slot %q was lost or recreated at %s in message mode: %s (messages emitted while no slot kept their WAL are gone); reconcile, then clear with UPDATE outbox_relay_state SET events_lost_at = NULL WHERE slot = '%s'",
 			r.Slot, r.EventsLostAt.Format(time.RFC3339), lostWords, r.Slot)
+	}
+	if r.WALLevel != "" && r.WALLevel != "logical" {
+		// No logical slot exists below logical: the setting is the cause.
+		lost := ""
+		if r.MessagePrefix != "" {
+			lost = "; message mode is on: " + lostWords + " (messages emitted without a slot are not kept)"
+		}
+		j.add(Critical, "wal_level is %q: set wal_level = logical in postgresql.conf and restart PostgreSQL; until then no replication slot can exist and relay run refuses to start%s",
+			r.WALLevel, lost)
+		return
 	}
 	if !r.SlotExists && r.MessagePrefix != "" {
 		j.add(Critical, "replication slot %q does not exist and message mode is on: %s (messages emitted without a slot are not kept; start relay run)", r.Slot, lostWords)

@@ -14,7 +14,7 @@ func healthy() Report {
 	return Report{
 		Slot: "outbox_relay", SlotExists: true, Plugin: "pgoutput", SlotDatabase: "app", SlotInDatabase: true,
 		Active: true, ActivePID: ptr(int32(4242)), LagBytes: ptr(int64(10)), RetainedWALBytes: ptr(int64(4096)),
-		WALStatus: "reserved", Publication: "outbox_pub", PublicationExists: true, PublicationHasTable: true,
+		WALLevel: "logical", WALStatus: "reserved", Publication: "outbox_pub", PublicationExists: true, PublicationHasTable: true,
 		BacklogRows: 3, OldestBacklogAgeSeconds: ptr(0.4), DeadLetters: ptr(int64(0)), ClickHouseReachable: true, ClickHouseVersion: "24.3.1",
 	}
 }
@@ -44,6 +44,14 @@ func TestEvaluate(t *testing.T) {
 		{name: "slot missing", edit: func(r *Report) {
 			r.SlotExists, r.Active, r.LagBytes, r.WALStatus = false, false, nil, WALStatusMissing
 		}, want: Critical, reasons: []string{"CRITICAL: replication slot \"outbox_relay\" does not exist"}},
+		// No logical slot can exist below wal_level logical: the setting is
+		// the finding, not the slot it keeps from being made.
+		{name: "wal_level replica", edit: func(r *Report) {
+			r.WALLevel, r.SlotExists, r.Active, r.LagBytes, r.WALStatus = "replica", false, false, nil, WALStatusMissing
+		}, want: Critical, reasons: []string{"CRITICAL: wal_level is \"replica\": set wal_level = logical"}},
+		{name: "wal_level replica, message mode", edit: func(r *Report) {
+			r.WALLevel, r.SlotExists, r.Active, r.LagBytes, r.WALStatus, r.MessagePrefix = "replica", false, false, nil, WALStatusMissing, "outbox"
+		}, want: Critical, reasons: []string{"CRITICAL: wal_level is \"replica\""}},
 		{name: "wrong plugin", edit: func(r *Report) { r.Plugin = "wal2json" }, want: Critical, reasons: []string{"plugin \"wal2json\""}},
 		{name: "other database", edit: func(r *Report) { r.SlotInDatabase, r.SlotDatabase = false, "other" }, want: Critical, reasons: []string{"belongs to database \"other\""}},
 		{name: "wal lost", edit: func(r *Report) { r.WALStatus = "lost" }, want: Critical, reasons: []string{"CRITICAL: wal_status is lost"}},

@@ -83,22 +83,23 @@ func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
 // gatherColumns reads the outbox table's extra columns.
 func gatherColumns(ctx context.Context, db DB, table string) ([]event.Column, error) {
 	var (
-		names    []string
-		oids     []uint32
-		mods     []int32
-		notNulls []bool
+		names, typeNames []string
+		oids             []uint32
+		mods             []int32
+		notNulls         []bool
 	)
 	err := db.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text ORDER BY attnum), '{}'), coalesce(array_agg(atttypid::int8 ORDER BY attnum), '{}'),
-			coalesce(array_agg(atttypmod ORDER BY attnum), '{}'), coalesce(array_agg(attnotnull ORDER BY attnum), '{}')
+			coalesce(array_agg(atttypmod ORDER BY attnum), '{}'), coalesce(array_agg(attnotnull ORDER BY attnum), '{}'),
+			coalesce(array_agg(format_type(atttypid, atttypmod) ORDER BY attnum), '{}')
 		FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
 		AND attname <> ALL('{id,event_type,event_date_time,environment,event_context,metadata_version}')`,
-		pgx.Identifier{table}.Sanitize()).Scan(&names, &oids, &mods, &notNulls)
+		pgx.Identifier{table}.Sanitize()).Scan(&names, &oids, &mods, &notNulls, &typeNames)
 	if err != nil {
 		return nil, fmt.Errorf("read the columns of %s: %w", table, err)
 	}
 	cols := make([]event.Column, len(names))
 	for i := range names {
-		cols[i] = event.Column{Name: names[i], TypeOID: oids[i], TypeMod: mods[i], NotNull: notNulls[i]}
+		cols[i] = event.Column{Name: names[i], TypeOID: oids[i], TypeMod: mods[i], NotNull: notNulls[i], TypeName: typeNames[i]}
 	}
 	return cols, nil
 }
@@ -129,8 +130,8 @@ func mapColumns(r *Report, cols []event.Column, caps chsink.Caps, have map[strin
 
 func gatherServer(ctx context.Context, db DB, r *Report) (versionNum int, err error) {
 	err = db.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('server_version_num')::int,
-		current_setting('max_slot_wal_keep_size'), pg_size_bytes(current_setting('max_slot_wal_keep_size'))`).
-		Scan(&r.PostgresVersion, &versionNum, &r.MaxSlotWALKeepSize, &r.MaxSlotWALKeepSizeBytes)
+		current_setting('max_slot_wal_keep_size'), pg_size_bytes(current_setting('max_slot_wal_keep_size')), current_setting('wal_level')`).
+		Scan(&r.PostgresVersion, &versionNum, &r.MaxSlotWALKeepSize, &r.MaxSlotWALKeepSizeBytes, &r.WALLevel)
 	if err != nil {
 		return 0, fmt.Errorf("read PostgreSQL settings: %w", err)
 	}

@@ -8,23 +8,36 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/outbox-relay/relay/internal/termsafe"
 )
 
-// WriteJSON writes r as one line of JSON (the stable schema of Report).
+// WriteJSON writes r as one line of JSON (the stable schema of Report),
+// with the characters a terminal acts on escaped (termsafe.JSON).
 func WriteJSON(w io.Writer, r *Report) error {
-	return json.NewEncoder(w).Encode(r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	return err
 }
 
 // WriteTable writes r as an aligned two-column table for people.
 func WriteTable(w io.Writer, r *Report) error {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, v) }
+	// Names, prefixes and errors come from servers and from whoever may
+	// alter the outbox table: escaped, so they cannot drive the terminal.
+	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", termsafe.Escape(k), termsafe.Escape(v)) }
 	head := func(s string) { fmt.Fprintf(tw, "%s\t\n", s) } // keep headings short: they count in the width
 
 	fmt.Fprintf(tw, "relay status\t%s\n", r.Time.Format(time.RFC3339))
 	head("POSTGRESQL")
 	row("version", r.PostgresVersion)
+	if r.WALLevel != "" {
+		row("wal_level", r.WALLevel)
+	}
 	row("slot", r.Slot)
 	if r.SlotExists {
 		slotRows(r, row)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,7 +45,7 @@ func TestWriteGolden(t *testing.T) {
 				{Name: "user_id", PostgresType: "uuid", ClickHouseType: "Nullable(UUID)", EventLogType: "Nullable(UUID)", State: "written"},
 				{Name: "amount", PostgresType: "numeric(12,2)", ClickHouseType: "Nullable(Decimal(12, 2))", State: "missing"},
 				{Name: "tenant", PostgresType: "text", ClickHouseType: "Nullable(String)", EventLogType: "Nullable(Int64)", State: "type differs"},
-				{Name: "addr", PostgresType: "type oid 869", State: "no mapping"},
+				{Name: "addr", PostgresType: "inet", State: "no mapping"},
 			}
 		})},
 		{"missing_slot", fixedReport(func(r *Report) {
@@ -136,5 +137,40 @@ func TestJSONSchemaKeys(t *testing.T) {
 	}
 	if reasons, ok := m["reasons"].([]any); !ok || !slices.ContainsFunc(reasons, func(v any) bool { return v != "" }) {
 		t.Errorf("reasons = %v, want a non-empty list", m["reasons"])
+	}
+}
+
+// Text an attacker controls (a column name, an error from a server) must
+// reach a terminal inert: no escape sequence may clear the screen, move the
+// cursor or set the window title.
+func TestWriteTableEscapesControlCharacters(t *testing.T) {
+	const clear, title = "\x1b[2J\x1b[32mOK", "\x1b]0;pwned\x07"
+	r := fixedReport(func(r *Report) {
+		r.Columns = []ColumnMapping{{Name: "c" + clear, PostgresType: "inet" + title, State: "no mapping"}}
+		r.ClickHouseError = "boom" + clear + "\x9b2J\r"
+		r.MessagePrefix = "p" + title
+	})
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, c := range []string{"\x1b", "\x07", "\u009b", "\x9b", "\r"} {
+		if strings.Contains(out, c) {
+			t.Errorf("table contains the control character %q:\n%q", c, out)
+		}
+	}
+	for _, want := range []string{`c\x1b[2J\x1b[32mOK`, `inet\x1b]0;pwned\a`, `boom\x1b[2J\x1b[32mOK\x9b2J\r`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks the escaped %q:\n%s", want, out)
+		}
+	}
+	r.Columns[0].Name = "c\u009b2J\u202e"
+	buf.Reset()
+	if err := WriteJSON(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	if out := buf.String(); strings.ContainsAny(out, "\x1b\u009b\u202e") || !strings.Contains(out, `c\u009b2J\u202e`) {
+		t.Errorf("JSON carries a control character raw, or lacks the escaped name:\n%q", out)
 	}
 }

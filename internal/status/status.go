@@ -55,9 +55,11 @@ type Report struct {
 
 	// PostgreSQL and the slot.
 	PostgresVersion string `json:"postgres_version"`
-	Slot            string `json:"slot"`
-	SlotExists      bool   `json:"slot_exists"`
-	Plugin          string `json:"plugin"`
+	// WALLevel is the server's wal_level; the relay needs logical.
+	WALLevel   string `json:"wal_level"`
+	Slot       string `json:"slot"`
+	SlotExists bool   `json:"slot_exists"`
+	Plugin     string `json:"plugin"`
 	// SlotDatabase is the database the slot decodes; it must be the one of
 	// DATABASE_URL.
 	SlotDatabase string `json:"slot_database"`

@@ -17,7 +17,6 @@ import (
 	"embed"
 	"encoding/json"
 	"html/template"
-	"io/fs"
 	"net/http"
 	"sync"
 	"time"
@@ -60,9 +59,8 @@ type Options struct {
 
 // Page serves the status page.
 type Page struct {
-	o      Options
-	tmpl   *template.Template
-	static http.Handler
+	o    Options
+	tmpl *template.Template
 
 	mu       sync.Mutex // serializes gathers; guards cached
 	cached   Snapshot
@@ -78,19 +76,24 @@ func New(o Options) (*Page, error) {
 	if err != nil {
 		return nil, err
 	}
-	sub, err := fs.Sub(assets, "assets")
-	if err != nil {
-		return nil, err
-	}
-	return &Page{o: o, tmpl: tmpl, static: http.StripPrefix("/static/", http.FileServerFS(sub))}, nil
+	return &Page{o: o, tmpl: tmpl}, nil
 }
+
+// staticFiles are what /static/ serves: named one by one, because a file
+// server over assets/ would also serve the template (as the index of
+// /static/) and list the directory.
+var staticFiles = []string{"page.css", "page.js"}
 
 // Register mounts the page on mux: / (the page), /status.json (its
 // figures) and /static/ (its stylesheet and script), GET only.
 func (p *Page) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", p.serveHTML)
 	mux.HandleFunc("GET /status.json", p.serveJSON)
-	mux.Handle("GET /static/", p.static)
+	for _, name := range staticFiles {
+		mux.HandleFunc("GET /static/"+name, func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFileFS(w, r, assets, "assets/"+name)
+		})
+	}
 }
 
 // Snapshot is what /status.json returns and the page shows.

@@ -135,6 +135,18 @@ func TestPageServesReportAndIsReadOnly(t *testing.T) {
 	}
 }
 
+// /static/ serves the stylesheet and the script, nothing else: not the
+// page's template, not a directory listing.
+func TestStaticServesOnlyTheAssets(t *testing.T) {
+	h := newTestPage(t, func(context.Context) (*status.Report, error) { return &status.Report{}, nil })
+	for _, path := range []string{"/static/", "/static/index.html", "/static/./index.html", "/static/..%2findex.html", "/static/page.js/"} {
+		rec := get(t, h, "GET", path)
+		if body := rec.Body.String(); rec.Code == 200 || strings.Contains(body, "{{") || strings.Contains(body, "page.css") {
+			t.Errorf("GET %s = %d:\n%.200s", path, rec.Code, body)
+		}
+	}
+}
+
 func TestPageShowsAGatherError(t *testing.T) {
 	h := newTestPage(t, func(context.Context) (*status.Report, error) { return nil, errors.New("connection refused") })
 	var s Snapshot

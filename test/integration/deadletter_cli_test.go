@@ -225,14 +225,21 @@ func dlRunBin(t *testing.T, bin string, env []string, args ...string) (int, stri
 func dlList(t *testing.T, env []string, args ...string) []deadletter.Letter {
 	t.Helper()
 	code, out := dlRun(t, env, append([]string{"deadletter", "list", "--json"}, args...)...)
-	var ls []deadletter.Letter
+	var list struct {
+		DeadLetters []deadletter.Letter `json:"dead_letters"`
+		Total       int64               `json:"total"`
+		Truncated   bool                `json:"truncated"`
+	}
 	if code != dlExitOK {
 		t.Fatalf("deadletter list --json %v: exit %d:\n%s", args, code, out)
 	}
-	if err := json.Unmarshal([]byte(out), &ls); err != nil {
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("deadletter list --json %v printed %q: %v", args, out, err)
 	}
-	return ls
+	if list.Truncated != (list.Total > int64(len(list.DeadLetters))) {
+		t.Errorf("deadletter list --json %v: total %d, %d shown, truncated %t", args, list.Total, len(list.DeadLetters), list.Truncated)
+	}
+	return list.DeadLetters
 }
 
 // dlWaitLetters waits until deadletter list --json shows n letters.

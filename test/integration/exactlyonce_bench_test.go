@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
 	"github.com/outbox-relay/relay/internal/batchlog"
 	"github.com/outbox-relay/relay/internal/cleanup"
 	"github.com/outbox-relay/relay/internal/deadletter"
+	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/metrics"
 	"github.com/outbox-relay/relay/internal/relay"
 	"github.com/outbox-relay/relay/internal/replication"
@@ -143,9 +143,9 @@ func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (
 		b.Fatal(err)
 	}
 	const batchBytes = 16 << 20
-	tracker, budget := ack.New(0), semaphore.NewWeighted(2*batchBytes)
+	tracker, budget := ack.New(0), event.NewBudget(2*batchBytes)
 	srcCfg := replication.Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: "outbox_event",
-		StatusInterval: time.Second, DrainTimeout: 15 * time.Second, BudgetBytes: 2 * batchBytes}
+		StatusInterval: time.Second, DrainTimeout: 15 * time.Second}
 	var (
 		log    relay.BatchLog
 		marker cleanup.Marker
@@ -155,14 +155,14 @@ func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (
 		log, marker = timed, timed.Log
 	}
 	r := relay.New(relay.Config{
-		Policy:      batch.Policy{MaxEvents: batchSize, MaxBytes: batchBytes, MaxAge: 200 * time.Millisecond},
-		BudgetBytes: 2 * batchBytes, ShutdownGrace: 10 * time.Second,
-		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
+		Policy:        batch.Policy{MaxEvents: batchSize, MaxBytes: batchBytes, MaxAge: 200 * time.Millisecond},
+		ShutdownGrace: 10 * time.Second,
+		Backoff:       retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
 		NewSource: func() relay.Source {
 			return replication.New(srcCfg, e.PG, tracker, budget, zerolog.Nop(), replication.Hooks{}, nil)
 		},
-		Sink: sink, Cleaner: cleanup.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
+		Sink: sink, Deleter: cleanup.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
 		Tracker: tracker, Budget: budget, Metrics: metrics.New(), Batches: log,
 	}, zerolog.Nop())
 	rctx, cancel := context.WithCancel(ctx)

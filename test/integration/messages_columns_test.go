@@ -195,7 +195,7 @@ func TestMessageColumnEvolution(t *testing.T) {
 		{name: "refuse", mode: "refuse", pgType: "integer", value: 42,
 			wantExit: []string{"schema change refused", "ADD COLUMN `m_score` Nullable(Int32)"}},
 		{name: "unmapped type", mode: "add", pgType: "inet", value: "10.0.0.1",
-			wantExit: []string{"schema change refused", "m_score has type", "does not map", "without the column under RELAY_SCHEMA_EVOLUTION=fill"}},
+			wantExit: []string{"schema change refused", "m_score has type inet,", "does not map", "without the column under RELAY_SCHEMA_EVOLUTION=fill"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,10 +3,15 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outbox-relay/relay/internal/testenv"
@@ -56,5 +61,43 @@ func TestRelayOverTLS(t *testing.T) {
 	c := e.WaitDelivered(t, writers*each, 90*time.Second, p)
 	if c.Rows != writers*each || c.Distinct != writers*each {
 		t.Fatalf("event_log has %d rows, %d distinct; want %d once each", c.Rows, c.Distinct, writers*each)
+	}
+}
+
+// TestVerifyFullTLS: the test server's certificate names localhost and
+// 127.0.0.1 (scripts/services.sh), so sslmode=verify-full with it as the
+// root works by either name: in-process, and for relay status.
+func TestVerifyFullTLS(t *testing.T) {
+	t.Parallel()
+	dir := os.Getenv("RELAY_SERVICES_DIR")
+	if dir == "" {
+		t.Skip("RELAY_SERVICES_DIR not set: the server's certificate is in its state directory")
+	}
+	e := testenv.New(t)
+	ctx := context.Background()
+	ca := filepath.Join(dir, "pg", "data", "server.crt")
+	if _, err := os.Stat(ca); err != nil {
+		t.Fatalf("the server's certificate: %v (a data directory older than its TLS setup: scripts/services.sh down --purge)", err)
+	}
+	for _, host := range []string{"localhost", "127.0.0.1"} {
+		u, err := url.Parse(e.DatabaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Host = net.JoinHostPort(host, u.Port())
+		u.RawQuery = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {ca}}.Encode()
+		conn, err := pgx.Connect(ctx, u.String())
+		if err != nil {
+			t.Fatalf("verify-full to %s: %v", host, err)
+		}
+		var ssl bool
+		err = conn.QueryRow(ctx, `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl)
+		_ = conn.Close(ctx)
+		if err != nil || !ssl {
+			t.Fatalf("verify-full to %s: ssl %t, %v", host, ssl, err)
+		}
+		if code, _, out := relayStatus(t, e.RelayEnv("DATABASE_URL="+u.String())); code == 1 || code == 2 {
+			t.Errorf("relay status over verify-full to %s: exit %d\n%s", host, code, out)
+		}
 	}
 }

@@ -51,9 +51,16 @@ func connect(ctx context.Context, opts *ch.Options) (driver.Conn, error) {
 }
 
 func parseDSN(dsn string) (*ch.Options, error) {
+	dsn, files, err := takeTLSFiles(dsn)
+	if err != nil {
+		return nil, retry.Permanent(fmt.Errorf("CLICKHOUSE_URL: %w", err))
+	}
 	opts, err := ch.ParseDSN(dsn)
 	if err != nil {
 		return nil, retry.Permanent(fmt.Errorf("parse CLICKHOUSE_URL: %w", redact(err, dsn)))
+	}
+	if err := files.apply(opts); err != nil {
+		return nil, retry.Permanent(fmt.Errorf("CLICKHOUSE_URL: %w", err))
 	}
 	opts.Protocol = ch.Native
 	if opts.DialTimeout == 0 || opts.DialTimeout > 10*time.Second {

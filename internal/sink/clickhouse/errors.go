@@ -1,9 +1,13 @@
 package clickhouse
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 
+	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -13,46 +17,47 @@ import (
 // ClickHouse exception codes that mean "try again later": the server is
 // overloaded, restarting or the network failed, or on a cluster a shard,
 // a replica or ZooKeeper is out of reach. Every other exception is a
-// problem with the data or the schema and is permanent.
-var retryableCodes = map[int32]bool{
-	3:   true, // UNEXPECTED_END_OF_FILE
-	32:  true, // ATTEMPT_TO_READ_AFTER_EOF (a server of the cluster went away)
-	159: true, // TIMEOUT_EXCEEDED
-	164: true, // READONLY
-	202: true, // TOO_MANY_SIMULTANEOUS_QUERIES
-	203: true, // NO_FREE_CONNECTION
-	209: true, // SOCKET_TIMEOUT
-	210: true, // NETWORK_ERROR
-	236: true, // ABORTED
-	241: true, // MEMORY_LIMIT_EXCEEDED
-	242: true, // TABLE_IS_READ_ONLY
-	225: true, // NO_ZOOKEEPER
-	252: true, // TOO_MANY_PARTS
-	279: true, // ALL_CONNECTION_TRIES_FAILED (a shard of a Distributed insert is down)
-	285: true, // TOO_FEW_LIVE_REPLICAS
-	286: true, // UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
-	319: true, // UNKNOWN_STATUS_OF_INSERT
-	394: true, // QUERY_WAS_CANCELLED
-	425: true, // SYSTEM_ERROR
-	439: true, // CANNOT_SCHEDULE_TASK
-	999: true, // KEEPER_EXCEPTION
+// problem with the data, the schema or the user's rights and is permanent:
+// READONLY (164) is the user's readonly setting, which no retry changes
+// (a replica that lost ZooKeeper says TABLE_IS_READ_ONLY, 242).
+var retryableCodes = map[proto.Error]bool{
+	proto.ErrUnexpectedEndOfFile:               true,
+	proto.ErrAttemptToReadAfterEOF:             true, // a server of the cluster went away
+	proto.ErrTimeoutExceeded:                   true,
+	proto.ErrTooManySimultaneousQueries:        true,
+	proto.ErrNoFreeConnection:                  true,
+	proto.ErrSocketTimeout:                     true,
+	proto.ErrNetworkError:                      true,
+	proto.ErrAborted:                           true,
+	proto.ErrMemoryLimitExceeded:               true,
+	proto.ErrTableIsReadOnly:                   true,
+	proto.ErrNoZookeeper:                       true,
+	proto.ErrTooManyParts:                      true,
+	proto.ErrAllConnectionTriesFailed:          true, // a shard of a Distributed insert is down
+	proto.ErrTooFewLiveReplicas:                true,
+	proto.ErrUnsatisfiedQuorumForPreviousWrite: true,
+	proto.ErrUnknownStatusOfInsert:             true,
+	proto.ErrQueryWasCancelled:                 true,
+	proto.ErrSystemError:                       true,
+	proto.ErrCannotScheduleTask:                true,
+	proto.ErrKeeperException:                   true,
 }
 
 // Exception codes caused by a value in the data, not by the server or the
 // schema: the event is rejected (event.ErrRejected) and dead-lettered.
-var dataCodes = map[int32]bool{
-	6:   true, // CANNOT_PARSE_TEXT
-	27:  true, // CANNOT_PARSE_INPUT_ASSERTION_FAILED
-	38:  true, // CANNOT_PARSE_DATE
-	41:  true, // CANNOT_PARSE_DATETIME
-	53:  true, // TYPE_MISMATCH
-	69:  true, // ARGUMENT_OUT_OF_BOUND
-	70:  true, // CANNOT_CONVERT_TYPE
-	72:  true, // CANNOT_PARSE_NUMBER
-	117: true, // INCORRECT_DATA
-	131: true, // TOO_LARGE_STRING_SIZE
-	321: true, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
-	376: true, // CANNOT_PARSE_UUID
+var dataCodes = map[proto.Error]bool{
+	proto.ErrCannotParseText:                 true,
+	proto.ErrCannotParseInputAssertionFailed: true,
+	proto.ErrCannotParseDate:                 true,
+	proto.ErrCannotParseDatetime:             true,
+	proto.ErrTypeMismatch:                    true,
+	proto.ErrArgumentOutOfBound:              true,
+	proto.ErrCannotConvertType:               true,
+	proto.ErrCannotParseNumber:               true,
+	proto.ErrIncorrectData:                   true,
+	proto.ErrTooLargeStringSize:              true,
+	proto.ErrValueIsOutOfRangeOfDataType:     true,
+	proto.ErrCannotParseUUID:                 true,
 }
 
 // classify marks permanent errors; connection-level errors (no exception
@@ -63,10 +68,27 @@ func classify(op string, err error) error {
 	}
 	var ex *ch.Exception
 	switch {
-	case errors.As(err, &ex) && dataCodes[ex.Code]:
+	case badCertificate(err):
+		return retry.Permanent(fmt.Errorf("clickhouse %s: %w", op, err))
+	case errors.As(err, &ex) && dataCodes[proto.Error(ex.Code)]:
 		return retry.Permanent(fmt.Errorf("clickhouse %s: %w: %w", op, event.ErrRejected, err))
-	case errors.As(err, &ex) && !retryableCodes[ex.Code]:
+	case errors.As(err, &ex) && !retryableCodes[proto.Error(ex.Code)]:
 		return retry.Permanent(fmt.Errorf("clickhouse %s: %w", op, err))
 	}
 	return fmt.Errorf("clickhouse %s: %w", op, err)
+}
+
+// badCertificate reports a TLS handshake that failed on a certificate,
+// ours or the server's: configuration (tls_ca_file, tls_cert_file), which
+// no retry mends. crypto/tls reports the server's alert as a net.OpError
+// "remote error" around an unexported alert; every certificate alert says
+// "certificate" (bad, unsupported, revoked, expired, unknown, unknown
+// authority, required).
+func badCertificate(err error) bool {
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &verify) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error" && op.Err != nil && strings.Contains(op.Err.Error(), "certificate")
 }

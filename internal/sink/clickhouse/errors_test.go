@@ -2,9 +2,12 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -46,6 +49,14 @@ func TestClassify(t *testing.T) {
 		{name: "UNKNOWN_DATABASE is permanent", err: ex(81, "DB::Exception"), wantPermanent: true},
 		{name: "AUTHENTICATION_FAILED is permanent", err: ex(516, "DB::Exception"), wantPermanent: true},
 		{name: "ACCESS_DENIED is permanent", err: ex(497, "DB::Exception"), wantPermanent: true},
+		{name: "READONLY (the user's readonly setting) is permanent", err: ex(164, "DB::Exception"), wantPermanent: true},
+		{name: "UNKNOWN_USER is permanent", err: ex(192, "DB::Exception"), wantPermanent: true},
+		{name: "WRONG_PASSWORD is permanent", err: ex(193, "DB::Exception"), wantPermanent: true},
+		{name: "REQUIRED_PASSWORD is permanent", err: ex(194, "DB::Exception"), wantPermanent: true},
+		{name: "IP_ADDRESS_NOT_ALLOWED is permanent", err: ex(195, "DB::Exception"), wantPermanent: true},
+		{name: "a server certificate not verified is permanent", err: fmt.Errorf("ping: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), wantPermanent: true},
+		{name: "the server's certificate alert is permanent", err: fmt.Errorf("read: %w", &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}), wantPermanent: true},
+		{name: "another TLS alert is retryable", err: &net.OpError{Op: "remote error", Err: errors.New("tls: internal error")}},
 		{name: "wrapped permanent exception", err: fmt.Errorf("send: %w", ex(60, "DB::Exception")), wantPermanent: true},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -123,8 +124,9 @@ func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error)
 	refreshed := false
 	for i, c := range shape.List {
 		if relayColumns[c.Name] {
-			return nil, refusal("outbox_event.%s (%s) has the name of a column the relay fills in %s itself. Rename it in PostgreSQL, then restart the relay",
-				c.Name, PGTypeName(c), s.table)
+			return nil, refusal("outbox_event.%s (%s) has the name of a column the relay fills in %s itself. Rename it in PostgreSQL "+
+				"(ALTER TABLE outbox_event RENAME COLUMN %s TO …); "+reshapeAdvice,
+				c.Name, PGTypeName(c), s.table, pgx.Identifier{c.Name}.Sanitize())
 		}
 		want, mapped := MapType(c, x.caps)
 		have, exists := x.table[c.Name]
@@ -185,11 +187,20 @@ func refusal(format string, args ...any) error {
 
 func unmapped(c event.Column) error {
 	return refusal("outbox_event.%s has type %s, which the relay does not map to ClickHouse (README, \"Column mapping\"). "+
-		"Change its type, or leave it out of the publication (ALTER PUBLICATION … SET TABLE outbox_event (column, …)), then restart the relay. "+
+		"Change its type (ALTER TABLE outbox_event ALTER COLUMN … TYPE text USING …::text), "+
+		"or leave it out of the publication (ALTER PUBLICATION … SET TABLE outbox_event (column, …), PostgreSQL 15+); "+reshapeAdvice+". "+
 		"Messages (RELAY_MESSAGE_PREFIX) carry the type their publisher read: rebuild the publishers after the change; "+
 		"the messages already written with it are delivered without the column under RELAY_SCHEMA_EVOLUTION=fill",
 		c.Name, PGTypeName(c))
 }
+
+// reshapeAdvice is the second half of the advice for a change made in
+// PostgreSQL: the WAL keeps the rows written before it in the old shape,
+// so the slot must go; the outbox table still holds every row not yet
+// delivered, and a new slot's snapshot delivers them in the new shape.
+const reshapeAdvice = "the rows written before the change are in the WAL in the old shape, so then drop the relay's slot " +
+	"(SELECT pg_drop_replication_slot('<RELAY_SLOT>')) and restart the relay: it recreates the slot and delivers every row still in " +
+	"outbox_event from its snapshot (not with RELAY_MESSAGE_PREFIX: messages exist only in the slot)"
 
 func (s *Sink) warnOnce(c event.Column, msg string) {
 	if s.extras.warned[c.Name] {

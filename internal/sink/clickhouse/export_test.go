@@ -18,3 +18,10 @@ func ExecPerShard(ctx context.Context, dsn string, servers []ClusterServer, ddl 
 func AddColumnOn(ctx context.Context, s *Sink, servers []ClusterServer, name, typ string) error {
 	return s.addColumnOn(ctx, servers, name, typ)
 }
+
+// TestPKI is a private CA with a server and a client certificate, for the
+// TLS tests.
+type TestPKI = testPKI
+
+// NewTestPKI makes one in a temp dir.
+var NewTestPKI = newTestPKI

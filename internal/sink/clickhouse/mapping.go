@@ -46,6 +46,23 @@ var pgTypeNames = map[uint32]string{
 	oidJSON: "json", oidJSONB: "jsonb",
 }
 
+// unmappedTypeNames spells PostgreSQL's built-in types that have no
+// mapping (OIDs from pg_type.dat, stable across versions), so a refusal
+// names the type rather than its OID.
+var unmappedTypeNames = map[uint32]string{
+	17: "bytea", 1001: "bytea[]", 18: `"char"`, 1002: `"char"[]`, 19: "name", 1003: "name[]",
+	26: "oid", 1028: "oid[]", 28: "xid", 1011: "xid[]", 142: "xml", 143: "xml[]",
+	600: "point", 1017: "point[]", 601: "lseg", 1018: "lseg[]", 602: "path", 1019: "path[]",
+	603: "box", 1020: "box[]", 604: "polygon", 1027: "polygon[]", 628: "line", 629: "line[]",
+	718: "circle", 719: "circle[]", 650: "cidr", 651: "cidr[]", 869: "inet", 1041: "inet[]",
+	829: "macaddr", 1040: "macaddr[]", 774: "macaddr8", 775: "macaddr8[]", 790: "money", 791: "money[]",
+	1083: "time", 1183: "time[]", 1266: "timetz", 1270: "timetz[]", 1186: "interval", 1187: "interval[]",
+	1560: "bit", 1561: "bit[]", 1562: "varbit", 1563: "varbit[]", 3614: "tsvector", 3643: "tsvector[]",
+	3615: "tsquery", 3645: "tsquery[]", 4072: "jsonpath", 4073: "jsonpath[]", 3220: "pg_lsn", 3221: "pg_lsn[]",
+	3904: "int4range", 3905: "int4range[]", 3926: "int8range", 3927: "int8range[]", 3906: "numrange", 3907: "numrange[]",
+	3908: "tsrange", 3909: "tsrange[]", 3910: "tstzrange", 3911: "tstzrange[]", 3912: "daterange", 3913: "daterange[]",
+}
+
 // Caps are what a ClickHouse server's version allows in the mapping and
 // its DDL.
 type Caps struct {
@@ -83,7 +100,13 @@ func PGTypeName(c event.Column) string {
 		oid, suffix = el, "[]"
 	}
 	name, ok := pgTypeNames[oid]
-	if !ok {
+	switch {
+	case ok:
+	case c.TypeName != "":
+		return c.TypeName
+	case unmappedTypeNames[c.TypeOID] != "":
+		return unmappedTypeNames[c.TypeOID]
+	default:
 		return fmt.Sprintf("type oid %d", c.TypeOID)
 	}
 	if oid == oidNumeric {

@@ -71,7 +71,13 @@ func TestPGTypeName(t *testing.T) {
 		{event.Column{TypeOID: oidNumeric, TypeMod: numericTypMod(12, 2)}, "numeric(12,2)"},
 		{event.Column{TypeOID: oidNumeric, TypeMod: -1}, "numeric"},
 		{event.Column{TypeOID: 1185}, "timestamptz[]"},
-		{event.Column{TypeOID: 869}, "type oid 869"},
+		{event.Column{TypeOID: 869}, "inet"},
+		{event.Column{TypeOID: 1041}, "inet[]"},
+		{event.Column{TypeOID: 17}, "bytea"},
+		{event.Column{TypeOID: 1186}, "interval"},
+		// A type of the database (an enum): its name as the catalog spells it.
+		{event.Column{TypeOID: 16500, TypeName: "mood"}, "mood"},
+		{event.Column{TypeOID: 16500}, "type oid 16500"},
 	} {
 		if got := PGTypeName(tt.col); got != tt.want {
 			t.Errorf("PGTypeName(%+v) = %q, want %q", tt.col, got, tt.want)

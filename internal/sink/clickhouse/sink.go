@@ -35,7 +35,8 @@
 //     deadlines; packets.go: the packets it writes and reads;
 //   - errors.go: ClickHouse's exception codes as retryable, rejected
 //     (dead-lettered) or fatal;
-//   - dsn.go: CLICKHOUSE_URL, and the clickhouse-go connections.
+//   - dsn.go: CLICKHOUSE_URL, and the clickhouse-go connections; tls.go,
+//     the URL's TLS files (a private CA, a client certificate).
 package clickhouse
 
 import (

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +258,42 @@ func TestSinkWriteTLS(t *testing.T) {
 	}
 }
 
+// A server whose certificate a private CA signed, and which asks for a
+// client certificate of that CA: CLICKHOUSE_URL's tls_ca_file,
+// tls_cert_file and tls_key_file let the sink verify it in full (the name
+// 127.0.0.1 included) and be verified. Without the CA, or without the
+// client certificate, it is refused, and the refusal is permanent: no
+// retry mends a certificate.
+func TestSinkWritePrivateCA(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	pki := chsink.NewTestPKI(t)
+	addr := tlsProxyWith(t, testenv.Host(t, e.ClickHouse), &tls.Config{Certificates: []tls.Certificate{pki.Server},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.CAs, MinVersion: tls.VersionTLS12})
+	base := testenv.ReplaceHost(t, e.ClickHouse, addr) + "?secure=true"
+	ca := "&tls_ca_file=" + url.QueryEscape(pki.CAFile)
+	client := "&tls_cert_file=" + url.QueryEscape(pki.ClientCertFile) + "&tls_key_file=" + url.QueryEscape(pki.ClientKeyFile)
+
+	s := openSink(t, base+ca+client)
+	if err := s.Write(ctx, sinkEvents(1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(readEvents(ctx, t, e)); got != 3 {
+		t.Errorf("event_log holds %d rows, want 3", got)
+	}
+	for name, dsn := range map[string]string{"without the CA": base + client, "without a client certificate": base + ca} {
+		s, err := chsink.Open(ctx, dsn, "event_log")
+		if err == nil {
+			_ = s.Close()
+			t.Errorf("%s: Open succeeded", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "certificate") || !retry.IsPermanent(err) {
+			t.Errorf("%s: Open = %v (permanent %t), want a permanent certificate error", name, err, retry.IsPermanent(err))
+		}
+	}
+}
+
 // tlsProxy accepts TLS on a loopback port (a fresh self-signed
 // certificate) and forwards the plaintext to target.
 func tlsProxy(t *testing.T, target string) string {
@@ -271,7 +308,13 @@ func tlsProxy(t *testing.T, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	return tlsProxyWith(t, target, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12})
+}
+
+// tlsProxyWith accepts TLS with cfg on a loopback port and forwards the
+// plaintext to target.
+func tlsProxyWith(t *testing.T, target string, cfg *tls.Config) string {
+	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -306,8 +349,8 @@ func TestSinkWriteSettings(t *testing.T) {
 	}
 	ro := openSink(t, e.ClickHouse+"?readonly=1")
 	err := ro.Write(ctx, sinkEvents(10, 3))
-	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "readonly") {
-		t.Fatalf("write with readonly=1 = %v, want the server's readonly refusal", err)
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "readonly") || !retry.IsPermanent(err) {
+		t.Fatalf("write with readonly=1 = %v, want the server's readonly refusal, permanent (no retry grants the right)", err)
 	}
 	if got := len(readEvents(ctx, t, e)); got != 3 {
 		t.Errorf("event_log holds %d rows, want 3", got)
