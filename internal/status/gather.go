@@ -298,20 +298,12 @@ func readEventLog(ctx context.Context, conn driver.Conn, r *Report, table string
 	return nil
 }
 
-// readColumns reads event_log's columns and their types.
+// readColumns reads event_log's columns and their types, as the sink reads
+// them.
 func readColumns(ctx context.Context, conn driver.Conn, table string) (map[string]string, error) {
-	rows, err := conn.Query(ctx, `SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = ?`, table)
+	have, err := chsink.ColumnTypes(ctx, conn, table)
 	if err != nil {
 		return nil, fmt.Errorf("describe %s: %w", table, err)
 	}
-	defer rows.Close()
-	have := map[string]string{}
-	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
-			return nil, fmt.Errorf("describe %s: %w", table, err)
-		}
-		have[name] = typ
-	}
-	return have, rows.Err()
+	return have, nil
 }

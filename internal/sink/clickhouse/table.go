@@ -21,8 +21,9 @@ type tableColumn struct {
 }
 
 // readColumns reads table's columns from system.columns, in the database
-// conn is in: the one reading of them, when the sink opens (describe) and
-// when an outbox column is not among them (refresh).
+// conn is in: the one reading of them, when the sink opens (describe), when
+// an outbox column is not among them (refresh), and for relay status
+// (ColumnTypes).
 func readColumns(ctx context.Context, conn driver.Conn, table string) ([]tableColumn, error) {
 	rows, err := conn.Query(ctx, `SELECT name, type, default_kind FROM system.columns
 		WHERE database = currentDatabase() AND table = ?`, table)
@@ -40,6 +41,21 @@ func readColumns(ctx context.Context, conn driver.Conn, table string) ([]tableCo
 	}
 	if err := rows.Err(); err != nil {
 		return nil, classify("describe table", err)
+	}
+	return out, nil
+}
+
+// ColumnTypes reads table's columns (readColumns) as their types by name,
+// as the server spells them: for relay status, which compares them with
+// the outbox table's.
+func ColumnTypes(ctx context.Context, conn driver.Conn, table string) (map[string]string, error) {
+	cols, err := readColumns(ctx, conn, table)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(cols))
+	for _, c := range cols {
+		out[c.name] = c.typ
 	}
 	return out, nil
 }
