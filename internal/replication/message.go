@@ -101,43 +101,6 @@ func (st *stream) decodePayload(content []byte, ev *event.Event) error {
 	return nil
 }
 
-// messageShape returns the event.Columns of a version 2 payload's columns:
-// the one a Relation message of the same columns has (keyed alike in
-// Source.shapes), so the sink resolves them once and a batch mixing rows
-// and messages of one shape is one shape. The last one is reused while
-// messages repeat it, without a lookup.
-func (s *Source) messageShape(f payload.Fields) *event.Columns {
-	raw := f.Shape()
-	if s.lastMsgShape != nil && bytes.Equal(raw, s.lastMsgRaw) {
-		return s.lastMsgShape
-	}
-	c, ok := s.msgShapes[string(raw)]
-	if !ok {
-		pcols := f.Columns()
-		list := make([]event.Column, len(pcols))
-		for i, pc := range pcols {
-			list[i] = event.Column{Name: pc.Name, TypeOID: pc.TypeOID, TypeMod: pc.TypeMod, NotNull: pc.NotNull}
-		}
-		c = event.NewColumns(len(s.shapes)+1, list)
-		if seen := s.shapes[c.Key]; seen != nil {
-			c = seen
-		} else {
-			s.shapes[c.Key] = c
-			names := make([]string, len(list))
-			for i, col := range list {
-				names[i] = col.Name
-			}
-			s.log.Info().Str("prefix", s.cfg.MessagePrefix).Int("shape", c.Version).Strs("extra_columns", names).Msg("outbox message shape")
-		}
-		if s.msgShapes == nil {
-			s.msgShapes = map[string]*event.Columns{}
-		}
-		s.msgShapes[string(raw)] = c
-	}
-	s.lastMsgRaw, s.lastMsgShape = append(s.lastMsgRaw[:0], raw...), c
-	return c
-}
-
 // messageExtra re-frames a payload's values as event.Extra (pgoutput's
 // TupleData, binary kind), in one allocation: each value drops its type
 // OID (4 bytes) and gains a kind byte, so the record's size bounds it.

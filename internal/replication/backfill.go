@@ -1,0 +1,109 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outbox-relay/relay/internal/event"
+	"github.com/outbox-relay/relay/internal/retry"
+)
+
+// backfill sends every row of the outbox table as seen by the slot's
+// snapshot, then a Commit at the consistent point: rows committed before it
+// are in the snapshot, rows committed after it come from the stream.
+func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint64, out chan<- []Item) (int, error) {
+	tx, err := s.db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, classify(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if snapshot != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshot)); err != nil {
+			return 0, classify(fmt.Errorf("import snapshot: %w", err))
+		}
+	}
+	// Every column, in the binary format, as the stream gets them: one
+	// decoding for both (a value the sink cannot store is dead-lettered
+	// either way, instead of failing a scan here).
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT * FROM %s ORDER BY event_date_time, id`, pgx.Identifier{s.cfg.Table}.Sanitize()),
+		pgx.QueryResultFormats{pgx.BinaryFormatCode})
+	if err != nil {
+		return 0, classify(fmt.Errorf("read outbox table: %w", err))
+	}
+	defer rows.Close()
+	rel, formats, err := s.rowRelation(ctx, rows.FieldDescriptions())
+	if err != nil {
+		return 0, err
+	}
+	types := pgtype.NewMap()
+	n := 0
+	for rows.Next() {
+		ev := event.Event{CommitLSN: consistent}
+		if err := rel.decodeRow(rows.RawValues(), formats, &ev, types); err != nil {
+			return n, retry.Permanent(fmt.Errorf("decode outbox row: %w", err))
+		}
+		n++
+		if err := s.emitBackfill(s.emitCtx, out, ev); err != nil {
+			return n, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, classify(fmt.Errorf("read outbox table: %w", err))
+	}
+	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
+	return n, s.emit(s.emitCtx, nil, out, Item{Commit: true, EndLSN: consistent, AfterFlush: done, Backfill: true})
+}
+
+// rowRelation is the outbox table's shape as a query returns it, mapped
+// like the stream's RELATION message (extra columns included), and the
+// columns' result formats.
+func (s *Source) rowRelation(ctx context.Context, fds []pgconn.FieldDescription) (*relation, []int16, error) {
+	m := pglogrepl.RelationMessage{RelationName: s.cfg.Table}
+	formats := make([]int16, len(fds))
+	for i, fd := range fds {
+		m.RelationID = fd.TableOID
+		m.Columns = append(m.Columns, &pglogrepl.RelationMessageColumn{Name: fd.Name, DataType: fd.DataTypeOID, TypeModifier: fd.TypeModifier})
+		formats[i] = fd.Format
+	}
+	rel, err := s.newRelation(ctx, &m)
+	if err != nil {
+		return nil, nil, err
+	}
+	rel.name = s.cfg.Table
+	return rel, formats, nil
+}
+
+// backfillPending reads the slot's marker in outbox_relay_state.
+func (s *Source) backfillPending(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	var pending bool
+	err := s.db.QueryRow(ctx, "SELECT backfill_pending FROM outbox_relay_state WHERE slot = $1", s.cfg.Slot).Scan(&pending)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, classify(fmt.Errorf("read outbox_relay_state (run `relay migrate`): %w", err))
+	}
+	return pending, nil
+}
+
+// setBackfillPending records whether the slot's snapshot still has to be
+// delivered; it is set before the slot exists and cleared only after the
+// snapshot's rows are in the sink.
+func (s *Source) setBackfillPending(ctx context.Context, pending bool) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	_, err := s.db.Exec(ctx, `INSERT INTO outbox_relay_state (slot, backfill_pending) VALUES ($1, $2)
+		ON CONFLICT (slot) DO UPDATE SET backfill_pending = EXCLUDED.backfill_pending, updated_at = now()`, s.cfg.Slot, pending)
+	if err != nil {
+		return classify(fmt.Errorf("write outbox_relay_state (run `relay migrate`): %w", err))
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outbox-relay/relay/internal/failpoint"
+)
+
+// minStatusGap keeps a busy stream from sending a status update per batch.
+const minStatusGap = 200 * time.Millisecond
+
+func (st *stream) maybeSendStatus(ctx context.Context, now time.Time) error {
+	if now.After(st.nextStatusTime) {
+		// Periodic updates ask for a reply: its absence reveals a dead path.
+		if st.awaitingReply.IsZero() {
+			st.awaitingReply = now
+		}
+		return st.sendStatus(ctx, true)
+	}
+	if _, flushed := st.tracker.Position(); flushed != st.lastSentFlush && now.Sub(st.lastStatus) >= minStatusGap {
+		return st.sendStatus(ctx, false)
+	}
+	return nil
+}
+
+// sendStatus reports the tracker's positions: written is what was received,
+// flushed only what the sink holds.
+func (st *stream) sendStatus(ctx context.Context, reply bool) error {
+	written, flushed := st.tracker.Position()
+	if flushed > st.tracker.Confirmed() && flushed > st.lastSentFlush {
+		// Confirming a keepalive's WAL end skips WAL that carried no outbox
+		// events for us. That is only true while the publication still
+		// streams the outbox table: check before skipping ahead.
+		if err := st.recheck(ctx); err != nil {
+			return err
+		}
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(written),
+		WALFlushPosition: pglogrepl.LSN(flushed),
+		WALApplyPosition: pglogrepl.LSN(flushed),
+		ReplyRequested:   reply,
+	})
+	if err != nil {
+		return classify(fmt.Errorf("send standby status: %w", err))
+	}
+	now := time.Now()
+	advanced := flushed > st.lastSentFlush && st.lastSentFlush != 0
+	st.lastStatus, st.lastSentFlush, st.nextStatusTime = now, flushed, now.Add(st.cfg.StatusInterval)
+	if advanced {
+		st.fp.Hit(failpoint.AfterStatusUpdate)
+	}
+	return nil
+}
+
+// recheck re-runs Check. It runs after the keepalive whose WAL end is about
+// to be confirmed arrived, so a table dropped from the publication before
+// that point is caught before anything it hid is skipped. Skip-aheads only
+// happen on an idle stream, so this costs a few queries per status interval.
+func (st *stream) recheck(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	return Check(cctx, st.db, st.cfg)
+}
+
+// confirmFinal waits until the slot shows the final position, reading (and
+// dropping) what the walsender still sends meanwhile so that it is never
+// blocked on a full socket and gets to our status update. Closing before
+// that could lose the update: the server may reset the connection while
+// sending, before it read the update. (Ending the copy with CopyDone instead
+// would wait until the walsender caught up, which a busy database may never
+// let it do.)
+func (st *stream) confirmFinal(ctx context.Context, flushed uint64) {
+	deadline, _ := ctx.Deadline()
+	resend := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		slot, err := readSlot(ctx, st.db, st.cfg.Slot)
+		if err == nil && slot.confirmed >= flushed {
+			return
+		}
+		if time.Now().After(resend) {
+			_ = st.sendStatus(ctx, true)
+			resend = time.Now().Add(500 * time.Millisecond)
+		}
+		_ = st.conn.Conn().SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		for {
+			_, err := st.conn.ReceiveMessage(context.Background())
+			if err != nil && !pgconn.Timeout(err) {
+				return // connection gone: nothing more to confirm on it
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	st.log.Warn().Str("flushed", pglogrepl.LSN(flushed).String()).Msg("could not confirm the final position in time; the last transactions may be streamed again")
+}
