@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -14,10 +15,12 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
-// backfill sends every row of the outbox table as seen by the slot's
+// backfill hands over every row of the outbox table as seen by the slot's
 // snapshot, then a Commit at the consistent point: rows committed before it
-// are in the snapshot, rows committed after it come from the stream.
-func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint64, out chan<- []Item) (int, error) {
+// are in the snapshot, rows committed after it come from the stream. An
+// empty snapshot reads the table as it is now (a resumed backfill). ctx
+// bounds the reading, hctx the hand-overs (see Run).
+func (s *Source) backfill(ctx, hctx context.Context, h *handover, snapshot string, consistent uint64) (int, error) {
 	tx, err := s.db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return 0, classify(err)
@@ -49,7 +52,10 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 			return n, retry.Permanent(fmt.Errorf("decode outbox row: %w", err))
 		}
 		n++
-		if err := s.emitBackfill(s.emitCtx, out, ev); err != nil {
+		if err := h.take(hctx, &ev); err != nil {
+			return n, err
+		}
+		if err := h.put(hctx, Item{Event: ev, Backfill: true, At: time.Now()}); err != nil {
 			return n, err
 		}
 	}
@@ -57,7 +63,12 @@ func (s *Source) backfill(ctx context.Context, snapshot string, consistent uint6
 		return n, classify(fmt.Errorf("read outbox table: %w", err))
 	}
 	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
-	return n, s.emit(s.emitCtx, nil, out, Item{Commit: true, EndLSN: consistent, AfterFlush: done, Backfill: true})
+	// The Commit goes at once: the stream does not start before it is
+	// handed over.
+	if err := h.put(hctx, Item{Commit: true, EndLSN: consistent, AfterFlush: done, Backfill: true, At: time.Now()}); err != nil {
+		return n, err
+	}
+	return n, h.send(hctx)
 }
 
 // rowRelation is the outbox table's shape as a query returns it, mapped

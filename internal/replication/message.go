@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -54,33 +55,33 @@ func parseMessage(src []byte) (ldMessage, error) {
 // every other message is counted and skipped. A transactional message
 // always arrives between BEGIN and COMMIT, so it carries the commit's LSN
 // like the inserts around it, and keeps its place among them.
-func (st *stream) message(body []byte) error {
+func (ss *session) message(hctx context.Context, body []byte) error {
 	m, err := parseMessage(body)
 	if err != nil {
 		return retry.Permanent(fmt.Errorf("decode logical decoding message: %w", err))
 	}
-	if string(m.prefix) != st.cfg.MessagePrefix {
-		st.ignored(MessageOtherPrefix)
+	if string(m.prefix) != ss.src.cfg.MessagePrefix {
+		ss.ignored(MessageOtherPrefix)
 		return nil
 	}
-	if !m.transactional || !st.tx {
+	if !m.transactional || !ss.tx {
 		// Decoded even when its transaction rolled back: never an event.
-		st.ignored(MessageNonTransactional)
-		st.log.Warn().Str("prefix", st.cfg.MessagePrefix).Str("lsn", pglogrepl.LSN(m.lsn).String()).
+		ss.ignored(MessageNonTransactional)
+		ss.src.log.Warn().Str("prefix", ss.src.cfg.MessagePrefix).Str("lsn", pglogrepl.LSN(m.lsn).String()).
 			Msg("non-transactional message with the outbox prefix ignored: publish with pg_logical_emit_message(true, ...)")
 		return nil
 	}
-	ev := event.Event{CommitLSN: st.commitLSN, CommitTime: st.commitTime, FromMessage: true}
-	if err := st.decodePayload(m.content, &ev); err != nil {
+	ev := event.Event{CommitLSN: ss.commitLSN, CommitTime: ss.commitTime, FromMessage: true}
+	if err := ss.decodePayload(m.content, &ev); err != nil {
 		return retry.Permanent(fmt.Errorf("message at %s in the transaction committing at %s: %w",
-			pglogrepl.LSN(m.lsn), pglogrepl.LSN(st.commitLSN), err))
+			pglogrepl.LSN(m.lsn), pglogrepl.LSN(ss.commitLSN), err))
 	}
-	return st.emitEvent(st.emitCtx, st, st.out, ev)
+	return ss.handOn(hctx, ev)
 }
 
 // decodePayload fills ev from a payload, copying what it keeps: content
 // points into the network buffer.
-func (st *stream) decodePayload(content []byte, ev *event.Event) error {
+func (ss *session) decodePayload(content []byte, ev *event.Event) error {
 	f, err := payload.Decode(content)
 	if err != nil {
 		return err
@@ -89,13 +90,13 @@ func (st *stream) decodePayload(content []byte, ev *event.Event) error {
 		return errors.New("event type is empty")
 	}
 	ev.ID = f.ID
-	ev.Type = intern(&st.msgType, f.Type)
-	ev.Environment = intern(&st.msgEnv, f.Environment)
+	ev.Type = intern(&ss.msgType, f.Type)
+	ev.Environment = intern(&ss.msgEnv, f.Environment)
 	ev.OccurredAt = time.UnixMicro(f.OccurredAtMicros).UTC()
 	ev.MetadataVersion = max(f.MetadataVersion, 1)
 	ev.Context = append([]byte(nil), f.Context...)
 	if len(f.Shape()) > 0 {
-		ev.Columns = st.messageShape(f)
+		ev.Columns = ss.src.messageShape(f)
 		ev.Extra = messageExtra(f)
 	}
 	return nil
@@ -117,8 +118,8 @@ func messageExtra(f payload.Fields) []byte {
 	return extra
 }
 
-func (st *stream) ignored(reason string) {
-	if st.hooks.MessageIgnored != nil {
-		st.hooks.MessageIgnored(reason)
+func (ss *session) ignored(reason string) {
+	if ss.src.hooks.MessageIgnored != nil {
+		ss.src.hooks.MessageIgnored(reason)
 	}
 }

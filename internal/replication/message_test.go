@@ -72,7 +72,7 @@ func TestParseMessage(t *testing.T) {
 // NULLs included; a repeated shape is the same pointer.
 func TestDecodePayloadExtraColumns(t *testing.T) {
 	src := New(Config{MessagePrefix: "p"}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
-	st := &stream{Source: src}
+	st := &session{src: src}
 	var m pglogrepl.RelationMessage
 	cols := []relCol{{"id", oidUUID}, {"event_type", oidText}, {"event_date_time", oidTimestamptz},
 		{"environment", oidText}, {"event_context", oidJSONB}, {"metadata_version", oidInt8}, {"amount", 1700}, {"user_id", oidInt8}}
@@ -149,8 +149,8 @@ func TestMessageRejectsBadPayload(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := New(Config{MessagePrefix: "p"}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
-			st := &stream{Source: src, tx: true}
-			err := st.message(pgMessage(1, 1, "p", tt.p))
+			st := &session{src: src, tx: true}
+			err := st.message(t.Context(), pgMessage(1, 1, "p", tt.p))
 			if !errors.Is(err, tt.want) || !retry.IsPermanent(err) {
 				t.Fatalf("message = %v, want a permanent %v", err, tt.want)
 			}

@@ -18,32 +18,34 @@ import (
 // the stream is quiet; under load the check runs on every message.
 const ackPoll = time.Second
 
-// loop receives and handles messages until ctx ends or the stream fails.
+// receive reads and handles messages until ctx ends or the stream fails;
+// what it decodes goes to the consumer through ss.h under hctx (see
+// handoverContext), which outlives ctx on shutdown.
 //
 // Reads wait under a deadline set on the socket itself (at most ackPoll
 // ahead, and never past the next status update or ctx's deadline) rather
 // than a context per message: pgconn watches every context it is given,
 // which cost a sixth of the relay's CPU in a backlog drain. ctx is checked
 // between reads, so shutdown is noticed within ackPoll.
-func (st *stream) loop(ctx context.Context) error {
-	st.nextStatusTime = time.Now().Add(st.cfg.StatusInterval)
+func (ss *session) receive(ctx, hctx context.Context) error {
+	ss.nextStatusTime = time.Now().Add(ss.src.cfg.StatusInterval)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := st.gather(ctx); err != nil {
+		if err := ss.gather(ctx, hctx); err != nil {
 			return err
 		}
 		// One clock reading per message for the checks before the read.
 		now := time.Now()
-		if err := st.maybeSendStatus(ctx, now); err != nil {
+		if err := ss.maybeSendStatus(ctx, now); err != nil {
 			return err
 		}
-		if err := st.checkAlive(now); err != nil {
+		if err := ss.checkAlive(now); err != nil {
 			return err
 		}
-		st.setReadDeadline(ctx, now)
-		msg, err := st.conn.ReceiveMessage(context.Background())
+		ss.setReadDeadline(ctx, now)
+		msg, err := ss.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) {
 				continue
@@ -51,14 +53,14 @@ func (st *stream) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return classify(fmt.Errorf("receive from slot %q: %w", st.cfg.Slot, err))
+			return classify(fmt.Errorf("receive from slot %q: %w", ss.src.cfg.Slot, err))
 		}
-		st.awaitingReply = time.Time{}
-		st.received = time.Now()
-		if !st.heldSince.IsZero() {
-			st.received = st.heldSince
+		ss.awaitingReply = time.Time{}
+		ss.received = time.Now()
+		if !ss.heldSince.IsZero() {
+			ss.received = ss.heldSince
 		}
-		if err := st.handle(ctx, msg); err != nil {
+		if err := ss.handle(ctx, hctx, msg); err != nil {
 			return err
 		}
 	}
@@ -77,37 +79,37 @@ func (st *stream) loop(ctx context.Context) error {
 // off (see pace). Its end comes early when the kernel has much queued. The
 // messages read after it count as arrived when it began (Item.At): the
 // consumer's flush interval is not lengthened by the wait.
-func (st *stream) gather(ctx context.Context) error {
-	caughtUp, drained := st.caughtUp()
+func (ss *session) gather(ctx, hctx context.Context) error {
+	caughtUp, drained := ss.caughtUp()
 	if !caughtUp {
 		return nil
 	}
-	if err := st.send(st.emitCtx, st, st.out); err != nil {
+	if err := ss.h.send(hctx); err != nil {
 		return err
 	}
-	st.heldSince = time.Time{}
-	if !drained || st.cfg.ReceiveWait <= 0 {
+	ss.heldSince = time.Time{}
+	if !drained || ss.src.cfg.ReceiveWait <= 0 {
 		return nil
 	}
 	// Only after a read that found data: an idle stream's reads end at
 	// their deadline with nothing, and are not followed by a wait.
-	st.sock.drained.Store(false)
+	ss.sock.drained.Store(false)
 	start := time.Now()
-	wait := st.pace(start)
-	st.heldSince = start
-	if ok, err := st.sock.await(ctx, start.Add(wait)); ok || err != nil {
+	wait := ss.pace(start)
+	ss.heldSince = start
+	if ok, err := ss.sock.await(ctx, start.Add(wait)); ok || err != nil {
 		return err
 	}
 	// No socket to wait on (not TCP, or not Linux): a timer.
-	if st.wait == nil {
-		st.wait = time.NewTimer(wait)
+	if ss.wait == nil {
+		ss.wait = time.NewTimer(wait)
 	} else {
-		st.wait.Reset(wait)
+		ss.wait.Reset(wait)
 	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-st.wait.C:
+	case <-ss.wait.C:
 		return nil
 	}
 }
@@ -115,11 +117,11 @@ func (st *stream) gather(ctx context.Context) error {
 // caughtUp reports whether every byte received is handled: the next
 // receive waits for the network. drained says the last network read also
 // emptied the kernel's queue, so nothing more was waiting then.
-func (st *stream) caughtUp() (caughtUp, drained bool) {
-	if st.sock == nil || st.conn.Frontend().ReadBufferLen() > 0 || st.sock.buffered.Load() > 0 {
+func (ss *session) caughtUp() (caughtUp, drained bool) {
+	if ss.sock == nil || ss.conn.Frontend().ReadBufferLen() > 0 || ss.sock.buffered.Load() > 0 {
 		return false, false
 	}
-	return true, st.sock.drained.Load()
+	return true, ss.sock.drained.Load()
 }
 
 // maxPacedWait bounds a paced wait: the status updates and the
@@ -133,12 +135,12 @@ const maxPacedWait = 250 * time.Millisecond
 // it comes within ReceiveWait of it), between ReceiveWait and
 // maxPacedWait. Without NextCut, or when the consumer does not know, it is
 // ReceiveWait.
-func (st *stream) pace(now time.Time) time.Duration {
-	w := st.cfg.ReceiveWait
-	if st.cfg.NextCut == nil {
+func (ss *session) pace(now time.Time) time.Duration {
+	w := ss.src.cfg.ReceiveWait
+	if ss.src.cfg.NextCut == nil {
 		return w
 	}
-	cut := st.cfg.NextCut()
+	cut := ss.src.cfg.NextCut()
 	if cut.IsZero() {
 		return w
 	}
@@ -146,37 +148,39 @@ func (st *stream) pace(now time.Time) time.Duration {
 }
 
 // setReadDeadline moves the socket's read deadline only when it changes.
-func (st *stream) setReadDeadline(ctx context.Context, now time.Time) {
-	if !now.Before(st.pollUntil) {
-		st.pollUntil = now.Add(ackPoll)
+func (ss *session) setReadDeadline(ctx context.Context, now time.Time) {
+	if !now.Before(ss.pollUntil) {
+		ss.pollUntil = now.Add(ackPoll)
 	}
-	dl := st.pollUntil
-	if st.nextStatusTime.Before(dl) {
-		dl = st.nextStatusTime
+	dl := ss.pollUntil
+	if ss.nextStatusTime.Before(dl) {
+		dl = ss.nextStatusTime
 	}
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
-	if !dl.Equal(st.readDeadline) {
-		_ = st.conn.Conn().SetReadDeadline(dl)
-		st.readDeadline = dl
+	if !dl.Equal(ss.readDeadline) {
+		_ = ss.conn.Conn().SetReadDeadline(dl)
+		ss.readDeadline = dl
 	}
 }
 
 // checkAlive ends a stream whose server stopped answering: periodic status
 // updates ask for a reply, and a connection that stays silent long after
 // such a request is a dead or black-holed network path, not an idle server.
-func (st *stream) checkAlive(now time.Time) error {
-	if st.awaitingReply.IsZero() {
+func (ss *session) checkAlive(now time.Time) error {
+	if ss.awaitingReply.IsZero() {
 		return nil
 	}
-	if silent := now.Sub(st.awaitingReply); silent > max(2*st.cfg.StatusInterval, 2*time.Second) {
-		return fmt.Errorf("no reply from PostgreSQL on slot %q for %s; reconnecting", st.cfg.Slot, silent.Round(time.Millisecond))
+	if silent := now.Sub(ss.awaitingReply); silent > max(2*ss.src.cfg.StatusInterval, 2*time.Second) {
+		return fmt.Errorf("no reply from PostgreSQL on slot %q for %s; reconnecting", ss.src.cfg.Slot, silent.Round(time.Millisecond))
 	}
 	return nil
 }
 
-func (st *stream) handle(ctx context.Context, msg pgproto3.BackendMessage) error {
+// handle takes one message of the copy stream: a keepalive, WAL data, or
+// the end of the stream.
+func (ss *session) handle(ctx, hctx context.Context, msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.CopyData:
 		if len(m.Data) == 0 {
@@ -188,18 +192,18 @@ func (st *stream) handle(ctx context.Context, msg pgproto3.BackendMessage) error
 			if err != nil {
 				return fmt.Errorf("parse keepalive: %w", err)
 			}
-			st.tracker.Keepalive(uint64(ka.ServerWALEnd))
-			if st.hooks.ServerWALEnd != nil {
-				st.hooks.ServerWALEnd(uint64(ka.ServerWALEnd))
+			ss.src.tracker.Keepalive(uint64(ka.ServerWALEnd))
+			if ss.src.hooks.ServerWALEnd != nil {
+				ss.src.hooks.ServerWALEnd(uint64(ka.ServerWALEnd))
 			}
 			if ka.ReplyRequested {
-				return st.sendStatus(ctx, false)
+				return ss.sendStatus(ctx, false)
 			}
 		case pglogrepl.XLogDataByteID:
 			if len(m.Data) < 25 {
 				return fmt.Errorf("parse xlogdata: %w", errMalformed)
 			}
-			return st.decode(ctx, m.Data[25:])
+			return ss.decode(ctx, hctx, m.Data[25:])
 		}
 	case *pgproto3.ErrorResponse:
 		return classify(fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m)))
@@ -210,33 +214,33 @@ func (st *stream) handle(ctx context.Context, msg pgproto3.BackendMessage) error
 }
 
 // decode handles one pgoutput message.
-func (st *stream) decode(ctx context.Context, data []byte) error {
+func (ss *session) decode(ctx, hctx context.Context, data []byte) error {
 	if len(data) == 0 {
 		return errMalformed
 	}
 	switch pglogrepl.MessageType(data[0]) {
 	case pglogrepl.MessageTypeInsert:
-		return st.insert(ctx, data[1:])
+		return ss.insert(hctx, data[1:])
 	case pglogrepl.MessageTypeMessage:
-		return st.message(data[1:])
+		return ss.message(hctx, data[1:])
 	case pglogrepl.MessageTypeBegin:
 		var m pglogrepl.BeginMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode begin: %w", err)
 		}
-		st.tx, st.commitLSN, st.commitTime = true, uint64(m.FinalLSN), m.CommitTime
-		st.tracker.Begin()
+		ss.tx, ss.commitLSN, ss.commitTime = true, uint64(m.FinalLSN), m.CommitTime
+		ss.src.tracker.Begin()
 	case pglogrepl.MessageTypeCommit:
 		var m pglogrepl.CommitMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode commit: %w", err)
 		}
-		if err := st.emit(st.emitCtx, st, st.out, Item{Commit: true, EndLSN: uint64(m.TransactionEndLSN)}); err != nil {
+		if err := ss.commit(hctx, uint64(m.TransactionEndLSN)); err != nil {
 			return err
 		}
-		st.tx = false
-		st.tracker.Received(uint64(m.TransactionEndLSN))
-		if st.untilCommit {
+		ss.tx = false
+		ss.src.tracker.Received(uint64(m.TransactionEndLSN))
+		if ss.untilCommit {
 			return errCommitted
 		}
 	case pglogrepl.MessageTypeRelation:
@@ -244,12 +248,12 @@ func (st *stream) decode(ctx context.Context, data []byte) error {
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode relation: %w", err)
 		}
-		if m.RelationName != st.cfg.Table {
-			st.log.Warn().Str("relation", m.Namespace+"."+m.RelationName).Msg("publication includes another table; its inserts are ignored")
-			delete(st.relations, m.RelationID)
+		if m.RelationName != ss.src.cfg.Table {
+			ss.src.log.Warn().Str("relation", m.Namespace+"."+m.RelationName).Msg("publication includes another table; its inserts are ignored")
+			delete(ss.relations, m.RelationID)
 			return nil
 		}
-		return st.relation(ctx, &m)
+		return ss.relation(ctx, &m)
 	}
 	// Origin, Type, Truncate, Update, Delete: not part of the outbox
 	// contract (the publication only publishes inserts).
@@ -261,29 +265,52 @@ func (st *stream) decode(ctx context.Context, data []byte) error {
 // catalog (Relation messages do not say; they are rare: one per stream
 // start and per change of the table). An unchanged shape keeps its
 // event.Columns, so the sink recognises it.
-func (st *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
-	rel, err := st.newRelation(ctx, m)
+func (ss *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	rel, err := ss.src.newRelation(ctx, m)
 	if err != nil {
 		return err
 	}
-	st.relations[m.RelationID] = rel
+	ss.relations[m.RelationID] = rel
 	return nil
 }
 
-func (st *stream) insert(_ context.Context, body []byte) error {
+// insert decodes an INSERT into the outbox table and hands the event on.
+func (ss *session) insert(hctx context.Context, body []byte) error {
 	if len(body) < 4 {
 		return errMalformed
 	}
 	relID := uint32(body[0])<<24 | uint32(body[1])<<16 | uint32(body[2])<<8 | uint32(body[3])
-	rel, ok := st.relations[relID]
+	rel, ok := ss.relations[relID]
 	if !ok {
 		return nil // a table other than the outbox
 	}
-	ev := event.Event{CommitLSN: st.commitLSN, CommitTime: st.commitTime}
-	if err := rel.decodeInsert(body, &ev, st.types); err != nil {
-		return retry.Permanent(fmt.Errorf("decode insert at commit %s: %w", pglogrepl.LSN(st.commitLSN), err))
+	ev := event.Event{CommitLSN: ss.commitLSN, CommitTime: ss.commitTime}
+	if err := rel.decodeInsert(body, &ev, ss.types); err != nil {
+		return retry.Permanent(fmt.Errorf("decode insert at commit %s: %w", pglogrepl.LSN(ss.commitLSN), err))
 	}
-	return st.emitEvent(st.emitCtx, st, st.out, ev)
+	return ss.handOn(hctx, ev)
+}
+
+// handOn takes ev's weight from the budget and queues it for the consumer.
+func (ss *session) handOn(hctx context.Context, ev event.Event) error {
+	if err := ss.h.take(hctx, &ev); err != nil {
+		return err
+	}
+	return ss.h.put(hctx, Item{Event: ev, At: ss.received})
+}
+
+// commit queues a transaction's Commit item. It is handed over with the
+// transactions read with it once the stream caught up (see gather); at
+// once when the stream cannot tell (no socket of its own) or stops after
+// this transaction (finish).
+func (ss *session) commit(hctx context.Context, endLSN uint64) error {
+	if err := ss.h.put(hctx, Item{Commit: true, EndLSN: endLSN, At: ss.received}); err != nil {
+		return err
+	}
+	if ss.sock == nil || ss.untilCommit {
+		return ss.h.send(hctx)
+	}
+	return nil
 }
 
 // errCommitted ends the shutdown read once the open transaction is whole.

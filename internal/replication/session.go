@@ -24,9 +24,6 @@ const finalStatusTimeout = 5 * time.Second
 // drained to close (the consumer flushed and acknowledged what it held), up
 // to DrainTimeout, sends a final status update and returns nil.
 func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan struct{}) (err error) {
-	// Events of a transaction the stream ended inside never reach the
-	// consumer.
-	defer s.dropQueued()
 	defer func() {
 		// A broken stream often means a broken network path: drop the
 		// pooled connections too, rather than meet them dead one by one.
@@ -47,6 +44,10 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 	if err != nil {
 		return err
 	}
+	h := newHandover(out, s.budget, s.cfg.StatusInterval/2)
+	// Events of a transaction the stream ended inside never reach the
+	// consumer.
+	defer h.drop()
 	conn, err := s.connect(ctx)
 	if err != nil {
 		return err
@@ -57,27 +58,13 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 		_ = conn.Close(cctx)
 		s.hook(false)
 	}()
-	emitCtx, cancelEmit := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelEmit()
-	stopOnDrained := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(s.cfg.DrainTimeout, cancelEmit)
-		<-emitCtx.Done()
-		t.Stop()
-	})
-	defer stopOnDrained()
-	go func() {
-		select {
-		case <-drained:
-			cancelEmit()
-		case <-emitCtx.Done():
-		}
-	}()
-	s.emitCtx = emitCtx
-	if err := s.prepareSlot(ctx, conn, out); err != nil {
+	hctx, stopHandover := handoverContext(ctx, drained, s.cfg.DrainTimeout)
+	defer stopHandover()
+	if err := s.prepareSlot(ctx, hctx, conn, h); err != nil {
 		if ctx.Err() != nil {
 			// Stopped during backfill: the pending marker makes the next
 			// start deliver the rest.
-			s.end(out, drained)
+			s.end(hctx, h, drained)
 			return nil
 		}
 		return err
@@ -87,19 +74,19 @@ func (s *Source) Run(ctx context.Context, out chan<- []Item, drained <-chan stru
 			Mode: pglogrepl.LogicalReplication, PluginArgs: s.pluginArgs()})
 	if err != nil {
 		if ctx.Err() != nil {
-			s.end(out, drained)
+			s.end(hctx, h, drained)
 			return nil
 		}
 		return s.recoverUnseenPublication(ctx, conn, classify(fmt.Errorf("start replication on slot %q: %w", s.cfg.Slot, err)))
 	}
 	s.hook(true)
 	s.log.Info().Str("from_lsn", pglogrepl.LSN(s.tracker.Confirmed()).String()).Msg("streaming")
-	st := newStream(s, conn, out)
-	err = st.loop(ctx)
+	ss := newSession(s, conn, h)
+	err = ss.receive(ctx, hctx)
 	if ctx.Err() == nil {
 		return s.recoverUnseenPublication(ctx, conn, err)
 	}
-	return st.finish(ctx, drained)
+	return ss.finish(ctx, hctx, drained)
 }
 
 // recoverUnseenPublication handles streamErr when it says the publication
@@ -192,13 +179,15 @@ func (s *Source) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	return conn, nil
 }
 
-// stream is the state of one START_REPLICATION session.
-type stream struct {
-	*Source
+// session is the state of one START_REPLICATION session: the connection,
+// the relations and the open transaction, the standby status's schedule,
+// and the reads' deadlines. Only Run's goroutine uses it.
+type session struct {
+	src       *Source
 	conn      *pgconn.PgConn
 	sock      *socket     // conn's socket (see gather); nil if not wrapped
 	wait      *time.Timer // gather's wait, reused
-	out       chan<- []Item
+	h         *handover
 	types     *pgtype.Map
 	relations map[uint32]*relation
 	// msgType and msgEnv are the last message's event type and
@@ -223,10 +212,14 @@ type stream struct {
 	heldSince time.Time
 }
 
-func newStream(s *Source, conn *pgconn.PgConn, out chan<- []Item) *stream {
-	st := &stream{Source: s, conn: conn, out: out, types: pgtype.NewMap(), relations: map[uint32]*relation{}}
-	st.sock, _ = conn.Conn().(*socket)
-	return st
+// newSession starts the session on conn, whose START_REPLICATION
+// succeeded. While h waits for the consumer, it keeps the stream alive
+// with this session's status updates.
+func newSession(src *Source, conn *pgconn.PgConn, h *handover) *session {
+	ss := &session{src: src, conn: conn, h: h, types: pgtype.NewMap(), relations: map[uint32]*relation{}}
+	ss.sock, _ = conn.Conn().(*socket)
+	h.keepAlive = ss.keepAlive
+	return ss
 }
 
 // controlTimeout bounds each small control query (checks, slot state).
@@ -234,27 +227,40 @@ const controlTimeout = 10 * time.Second
 
 // finish stops the stream on shutdown: it first reads on to the end of an
 // open transaction (so no transaction is split between this run and the
-// next), tells the consumer no item follows, waits until it flushed,
-// confirms that position and ends the copy cleanly, so the walsender has
-// applied the final status update before the connection closes.
-func (st *stream) finish(ctx context.Context, drained <-chan struct{}) error {
-	if st.tx {
-		st.untilCommit = true
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.cfg.DrainTimeout/2)
-		err := st.loop(rctx)
+// next), tells the consumer no item follows, waits until it flushed, then
+// confirms that position and waits until the slot shows it (see
+// confirmFinal), so that the walsender has applied the final status update
+// before the connection closes.
+func (ss *session) finish(ctx, hctx context.Context, drained <-chan struct{}) error {
+	if ss.tx {
+		ss.untilCommit = true
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ss.src.cfg.DrainTimeout/2)
+		err := ss.receive(rctx, hctx)
 		cancel()
 		if !errors.Is(err, errCommitted) {
-			st.log.Warn().Err(err).Msg("stopped inside a transaction; it is streamed again on the next start")
+			ss.src.log.Warn().Err(err).Msg("stopped inside a transaction; it is streamed again on the next start")
 		}
 	}
-	st.end(st.out, drained)
+	ss.src.end(hctx, ss.h, drained)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalStatusTimeout)
 	defer cancel()
-	if err := st.sendStatus(fctx, true); err != nil {
+	if err := ss.sendStatus(fctx, true); err != nil {
 		return fmt.Errorf("final status update: %w", err)
 	}
-	_, flushed := st.tracker.Position()
-	st.confirmFinal(fctx, flushed)
-	st.log.Info().Str("confirmed_lsn", pglogrepl.LSN(flushed).String()).Msg("replication stopped")
+	_, flushed := ss.src.tracker.Position()
+	ss.confirmFinal(fctx, flushed)
+	ss.src.log.Info().Str("confirmed_lsn", pglogrepl.LSN(flushed).String()).Msg("replication stopped")
 	return nil
+}
+
+// end tells the consumer no item follows, then waits until it drained.
+func (s *Source) end(hctx context.Context, h *handover, drained <-chan struct{}) {
+	if err := h.end(hctx); err != nil {
+		return // the consumer is gone or the drain timed out
+	}
+	select {
+	case <-drained:
+	case <-hctx.Done():
+		s.log.Warn().Dur("timeout", s.cfg.DrainTimeout).Msg("consumer did not drain in time; confirming what it flushed so far")
+	}
 }

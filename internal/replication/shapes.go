@@ -13,7 +13,7 @@ import (
 )
 
 // newRelation maps a table's shape (a Relation message, or the columns of
-// the backfill's query) onto events; see stream.relation.
+// the backfill's query) onto events; see session.relation.
 func (s *Source) newRelation(ctx context.Context, m *pglogrepl.RelationMessage) (*relation, error) {
 	var notNull map[string]bool
 	if names := extraNames(m); len(names) > 0 {

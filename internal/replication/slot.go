@@ -76,7 +76,7 @@ func quoteLiteral(s string) string {
 
 // prepareSlot creates the slot when it is missing (then backfills from the
 // exported snapshot) and starts the tracker at the slot's position.
-func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<- []Item) error {
+func (s *Source) prepareSlot(ctx, hctx context.Context, conn *pgconn.PgConn, h *handover) error {
 	st, err := readSlot(ctx, s.db, s.cfg.Slot)
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 			// snapshot: deliver every row still in the table (rows the
 			// stream also brings collapse in the sink's read path).
 			s.log.Warn().Msg("backfill of the slot's snapshot did not finish; delivering the outbox table's rows again")
-			n, err := s.backfill(ctx, "", 0, out)
+			n, err := s.backfill(ctx, hctx, h, "", 0)
 			if err != nil {
 				return fmt.Errorf("resume backfill: %w", err)
 			}
@@ -133,7 +133,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 	if s.hooks.SlotCreated != nil {
 		s.hooks.SlotCreated(s.cfg.Slot)
 	}
-	n, err := s.backfill(ctx, snapshot, consistent, out)
+	n, err := s.backfill(ctx, hctx, h, snapshot, consistent)
 	if err != nil {
 		return fmt.Errorf("backfill from snapshot %s: %w", snapshot, err)
 	}

@@ -77,12 +77,12 @@ type Config struct {
 	// consumer to flush before the final status update.
 	DrainTimeout time.Duration
 	// ReceiveWait is how long the stream waits, once it caught up, before
-	// reading again (see stream.gather); 0 reads at once.
+	// reading again (see session.gather); 0 reads at once.
 	ReceiveWait time.Duration
 	// NextCut, when set, says when the consumer expects to cut its next
 	// batch (the zero time: unknown). A caught-up stream then waits
 	// longer while that is far off, halving toward it, never less than
-	// ReceiveWait (see stream.gather).
+	// ReceiveWait (see session.gather).
 	NextCut func() time.Time
 	// MessagePrefix, when set, turns message mode on: the stream also
 	// carries logical decoding messages (PostgreSQL 14+), and the
@@ -99,14 +99,6 @@ type Source struct {
 	log     zerolog.Logger
 	hooks   Hooks
 	fp      *failpoint.Set
-	// emitCtx bounds hand-offs to the consumer: it ends when the consumer
-	// is gone (drained closed) or DrainTimeout after shutdown began, not at
-	// once on shutdown, so no decoded item is dropped half-way.
-	emitCtx context.Context
-	// queued are the items not handed over yet (see emit); lastQueued is
-	// how many the last hand-over had.
-	queued     []Item
-	lastQueued int
 	// shapes are the outbox table's extra column sets seen, by Key: one
 	// event.Columns per shape for the life of the Source.
 	shapes map[string]*event.Columns

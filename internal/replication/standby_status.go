@@ -14,33 +14,37 @@ import (
 // minStatusGap keeps a busy stream from sending a status update per batch.
 const minStatusGap = 200 * time.Millisecond
 
-func (st *stream) maybeSendStatus(ctx context.Context, now time.Time) error {
-	if now.After(st.nextStatusTime) {
+func (ss *session) maybeSendStatus(ctx context.Context, now time.Time) error {
+	if now.After(ss.nextStatusTime) {
 		// Periodic updates ask for a reply: its absence reveals a dead path.
-		if st.awaitingReply.IsZero() {
-			st.awaitingReply = now
+		if ss.awaitingReply.IsZero() {
+			ss.awaitingReply = now
 		}
-		return st.sendStatus(ctx, true)
+		return ss.sendStatus(ctx, true)
 	}
-	if _, flushed := st.tracker.Position(); flushed != st.lastSentFlush && now.Sub(st.lastStatus) >= minStatusGap {
-		return st.sendStatus(ctx, false)
+	if _, flushed := ss.src.tracker.Position(); flushed != ss.lastSentFlush && now.Sub(ss.lastStatus) >= minStatusGap {
+		return ss.sendStatus(ctx, false)
 	}
 	return nil
 }
 
+// keepAlive sends a status update that asks for no reply: the handover's
+// while it waits for the consumer.
+func (ss *session) keepAlive(ctx context.Context) error { return ss.sendStatus(ctx, false) }
+
 // sendStatus reports the tracker's positions: written is what was received,
 // flushed only what the sink holds.
-func (st *stream) sendStatus(ctx context.Context, reply bool) error {
-	written, flushed := st.tracker.Position()
-	if flushed > st.tracker.Confirmed() && flushed > st.lastSentFlush {
+func (ss *session) sendStatus(ctx context.Context, reply bool) error {
+	written, flushed := ss.src.tracker.Position()
+	if flushed > ss.src.tracker.Confirmed() && flushed > ss.lastSentFlush {
 		// Confirming a keepalive's WAL end skips WAL that carried no outbox
 		// events for us. That is only true while the publication still
 		// streams the outbox table: check before skipping ahead.
-		if err := st.recheck(ctx); err != nil {
+		if err := ss.recheck(ctx); err != nil {
 			return err
 		}
 	}
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, ss.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(written),
 		WALFlushPosition: pglogrepl.LSN(flushed),
 		WALApplyPosition: pglogrepl.LSN(flushed),
@@ -50,10 +54,10 @@ func (st *stream) sendStatus(ctx context.Context, reply bool) error {
 		return classify(fmt.Errorf("send standby status: %w", err))
 	}
 	now := time.Now()
-	advanced := flushed > st.lastSentFlush && st.lastSentFlush != 0
-	st.lastStatus, st.lastSentFlush, st.nextStatusTime = now, flushed, now.Add(st.cfg.StatusInterval)
+	advanced := flushed > ss.lastSentFlush && ss.lastSentFlush != 0
+	ss.lastStatus, ss.lastSentFlush, ss.nextStatusTime = now, flushed, now.Add(ss.src.cfg.StatusInterval)
 	if advanced {
-		st.fp.Hit(failpoint.AfterStatusUpdate)
+		ss.src.fp.Hit(failpoint.AfterStatusUpdate)
 	}
 	return nil
 }
@@ -62,10 +66,10 @@ func (st *stream) sendStatus(ctx context.Context, reply bool) error {
 // to be confirmed arrived, so a table dropped from the publication before
 // that point is caught before anything it hid is skipped. Skip-aheads only
 // happen on an idle stream, so this costs a few queries per status interval.
-func (st *stream) recheck(ctx context.Context) error {
+func (ss *session) recheck(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
-	return Check(cctx, st.db, st.cfg)
+	return Check(cctx, ss.src.db, ss.src.cfg)
 }
 
 // confirmFinal waits until the slot shows the final position, reading (and
@@ -75,21 +79,21 @@ func (st *stream) recheck(ctx context.Context) error {
 // sending, before it read the update. (Ending the copy with CopyDone instead
 // would wait until the walsender caught up, which a busy database may never
 // let it do.)
-func (st *stream) confirmFinal(ctx context.Context, flushed uint64) {
+func (ss *session) confirmFinal(ctx context.Context, flushed uint64) {
 	deadline, _ := ctx.Deadline()
 	resend := time.Now().Add(500 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		slot, err := readSlot(ctx, st.db, st.cfg.Slot)
+		slot, err := readSlot(ctx, ss.src.db, ss.src.cfg.Slot)
 		if err == nil && slot.confirmed >= flushed {
 			return
 		}
 		if time.Now().After(resend) {
-			_ = st.sendStatus(ctx, true)
+			_ = ss.sendStatus(ctx, true)
 			resend = time.Now().Add(500 * time.Millisecond)
 		}
-		_ = st.conn.Conn().SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		for {
-			_, err := st.conn.ReceiveMessage(context.Background())
+			_, err := ss.conn.ReceiveMessage(context.Background())
 			if err != nil && !pgconn.Timeout(err) {
 				return // connection gone: nothing more to confirm on it
 			}
@@ -98,5 +102,5 @@ func (st *stream) confirmFinal(ctx context.Context, flushed uint64) {
 			}
 		}
 	}
-	st.log.Warn().Str("flushed", pglogrepl.LSN(flushed).String()).Msg("could not confirm the final position in time; the last transactions may be streamed again")
+	ss.src.log.Warn().Str("flushed", pglogrepl.LSN(flushed).String()).Msg("could not confirm the final position in time; the last transactions may be streamed again")
 }
