@@ -29,24 +29,33 @@ func (s *Source) newRelation(ctx context.Context, m *pglogrepl.RelationMessage) 
 		}
 		return nil, retry.Permanent(err)
 	}
-	if seen := s.shapes[keyOf(rel.columns)]; seen != nil {
-		rel.columns = seen
-	} else if rel.columns != nil {
-		s.shapes[rel.columns.Key] = rel.columns
-		cols := make([]string, len(rel.columns.List))
-		for i, c := range rel.columns.List {
-			cols[i] = c.Name
+	if rel.columns != nil {
+		var isNew bool
+		if rel.columns, isNew = s.keepShape(rel.columns); isNew {
+			s.log.Info().Str("relation", rel.name).Int("shape", rel.columns.Version).
+				Strs("extra_columns", columnNames(rel.columns)).Msg("outbox table shape")
 		}
-		s.log.Info().Str("relation", rel.name).Int("shape", rel.columns.Version).Strs("extra_columns", cols).Msg("outbox table shape")
 	}
 	return rel, nil
 }
 
-func keyOf(c *event.Columns) string {
-	if c == nil {
-		return ""
+// keepShape returns the shape kept for c's key, or keeps c (isNew): rows and
+// messages of one shape share one *event.Columns for the life of the
+// Source, which the sink resolves once.
+func (s *Source) keepShape(c *event.Columns) (kept *event.Columns, isNew bool) {
+	if seen := s.shapes[c.Key]; seen != nil {
+		return seen, false
 	}
-	return c.Key
+	s.shapes[c.Key] = c
+	return c, true
+}
+
+func columnNames(c *event.Columns) []string {
+	names := make([]string, len(c.List))
+	for i, col := range c.List {
+		names[i] = col.Name
+	}
+	return names
 }
 
 // notNull reads which columns of the table are NOT NULL.
@@ -83,16 +92,10 @@ func (s *Source) messageShape(f payload.Fields) *event.Columns {
 		for i, pc := range pcols {
 			list[i] = event.Column{Name: pc.Name, TypeOID: pc.TypeOID, TypeMod: pc.TypeMod, NotNull: pc.NotNull}
 		}
-		c = event.NewColumns(len(s.shapes)+1, list)
-		if seen := s.shapes[c.Key]; seen != nil {
-			c = seen
-		} else {
-			s.shapes[c.Key] = c
-			names := make([]string, len(list))
-			for i, col := range list {
-				names[i] = col.Name
-			}
-			s.log.Info().Str("prefix", s.cfg.MessagePrefix).Int("shape", c.Version).Strs("extra_columns", names).Msg("outbox message shape")
+		var isNew bool
+		if c, isNew = s.keepShape(event.NewColumns(len(s.shapes)+1, list)); isNew {
+			s.log.Info().Str("prefix", s.cfg.MessagePrefix).Int("shape", c.Version).
+				Strs("extra_columns", columnNames(c)).Msg("outbox message shape")
 		}
 		if s.msgShapes == nil {
 			s.msgShapes = map[string]*event.Columns{}
