@@ -63,8 +63,8 @@ func (s *Source) backfill(ctx, hctx context.Context, h *handover, snapshot strin
 		return n, classify(fmt.Errorf("read outbox table: %w", err))
 	}
 	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
-	// The Commit goes at once: the stream does not start before it is
-	// handed over.
+	// The backfill's Commit is handed over at once: it is not streamed, so
+	// no caught-up read (gather) follows to do it.
 	if err := h.put(hctx, Item{Commit: true, EndLSN: consistent, AfterFlush: done, Backfill: true, At: time.Now()}); err != nil {
 		return n, err
 	}

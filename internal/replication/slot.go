@@ -74,8 +74,13 @@ func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
-// prepareSlot creates the slot when it is missing (then backfills from the
-// exported snapshot) and starts the tracker at the slot's position.
+// prepareSlot makes the slot ready to stream and starts the tracker at its
+// position. A lost slot is dropped and created again; a created slot's
+// snapshot is backfilled before anything is streamed, and so is the whole
+// table again when outbox_relay_state says a backfill did not finish. In
+// message mode a lost or missing slot is first recorded as a loss of
+// events (checkMessageLoss). ctx bounds the queries, hctx the backfill's
+// hand-overs.
 func (s *Source) prepareSlot(ctx, hctx context.Context, conn *pgconn.PgConn, h *handover) error {
 	st, err := readSlot(ctx, s.db, s.cfg.Slot)
 	if err != nil {

@@ -14,6 +14,9 @@ import (
 // minStatusGap keeps a busy stream from sending a status update per batch.
 const minStatusGap = 200 * time.Millisecond
 
+// maybeSendStatus runs before each read: it sends a status update when the
+// status interval has passed (asking for a reply), or when the consumer
+// confirmed more since the last one, at most every minStatusGap.
 func (ss *session) maybeSendStatus(ctx context.Context, now time.Time) error {
 	if now.After(ss.nextStatusTime) {
 		// Periodic updates ask for a reply: its absence reveals a dead path.
@@ -33,7 +36,9 @@ func (ss *session) maybeSendStatus(ctx context.Context, now time.Time) error {
 func (ss *session) keepAlive(ctx context.Context) error { return ss.sendStatus(ctx, false) }
 
 // sendStatus reports the tracker's positions: written is what was received,
-// flushed only what the sink holds.
+// flushed only what the consumer confirmed (in the sink). It is the one
+// place a position reaches PostgreSQL; the slot's confirmed_flush_lsn
+// follows flushed.
 func (ss *session) sendStatus(ctx context.Context, reply bool) error {
 	written, flushed := ss.src.tracker.Position()
 	if flushed > ss.src.tracker.Confirmed() && flushed > ss.lastSentFlush {
