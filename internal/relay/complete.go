@@ -23,7 +23,7 @@ type written struct {
 	events     int
 	rng        *batch.Range // recorded range to mark done with the delete
 	ackLSN     uint64
-	afterFlush []func(context.Context) error
+	afterConfirm []func(context.Context) error
 	completed  chan struct{} // closed once completed, when cut waits for it
 	bytes      int
 	ctx        context.Context // carries the batch span
@@ -131,7 +131,7 @@ func (r *Relay) complete(ctx context.Context, w written, took time.Duration) err
 		r.m.LastAckTimestamp.SetToCurrentTime()
 		adone()
 	}
-	for _, f := range w.afterFlush {
+	for _, f := range w.afterConfirm {
 		if err := f(ctx); err != nil {
 			return fmt.Errorf("after confirm: %w", err)
 		}

@@ -70,7 +70,7 @@ func (s *Source) backfill(ctx, hctx context.Context, h *handover, snapshot strin
 	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
 	// The backfill's Commit is handed over at once: it is not streamed, so
 	// no caught-up read (gather) follows to do it.
-	if err := h.put(hctx, Item{Commit: true, EndLSN: consistent, AfterFlush: done, Backfill: true, At: time.Now()}); err != nil {
+	if err := h.put(hctx, Item{Commit: true, EndLSN: consistent, AfterConfirm: done, Backfill: true, At: time.Now()}); err != nil {
 		return n, err
 	}
 	return n, h.send(hctx)

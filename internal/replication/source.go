@@ -13,7 +13,7 @@
 //     in slices of at most 256: the stream hands over what it queued
 //     whenever it has handled every byte received (see session.gather), so
 //     one slice carries the transactions of one read and may end inside
-//     one. Items of one transaction end with a Commit item; its AfterFlush,
+//     one. Items of one transaction end with a Commit item; its AfterConfirm,
 //     if set, the consumer runs once the commit is in the sink. A
 //     transaction the stream stopped inside has no Commit: the consumer
 //     drops its items, and the next session streams it again. After
@@ -60,8 +60,9 @@ type Item struct {
 	// that may be acknowledged once every earlier event is in the sink.
 	Commit bool
 	EndLSN uint64
-	// AfterFlush, on a Commit, runs once the commit is in the sink.
-	AfterFlush func(context.Context) error
+	// AfterConfirm, on a Commit, runs once the commit is in the sink, its rows
+	// are deleted and its position is confirmed.
+	AfterConfirm func(context.Context) error
 	// End says the source stopped reading for shutdown: no item follows.
 	End bool
 	// Backfill marks rows read from the table (and their Commit) rather
