@@ -96,7 +96,7 @@ type Batcher struct {
 	// committed is how many buffered events belong to complete transactions.
 	committed      int
 	committedBytes int
-	afterConfirm     []func(context.Context) error
+	afterConfirm   []func(context.Context) error
 
 	// Positions. head is the index in its transaction of events[0];
 	// lastCommitted is the position of events[committed-1].
