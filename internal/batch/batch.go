@@ -75,9 +75,9 @@ type Batch struct {
 	// AckLSN is the end LSN of the last complete transaction covered once
 	// this batch is written; zero when the batch completes no transaction.
 	AckLSN uint64
-	// AfterFlush are the callbacks of the commits in this batch, to run
+	// AfterConfirm are the callbacks of the commits in this batch, to run
 	// once it is written.
-	AfterFlush []func(context.Context) error
+	AfterConfirm []func(context.Context) error
 	// Range identifies the events when Identified: they came from the
 	// stream. Backfilled rows (read from the table) have no stable
 	// position, and a batch without events needs none.
@@ -96,7 +96,7 @@ type Batcher struct {
 	// committed is how many buffered events belong to complete transactions.
 	committed      int
 	committedBytes int
-	afterFlush     []func(context.Context) error
+	afterConfirm   []func(context.Context) error
 
 	// Positions. head is the index in its transaction of events[0];
 	// lastCommitted is the position of events[committed-1].
@@ -196,7 +196,7 @@ func (b *Batcher) aim(pos Position) {
 func (b *Batcher) Commit(endLSN uint64, now time.Time, after ...func(context.Context) error) {
 	for _, f := range after {
 		if f != nil {
-			b.afterFlush = append(b.afterFlush, f)
+			b.afterConfirm = append(b.afterConfirm, f)
 		}
 	}
 	b.touch(now)
@@ -280,7 +280,7 @@ func (b *Batcher) Ready() bool {
 // commit is awaited), or ranges are being replayed (they are cut by their
 // events, not by age).
 func (b *Batcher) UntilNext(now time.Time) (d time.Duration, ok bool) {
-	if !b.pending || b.Replaying() || b.committed == 0 && b.ackLSN == 0 && len(b.afterFlush) == 0 {
+	if !b.pending || b.Replaying() || b.committed == 0 && b.ackLSN == 0 && len(b.afterConfirm) == 0 {
 		return 0, false
 	}
 	d = b.policy.MaxAge - now.Sub(b.first)
@@ -354,7 +354,7 @@ func (b *Batcher) Cut() Batch {
 		return b.takePart()
 	case b.Replaying():
 		return Batch{}
-	case b.committed > 0 || b.ackLSN > 0 || len(b.afterFlush) > 0:
+	case b.committed > 0 || b.ackLSN > 0 || len(b.afterConfirm) > 0:
 		return b.take(b.committed)
 	case b.Saturated():
 		return b.takePart()
@@ -365,7 +365,7 @@ func (b *Batcher) Cut() Batch {
 // take hands out the first n (= committed) events, their commits and
 // callbacks. The returned slice is owned by the caller.
 func (b *Batcher) take(n int) Batch {
-	out := Batch{Events: b.events[:n:n], Bytes: b.committedBytes, AckLSN: b.ackLSN, AfterFlush: b.afterFlush}
+	out := Batch{Events: b.events[:n:n], Bytes: b.committedBytes, AckLSN: b.ackLSN, AfterConfirm: b.afterConfirm}
 	if n > 0 && !b.committedAnon {
 		out.Identified = true
 		out.Range = Range{First: Position{LSN: b.events[0].CommitLSN, Index: b.head}, Last: b.lastCommitted, EndsTx: true}
@@ -378,7 +378,7 @@ func (b *Batcher) take(n int) Batch {
 // takePart hands out the whole buffer, which ends inside a transaction.
 func (b *Batcher) takePart() Batch {
 	n := len(b.events)
-	out := Batch{Events: b.events[:n:n], Bytes: b.bytes, AckLSN: b.ackLSN, AfterFlush: b.afterFlush}
+	out := Batch{Events: b.events[:n:n], Bytes: b.bytes, AckLSN: b.ackLSN, AfterConfirm: b.afterConfirm}
 	if n > 0 && !b.committedAnon && !b.txAnon {
 		last := b.events[n-1]
 		out.Identified = true
@@ -396,7 +396,7 @@ func (b *Batcher) rest(n, bytes int) {
 	b.events = make([]event.Event, len(tail), max(cap(b.events), len(tail)))
 	copy(b.events, tail)
 	b.bytes -= bytes
-	b.afterFlush = nil
+	b.afterConfirm = nil
 	b.committed, b.committedBytes = 0, 0
 	b.ackLSN = 0
 	b.committedAnon = false

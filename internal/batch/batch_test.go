@@ -790,10 +790,10 @@ func TestCutCallbackWithoutEvents(t *testing.T) {
 	ran := false
 	b.Commit(0, t0, func(context.Context) error { ran = true; return nil })
 	got := b.Cut()
-	if len(got.AfterFlush) != 1 {
-		t.Fatalf("Cut handed out %d callbacks, want 1", len(got.AfterFlush))
+	if len(got.AfterConfirm) != 1 {
+		t.Fatalf("Cut handed out %d callbacks, want 1", len(got.AfterConfirm))
 	}
-	_ = got.AfterFlush[0](context.Background())
+	_ = got.AfterConfirm[0](context.Background())
 	if !ran || b.Pending() {
 		t.Errorf("callback ran %v, Pending %v after the Cut; want true, false", ran, b.Pending())
 	}

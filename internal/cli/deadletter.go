@@ -329,7 +329,7 @@ func writeLetter(w io.Writer, l deadletter.Letter) error {
 		if p := l.Columns[name]; p != nil {
 			v = *p
 		}
-		fmt.Fprintf(tw, "column %s\t%s\n", name, v)
+		fmt.Fprintf(tw, "column %s\t%s\n", termsafe.Escape(name), termsafe.Escape(v))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

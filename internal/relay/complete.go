@@ -19,15 +19,15 @@ type written struct {
 	result chan outcome
 	cancel context.CancelFunc
 
-	ids        [][16]byte // of outbox rows to delete
-	events     int
-	rng        *batch.Range // recorded range to mark done with the delete
-	ackLSN     uint64
-	afterFlush []func(context.Context) error
-	completed  chan struct{} // closed once completed, when cut waits for it
-	bytes      int
-	ctx        context.Context // carries the batch span
-	finish     func()          // ends the batch span
+	ids          [][16]byte // of outbox rows to delete
+	events       int
+	rng          *batch.Range // recorded range to mark done with the delete
+	ackLSN       uint64
+	afterConfirm []func(context.Context) error
+	completed    chan struct{} // closed once completed, when cut waits for it
+	bytes        int
+	ctx          context.Context // carries the batch span
+	finish       func()          // ends the batch span
 }
 
 // outcome is a write's result and how long it took (with the recording of
@@ -131,7 +131,7 @@ func (r *Relay) complete(ctx context.Context, w written, took time.Duration) err
 		r.m.LastAckTimestamp.SetToCurrentTime()
 		adone()
 	}
-	for _, f := range w.afterFlush {
+	for _, f := range w.afterConfirm {
 		if err := f(ctx); err != nil {
 			return fmt.Errorf("after confirm: %w", err)
 		}

@@ -500,7 +500,7 @@ func TestAckOnlyAfterSinkAccepted(t *testing.T) {
 				}
 				after, flushed := g.signal()
 				live := tx(100, 1, 2, 3)
-				live[3].AfterFlush = after
+				live[3].AfterConfirm = after
 				g.sources = []Source{g.stream(script{live: live})}
 				x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 
@@ -602,7 +602,7 @@ func TestTransactionSpanningBatches(t *testing.T) {
 				}
 				after, flushed := g.signal()
 				live := tx(100, 1, 2, 3)
-				live[3].AfterFlush = after
+				live[3].AfterConfirm = after
 				g.sources = []Source{g.stream(script{live: live})}
 				x := start(t, g.relay(batch.Policy{MaxEvents: tc.maxEvents, MaxAge: 10 * time.Millisecond}))
 
@@ -655,7 +655,7 @@ func TestPermanentSinkError(t *testing.T) {
 				}
 				after, flushed := g.signal()
 				live := tx(100, 1, 2, 3)
-				live[3].AfterFlush = after
+				live[3].AfterConfirm = after
 				g.sources = []Source{g.stream(script{live: live})}
 				x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 
@@ -717,7 +717,7 @@ func TestRejectedEvents(t *testing.T) {
 				}
 				after, flushed := g.signal()
 				live := tx(100, tc.events...)
-				live[len(live)-1].AfterFlush = after
+				live[len(live)-1].AfterConfirm = after
 				g.sources = []Source{g.stream(script{live: live})}
 				x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 
@@ -908,7 +908,7 @@ func TestBudget(t *testing.T) {
 				for _, s := range tc.sources {
 					for i, it := range s.live {
 						if it.Commit && it.EndLSN == tc.ackedAt {
-							s.live[i].AfterFlush = after
+							s.live[i].AfterConfirm = after
 						}
 					}
 					g.sources = append(g.sources, g.stream(s))
@@ -1039,7 +1039,7 @@ func TestWriteOverlapsCleanup(t *testing.T) {
 		}
 		after, flushed := g.signal()
 		second := tx(200, 2)
-		second[1].AfterFlush = after
+		second[1].AfterConfirm = after
 		g.sources = []Source{g.stream(script{live: append(tx(100, 1), second...)})}
 		x := start(t, g.relay(batch.Policy{MaxEvents: 1, MaxAge: 10 * time.Millisecond}))
 		x.until(t, flushed, "the second batch")
@@ -1078,7 +1078,7 @@ func TestHandOverOfManyItems(t *testing.T) {
 				}
 				after, flushed := g.signal()
 				live := slices.Concat(tx(100, 1, 2), tx(200, 3, 4), tx(300, 5))
-				live[len(live)-1].AfterFlush = after
+				live[len(live)-1].AfterConfirm = after
 				g.sources = []Source{g.stream(script{live: live, together: true})}
 				x := start(t, g.relay(batch.Policy{MaxEvents: 3, MaxAge: 10 * time.Millisecond}))
 				if fail {
@@ -1130,7 +1130,7 @@ func TestConcurrentWritesCompleteInOrder(t *testing.T) {
 		g.more = []Sink{g.sink}
 		after, flushed := g.signal()
 		live := slices.Concat(tx(100, 1, 2), tx(200, 3, 4))
-		live[len(live)-1].AfterFlush = after
+		live[len(live)-1].AfterConfirm = after
 		g.sources = []Source{g.stream(script{live: live, together: true})}
 		x := start(t, g.relay(batch.Policy{MaxEvents: 2, MaxAge: 10 * time.Millisecond}))
 		x.until(t, flushed, "the second batch")
@@ -1198,7 +1198,7 @@ func TestCleanupGatesAck(t *testing.T) {
 				}
 				after, flushed := g.signal()
 				live := tx(100, 1, 2)
-				live[2].AfterFlush = after
+				live[2].AfterConfirm = after
 				g.sources = []Source{g.stream(script{live: live})}
 				x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 
@@ -1334,7 +1334,7 @@ func TestQueuedItemsReleasedOnReconnect(t *testing.T) {
 			return nil
 		}
 		first := tx(100, 1, 2)
-		first[2].AfterFlush = func(context.Context) error {
+		first[2].AfterConfirm = func(context.Context) error {
 			return errors.New("write outbox_relay_state: conn closed")
 		}
 		big := evItem(4)
@@ -1355,7 +1355,7 @@ func TestQueuedItemsReleasedOnReconnect(t *testing.T) {
 				return g.stream(script{}).Run(ctx, out, drained)
 			}},
 			// Streamed again from the confirmed position 100.
-			g.stream(script{live: slices.Concat(tx(200, 3), []replication.Item{big, {Commit: true, EndLSN: 300, AfterFlush: after}})}),
+			g.stream(script{live: slices.Concat(tx(200, 3), []replication.Item{big, {Commit: true, EndLSN: 300, AfterConfirm: after}})}),
 		}
 		x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 
@@ -1391,7 +1391,7 @@ func TestMessageEventsAreNotDeleted(t *testing.T) {
 		live := tx(100, 1, 2, 3, 4)
 		live[1].Event.FromMessage = true
 		live[3].Event.FromMessage = true
-		live[4].AfterFlush = after
+		live[4].AfterConfirm = after
 		g.sources = []Source{g.stream(script{live: live})}
 		x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 		x.until(t, flushed, "the flush")
@@ -1446,7 +1446,7 @@ func TestRecordedBatchesReplayed(t *testing.T) {
 		}
 		after, flushed := g.signal()
 		live := slices.Concat(txAt(100, 1, 2), txAt(200, 3), txAt(300, 4), txAt(400, 5))
-		live[len(live)-1].AfterFlush = after
+		live[len(live)-1].AfterConfirm = after
 		g.sources = []Source{g.stream(script{live: live, together: true})}
 		r := g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond})
 		r.batches = bl
@@ -1506,7 +1506,7 @@ func TestBufferGaugesHoldUntilSinkAccepted(t *testing.T) {
 		}
 		after, flushed := g.signal()
 		live := tx(100, 1, 2, 3)
-		live[3].AfterFlush = after
+		live[3].AfterConfirm = after
 		g.sources = []Source{g.stream(script{live: live})}
 		x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: 10 * time.Millisecond}))
 
@@ -1561,7 +1561,7 @@ func TestBackfillGivesUpRecordedBatches(t *testing.T) {
 			{Commit: true, EndLSN: 90, Backfill: true},
 		}
 		live := slices.Concat(backfill, txAt(100, 3))
-		live[len(live)-1].AfterFlush = after
+		live[len(live)-1].AfterConfirm = after
 		g.sources = []Source{g.stream(script{live: live, together: true})}
 		r := g.relay(batch.Policy{MaxEvents: 1, MaxAge: 10 * time.Millisecond})
 		r.batches = bl
@@ -1605,13 +1605,13 @@ func TestBackfillEndsBeforeStreamBatchesAreRecorded(t *testing.T) {
 		after, flushed := g.signal()
 		backfill := []replication.Item{
 			{Event: ev(1), Backfill: true}, {Event: ev(2), Backfill: true},
-			{Commit: true, EndLSN: 90, Backfill: true, AfterFlush: func(context.Context) error {
+			{Commit: true, EndLSN: 90, Backfill: true, AfterConfirm: func(context.Context) error {
 				g.log.add("backfill marker cleared")
 				return nil
 			}},
 		}
 		live := slices.Concat(backfill, txAt(100, 3))
-		live[len(live)-1].AfterFlush = after
+		live[len(live)-1].AfterConfirm = after
 		g.sources = []Source{g.stream(script{live: live, together: true})}
 		r := g.relay(batch.Policy{MaxEvents: 10, MaxAge: 10 * time.Millisecond})
 		r.batches = bl
@@ -1637,7 +1637,7 @@ func TestForecastFollowsTheOpenBatch(t *testing.T) {
 		g := newRig(t, bigBudget)
 		after, flushed := g.signal()
 		live := tx(100, 1)
-		live[1].AfterFlush = after
+		live[1].AfterConfirm = after
 		g.sources = []Source{g.stream(script{live: live})}
 		const maxAge = time.Second
 		x := start(t, g.relay(batch.Policy{MaxEvents: 100, MaxAge: maxAge}))

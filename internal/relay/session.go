@@ -183,7 +183,7 @@ func (s *session) add(ctx context.Context, it replication.Item) error {
 	}
 	switch {
 	case it.Commit:
-		s.batcher.Commit(it.EndLSN, at, it.AfterFlush)
+		s.batcher.Commit(it.EndLSN, at, it.AfterConfirm)
 		if it.Backfill {
 			// Backfilled rows go in batches of their own (they have no
 			// identity; stream batches after them do).

@@ -40,7 +40,7 @@ func (s *session) cut(ctx context.Context) error {
 		return nil
 	}
 	b := s.batcher.Cut()
-	if len(b.Events) == 0 && b.AckLSN == 0 && len(b.AfterFlush) == 0 {
+	if len(b.Events) == 0 && b.AckLSN == 0 && len(b.AfterConfirm) == 0 {
 		return nil
 	}
 	// The batch is held until ClickHouse accepted it (the "relay stuck"
@@ -71,9 +71,9 @@ func (s *session) cut(ctx context.Context) error {
 		return err
 	}
 	wctx, cancel := context.WithCancel(tctx)
-	w := written{ids: deletableIDs(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterFlush: b.AfterFlush,
+	w := written{ids: deletableIDs(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterConfirm: b.AfterConfirm,
 		bytes: b.Bytes, ctx: tctx, finish: finish, rng: id.rng, result: make(chan outcome, 1), cancel: cancel}
-	if len(b.AfterFlush) > 0 {
+	if len(b.AfterConfirm) > 0 {
 		w.completed = make(chan struct{})
 	}
 	if err := s.done.put(ctx, w); err != nil { // put ends the span on failure

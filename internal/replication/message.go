@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,27 +56,27 @@ func parseMessage(src []byte) (ldMessage, error) {
 // every other message is counted and skipped. A transactional message
 // always arrives between BEGIN and COMMIT, so it carries the commit's LSN
 // like the inserts around it, and keeps its place among them.
-func (st *stream) message(body []byte) error {
+func (ss *session) message(hctx context.Context, body []byte) error {
 	m, err := parseMessage(body)
 	if err != nil {
 		return retry.Permanent(fmt.Errorf("decode logical decoding message: %w", err))
 	}
-	if string(m.prefix) != st.cfg.MessagePrefix {
-		st.ignored(MessageOtherPrefix)
+	if string(m.prefix) != ss.src.cfg.MessagePrefix {
+		ss.ignored(MessageOtherPrefix)
 		return nil
 	}
-	if !m.transactional || !st.tx {
+	if !m.transactional || !ss.tx {
 		// Decoded even when its transaction rolled back: never an event.
-		st.ignored(MessageNonTransactional)
-		st.log.Warn().Str("prefix", st.cfg.MessagePrefix).Str("lsn", pglogrepl.LSN(m.lsn).String()).
+		ss.ignored(MessageNonTransactional)
+		ss.src.log.Warn().Str("prefix", ss.src.cfg.MessagePrefix).Str("lsn", pglogrepl.LSN(m.lsn).String()).
 			Msg("non-transactional message with the outbox prefix ignored: publish with pg_logical_emit_message(true, ...)")
 		return nil
 	}
-	ev := event.Event{CommitLSN: st.commitLSN, CommitTime: st.commitTime, FromMessage: true}
-	if err := st.decodePayload(m.content, &ev); err != nil {
-		ev = undecodable(m, st.commitLSN, st.commitTime, err)
+	ev := event.Event{CommitLSN: ss.commitLSN, CommitTime: ss.commitTime, FromMessage: true}
+	if err := ss.decodePayload(m.content, &ev); err != nil {
+		ev = undecodable(m, ss.commitLSN, ss.commitTime, err)
 	}
-	return st.emitEvent(st.emitCtx, st, st.out, ev)
+	return ss.handOn(hctx, ev)
 }
 
 // undecodable is the event of a message with the outbox prefix that holds
@@ -96,7 +97,7 @@ func undecodable(m ldMessage, commitLSN uint64, commitTime time.Time, err error)
 
 // decodePayload fills ev from a payload, copying what it keeps: content
 // points into the network buffer.
-func (st *stream) decodePayload(content []byte, ev *event.Event) error {
+func (ss *session) decodePayload(content []byte, ev *event.Event) error {
 	f, err := payload.Decode(content)
 	if err != nil {
 		return err
@@ -105,53 +106,16 @@ func (st *stream) decodePayload(content []byte, ev *event.Event) error {
 		return errors.New("event type is empty")
 	}
 	ev.ID = f.ID
-	ev.Type = intern(&st.msgType, f.Type)
-	ev.Environment = intern(&st.msgEnv, f.Environment)
+	ev.Type = intern(&ss.msgType, f.Type)
+	ev.Environment = intern(&ss.msgEnv, f.Environment)
 	ev.OccurredAt = time.UnixMicro(f.OccurredAtMicros).UTC()
 	ev.MetadataVersion = max(f.MetadataVersion, 1)
 	ev.Context = append([]byte(nil), f.Context...)
 	if len(f.Shape()) > 0 {
-		ev.Columns = st.messageShape(f)
+		ev.Columns = ss.src.messageShape(f)
 		ev.Extra = messageExtra(f)
 	}
 	return nil
-}
-
-// messageShape returns the event.Columns of a version 2 payload's columns:
-// the one a Relation message of the same columns has (keyed alike in
-// Source.shapes), so the sink resolves them once and a batch mixing rows
-// and messages of one shape is one shape. The last one is reused while
-// messages repeat it, without a lookup.
-func (s *Source) messageShape(f payload.Fields) *event.Columns {
-	raw := f.Shape()
-	if s.lastMsgShape != nil && bytes.Equal(raw, s.lastMsgRaw) {
-		return s.lastMsgShape
-	}
-	c, ok := s.msgShapes[string(raw)]
-	if !ok {
-		pcols := f.Columns()
-		list := make([]event.Column, len(pcols))
-		for i, pc := range pcols {
-			list[i] = event.Column{Name: pc.Name, TypeOID: pc.TypeOID, TypeMod: pc.TypeMod, NotNull: pc.NotNull}
-		}
-		c = event.NewColumns(len(s.shapes)+1, list)
-		if seen := s.shapes[c.Key]; seen != nil {
-			c = seen
-		} else {
-			s.shapes[c.Key] = c
-			names := make([]string, len(list))
-			for i, col := range list {
-				names[i] = col.Name
-			}
-			s.log.Info().Str("prefix", s.cfg.MessagePrefix).Int("shape", c.Version).Strs("extra_columns", names).Msg("outbox message shape")
-		}
-		if s.msgShapes == nil {
-			s.msgShapes = map[string]*event.Columns{}
-		}
-		s.msgShapes[string(raw)] = c
-	}
-	s.lastMsgRaw, s.lastMsgShape = append(s.lastMsgRaw[:0], raw...), c
-	return c
 }
 
 // messageExtra re-frames a payload's values as event.Extra (pgoutput's
@@ -170,8 +134,8 @@ func messageExtra(f payload.Fields) []byte {
 	return extra
 }
 
-func (st *stream) ignored(reason string) {
-	if st.hooks.MessageIgnored != nil {
-		st.hooks.MessageIgnored(reason)
+func (ss *session) ignored(reason string) {
+	if ss.src.hooks.MessageIgnored != nil {
+		ss.src.hooks.MessageIgnored(reason)
 	}
 }

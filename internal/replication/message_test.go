@@ -72,7 +72,7 @@ func TestParseMessage(t *testing.T) {
 // NULLs included; a repeated shape is the same pointer.
 func TestDecodePayloadExtraColumns(t *testing.T) {
 	src := New(Config{MessagePrefix: "p"}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
-	st := &stream{Source: src}
+	st := &session{src: src}
 	var m pglogrepl.RelationMessage
 	cols := []relCol{{"id", oidUUID}, {"event_type", oidText}, {"event_date_time", oidTimestamptz},
 		{"environment", oidText}, {"event_context", oidJSONB}, {"metadata_version", oidInt8}, {"amount", 1700}, {"user_id", oidInt8}}
@@ -149,16 +149,16 @@ func TestMessageRejectsBadPayload(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := New(Config{MessagePrefix: "p"}, nil, nil, event.NewBudget(1<<20), zerolog.Nop(), Hooks{}, nil)
-			src.emitCtx = context.Background()
-			st := &stream{Source: src, tx: true}
-			if err := st.message(pgMessage(1, 1, "p", tt.p)); err != nil {
+			src := New(Config{MessagePrefix: "p"}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
+			h := newHandover(make(chan []Item, 1), event.NewBudget(1<<20), time.Second)
+			st := &session{src: src, tx: true, h: h}
+			if err := st.message(t.Context(), pgMessage(1, 1, "p", tt.p)); err != nil {
 				t.Fatalf("message = %v, want it taken as an undecodable event", err)
 			}
-			if len(src.queued) != 1 {
-				t.Fatalf("queued %d items, want the undecodable event", len(src.queued))
+			if len(h.queued) != 1 {
+				t.Fatalf("queued %d items, want the undecodable event", len(h.queued))
 			}
-			ev := src.queued[0].Event
+			ev := h.queued[0].Event
 			if !errors.Is(ev.Undecodable, tt.want) || !bytes.Equal(ev.Raw, tt.p) || !ev.FromMessage {
 				t.Fatalf("event: Undecodable %v (want %v), Raw %x (want the payload), FromMessage %v", ev.Undecodable, tt.want, ev.Raw, ev.FromMessage)
 			}

@@ -32,7 +32,7 @@ func TestPace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := &stream{Source: &Source{cfg: Config{ReceiveWait: tt.wait, NextCut: tt.nextCut}}}
+			st := &session{src: &Source{cfg: Config{ReceiveWait: tt.wait, NextCut: tt.nextCut}}}
 			if got := st.pace(now); got != tt.want {
 				t.Errorf("pace = %v, want %v", got, tt.want)
 			}
@@ -48,7 +48,7 @@ func TestItemsAfterAWaitCountFromItsStart(t *testing.T) {
 	addr := serveFakeWalsender(ctx, t, n, 20, false) // a transaction every 50 ms
 	st, _, budget, out := fakeStream(ctx, t, addr, wait, nil, false)
 	streamErr := make(chan error, 1)
-	go func() { streamErr <- st.loop(ctx) }()
+	go func() { streamErr <- st.receive(ctx, ctx) }()
 
 	handOvers, got := 0, 0
 	for got < n {
@@ -90,7 +90,7 @@ func TestTLSReadTakesTheRecordsReceived(t *testing.T) {
 		t.Fatal("the stream's socket is not TLS")
 	}
 	streamErr := make(chan error, 1)
-	go func() { streamErr <- st.loop(ctx) }()
+	go func() { streamErr <- st.receive(ctx, ctx) }()
 	handOvers, items, got := 0, 0, 0
 	for got < n {
 		select {

@@ -89,7 +89,7 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced, useTLS bool
 	b.ReportAllocs()
 	cpu0 := processCPU()
 	b.ResetTimer()
-	go func() { streamErr <- st.loop(ctx) }()
+	go func() { streamErr <- st.receive(ctx, ctx) }()
 	bt := batch.New(batch.Policy{MaxEvents: 1000, MaxBytes: 16 << 20, MaxAge: time.Second})
 	for got := 0; got < n; {
 		select {
@@ -120,10 +120,10 @@ func benchReceive(b *testing.B, rate int, wait time.Duration, paced, useTLS bool
 	}
 }
 
-// fakeStream connects a stream to the fake walsender at addr (see
+// fakeStream connects a session to the fake walsender at addr (see
 // fakeWalsender) with the given receive wait and NextCut; the connection
 // is closed when tb ends.
-func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Duration, nextCut func() time.Time, useTLS bool) (*stream, Config, *event.Budget, chan []Item) {
+func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Duration, nextCut func() time.Time, useTLS bool) (*session, Config, *event.Budget, chan []Item) {
 	tb.Helper()
 	sslmode := "disable"
 	if useTLS {
@@ -135,14 +135,13 @@ func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Durat
 		ReceiveWait: wait, NextCut: nextCut}
 	budget := event.NewBudget(1 << 26)
 	src := New(cfg, nil, ack.New(0), budget, zerolog.Nop(), Hooks{}, nil)
-	src.emitCtx = ctx
 	conn, err := src.connect(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = conn.Close(context.Background()) })
 	out := make(chan []Item, 1024)
-	return newStream(src, conn, out), cfg, budget, out
+	return newSession(src, conn, newHandover(out, budget, cfg.StatusInterval/2)), cfg, budget, out
 }
 
 func release(budget *event.Budget, bt batch.Batch) {

@@ -13,10 +13,6 @@ import (
 	"github.com/outbox-relay/relay/internal/retry"
 )
 
-// minMessageVersion is the first server_version_num whose pgoutput streams
-// logical decoding messages (the messages option).
-const minMessageVersion = 140000
-
 // slotState is a row of pg_replication_slots.
 type slotState struct {
 	exists    bool
@@ -24,57 +20,6 @@ type slotState struct {
 	active    bool
 	confirmed uint64
 	walStatus string
-}
-
-// Check verifies what the stream needs from the server and reports every
-// problem at once: wal_level, the publication and its table. Problems are
-// permanent errors.
-func Check(ctx context.Context, db DB, cfg Config) error {
-	var walLevel string
-	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
-		return classify(fmt.Errorf("read wal_level: %w", err))
-	}
-	var errs []error
-	if cfg.MessagePrefix != "" {
-		var version int
-		if err := db.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-			return classify(fmt.Errorf("read server_version_num: %w", err))
-		}
-		if version < minMessageVersion {
-			errs = append(errs, fmt.Errorf("message mode (RELAY_MESSAGE_PREFIX %q) needs PostgreSQL 14 or later to stream logical decoding messages; this server is %d.%d: unset RELAY_MESSAGE_PREFIX or upgrade",
-				cfg.MessagePrefix, version/10000, version%10000))
-		}
-	}
-	if walLevel != "logical" {
-		errs = append(errs, fmt.Errorf("wal_level is %q: set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel))
-	}
-	var pubInsert bool
-	err := db.QueryRow(ctx, "SELECT pubinsert FROM pg_publication WHERE pubname = $1", cfg.Publication).Scan(&pubInsert)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		errs = append(errs, fmt.Errorf("publication %q does not exist: run `relay migrate`, or CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')",
-			cfg.Publication, pgx.Identifier{cfg.Publication}.Sanitize(), pgx.Identifier{cfg.Table}.Sanitize()))
-	case err != nil:
-		return classify(fmt.Errorf("read publication: %w", err))
-	default:
-		if !pubInsert {
-			errs = append(errs, fmt.Errorf("publication %q does not publish inserts", cfg.Publication))
-		}
-		var n int
-		err := db.QueryRow(ctx, "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2",
-			cfg.Publication, cfg.Table).Scan(&n)
-		if err != nil {
-			return classify(fmt.Errorf("read publication tables: %w", err))
-		}
-		if n == 0 {
-			errs = append(errs, fmt.Errorf("publication %q does not include table %q: ALTER PUBLICATION %s ADD TABLE %s",
-				cfg.Publication, cfg.Table, pgx.Identifier{cfg.Publication}.Sanitize(), pgx.Identifier{cfg.Table}.Sanitize()))
-		}
-	}
-	if len(errs) > 0 {
-		return retry.Permanent(errors.Join(errs...))
-	}
-	return nil
 }
 
 func readSlot(ctx context.Context, db DB, slot string) (slotState, error) {
@@ -127,4 +72,82 @@ func createSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (snapshot
 // which take no parameters).
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// prepareSlot makes the slot ready to stream and starts the tracker at its
+// position. A lost slot is dropped and created again; a created slot's
+// snapshot is backfilled before anything is streamed, and so is the whole
+// table again when outbox_relay_state says a backfill did not finish. In
+// message mode a lost or missing slot is first recorded as a loss of
+// events (checkMessageLoss). ctx bounds the queries, hctx the backfill's
+// hand-overs.
+func (s *Source) prepareSlot(ctx, hctx context.Context, conn *pgconn.PgConn, h *handover) error {
+	st, err := readSlot(ctx, s.db, s.cfg.Slot)
+	if err != nil {
+		return err
+	}
+	if st.exists && st.plugin != "pgoutput" {
+		return retry.Permanent(fmt.Errorf("replication slot %q uses plugin %q, the relay needs pgoutput", s.cfg.Slot, st.plugin))
+	}
+	if s.cfg.MessagePrefix != "" {
+		if err := s.checkMessageLoss(ctx, st); err != nil {
+			return err
+		}
+	}
+	if st.exists && st.walStatus == "lost" {
+		// The WAL the slot needed is gone: events may have been skipped by
+		// the stream. Never skip ahead silently: say so loudly, then recover
+		// every undelivered row from the outbox table via a new slot.
+		s.log.Error().Msg("replication slot is lost (wal_status 'lost'); recreating it and backfilling from the outbox table")
+		if s.hooks.SlotLost != nil {
+			s.hooks.SlotLost(s.cfg.Slot)
+		}
+		if err := pglogrepl.DropReplicationSlot(ctx, conn, pgx.Identifier{s.cfg.Slot}.Sanitize(), pglogrepl.DropReplicationSlotOptions{}); err != nil {
+			return classify(fmt.Errorf("drop lost slot %q: %w", s.cfg.Slot, err))
+		}
+		st.exists = false
+	}
+	if st.exists {
+		pending, err := s.backfillPending(ctx)
+		if err != nil {
+			return err
+		}
+		if pending {
+			// A relay died between creating the slot and delivering its
+			// snapshot: deliver every row still in the table (rows the
+			// stream also brings collapse in the sink's read path).
+			s.log.Warn().Msg("backfill of the slot's snapshot did not finish; delivering the outbox table's rows again")
+			n, err := s.backfill(ctx, hctx, h, "", 0)
+			if err != nil {
+				return fmt.Errorf("resume backfill: %w", err)
+			}
+			s.log.Info().Int("events", n).Msg("backfill resumed")
+		}
+		s.tracker.Start(st.confirmed)
+		return nil
+	}
+	if err := s.setBackfillPending(ctx, true); err != nil {
+		return err
+	}
+	snapshot, consistent, err := createSlot(ctx, conn, s.cfg.Slot)
+	if err != nil {
+		return err
+	}
+	s.log.Warn().Str("consistent_lsn", pglogrepl.LSN(consistent).String()).
+		Msg("replication slot was missing: created it; delivering the rows already in the outbox table from its snapshot")
+	if s.hooks.SlotCreated != nil {
+		s.hooks.SlotCreated(s.cfg.Slot)
+	}
+	n, err := s.backfill(ctx, hctx, h, snapshot, consistent)
+	if err != nil {
+		return fmt.Errorf("backfill from snapshot %s: %w", snapshot, err)
+	}
+	s.log.Info().Int("events", n).Msg("backfill done")
+	if s.hooks.Backfilled != nil {
+		s.hooks.Backfilled(n)
+	}
+	// The new slot's own starting point: confirming it skips no WAL. The
+	// snapshot's rows are protected by the backfill marker, not by an LSN.
+	s.tracker.Start(consistent)
+	return nil
 }

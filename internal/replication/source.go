@@ -2,21 +2,36 @@
 // replication slot (plugin pgoutput) and hands them on as Items.
 //
 // Contract:
-//   - One goroutine (Run) owns the replication connection. It sends standby
-//     status updates from the ack.Tracker, which only the relay loop moves
-//     forward after the sink accepted a batch: nothing is acknowledged on
-//     receipt.
-//   - Run never closes out; the caller owns the channel. Items arrive in
-//     slices, in order: a slice ends with a Commit item (one send per small
-//     transaction), an End item, or holds up to 256 items of a large
-//     transaction. Items of one transaction end with a Commit item.
-//   - Before an event is sent, its size is taken from the Budget; the
-//     consumer gives it back once the event is written or dropped. While the
-//     budget or the channel is full, Run keeps sending status updates so
-//     wal_sender_timeout never ends the stream.
+//   - One goroutine (Run) owns the replication connection for one session:
+//     Run returns when the stream fails or after shutdown, and the caller
+//     runs a new session to reconnect (relay run builds a Source for each).
+//   - Nothing is confirmed on receipt. The consumer calls the ack.Tracker's
+//     Flushed once a transaction is in the sink (and its rows deleted); Run's
+//     standby status updates report the tracker's positions (sendStatus, in
+//     standby_status.go, is the one place a position reaches PostgreSQL).
+//   - Run never closes out: the caller owns it. Items arrive on it in order,
+//     in slices of at most 256: the stream hands over what it queued
+//     whenever it has handled every byte received (see session.gather), so
+//     one slice carries the transactions of one read and may end inside
+//     one. Items of one transaction end with a Commit item; its AfterConfirm,
+//     if set, the consumer runs once the commit is in the sink. A
+//     transaction the stream stopped inside has no Commit: the consumer
+//     drops its items, and the next session streams it again. After
+//     shutdown the last item is an End item.
+//   - The caller closes drained once it has confirmed what it received, or
+//     when it stops taking items. After ctx ends Run waits for that, up to
+//     DrainTimeout, before its final status update; a closed drained also
+//     ends a hand-over that waits (see handoverContext).
+//   - Before an event is queued its weight is taken from the Budget; the
+//     consumer gives it back (Events) once the event is written or
+//     dropped, Run gives back the weight of what it queued and never handed
+//     over. While the stream waits on a spent budget or a full channel, Run
+//     keeps sending status updates so wal_sender_timeout never ends it.
 //   - A slot created by Run exports a snapshot; the rows already in the
-//     outbox table in that snapshot are sent first (backfill), so events
-//     written before the slot existed are delivered too, exactly once.
+//     outbox table in that snapshot are handed over first (backfill), so
+//     events written before the slot existed are delivered too, with no gap
+//     and no overlap with the stream. A marker in outbox_relay_state makes
+//     the next start deliver the table again if a backfill did not finish.
 //   - In message mode (Config.MessagePrefix) the transactional logical
 //     decoding messages of the prefix are events too, in stream order among
 //     the table's inserts; other messages are counted and skipped. No
@@ -45,8 +60,9 @@ type Item struct {
 	// that may be acknowledged once every earlier event is in the sink.
 	Commit bool
 	EndLSN uint64
-	// AfterFlush, on a Commit, runs once the commit is in the sink.
-	AfterFlush func(context.Context) error
+	// AfterConfirm, on a Commit, runs once the commit is in the sink, its rows
+	// are deleted and its position is confirmed.
+	AfterConfirm func(context.Context) error
 	// End says the source stopped reading for shutdown: no item follows.
 	End bool
 	// Backfill marks rows read from the table (and their Commit) rather
@@ -77,12 +93,12 @@ type Config struct {
 	// consumer to flush before the final status update.
 	DrainTimeout time.Duration
 	// ReceiveWait is how long the stream waits, once it caught up, before
-	// reading again (see stream.gather); 0 reads at once.
+	// reading again (see session.gather); 0 reads at once.
 	ReceiveWait time.Duration
 	// NextCut, when set, says when the consumer expects to cut its next
 	// batch (the zero time: unknown). A caught-up stream then waits
 	// longer while that is far off, halving toward it, never less than
-	// ReceiveWait (see stream.gather).
+	// ReceiveWait (see session.gather).
 	NextCut func() time.Time
 	// MessagePrefix, when set, turns message mode on: the stream also
 	// carries logical decoding messages (PostgreSQL 14+), and the
@@ -99,14 +115,6 @@ type Source struct {
 	log     zerolog.Logger
 	hooks   Hooks
 	fp      *failpoint.Set
-	// emitCtx bounds hand-offs to the consumer: it ends when the consumer
-	// is gone (drained closed) or DrainTimeout after shutdown began, not at
-	// once on shutdown, so no decoded item is dropped half-way.
-	emitCtx context.Context
-	// queued are the items not handed over yet (see emit); lastQueued is
-	// how many the last hand-over had.
-	queued     []Item
-	lastQueued int
 	// shapes are the outbox table's extra column sets seen, by Key: one
 	// event.Columns per shape for the life of the Source.
 	shapes map[string]*event.Columns

@@ -1,0 +1,66 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outbox-relay/relay/internal/retry"
+)
+
+// minMessageVersion is the first server_version_num whose pgoutput streams
+// logical decoding messages (the messages option).
+const minMessageVersion = 140000
+
+// Check verifies what the stream needs from the server and reports every
+// problem at once: wal_level, the publication and its table. Problems are
+// permanent errors.
+func Check(ctx context.Context, db DB, cfg Config) error {
+	var walLevel string
+	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		return classify(fmt.Errorf("read wal_level: %w", err))
+	}
+	var errs []error
+	if cfg.MessagePrefix != "" {
+		var version int
+		if err := db.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+			return classify(fmt.Errorf("read server_version_num: %w", err))
+		}
+		if version < minMessageVersion {
+			errs = append(errs, fmt.Errorf("message mode (RELAY_MESSAGE_PREFIX %q) needs PostgreSQL 14 or later to stream logical decoding messages; this server is %d.%d: unset RELAY_MESSAGE_PREFIX or upgrade",
+				cfg.MessagePrefix, version/10000, version%10000))
+		}
+	}
+	if walLevel != "logical" {
+		errs = append(errs, fmt.Errorf("wal_level is %q: set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel))
+	}
+	var pubInsert bool
+	err := db.QueryRow(ctx, "SELECT pubinsert FROM pg_publication WHERE pubname = $1", cfg.Publication).Scan(&pubInsert)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		errs = append(errs, fmt.Errorf("publication %q does not exist: run `relay migrate`, or CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')",
+			cfg.Publication, pgx.Identifier{cfg.Publication}.Sanitize(), pgx.Identifier{cfg.Table}.Sanitize()))
+	case err != nil:
+		return classify(fmt.Errorf("read publication: %w", err))
+	default:
+		if !pubInsert {
+			errs = append(errs, fmt.Errorf("publication %q does not publish inserts", cfg.Publication))
+		}
+		var n int
+		err := db.QueryRow(ctx, "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2",
+			cfg.Publication, cfg.Table).Scan(&n)
+		if err != nil {
+			return classify(fmt.Errorf("read publication tables: %w", err))
+		}
+		if n == 0 {
+			errs = append(errs, fmt.Errorf("publication %q does not include table %q: ALTER PUBLICATION %s ADD TABLE %s",
+				cfg.Publication, cfg.Table, pgx.Identifier{cfg.Publication}.Sanitize(), pgx.Identifier{cfg.Table}.Sanitize()))
+		}
+	}
+	if len(errs) > 0 {
+		return retry.Permanent(errors.Join(errs...))
+	}
+	return nil
+}
