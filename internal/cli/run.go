@@ -28,9 +28,9 @@ import (
 	"github.com/outbox-relay/relay/internal/batch"
 	"github.com/outbox-relay/relay/internal/batchlog"
 	"github.com/outbox-relay/relay/internal/buildinfo"
-	"github.com/outbox-relay/relay/internal/cleanup"
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/deadletter"
+	"github.com/outbox-relay/relay/internal/deletion"
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/logging"
@@ -281,7 +281,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: cleanup.New(d.pool, config.OutboxTable, batches),
+		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: deletion.New(d.pool, config.OutboxTable, batches),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },

@@ -14,8 +14,8 @@ import (
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
 	"github.com/outbox-relay/relay/internal/batchlog"
-	"github.com/outbox-relay/relay/internal/cleanup"
 	"github.com/outbox-relay/relay/internal/deadletter"
+	"github.com/outbox-relay/relay/internal/deletion"
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/metrics"
 	"github.com/outbox-relay/relay/internal/relay"
@@ -148,7 +148,7 @@ func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (
 		StatusInterval: time.Second, DrainTimeout: 15 * time.Second}
 	var (
 		log    relay.BatchLog
-		marker cleanup.Marker
+		marker deletion.Marker
 		timed  = &timedLog{Log: batchlog.New(e.PG, e.Slot)}
 	)
 	if records {
@@ -162,7 +162,7 @@ func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (
 		NewSource: func() relay.Source {
 			return replication.New(srcCfg, e.PG, tracker, budget, zerolog.Nop(), replication.Hooks{}, nil)
 		},
-		Sink: sink, Deleter: cleanup.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
+		Sink: sink, Deleter: deletion.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
 		Tracker: tracker, Budget: budget, Metrics: metrics.New(), Batches: log,
 	}, zerolog.Nop())
 	rctx, cancel := context.WithCancel(ctx)

@@ -1,4 +1,4 @@
-// Package cleanup deletes delivered events from the outbox table.
+// Package deletion deletes delivered events from the outbox table.
 //
 // It runs only after the sink accepted a batch, and before its position is
 // acknowledged, so the outbox table always holds every event not yet known
@@ -10,7 +10,7 @@
 // marked done in the same implicit transaction as the delete: a restarted
 // relay that finds it done knows the rows are in ClickHouse and gone from
 // the outbox, and does not insert them again.
-package cleanup
+package deletion
 
 import (
 	"context"

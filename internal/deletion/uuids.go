@@ -1,4 +1,4 @@
-package cleanup
+package deletion
 
 import "github.com/jackc/pgx/v5/pgtype"
 

@@ -1,4 +1,4 @@
-package cleanup
+package deletion
 
 import (
 	"context"
@@ -61,7 +61,7 @@ const (
 
 func deleteStrategies() []deleteStrategy {
 	return []deleteStrategy{
-		// What the relay does now (cleanup.Deleter).
+		// What the relay does now (deletion.Deleter).
 		{name: "deleter", batches: 1, run: func(ctx context.Context, d *deleteBench, ids [][16]byte) (int64, error) {
 			return New(d.conn, "outbox_event", d.log).Delete(ctx, ids, &d.rng[0])
 		}},
