@@ -132,8 +132,8 @@ func (s *Source) setBackfillPending(ctx context.Context, pending bool) error {
 func (s *Source) publishedColumns(ctx context.Context, tx pgx.Tx) (string, error) {
 	var names []string
 	err := tx.QueryRow(ctx, `SELECT coalesce(array(SELECT jsonb_array_elements_text(to_jsonb(t) -> 'attnames')), '{}')
-		FROM pg_publication_tables t
-		WHERE t.pubname = $1 AND format('%I.%I', t.schemaname, t.tablename)::regclass = $2::regclass`,
+		FROM pg_publication_tables t, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = $2::regclass AND t.pubname = $1 AND t.schemaname = n.nspname AND t.tablename = c.relname`,
 		s.cfg.Publication, s.cfg.Table).Scan(&names)
 	if errors.Is(err, pgx.ErrNoRows) || err == nil && len(names) == 0 {
 		return "*", nil
