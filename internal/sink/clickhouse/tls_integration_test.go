@@ -62,6 +62,14 @@ func TestSinkRealTLSServer(t *testing.T) {
 			t.Errorf("%s: Open succeeded", name)
 			continue
 		}
+		// The relay's own check of the server is decided in its handshake:
+		// always a permanent certificate error. A server refusing a missing
+		// client certificate may, under TLS 1.3, reset the connection
+		// before its alert is read: then it is refused, not told apart
+		// from a reset.
+		if name == "without a client certificate" && !strings.Contains(err.Error(), "certificate") {
+			continue
+		}
 		if !strings.Contains(err.Error(), "certificate") || !retry.IsPermanent(err) {
 			t.Errorf("%s: Open = %v (permanent %t), want a permanent certificate error", name, err, retry.IsPermanent(err))
 		}
