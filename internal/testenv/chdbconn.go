@@ -157,7 +157,9 @@ func (r *engineRow) Scan(dest ...any) error {
 	return r.rows.Scan(dest...)
 }
 
-func (r *engineRow) ScanStruct(any) error { return errors.New("ScanStruct: not provided by the engine's Conn") }
+func (r *engineRow) ScanStruct(any) error {
+	return errors.New("ScanStruct: not provided by the engine's Conn")
+}
 
 // engineBatch sends its rows as one INSERT … VALUES.
 type engineBatch struct {
@@ -191,11 +193,11 @@ func (b *engineBatch) Send() error {
 	return err
 }
 
-func (b *engineBatch) Rows() int     { return len(b.rows) }
-func (b *engineBatch) IsSent() bool  { return b.sent }
-func (b *engineBatch) Abort() error  { b.sent = true; return nil }
-func (b *engineBatch) Close() error  { b.sent = true; return nil }
-func (b *engineBatch) Flush() error  { return nil }
+func (b *engineBatch) Rows() int    { return len(b.rows) }
+func (b *engineBatch) IsSent() bool { return b.sent }
+func (b *engineBatch) Abort() error { b.sent = true; return nil }
+func (b *engineBatch) Close() error { b.sent = true; return nil }
+func (b *engineBatch) Flush() error { return nil }
 
 // bind replaces each ? of query by the next argument as a literal, as
 // clickhouse-go binds positional arguments on the client (the relay's
