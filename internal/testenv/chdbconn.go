@@ -26,9 +26,18 @@ import (
 // panics (the embedded interface is nil), which shows a test using one.
 func (e *Engine) Conn() driver.Conn { return &engineConn{e: e} }
 
+// ConnRenaming is Conn with table names in the relay's queries replaced,
+// old, new, ...: to run a query on a copy of a system table (CREATE TABLE
+// … AS system.replicas) holding the rows the engine alone cannot have,
+// such as a replica's.
+func (e *Engine) ConnRenaming(oldnew ...string) driver.Conn {
+	return &engineConn{e: e, rename: strings.NewReplacer(oldnew...)}
+}
+
 type engineConn struct {
 	driver.Conn
-	e *Engine
+	e      *Engine
+	rename *strings.Replacer // nil: none
 }
 
 // ServerVersion parses the engine's version (26.5.1.1).
@@ -53,7 +62,7 @@ func (c *engineConn) Ping(context.Context) error { return nil }
 func (c *engineConn) Close() error               { return nil }
 
 func (c *engineConn) Exec(_ context.Context, query string, args ...any) error {
-	q, err := bind(query, args)
+	q, err := c.bind(query, args)
 	if err != nil {
 		return err
 	}
@@ -62,7 +71,7 @@ func (c *engineConn) Exec(_ context.Context, query string, args ...any) error {
 }
 
 func (c *engineConn) Query(_ context.Context, query string, args ...any) (driver.Rows, error) {
-	q, err := bind(query, args)
+	q, err := c.bind(query, args)
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +211,13 @@ func (b *engineBatch) Flush() error { return nil }
 // bind replaces each ? of query by the next argument as a literal, as
 // clickhouse-go binds positional arguments on the client (the relay's
 // queries have no ? inside a string literal).
+func (c *engineConn) bind(query string, args []any) (string, error) {
+	if c.rename != nil {
+		query = c.rename.Replace(query)
+	}
+	return bind(query, args)
+}
+
 func bind(query string, args []any) (string, error) {
 	if len(args) == 0 {
 		return query, nil
