@@ -327,3 +327,34 @@ func TestConformanceNativeEveryType(t *testing.T) {
 		}
 	}
 }
+
+// A batch inserted twice with the relay's token is stored once (the table
+// setting non_replicated_deduplication_window that `relay migrate` sets,
+// and the insert_deduplication_token the sink sends); the same rows under
+// another token (another batch) are stored again.
+func TestConformanceDeduplication(t *testing.T) {
+	eng, ctx := migrated(t)
+	evs := batchOf(t, nil)
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	count := func() uint64 { return eng.Rows(t, "SELECT count() FROM event_log")[0][0].(uint64) }
+	for i, step := range []struct {
+		token string
+		want  uint64
+	}{
+		{"outbox:0/16B3748.0:0/16B9F00.3", rows},
+		{"outbox:0/16B3748.0:0/16B9F00.3", rows}, // the replay after a crash
+		{"outbox:0/16B9F00.4:0/16BA000.7", 2 * rows},
+	} {
+		sent, err := chsink.EncodeBatch(ctx, eng.Conn(), "event_log", evs, step.token, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sent) != 1 || !strings.Contains(string(sent[0].Statement()), "insert_deduplication_token") {
+			t.Fatalf("the sink sends %d INSERTs without a deduplication token on %s", len(sent), eng.Version)
+		}
+		insert(t, eng, sent)
+		if got := count(); got != step.want {
+			t.Fatalf("insert %d (token %s): event_log holds %d rows, want %d", i+1, step.token, got, step.want)
+		}
+	}
+}
