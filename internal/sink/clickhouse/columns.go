@@ -35,8 +35,11 @@ type typed struct {
 func (c typed) Type() proto.ColumnType { return c.t }
 
 // newColumn returns how to fill a column the relay knows; false for any
-// other (left to its DEFAULT, or the table is refused).
+// other (left to its DEFAULT, or the table is refused). A column in a type
+// that wraps the one the relay writes (see sentType) is sent in the
+// relay's type, for the server to convert.
 func newColumn(name, typ string) (*column, bool) {
+	typ = sentType(name, typ)
 	base := typ
 	if i := strings.IndexByte(typ, '('); i >= 0 {
 		base = typ[:i]
@@ -115,6 +118,34 @@ func newColumn(name, typ string) (*column, bool) {
 		return nil, false
 	}
 	return c, true
+}
+
+// sentType is the type the relay sends into a column of type typ: typ
+// itself, or for LowCardinality(T), Nullable(T) and (event_context) JSON
+// the T (String) the server converts from when it reads the block (see
+// serverCasts). Tables made by hand on current servers use them, and a
+// column the relay did not recognise would be left to its default.
+func sentType(name, typ string) string {
+	for {
+		t := unwrap(unwrap(typ, "LowCardinality"), "Nullable")
+		if t == typ {
+			break
+		}
+		typ = t
+	}
+	if name == "event_context" && (typ == "JSON" || strings.HasPrefix(typ, "JSON(") || typ == "Object('json')") {
+		return "String"
+	}
+	return typ
+}
+
+// serverCasts reports whether the server takes a column the relay sends
+// as sent into its column name of type have. Every server converts into
+// LowCardinality; Nullable and JSON need 23.3+ (its Native reader's
+// input_format_native_allow_types_conversion, on by default); an older
+// one refuses the block with an exception.
+func serverCasts(name, have, sent string) bool {
+	return have == sent || sentType(name, have) == sent
 }
 
 // strColumn is a String column read straight from the batch's events when

@@ -358,3 +358,59 @@ func TestConformanceDeduplication(t *testing.T) {
 		}
 	}
 }
+
+// Tables users already have on current servers: the relay's columns in
+// the types people choose (LowCardinality, JSON, DateTime64(3), Nullable)
+// receive the relay's values.
+func TestConformanceUserTables(t *testing.T) {
+	at := ts("2026-01-02 03:04:05.123456")
+	evs := []event.Event{
+		{ID: fixedUUID, Type: "user_created", OccurredAt: at, Environment: "production", Context: []byte(`{"user_id": 42}`), MetadataVersion: 1, CommitLSN: 10},
+		{ID: uuid.Max, Type: "user_deleted", OccurredAt: at.Add(time.Second), Environment: "staging", Context: []byte(`{"user_id": 7, "why": "asked"}`), MetadataVersion: 2, CommitLSN: 11},
+	}
+	for _, tc := range []struct {
+		name, columns string
+		// check reads the relay's values back, one row per event in order.
+		check string
+		want  [][]any
+	}{
+		{"low_cardinality",
+			"event_id UUID, event_type LowCardinality(String), event_date_time DateTime64(6, 'UTC'), environment LowCardinality(Nullable(String)), event_context String, metadata_version UInt64, commit_lsn UInt64",
+			"SELECT toString(event_type), toString(environment) FROM event_log ORDER BY commit_lsn",
+			[][]any{{"user_created", "production"}, {"user_deleted", "staging"}}},
+		{"json_context",
+			"event_id UUID, event_type String, event_date_time DateTime64(6, 'UTC'), environment String, event_context JSON, metadata_version UInt64, commit_lsn UInt64",
+			"SELECT toInt64(event_context.user_id), toString(event_context.why) FROM event_log ORDER BY commit_lsn",
+			[][]any{{int64(42), ""}, {int64(7), "asked"}}},
+		{"datetime64_3",
+			"event_id UUID, event_type String, event_date_time DateTime64(3), environment String, event_context String, metadata_version UInt64, commit_lsn UInt64",
+			"SELECT toUnixTimestamp64Milli(event_date_time) FROM event_log ORDER BY commit_lsn",
+			[][]any{{at.UnixMilli()}, {at.Add(time.Second).UnixMilli()}}},
+		{"nullable",
+			"event_id Nullable(UUID), event_type Nullable(String), event_date_time Nullable(DateTime64(6, 'UTC')), environment Nullable(String), event_context Nullable(String), metadata_version Nullable(UInt64), commit_lsn UInt64",
+			"SELECT event_id, event_type, event_date_time, environment, event_context, metadata_version FROM event_log ORDER BY commit_lsn",
+			[][]any{{fixedUUID, "user_created", at, "production", `{"user_id": 42}`, uint64(1)}, {uuid.Max, "user_deleted", at.Add(time.Second), "staging", `{"user_id": 7, "why": "asked"}`, uint64(2)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng := testenv.NewEngine(t)
+			eng.Database(t)
+			eng.Exec(t, "CREATE TABLE event_log ("+tc.columns+", relayed_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree(commit_lsn) ORDER BY commit_lsn")
+			sent, err := chsink.EncodeBatch(context.Background(), eng.Conn(), "event_log", evs, "outbox:0/1.0:0/1.1", at)
+			if err != nil {
+				t.Fatalf("the sink refuses the table: %v", err)
+			}
+			insert(t, eng, sent)
+			got := eng.Rows(t, tc.check)
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d rows, want %d", len(got), len(tc.want))
+			}
+			for i := range got {
+				for j := range got[i] {
+					if g, w := norm(got[i][j]), norm(tc.want[i][j]); g != w {
+						t.Errorf("row %d, column %d of %q: engine holds %s, want %s", i, j, tc.check, g, w)
+					}
+				}
+			}
+		})
+	}
+}
