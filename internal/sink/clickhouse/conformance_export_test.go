@@ -137,9 +137,18 @@ func (r *recorder) Write(p []byte) (int, error) { return r.buf.Write(p) }
 
 // AddColumnDDL is the ALTER that adds an extra column on a single server.
 func AddColumnDDL(table, name, typ string, v driver.ServerVersion) []string {
+	return AddColumnDDLOn(topology.Layout{Topology: topology.Single}, table, name, typ, v)
+}
+
+// AddColumnDDLOn is every ALTER the sink may run to add an extra column in
+// layout (on a cluster also the ON CLUSTER forms).
+func AddColumnDDLOn(l topology.Layout, table, name, typ string, v driver.ServerVersion) []string {
 	var out []string
-	for _, st := range addColumnSteps(table, topology.Layout{Topology: topology.Single}, name, typ, CapsOf(v)) {
+	for _, st := range addColumnSteps(table, l, name, typ, CapsOf(v)) {
 		out = append(out, st.ddl)
+		if st.onCluster != "" {
+			out = append(out, st.onCluster)
+		}
 	}
 	return out
 }

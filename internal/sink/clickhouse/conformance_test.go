@@ -19,6 +19,7 @@ import (
 	"github.com/outbox-relay/relay/internal/migrate"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/testenv"
+	"github.com/outbox-relay/relay/internal/topology"
 )
 
 // The conformance suite on the in-process ClickHouse 26 engine (see
@@ -35,8 +36,11 @@ type extraCase struct {
 	oid     uint32
 	mod     int32
 	notNull bool
-	pg      []any
-	want    []any
+	// chType, when set, is the column's type in a table made before
+	// (instead of the mapping's).
+	chType string
+	pg     []any
+	want   []any
 }
 
 // numericMod is numeric(p,s)'s type modifier.
@@ -87,6 +91,7 @@ func extraCases() []extraCase {
 			want: []any{math.MaxFloat64, math.Inf(-1), math.NaN(), math.SmallestNonzeroFloat64}},
 		{name: "c_bool", oid: pgtype.BoolOID, pg: []any{true, false, nil, true}, want: []any{true, false, nil, true}},
 		{name: "c_bool_nn", oid: pgtype.BoolOID, notNull: true, pg: []any{true, false, nil, true}, want: []any{true, false, false, true}},
+		{name: "c_bool_u8", oid: pgtype.BoolOID, chType: "Nullable(UInt8)", pg: []any{true, false, nil, true}, want: []any{uint8(1), uint8(0), nil, uint8(1)}},
 		{name: "c_num_38_0", oid: pgtype.NumericOID, mod: numericMod(38, 0),
 			pg:   []any{strings.Repeat("9", 38), "-" + strings.Repeat("9", 38), "0", nil},
 			want: []any{dec(strings.Repeat("9", 38)), dec("-" + strings.Repeat("9", 38)), dec("0"), nil}},
@@ -298,7 +303,12 @@ func TestConformanceNativeEveryType(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: no mapping", c.name)
 		}
-		eng.Exec(t, chsink.AddColumnDDL("event_log", c.name, typ, *v)...)
+		if c.chType != "" {
+			typ = c.chType
+		}
+		ddl := chsink.AddColumnDDL("event_log", c.name, typ, *v)
+		eng.Exec(t, ddl...)
+		eng.Exec(t, ddl...) // the sink's ALTER again (a concurrent add): IF NOT EXISTS
 		names = append(names, c.name)
 	}
 	evs := batchOf(t, cases)
@@ -412,5 +422,31 @@ func TestConformanceUserTables(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The ALTERs that add an extra column on a cluster (no cluster runs here):
+// parsed and formatted by the engine, for every mapped type.
+func TestConformanceAddColumnClusterDDL(t *testing.T) {
+	eng := testenv.NewEngine(t)
+	v, err := eng.Conn().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []topology.Layout{{Topology: topology.Replicated, Cluster: "prod"}, {Topology: topology.Sharded, Cluster: "prod"}} {
+		n := 0
+		for _, c := range extraCases() {
+			typ, _ := chsink.MapType(event.Column{Name: c.name, TypeOID: c.oid, TypeMod: c.mod, NotNull: c.notNull}, chsink.CapsOf(*v))
+			for _, ddl := range chsink.AddColumnDDLOn(l, "event_log", c.name, typ, *v) {
+				n++
+				lit := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(ddl) + "'"
+				if _, err := eng.Query("SELECT formatQuery("+lit+")", "TSVRaw"); err != nil {
+					t.Errorf("%s: the engine does not parse %s: %v", l.Topology, ddl, err)
+				}
+			}
+		}
+		if n < 2*len(extraCases()) {
+			t.Errorf("%s: %d ALTERs, want the ON CLUSTER forms too", l.Topology, n)
+		}
 	}
 }
