@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -139,13 +140,20 @@ func sentType(name, typ string) string {
 	return typ
 }
 
-// serverCasts reports whether the server takes a column the relay sends
-// as sent into its column name of type have. Every server converts into
-// LowCardinality; Nullable and JSON need 23.3+ (its Native reader's
-// input_format_native_allow_types_conversion, on by default); an older
-// one refuses the block with an exception.
+// serverCasts reports whether a server that converts (convertsNative)
+// takes a column the relay sends as sent into its column name of type
+// have.
 func serverCasts(name, have, sent string) bool {
 	return have == sent || sentType(name, have) == sent
+}
+
+// convertsNative reports whether the server converts a column of an
+// INSERT's block into the table's type (its Native reader's
+// input_format_native_allow_types_conversion, 23.3+, on by default).
+// 18.16 fails such an INSERT with "Bad cast" (code 368), even into
+// LowCardinality.
+func convertsNative(v driver.ServerVersion) bool {
+	return v.Version.Major > 23 || v.Version.Major == 23 && v.Version.Minor >= 3
 }
 
 // strColumn is a String column read straight from the batch's events when

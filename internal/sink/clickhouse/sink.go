@@ -335,6 +335,10 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 			return classify("describe table", err)
 		}
 		c, ok := newColumn(name, typ)
+		if ok && c.typ != typ && !convertsNative(s.version) {
+			return retry.Permanent(fmt.Errorf("clickhouse: %s.%s is %s: the relay writes %s there, which ClickHouse converts from 23.3 on (this server is %s); make the column %s",
+				s.table, name, typ, c.typ, s.Version(), c.typ))
+		}
 		if !ok {
 			c, ok = relayedAtColumn(name, typ, &s.relayedAt)
 		}
