@@ -32,7 +32,7 @@ if chdb_env="$(scripts/services.sh chdb)"; then
   eval "$chdb_env"
   # The conformance suite's engine, named in the output (go test hides a
   # passing test's log); the suite itself runs with the rest below.
-  go test -count=1 -run '^TestConformanceEngine$' -v ./internal/testenv/ | grep -E 'ClickHouse engine|FAIL' >&2 || true
+  go test -race -count=1 -run '^TestConformanceEngine$' -v ./internal/testenv/ | grep -E 'ClickHouse engine|FAIL' >&2 || true
 else
   echo "test: chDB's libchdb.so could not be fetched (see above): the TestConformance… tests skip" >&2
 fi
