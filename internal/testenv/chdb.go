@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -87,7 +89,7 @@ func openEngine() (*Engine, error) {
 		}
 		purego.RegisterFunc(fn, sym)
 	}
-	dir, err := os.MkdirTemp("", "relay-chdb-")
+	dir, err := engineDir()
 	if err != nil {
 		return nil, err
 	}
@@ -156,4 +158,21 @@ func (e *Engine) Database(t TB) string {
 		_, _ = e.Query("USE default", "TSV")
 	})
 	return name
+}
+
+// engineDir makes the engine's data directory, named for this process:
+// the library keeps it until the process exits, so each test binary
+// removes the ones of processes that have exited (a few MB each).
+func engineDir() (string, error) {
+	old, _ := filepath.Glob(filepath.Join(os.TempDir(), "relay-chdb-*-*"))
+	for _, d := range old {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "relay-chdb-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
+	return os.MkdirTemp("", fmt.Sprintf("relay-chdb-%d-", os.Getpid()))
 }
