@@ -450,3 +450,36 @@ func TestConformanceAddColumnClusterDDL(t *testing.T) {
 		}
 	}
 }
+
+// Every setting the relay sends with its INSERT, in any topology, is one
+// the engine knows (the relay marks them important: an unknown one fails
+// the INSERT), by its name or as an alias (insert_distributed_sync is
+// distributed_foreground_insert's). async_insert is among them and off.
+func TestConformanceInsertSettings(t *testing.T) {
+	eng, ctx := migrated(t)
+	sent, err := chsink.EncodeBatch(ctx, eng.Conn(), "event_log", batchOf(t, nil), "outbox:0/1.0:0/1.3", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for _, s := range sent[0].Settings {
+		names[s.Key] = s.Value
+	}
+	for _, top := range topology.All {
+		for k, v := range (topology.Layout{Topology: top, Cluster: "prod"}).InsertSettings() {
+			names[k] = strconv.Itoa(v)
+		}
+	}
+	if names["async_insert"] != "0" || names["insert_deduplication_token"] == "" {
+		t.Errorf("the INSERT's settings %v lack async_insert=0 or the deduplication token", names)
+	}
+	for k, v := range names {
+		rows := eng.Rows(t, "SELECT value, alias_for FROM system.settings WHERE name = '"+k+"'")
+		if len(rows) != 1 {
+			t.Errorf("the engine has no setting %s", k)
+			continue
+		}
+		t.Logf("%s = %s (the engine's default %q%s)", k, v, rows[0][0], map[bool]string{true: ", alias for " + fmt.Sprint(rows[0][1])}[rows[0][1] != ""])
+		eng.Exec(t, "SELECT 1 SETTINGS "+k+" = '"+v+"'")
+	}
+}
