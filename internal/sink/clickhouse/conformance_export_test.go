@@ -101,7 +101,7 @@ func (s *Sink) encode(evs []event.Event, cols []*extraColumn, token string) (Sen
 	if err != nil {
 		return SentInsert{}, err
 	}
-	return SentInsert{Query: query, Settings: insertSettings(s.version, token), Native: native}, nil
+	return SentInsert{Query: query, Settings: s.insertSettings(token), Native: native}, nil
 }
 
 // stripPacketHead takes the Data packet's code, table name and block info

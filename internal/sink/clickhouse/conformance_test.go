@@ -405,6 +405,9 @@ func TestConformanceUserTables(t *testing.T) {
 			eng := testenv.NewEngine(t)
 			eng.Database(t)
 			eng.Exec(t, "CREATE TABLE event_log ("+tc.columns+", relayed_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree(commit_lsn) ORDER BY commit_lsn")
+			// As a user's profile may have it: the relay's INSERT turns it on.
+			eng.Exec(t, "SET input_format_native_allow_types_conversion = 0")
+			t.Cleanup(func() { _, _ = eng.Query("SET input_format_native_allow_types_conversion = 1", "TSV") })
 			sent, err := chsink.EncodeBatch(context.Background(), eng.Conn(), "event_log", evs, "outbox:0/1.0:0/1.1", at)
 			if err != nil {
 				t.Fatalf("the sink refuses the table: %v", err)

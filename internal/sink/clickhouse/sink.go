@@ -51,6 +51,9 @@ type Sink struct {
 	timeLo, timeHi time.Time
 	// unsignedVersion: metadata_version is unsigned (see check).
 	unsignedVersion bool
+	// converts: a relay column is sent in another type than the table's,
+	// for the server to convert (see sentType).
+	converts bool
 	// relayedAt is the relayed_at of the batch being written.
 	relayedAt time.Time
 	// extras: the outbox table's extra columns (see extras.go).
@@ -264,7 +267,7 @@ func (s *Sink) write(ctx context.Context, evs []event.Event, cols []*extraColumn
 	if len(cols) > 0 {
 		query, inputs = s.extras.query(s.table, s.cols, s.inputs, cols)
 	}
-	err := s.ins.insert(ctx, query, inputs, insertSettings(s.version, token))
+	err := s.ins.insert(ctx, query, inputs, s.insertSettings(token))
 	for _, c := range s.cols {
 		c.fill(nil) // let go of the events; keep the buffers
 	}
@@ -275,6 +278,18 @@ func (s *Sink) write(ctx context.Context, evs []event.Event, cols []*extraColumn
 		return classify("insert", err)
 	}
 	return nil
+}
+
+// insertSettings are the INSERT's settings (see dedup.go), and where a
+// relay column is converted by the server the conversion turned on: a
+// user's profile may turn it off, and the server would then refuse every
+// block with TYPE_MISMATCH, which reads as rejected events.
+func (s *Sink) insertSettings(token string) []proto.Setting {
+	out := insertSettings(s.version, token)
+	if s.converts {
+		out = append(out, proto.Setting{Key: "input_format_native_allow_types_conversion", Value: "1", Important: true})
+	}
+	return out
 }
 
 // check rejects events the table cannot store faithfully. The column
@@ -335,9 +350,12 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 			return classify("describe table", err)
 		}
 		c, ok := newColumn(name, typ)
-		if ok && c.typ != typ && !convertsNative(s.version) {
-			return retry.Permanent(fmt.Errorf("clickhouse: %s.%s is %s: the relay writes %s there, which ClickHouse converts from 23.3 on (this server is %s); make the column %s",
-				s.table, name, typ, c.typ, s.Version(), c.typ))
+		if ok && c.typ != typ {
+			if !convertsNative(s.version) {
+				return retry.Permanent(fmt.Errorf("clickhouse: %s.%s is %s: the relay writes %s there, which ClickHouse converts from 23.3 on (this server is %s); make the column %s",
+					s.table, name, typ, c.typ, s.Version(), c.typ))
+			}
+			s.converts = true
 		}
 		if !ok {
 			c, ok = relayedAtColumn(name, typ, &s.relayedAt)
