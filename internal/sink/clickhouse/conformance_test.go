@@ -191,7 +191,8 @@ func relayRows() []relayRow {
 	return []relayRow{
 		{uuid.MustParse("00000000-0000-0000-0000-000000000001"), "user_created", "production", ts("1925-01-01 00:00:00"), txt, 0, 1},
 		{uuid.Max, txt, txt, ts("2262-04-10 23:59:59.999999"), `{"user_id": 42}`, 1, math.MaxUint64},
-		{fixedUUID, "", "", ts("1970-01-01 00:00:00.000001"), "", 2, 0},
+		// A context past the inserter's chunk: sent from the event, in pieces.
+		{fixedUUID, "", "", ts("1970-01-01 00:00:00.000001"), strings.Repeat(txt, (3<<20)/256) + "end", 2, 0},
 		{uuid.Nil, "é", "staging", ts("2024-02-29 12:34:56.789012"), "{}", 3, 1 << 63},
 	}
 }
