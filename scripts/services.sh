@@ -1097,7 +1097,8 @@ cmd_chdb() {
 		mkdir -p "$cache"
 		tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
 		log "fetching $CHDB_NPM_PACKAGE@$CHDB_VERSION (about 170 MB, once) into $cache..."
-		if ! (cd "$tmp" && npm pack --silent "$CHDB_NPM_PACKAGE@$CHDB_VERSION" >/dev/null); then
+		# npm's own cache (another 166 MB) goes with the temp dir.
+		if ! (cd "$tmp" && npm pack --silent --cache "$tmp/npm-cache" "$CHDB_NPM_PACKAGE@$CHDB_VERSION" >/dev/null); then
 			rm -rf "$tmp"
 			die "npm pack $CHDB_NPM_PACKAGE@$CHDB_VERSION failed (the npm registry must be reachable)"
 		fi
