@@ -13,6 +13,9 @@
 #   scripts/services.sh ch [args]          clickhouse-client against the private ClickHouse (db relay)
 #   scripts/services.sh browser            install chromium when missing (the status page's browser
 #                                          test), print its env: RELAY_CHROMIUM
+#   scripts/services.sh chdb               fetch chDB's libchdb.so (ClickHouse 26.5 as a library, npm
+#                                          package, cached in ~/.cache/outbox-relay) once, print its
+#                                          env: RELAY_CHDB_LIB (the TestConformance… tests)
 #
 # The ClickHouse cluster (for the replicated and sharded topologies; `up`,
 # `make run` and the single-server tests never need it): ZooKeeper and four
@@ -1064,7 +1067,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,/^set -euo pipefail/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 # cmd_browser makes sure chromium is there (Debian's package) and prints
@@ -1079,6 +1082,40 @@ cmd_browser() {
 	printf "export RELAY_CHROMIUM='%s'\n" "$bin"
 }
 
+# The ClickHouse engine of the conformance tests: chDB's libchdb.so from
+# the npm package (no build), unpacked once into the user's cache, outside
+# the work tree (it is 560 MB).
+CHDB_NPM_PACKAGE=@chdb/lib-linux-x64-gnu
+CHDB_VERSION=26.5.3
+
+# cmd_chdb makes sure libchdb.so is in the cache (npm pack, then tar) and
+# prints its path for the conformance tests.
+cmd_chdb() {
+	local cache=${XDG_CACHE_HOME:-$HOME/.cache}/outbox-relay/chdb-$CHDB_VERSION
+	local lib=$cache/libchdb.so tmp tgz
+	if [[ ! -s $lib ]]; then
+		[[ $(uname -sm) == "Linux x86_64" ]] || die "$CHDB_NPM_PACKAGE is for Linux x86_64, not $(uname -sm): the conformance tests need another chDB build"
+		command -v npm >/dev/null || apt_install npm
+		command -v npm >/dev/null || die "npm still missing after apt-get install npm"
+		mkdir -p "$cache"
+		tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
+		log "fetching $CHDB_NPM_PACKAGE@$CHDB_VERSION (about 170 MB, once) into $cache..."
+		# npm's own cache (another 166 MB) goes with the temp dir.
+		if ! (cd "$tmp" && npm pack --silent --cache "$tmp/npm-cache" "$CHDB_NPM_PACKAGE@$CHDB_VERSION" >/dev/null); then
+			rm -rf "$tmp"
+			die "npm pack $CHDB_NPM_PACKAGE@$CHDB_VERSION failed (the npm registry must be reachable)"
+		fi
+		tgz=$(ls "$tmp"/*.tgz)
+		if ! tar -xzf "$tgz" -C "$tmp" package/libchdb.so; then
+			rm -rf "$tmp"
+			die "$tgz has no package/libchdb.so"
+		fi
+		mv "$tmp/package/libchdb.so" "$lib"
+		rm -rf "$tmp"
+	fi
+	printf "export RELAY_CHDB_LIB='%s'\n" "$lib"
+}
+
 main() {
 	local cmd=${1:-}
 	(($# > 0)) && shift
@@ -1091,6 +1128,7 @@ main() {
 	down) cmd_down "$@" ;;
 	status) cmd_status ;;
 	browser) cmd_browser ;;
+	chdb) cmd_chdb ;;
 	start-postgres) cmd_start_one postgres ;;
 	start-clickhouse) cmd_start_one clickhouse ;;
 	stop-postgres) cmd_stop_one postgres ;;

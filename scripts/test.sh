@@ -28,6 +28,15 @@ else
   echo "test: chromium could not be installed: TestStatusPageInBrowser says what is missing and skips" >&2
 fi
 
+if chdb_env="$(scripts/services.sh chdb)"; then
+  eval "$chdb_env"
+  # The conformance suite's engine, named in the output (go test hides a
+  # passing test's log); the suite itself runs with the rest below.
+  go test -race -count=1 -run '^TestConformanceEngine$' -v ./internal/testenv/ | grep -E 'ClickHouse engine|FAIL' >&2 || true
+else
+  echo "test: chDB's libchdb.so could not be fetched (see above): the TestConformance… tests skip" >&2
+fi
+
 gofmt_out="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
 if [[ -n "$gofmt_out" ]]; then
   echo "gofmt would change:" >&2; echo "$gofmt_out" >&2; exit 1

@@ -66,14 +66,22 @@ func checkReplica(ctx context.Context, dsn, table string, rep *Replica) {
 	}
 	defer func() { _ = conn.Close() }()
 	rep.Answers = true
+	if err := readReplica(ctx, conn, table, rep); err != nil {
+		rep.Error = fmt.Sprintf("no replicated %s here: %v", table, err)
+	}
+}
+
+// readReplica reads the replication state of table on the server conn
+// reached.
+func readReplica(ctx context.Context, conn driver.Conn, table string, rep *Replica) error {
 	var delay uint64
 	var readonly uint8
-	err = conn.QueryRow(ctx, `SELECT absolute_delay, is_readonly FROM system.replicas
+	err := conn.QueryRow(ctx, `SELECT absolute_delay, is_readonly FROM system.replicas
 		WHERE database = currentDatabase() AND table = ?`, table).Scan(&delay, &readonly)
 	if err != nil {
-		rep.Error = fmt.Sprintf("no replicated %s here: %v", table, err)
-		return
+		return err
 	}
 	ro := readonly != 0
 	rep.DelaySeconds, rep.Readonly = &delay, &ro
+	return nil
 }

@@ -242,7 +242,7 @@ func (in *inserter) header(ctx context.Context, cols []proto.InputColumn) error 
 			return retry.Permanent(fmt.Errorf("insert: the server expects %d columns, the relay sends %d: the table changed since the relay started; restart it", len(names), len(cols)))
 		}
 		for i, c := range cols {
-			if names[i] != c.Name || types[i] != string(c.Data.Type()) {
+			if names[i] != c.Name || !serverCasts(c.Name, types[i], string(c.Data.Type())) {
 				return retry.Permanent(fmt.Errorf("insert: the server expects column %s %s where the relay sends %s %s: the table changed since the relay started; restart it",
 					names[i], types[i], c.Name, c.Data.Type()))
 			}

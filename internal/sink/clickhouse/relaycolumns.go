@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -43,8 +44,11 @@ type typed struct {
 func (c typed) Type() proto.ColumnType { return c.t }
 
 // newColumn returns how to fill a column the relay knows; false for any
-// other (left to its DEFAULT, or the table is refused).
+// other (left to its DEFAULT, or the table is refused). A column in a type
+// that wraps the one the relay writes (see sentType) is sent in the
+// relay's type, for the server to convert.
 func newColumn(name, typ string) (*relayColumn, bool) {
+	typ = sentType(name, typ)
 	base := typ
 	if i := strings.IndexByte(typ, '('); i >= 0 {
 		base = typ[:i]
@@ -123,6 +127,41 @@ func newColumn(name, typ string) (*relayColumn, bool) {
 		return nil, false
 	}
 	return c, true
+}
+
+// sentType is the type the relay sends into a column of type typ: typ
+// itself, or for LowCardinality(T), Nullable(T) and (event_context) JSON
+// the T (String) the server converts from when it reads the block (see
+// serverCasts). Tables made by hand on current servers use them, and a
+// column the relay did not recognise would be left to its default.
+func sentType(name, typ string) string {
+	for {
+		t := unwrap(unwrap(typ, "LowCardinality"), "Nullable")
+		if t == typ {
+			break
+		}
+		typ = t
+	}
+	if name == "event_context" && (typ == "JSON" || strings.HasPrefix(typ, "JSON(") || typ == "Object('json')") {
+		return "String"
+	}
+	return typ
+}
+
+// serverCasts reports whether a server that converts (convertsNative)
+// takes a column the relay sends as sent into its column name of type
+// have.
+func serverCasts(name, have, sent string) bool {
+	return have == sent || sentType(name, have) == sent
+}
+
+// convertsNative reports whether the server converts a column of an
+// INSERT's block into the table's type (its Native reader's
+// input_format_native_allow_types_conversion, 23.3+, on by default).
+// 18.16 fails such an INSERT with "Bad cast" (code 368), even into
+// LowCardinality.
+func convertsNative(v driver.ServerVersion) bool {
+	return v.Version.Major > 23 || v.Version.Major == 23 && v.Version.Minor >= 3
 }
 
 // strColumn is a String column read straight from the batch's events when

@@ -74,6 +74,9 @@ type Sink struct {
 	timeLo, timeHi time.Time
 	// unsignedVersion: metadata_version is unsigned (see check).
 	unsignedVersion bool
+	// converts: a relay column is sent in another type than the table's,
+	// for the server to convert (see sentType).
+	converts bool
 	// relayedAt is the relayed_at of the batch being written.
 	relayedAt time.Time
 	// extras: the outbox table's extra columns (see evolution.go).
@@ -211,6 +214,18 @@ func (s *Sink) WriteBatch(ctx context.Context, evs []event.Event, token string, 
 	return nil
 }
 
+// insertSettings are the INSERT's settings (see dedup.go), and where a
+// relay column is converted by the server the conversion turned on: a
+// user's profile may turn it off, and the server would then refuse every
+// block with TYPE_MISMATCH, which reads as rejected events.
+func (s *Sink) insertSettings(token string) []proto.Setting {
+	out := insertSettings(s.version, token)
+	if s.converts {
+		out = append(out, proto.Setting{Key: "input_format_native_allow_types_conversion", Value: "1", Important: true})
+	}
+	return out
+}
+
 // check rejects events the table cannot store faithfully. The column
 // encoding would wrap a DateTime outside its range, or a negative
 // metadata_version into an unsigned one, silently, so it is caught here.
@@ -294,7 +309,7 @@ func (s *Sink) write(ctx context.Context, evs []event.Event, cols []*extraColumn
 	if len(cols) > 0 {
 		query, inputs = s.extras.query(s.table, s.cols, s.inputs, cols)
 	}
-	err := s.ins.insert(ctx, query, inputs, insertSettings(s.version, token))
+	err := s.ins.insert(ctx, query, inputs, s.insertSettings(token))
 	for _, c := range s.cols {
 		c.fill(nil) // let go of the events; keep the buffers
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/google/uuid"
 
 	"github.com/outbox-relay/relay/internal/event"
@@ -402,5 +403,23 @@ func TestSinkHungServer(t *testing.T) {
 	proxy.Resume()
 	if err := s.Write(ctx, sinkEvents(3, 2)); err != nil {
 		t.Fatalf("write after the server answers again: %v", err)
+	}
+}
+
+// A relay column the user made LowCardinality(String) (on 18.16 behind
+// allow_experimental_low_cardinality_type): the relay would send String,
+// which 18.16 does not convert ("Bad cast", code 368), so the sink refuses
+// the table at once, naming the column and what to do, rather than
+// leaving the column to its default (as it did) or failing every INSERT.
+// Current servers convert: TestConformanceUserTables.
+func TestSinkRefusesUnconvertedColumn(t *testing.T) {
+	e := testenv.New(t)
+	ctx := ch.Context(context.Background(), ch.WithSettings(ch.Settings{"allow_experimental_low_cardinality_type": 1}))
+	if err := e.CH.Exec(ctx, "ALTER TABLE event_log MODIFY COLUMN environment LowCardinality(String)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := chsink.Open(context.Background(), e.ClickHouse, "event_log")
+	if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "event_log.environment is LowCardinality(String)") || !strings.Contains(err.Error(), "23.3") {
+		t.Fatalf("Open = %v, want a permanent error naming event_log.environment and 23.3", err)
 	}
 }

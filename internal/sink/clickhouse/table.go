@@ -77,6 +77,13 @@ func (s *Sink) describe(ctx context.Context, conn driver.Conn) error {
 	}
 	for _, tc := range cols {
 		c, ok := newColumn(tc.name, tc.typ)
+		if ok && c.typ != tc.typ {
+			if !convertsNative(s.version) {
+				return retry.Permanent(fmt.Errorf("clickhouse: %s.%s is %s: the relay writes %s there, which ClickHouse converts from 23.3 on (this server is %s); make the column %s",
+					s.table, tc.name, tc.typ, c.typ, s.Version(), c.typ))
+			}
+			s.converts = true
+		}
 		if !ok {
 			c, ok = relayedAtColumn(tc.name, tc.typ, &s.relayedAt)
 		}
