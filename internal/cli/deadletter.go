@@ -239,15 +239,9 @@ func withDeadLetterDB(cmd *cobra.Command, e *env, o *dlOptions, fn func(context.
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), deadLetterTimeout)
 	defer cancel()
-	pcfg, err := pgxpool.ParseConfig(o.cfg.DatabaseURL)
+	pool, err := openOnePool(ctx, o.cfg.DatabaseURL, "outbox-relay-deadletter")
 	if err != nil {
-		return usageError(errors.New("DATABASE_URL is not a valid PostgreSQL URL or DSN"))
-	}
-	pcfg.MaxConns = 1
-	pcfg.ConnConfig.RuntimeParams["application_name"] = "outbox-relay-deadletter"
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return fmt.Errorf("PostgreSQL (DATABASE_URL): %w", err)
+		return err
 	}
 	defer pool.Close()
 	return fn(ctx, pool)

@@ -85,15 +85,9 @@ func loadStatusConfig(cmd *cobra.Command, e *env, cfg *config.Config, th *status
 }
 
 func runStatus(ctx context.Context, e *env, cfg *config.Config, th status.Thresholds, opts statusOptions) error {
-	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	pool, err := openOnePool(ctx, cfg.DatabaseURL, "outbox-relay-status")
 	if err != nil {
-		return usageError(fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL or DSN"))
-	}
-	pcfg.MaxConns = 1
-	pcfg.ConnConfig.RuntimeParams["application_name"] = "outbox-relay-status"
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return fmt.Errorf("PostgreSQL (DATABASE_URL): %w", err)
+		return err
 	}
 	defer pool.Close()
 	target := statusTarget(cfg)
@@ -172,4 +166,20 @@ func verdictExit(v status.Verdict) error {
 		return &exitError{code: ExitCritical}
 	}
 	return nil
+}
+
+// openOnePool opens a pool of one connection to databaseURL for a command
+// that asks PostgreSQL a few questions, named app in pg_stat_activity.
+func openOnePool(ctx context.Context, databaseURL, app string) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, usageError(errors.New("DATABASE_URL is not a valid PostgreSQL URL or DSN"))
+	}
+	pcfg.MaxConns = 1
+	pcfg.ConnConfig.RuntimeParams["application_name"] = app
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL (DATABASE_URL): %w", err)
+	}
+	return pool, nil
 }
