@@ -182,7 +182,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	srcCfg := replication.Config{
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second, BudgetBytes: budgetBytes,
-		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait,
+		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait, SlotFailover: cfg.SlotFailover,
 	}
 	// The relay keeps the open batch's expected cut here; the stream
 	// paces its reads by it.

@@ -108,11 +108,17 @@ func readSlot(ctx context.Context, db DB, slot string) (slotState, error) {
 	return s, nil
 }
 
-// createSlot creates the logical slot on the replication connection and
-// returns the exported snapshot and the consistent point.
-func createSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (snapshot string, consistent uint64, err error) {
-	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, pgx.Identifier{slot}.Sanitize(), "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+// createSlot creates the logical slot on the replication connection (a
+// failover slot when failover is set) and returns the exported snapshot and
+// the consistent point.
+func createSlot(ctx context.Context, conn *pgconn.PgConn, slot string, failover bool) (snapshot string, consistent uint64, err error) {
+	var res pglogrepl.CreateReplicationSlotResult
+	if failover {
+		res, err = createFailoverSlot(ctx, conn, slot)
+	} else {
+		res, err = pglogrepl.CreateReplicationSlot(ctx, conn, pgx.Identifier{slot}.Sanitize(), "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	}
 	if err != nil {
 		return "", 0, classify(fmt.Errorf("create replication slot %q: %w", slot, err))
 	}

@@ -245,13 +245,14 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 			}
 			s.log.Info().Int("events", n).Msg("backfill resumed")
 		}
+		s.matchFailover(ctx, conn)
 		s.tracker.Start(st.confirmed)
 		return nil
 	}
 	if err := s.setBackfillPending(ctx, true); err != nil {
 		return err
 	}
-	snapshot, consistent, err := createSlot(ctx, conn, s.cfg.Slot)
+	snapshot, consistent, err := createSlot(ctx, conn, s.cfg.Slot, s.wantFailover(conn))
 	if err != nil {
 		return err
 	}
