@@ -1217,7 +1217,6 @@ cmd_pg17_pair_up() {
 			die "pg_basebackup for the standby failed"
 		fi
 		pg17_extra_conf <<-EOF
-			primary_conninfo = 'host=127.0.0.1 port=$primary_port user=postgres dbname=relay application_name=pg17b'
 			primary_slot_name = '$PG17_STANDBY_SLOT'
 			hot_standby = on
 			hot_standby_feedback = on
