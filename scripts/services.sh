@@ -34,6 +34,7 @@
 #   scripts/services.sh pg17-pair-up       a failover pair: primary pg17a and physical
 #                                          standby pg17b with slot synchronization, print
 #                                          DATABASE_URL_PG17_PRIMARY / _STANDBY
+#   scripts/services.sh pg17-pair-down [--purge]  stop the pair; --purge deletes its data
 #   scripts/services.sh stop-pg17 NAME [--kill] | start-pg17 NAME
 #                                          NAME = pg17, pg17a or pg17b
 #   scripts/services.sh pg17-psql NAME [args]  psql against instance NAME (db relay)
@@ -1198,8 +1199,11 @@ cmd_pg17_pair_up() {
 	pg17_bind pg17a
 	if ! [[ -f $PG17DIR/data/PG_VERSION ]]; then
 		pg17_init
+		# synchronous_commit as in production: a commit's WAL goes out at
+		# once (the test servers' relay.conf turns it off for speed).
 		pg17_extra_conf <<-EOF
 			synchronized_standby_slots = '$PG17_STANDBY_SLOT'
+			synchronous_commit = on
 		EOF
 	fi
 	pg17_up_one
@@ -1241,6 +1245,20 @@ pg17_name() {
 	pg17 | pg17a | pg17b) ;;
 	*) die "instance pg17, pg17a or pg17b expected, got '${1:-}'" ;;
 	esac
+}
+
+# cmd_pg17_pair_down stops the failover pair; --purge also deletes its data
+# (its ports are kept), so that pg17-pair-up makes a new pair, e.g. after a
+# test promoted the standby.
+cmd_pg17_pair_down() {
+	local n
+	lock_state
+	for n in pg17a pg17b; do
+		pg17_bind "$n"
+		pg17_stop
+		[[ ${1:-} == --purge ]] && rm -rf "$PG17DIR"
+	done
+	pg17_bind pg17
 }
 
 # cmd_pg17_down stops every PostgreSQL 17 instance of the state dir.
@@ -1432,6 +1450,7 @@ main() {
 		;;
 	pg17-up) cmd_pg17_up ;;
 	pg17-pair-up) cmd_pg17_pair_up ;;
+	pg17-pair-down) cmd_pg17_pair_down "$@" ;;
 	pg17-env)
 		[[ -n $PG17_PORT ]] || die "PostgreSQL 17 is not set up in $DIR; run: scripts/services.sh pg17-up"
 		print_pg17_env

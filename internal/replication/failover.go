@@ -90,3 +90,41 @@ func (s *Source) slotFailover(ctx context.Context) (bool, error) {
 	}
 	return failover, nil
 }
+
+// checkSynced runs on PostgreSQL 17+ before an existing slot is used. A
+// slot the server marks synced is a failover slot a standby copied from its
+// primary: after a promotion the relay streams on from it (logged, so a
+// failover shows). A slot the server invalidated (invalidation_reason, e.g.
+// rows_removed on a standby without hot_standby_feedback) can never stream
+// again: it is treated like a lost slot (st.walStatus = "lost"), so
+// prepareSlot says so, recreates it and backfills from the outbox table.
+func (s *Source) checkSynced(ctx context.Context, conn *pgconn.PgConn, st *slotState) error {
+	if !st.exists || st.walStatus == "lost" || serverMajor(conn) < minFailoverMajor {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	var (
+		synced, failover bool
+		invalid          *string
+	)
+	err := s.db.QueryRow(ctx, `SELECT synced, failover, invalidation_reason FROM pg_replication_slots
+		WHERE slot_name = $1 AND database = current_database()`, s.cfg.Slot).Scan(&synced, &failover, &invalid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return classify(fmt.Errorf("read the synchronization state of slot %q: %w", s.cfg.Slot, err))
+	}
+	if invalid != nil {
+		s.log.Error().Str("invalidation_reason", *invalid).Bool("synced", synced).
+			Msg("replication slot is invalidated and cannot stream; treating it as lost")
+		st.walStatus = "lost"
+		return nil
+	}
+	if synced {
+		s.log.Info().Str("confirmed_lsn", pglogrepl.LSN(st.confirmed).String()).Bool("failover", failover).
+			Msg("resuming from a failover slot synchronized from the former primary")
+	}
+	return nil
+}

@@ -211,6 +211,9 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 	if st.exists && st.plugin != "pgoutput" {
 		return retry.Permanent(fmt.Errorf("replication slot %q uses plugin %q, the relay needs pgoutput", s.cfg.Slot, st.plugin))
 	}
+	if err := s.checkSynced(ctx, conn, &st); err != nil {
+		return err
+	}
 	if s.cfg.MessagePrefix != "" {
 		if err := s.checkMessageLoss(ctx, st); err != nil {
 			return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/outbox-relay/relay/internal/standby"
 )
 
 // minFailoverVersion is the first server_version_num with failover slots.
@@ -61,7 +63,7 @@ func gatherFailover(ctx context.Context, db DB, r *Report, slot string, versionN
 	if err != nil {
 		return fmt.Errorf("read the slot's failover flag: %w", err)
 	}
-	f.SynchronizedStandbySlots = splitSlotList(setting)
+	f.SynchronizedStandbySlots = standby.SlotList(setting)
 	if len(f.SynchronizedStandbySlots) > 0 {
 		var (
 			physical, active []bool
@@ -81,22 +83,6 @@ func gatherFailover(ctx context.Context, db DB, r *Report, slot string, versionN
 	}
 	judgeFailover(r)
 	return nil
-}
-
-// splitSlotList splits a list setting such as synchronized_standby_slots
-// ("a, b", names possibly double-quoted).
-func splitSlotList(s string) []string {
-	out := []string{}
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if len(part) >= 2 && part[0] == '"' && part[len(part)-1] == '"' {
-			part = strings.ReplaceAll(part[1:len(part)-1], `""`, `"`)
-		}
-		if part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }
 
 // judgeFailover sets r.Failover.Ready and Missing: the first thing a

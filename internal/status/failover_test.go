@@ -1,27 +1,9 @@
 package status
 
 import (
-	"slices"
 	"strings"
 	"testing"
 )
-
-func TestSplitSlotList(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"", []string{}},
-		{"standby1", []string{"standby1"}},
-		{" a , b ", []string{"a", "b"}},
-		{`"Odd ""name""", b`, []string{`Odd "name"`, "b"}},
-	}
-	for _, tt := range tests {
-		if got := splitSlotList(tt.in); !slices.Equal(got, tt.want) {
-			t.Errorf("splitSlotList(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
 
 func TestJudgeFailover(t *testing.T) {
 	streaming := StandbySlot{Name: "sb", Physical: true, Active: true, State: "streaming"}

@@ -55,4 +55,3 @@ func NeedPostgres(t TB, version int) {
 		t.Skipf("needs PostgreSQL %d or later; DATABASE_URL is %d (make test's PostgreSQL 17 pass runs it)", version/10000, have/10000)
 	}
 }
-

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/outbox-relay/relay/internal/standby"
 	"github.com/outbox-relay/relay/internal/status"
 	"github.com/outbox-relay/relay/internal/testenv"
 )
@@ -181,5 +183,51 @@ func pairSetting(t *testing.T, url, name, value string) (restore func()) {
 		if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// The relay's own writes on a failover slot's primary wait for the standby
+// (package standby): at once while it streams, and until the caller gives
+// up while a slot of synchronized_standby_slots has no standby.
+func TestStandbyWaiterOnPair(t *testing.T) {
+	pair := testenv.NeedFailoverPair(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pair.Primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	w := standby.New(pool)
+	emit := func(ctx context.Context) error {
+		_, err := w.Exec(ctx, "SELECT pg_logical_emit_message(false, 'relay_test', 'x')")
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := emit(wctx); err != nil {
+		t.Fatalf("a write with the standby streaming: %v", err)
+	}
+
+	absent := testenv.RandomName("relay_absent_")
+	if _, err := pool.Exec(ctx, "SELECT pg_create_physical_replication_slot($1, true)", absent); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", absent) })
+	restore := pairSetting(t, pair.Primary, "synchronized_standby_slots", pair.StandbySlot+", "+absent)
+	defer restore()
+	testenv.Eventually(t, 10*time.Second, "the new synchronized_standby_slots in force", func() error {
+		var v string
+		if err := pool.QueryRow(ctx, "SELECT current_setting('synchronized_standby_slots')").Scan(&v); err != nil {
+			return err
+		}
+		if !strings.Contains(v, absent) {
+			return fmt.Errorf("synchronized_standby_slots = %q", v)
+		}
+		return nil
+	})
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := emit(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a write with a standby slot nobody streams from returned %v, want it to wait until the deadline", err)
 	}
 }
