@@ -26,6 +26,8 @@ const (
 	logResumedSynced = `"message":"resuming from a failover slot synchronized from the former primary"`
 	logSlotCreated   = `"message":"replication slot was missing: created it`
 	logEventsLost    = `events may have been lost`
+	logRebuiltBatch  = `"message":"rebuilt a recorded batch; writing it again with the same identity"`
+	logRebuiltOther  = `"message":"a recorded batch came out different`
 )
 
 // failoverEvents is how many events each failover scenario commits.
@@ -43,11 +45,31 @@ const failoverEvents = 50_000
 // pg17-pair-up); the pair is made anew after each run.
 func TestFailoverResumesOnPromotedStandby(t *testing.T) {
 	for _, mode := range []string{"table", "message"} {
-		t.Run(mode, func(t *testing.T) { failoverScenario(t, mode) })
+		t.Run(mode, func(t *testing.T) { failoverScenario(t, mode, "") })
 	}
 }
 
-func failoverScenario(t *testing.T, mode string) {
+// The worst timing of a failover for exactly-once delivery: the relay dies
+// just after ClickHouse took a batch (failpoint after-sink-write: its
+// record pending, its rows not deleted, its position not confirmed) and the
+// primary dies with it. The relay started on the promoted standby streams
+// from the synchronized slot, which may be behind the primary's, and must
+// rebuild that batch and the ones before it from their records (on the
+// standby: the relay's writes wait for it), so that ClickHouse drops them as
+// repeats: a plain count() still equals the events committed.
+func TestFailoverWorstTiming(t *testing.T) {
+	testenv.NeedFailoverPair(t)
+	bin, err := testenv.BuildRelay(t.TempDir(), "failpoints")
+	if err != nil {
+		t.Fatalf("build relay with failpoints: %v", err)
+	}
+	failoverScenario(t, "table", bin)
+}
+
+// failoverScenario kills the pair's primary mid-stream and checks what the
+// relay delivered; with failpointBin, that relay binary dies at
+// after-sink-write first and a new relay resumes on the promoted standby.
+func failoverScenario(t *testing.T, mode, failpointBin string) {
 	pair := testenv.NeedFailoverPair(t)
 	if os.Getenv("RELAY_SERVICES_DIR") == "" {
 		t.Skip("RELAY_SERVICES_DIR not set: the test kills the pair's primary through scripts/services.sh")
@@ -65,7 +87,12 @@ func failoverScenario(t *testing.T, mode string) {
 	if mode == "message" {
 		extra = append(extra, "RELAY_MESSAGE_PREFIX="+msgPrefix)
 	}
-	p := startRelay(t, e, extra...)
+	var p *testenv.Process
+	if failpointBin == "" {
+		p = startRelay(t, e, extra...)
+	} else {
+		p = testenv.Start(t, failpointBin, e.RelayEnv(append(extra, "RELAY_FAILPOINT=after-sink-write", "RELAY_FAILPOINT_SKIP=20")...), "run")
+	}
 	waitLog(t, p, logStreaming, time.Minute)
 	// The standby holds the slot before the failover (the relay's first
 	// confirmation makes the copy persistent).
@@ -76,20 +103,27 @@ func failoverScenario(t *testing.T, mode string) {
 
 	done := make(chan error, 1)
 	go func() { done <- prod.run(ctx, failoverEvents) }()
-	testenv.Eventually(t, 2*time.Minute, "a third of the events in ClickHouse", func() error {
-		c, err := e.ClickHouseCounts(ctx)
-		if err != nil {
-			return err
-		}
-		if c.Distinct < failoverEvents/3 {
-			return fmt.Errorf("%d delivered", c.Distinct)
-		}
-		return nil
-	})
+	if failpointBin == "" {
+		testenv.Eventually(t, 2*time.Minute, "a third of the events in ClickHouse", func() error {
+			c, err := e.ClickHouseCounts(ctx)
+			if err != nil {
+				return err
+			}
+			if c.Distinct < failoverEvents/3 {
+				return fmt.Errorf("%d delivered", c.Distinct)
+			}
+			return nil
+		})
+	} else if code := p.Wait(2 * time.Minute); code != -1 || !p.Exited() {
+		t.Fatalf("the relay did not die at its failpoint (exit %d):\n%s", code, tail(p.Output(), 40))
+	}
 	before := len(p.Output())
 	testenv.Services(t, "stop-pg17", "pg17a", "--kill")
 	promote(t, pair.Standby)
-	t.Logf("promoted at %s; the relay had streamed from %s", walPosition(t, pair.Standby), lastLogged(p.Output(), "acked_lsn"))
+	t.Logf("promoted at %s; the relay had confirmed %s", walPosition(t, pair.Standby), lastLogged(p.Output(), "acked_lsn"))
+	if failpointBin != "" {
+		p, before = startRelay(t, e, extra...), 0
+	}
 	if err := <-done; err != nil {
 		t.Fatalf("producer: %v", err)
 	}
@@ -150,6 +184,15 @@ func failoverScenario(t *testing.T, mode string) {
 	out := p.Output()[before:] // what the relay logged since the failover
 	if !strings.Contains(out, logResumedSynced) {
 		t.Errorf("the relay did not log that it resumed from the synchronized slot:\n%s", tail(out, 40))
+	}
+	if failpointBin != "" {
+		// The batch ClickHouse took when the relay died, at least, was
+		// written again with its recorded identity, and none differently.
+		rebuilt := strings.Count(out, logRebuiltBatch)
+		t.Logf("the relay on the promoted standby rebuilt %d recorded batches", rebuilt)
+		if rebuilt == 0 || strings.Contains(out, logRebuiltOther) {
+			t.Errorf("want recorded batches rebuilt with their identity, none differently:\n%s", tail(out, 40))
+		}
 	}
 	for _, bad := range []string{logBackfillDone, logBackfillResumed, logSlotCreated, logEventsLost} {
 		if strings.Contains(out, bad) {
