@@ -50,22 +50,19 @@ func createFailoverSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (
 	return pglogrepl.ParseCreateReplicationSlot(conn.Exec(ctx, sql))
 }
 
-// matchFailover makes an existing slot's failover flag what the
-// configuration asks, on PostgreSQL 17+ (a slot made by an older relay, or
-// with RELAY_SLOT_FAILOVER=false). A failure is logged, not returned: the
-// flag changes what a failover keeps, not what the stream delivers.
-func (s *Source) matchFailover(ctx context.Context, conn *pgconn.PgConn) {
+// matchFailover makes an existing slot's failover flag (st.failover, read
+// by checkSynced) what the configuration asks, on PostgreSQL 17+ (a slot
+// made by an older relay, or with RELAY_SLOT_FAILOVER=false). A failure is
+// logged, not returned: the flag changes what a failover keeps, not what the
+// stream delivers.
+func (s *Source) matchFailover(ctx context.Context, conn *pgconn.PgConn, st slotState) {
 	if serverMajor(conn) < minFailoverMajor {
 		if s.cfg.SlotFailover {
 			s.log.Debug().Msg("failover slots need PostgreSQL 17 or later: the slot is not kept across a primary failover")
 		}
 		return
 	}
-	have, err := s.slotFailover(ctx)
-	if err != nil || have == s.cfg.SlotFailover {
-		if err != nil {
-			s.log.Warn().Err(err).Msg("could not read the slot's failover flag")
-		}
+	if st.failover == s.cfg.SlotFailover {
 		return
 	}
 	sql := fmt.Sprintf("ALTER_REPLICATION_SLOT %s (FAILOVER %t)", pgx.Identifier{s.cfg.Slot}.Sanitize(), s.cfg.SlotFailover)
@@ -76,28 +73,14 @@ func (s *Source) matchFailover(ctx context.Context, conn *pgconn.PgConn) {
 	s.log.Info().Bool("failover", s.cfg.SlotFailover).Msg("set the slot's failover flag (RELAY_SLOT_FAILOVER)")
 }
 
-// slotFailover reads pg_replication_slots.failover (PostgreSQL 17+).
-func (s *Source) slotFailover(ctx context.Context) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
-	defer cancel()
-	var failover bool
-	err := s.db.QueryRow(ctx, `SELECT failover FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, s.cfg.Slot).Scan(&failover)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, classify(fmt.Errorf("read the failover flag of slot %q: %w", s.cfg.Slot, err))
-	}
-	return failover, nil
-}
-
-// checkSynced runs on PostgreSQL 17+ before an existing slot is used. A
-// slot the server marks synced is a failover slot a standby copied from its
-// primary: after a promotion the relay streams on from it (logged, so a
-// failover shows). A slot the server invalidated (invalidation_reason, e.g.
-// rows_removed on a standby without hot_standby_feedback) can never stream
-// again: it is treated like a lost slot (st.walStatus = "lost"), so
-// prepareSlot says so, recreates it and backfills from the outbox table.
+// checkSynced reads, on PostgreSQL 17+, the slot's failover columns into st
+// before an existing slot is used. A slot the server marks synced is a
+// failover slot a standby copied from its primary: after a promotion the
+// relay streams on from it (logged, so a failover shows). A slot the server
+// invalidated (invalidation_reason, e.g. rows_removed on a standby without
+// hot_standby_feedback) can never stream again: it is treated like a lost
+// slot (st.walStatus = "lost"), so prepareSlot says so, recreates it and
+// backfills from the outbox table.
 func (s *Source) checkSynced(ctx context.Context, conn *pgconn.PgConn, st *slotState) error {
 	if !st.exists || st.walStatus == "lost" || serverMajor(conn) < minFailoverMajor {
 		return nil
@@ -105,16 +88,16 @@ func (s *Source) checkSynced(ctx context.Context, conn *pgconn.PgConn, st *slotS
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
 	var (
-		synced, failover bool
-		invalid          *string
+		synced  bool
+		invalid *string
 	)
 	err := s.db.QueryRow(ctx, `SELECT synced, failover, invalidation_reason FROM pg_replication_slots
-		WHERE slot_name = $1 AND database = current_database()`, s.cfg.Slot).Scan(&synced, &failover, &invalid)
+		WHERE slot_name = $1 AND database = current_database()`, s.cfg.Slot).Scan(&synced, &st.failover, &invalid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
-		return classify(fmt.Errorf("read the synchronization state of slot %q: %w", s.cfg.Slot, err))
+		return classify(fmt.Errorf("read the failover state of slot %q: %w", s.cfg.Slot, err))
 	}
 	if invalid != nil {
 		s.log.Error().Str("invalidation_reason", *invalid).Bool("synced", synced).
@@ -123,7 +106,7 @@ func (s *Source) checkSynced(ctx context.Context, conn *pgconn.PgConn, st *slotS
 		return nil
 	}
 	if synced {
-		s.log.Info().Str("confirmed_lsn", pglogrepl.LSN(st.confirmed).String()).Bool("failover", failover).
+		s.log.Info().Str("confirmed_lsn", pglogrepl.LSN(st.confirmed).String()).Bool("failover", st.failover).
 			Msg("resuming from a failover slot synchronized from the former primary")
 	}
 	return nil

@@ -24,6 +24,9 @@ type slotState struct {
 	active    bool
 	confirmed uint64
 	walStatus string
+	// failover is pg_replication_slots.failover (PostgreSQL 17+; read by
+	// checkSynced).
+	failover bool
 }
 
 // Check verifies what the stream needs from the server and reports every

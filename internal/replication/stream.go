@@ -248,7 +248,7 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 			}
 			s.log.Info().Int("events", n).Msg("backfill resumed")
 		}
-		s.matchFailover(ctx, conn)
+		s.matchFailover(ctx, conn, st)
 		s.tracker.Start(st.confirmed)
 		return nil
 	}
