@@ -274,7 +274,9 @@ func (s *Source) prepareSlot(ctx context.Context, conn *pgconn.PgConn, out chan<
 	}
 	// The new slot's own starting point: confirming it skips no WAL. The
 	// snapshot's rows are protected by the backfill marker, not by an LSN.
-	s.tracker.Start(consistent)
+	// Reset, not Start: after a failover without a failover slot the old
+	// primary's positions may lie beyond this server's WAL.
+	s.tracker.Reset(consistent)
 	return nil
 }
 
