@@ -21,7 +21,7 @@ build: tools-check ## build bin/relay
 run: build ## local PostgreSQL + ClickHouse + API + relay with demo traffic (Ctrl-C stops it all)
 	scripts/run.sh $(BIN)
 
-test: tools-check ## unit + integration tests against private PostgreSQL 15 and ClickHouse
+test: tools-check ## unit + integration tests against private PostgreSQL 15 and 17 and ClickHouse
 	scripts/test.sh
 
 test-unit: tools-check ## unit tests only (no servers)

@@ -29,6 +29,19 @@
 #   scripts/services.sh stop-zookeeper [--kill] | start-zookeeper
 #   scripts/services.sh cluster-ch N [args]  clickhouse-client against replica N (db relay)
 #
+# PostgreSQL 17, beside 15 (Debian 13's postgresql-17, run chrooted from a
+# trixie folder that debootstrap makes once: $RELAY_TRIXIE_DIR, default
+# ~/.cache/outbox-relay/trixie; making it needs root):
+#   scripts/services.sh pg17-up            start it (idempotent), print DATABASE_URL_PG17
+#   scripts/services.sh pg17-env | pg17-status
+#   scripts/services.sh pg17-pair-up       a failover pair: primary pg17a and physical
+#                                          standby pg17b with slot synchronization, print
+#                                          DATABASE_URL_PG17_PRIMARY / _STANDBY
+#   scripts/services.sh pg17-pair-down [--purge]  stop the pair; --purge deletes its data
+#   scripts/services.sh stop-pg17 NAME [--kill] | start-pg17 NAME
+#                                          NAME = pg17, pg17a or pg17b
+#   scripts/services.sh pg17-psql NAME [args]  psql against instance NAME (db relay)
+#
 # State dir: $RELAY_SERVICES_DIR if set, else <repo>/.services.
 # Progress goes to stderr; only the env lines go to stdout.
 set -euo pipefail
@@ -933,6 +946,337 @@ cmd_cluster_one() {
 	esac
 }
 
+# ---------------------------------------------------------------- PostgreSQL 17
+
+# PostgreSQL 17 is not in Debian 12's packages; Debian 13's postgresql-17
+# runs from a trixie folder made once by debootstrap (a cache outside the
+# work tree, shared by every state dir and reused by later runs). Each
+# server runs chrooted in that folder, in a private mount namespace where
+# its own state dir ($DIR/<name>) is bound at /srv/relay, so servers of many
+# state dirs share one folder without seeing each other's files.
+TRIXIE_ROOT=${RELAY_TRIXIE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/outbox-relay/trixie}
+TRIXIE_READY=.relay-pg17-ready
+PG17_IN_BIN=/usr/lib/postgresql/17/bin
+PG17_MOUNT=/srv/relay
+# The instance the PostgreSQL 17 functions act on: the shared server pg17;
+# pg17_bind rebinds them (as locals) to the failover pair's servers.
+PG17_NAME=pg17
+PG17_PORT=''
+
+# trixie_ensure makes the trixie folder with postgresql-17 in it, once. It
+# is built in a temp dir and renamed when complete, under a lock, so that
+# concurrent runs wait for one build and never see half a folder.
+trixie_ensure() {
+	[[ -f $TRIXIE_ROOT/$TRIXIE_READY ]] && return 0
+	is_root || die "PostgreSQL 17 needs a Debian trixie folder at $TRIXIE_ROOT, made as root (debootstrap, chroot); run: sudo $0 pg17-up"
+	command -v debootstrap >/dev/null 2>&1 || find_bin debootstrap >/dev/null || apt_install debootstrap
+	mkdir -p "$(dirname "$TRIXIE_ROOT")"
+	local lockfd
+	exec {lockfd}>"$TRIXIE_ROOT.lock"
+	flock -w 900 "$lockfd" || die "timed out waiting for another build of $TRIXIE_ROOT"
+	if [[ -f $TRIXIE_ROOT/$TRIXIE_READY ]]; then
+		exec {lockfd}>&-
+		return 0
+	fi
+	local tmp=$TRIXIE_ROOT.tmp.$$ started=$SECONDS
+	rm -rf "$TRIXIE_ROOT".tmp.*
+	log "making the Debian trixie folder for PostgreSQL 17 in $TRIXIE_ROOT (debootstrap, once; ~1 GB)..."
+	if ! "$(find_bin debootstrap)" --variant=minbase trixie "$tmp" ${RELAY_DEBIAN_MIRROR:-} >"$tmp.log" 2>&1; then
+		tail -n 30 "$tmp.log" >&2
+		die "debootstrap trixie failed (log: $tmp.log)"
+	fi
+	# No cluster of its own, and no service starts inside the chroot.
+	mkdir -p "$tmp/etc/postgresql-common/createcluster.d" "$tmp$PG17_MOUNT"
+	echo 'create_main_cluster = false' >"$tmp/etc/postgresql-common/createcluster.d/relay.conf"
+	printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
+	chmod 0755 "$tmp/usr/sbin/policy-rc.d"
+	log "installing postgresql-17 in the trixie folder (apt-get in the chroot)..."
+	if ! chroot "$tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C \
+		sh -c 'apt-get update -q && apt-get install -y -q --no-install-recommends postgresql-17 && apt-get clean' >>"$tmp.log" 2>&1; then
+		tail -n 30 "$tmp.log" >&2
+		die "apt-get install postgresql-17 in the trixie folder failed (log: $tmp.log)"
+	fi
+	[[ -x $tmp$PG17_IN_BIN/postgres ]] || die "postgresql-17 is installed but $PG17_IN_BIN/postgres is missing"
+	touch "$tmp/$TRIXIE_READY"
+	rm -rf "$TRIXIE_ROOT"
+	mv "$tmp" "$TRIXIE_ROOT"
+	rm -f "$tmp.log"
+	exec {lockfd}>&-
+	log "trixie folder ready in $((SECONDS - started))s"
+}
+
+# pg17_bind NAME points the PostgreSQL 17 functions at instance NAME.
+pg17_bind() {
+	PG17_NAME=$1
+	PG17DIR=$DIR/$1
+	PG17PORTS=$DIR/$1.port
+	PG17_PORT=''
+	[[ -f $PG17PORTS ]] && read -r PG17_PORT <"$PG17PORTS"
+	return 0
+}
+pg17_bind pg17
+
+# pg17_ids prints the uid:gid of the chroot's postgres user (its own
+# passwd file: the host's postgres may have other ids).
+pg17_ids() {
+	local u g
+	u=$(chroot "$TRIXIE_ROOT" /usr/bin/id -u postgres) && g=$(chroot "$TRIXIE_ROOT" /usr/bin/id -g postgres) || die "no postgres user in $TRIXIE_ROOT"
+	echo "$u:$g"
+}
+
+# pg17_in CMD... runs CMD as the chroot's postgres user inside the trixie
+# folder, with $PG17DIR bound at $PG17_MOUNT and a private /dev/shm, in a
+# mount namespace of its own (a server started here keeps it; nothing is
+# mounted on the host).
+pg17_in() {
+	# shellcheck disable=SC2016 # expanded by the inner sh
+	unshare --mount --propagation private -- sh -c '
+		root=$1 dir=$2 mnt=$3 ids=$4; shift 4
+		mount --bind "$dir" "$root$mnt" && mount -t tmpfs -o size=512m,mode=1777 tmpfs "$root/dev/shm" &&
+			mount -t proc proc "$root/proc" || exit 1
+		exec chroot --userspec="$ids" "$root" /usr/bin/env -i PATH=/usr/bin:/bin LC_ALL=C \
+			HOME=/var/lib/postgresql USER=postgres "$@"' _ "$TRIXIE_ROOT" "$PG17DIR" "$PG17_MOUNT" "$(pg17_ids)" "$@"
+}
+
+pg17_pid() { alive_pid "$PG17DIR/data/postmaster.pid" postgres; }
+
+pg17_running() { pg17_pid >/dev/null; }
+
+pg17_init() {
+	[[ -f $PG17DIR/data/PG_VERSION ]] && return 0
+	log "initdb $PG17DIR/data (PostgreSQL 17)"
+	rm -rf "$PG17DIR"
+	mkdir -p "$PG17DIR/log" "$PG17DIR/run"
+	chown -R "$(pg17_ids)" "$PG17DIR"
+	local out
+	if ! out=$(pg17_in "$PG17_IN_BIN/initdb" -D "$PG17_MOUNT/data" -U postgres \
+		--auth=trust --encoding=UTF8 --locale=C --no-sync 2>&1 9>&-); then
+		printf '%s\n' "$out" >&2
+		die "initdb (PostgreSQL 17) failed"
+	fi
+	cat >"$PG17DIR/data/pg_hba.conf" <<-'EOF'
+		# TYPE  DATABASE     USER  ADDRESS        METHOD
+		local   all          all                  trust
+		local   replication  all                  trust
+		host    all          all   127.0.0.1/32   trust
+		host    replication  all   127.0.0.1/32   trust
+	EOF
+	echo "include_if_exists = 'relay.conf'" >>"$PG17DIR/data/postgresql.conf"
+	chown "$(pg17_ids)" "$PG17DIR/data/pg_hba.conf" "$PG17DIR/data/postgresql.conf"
+}
+
+# pg17_write_conf is pg_write_conf's settings for a PostgreSQL 17 server,
+# plus relay-extra.conf (the failover pair's settings), kept across starts.
+pg17_write_conf() {
+	cat >"$PG17DIR/data/relay.conf" <<-EOF
+		# Written by scripts/services.sh; rewritten at every start.
+		port = $PG17_PORT
+		listen_addresses = '127.0.0.1'
+		unix_socket_directories = '$PG17_MOUNT/run'
+		wal_level = logical
+		max_replication_slots = 32
+		max_wal_senders = 32
+		wal_sender_timeout = 60s
+		fsync = off
+		synchronous_commit = off
+		full_page_writes = off
+		max_connections = 200
+		shared_buffers = 128MB
+		log_min_messages = warning
+		logging_collector = off
+		timezone = 'UTC'
+		log_timezone = 'UTC'
+		include_if_exists = 'relay-extra.conf'
+	EOF
+	chown "$(pg17_ids)" "$PG17DIR/data/relay.conf"
+}
+
+# pg17_start starts the bound instance; returns 2 when its port was taken.
+pg17_start() {
+	if pg17_running; then
+		log "$PG17_NAME already running (pid $(pg17_pid), port $PG17_PORT)"
+		return 0
+	fi
+	[[ -n $PG17_PORT ]] && ! port_in_use "$PG17_PORT" || PG17_PORT=$(pick_port $PG_PORT $CH_TCP_PORT $CH_HTTP_PORT)
+	echo "$PG17_PORT" >"$PG17PORTS"
+	pg17_init
+	pg17_write_conf
+	rm -f "$PG17DIR/data/postmaster.pid"
+	log "starting $PG17_NAME (PostgreSQL 17) on 127.0.0.1:$PG17_PORT"
+	local out
+	if ! out=$(pg17_in "$PG17_IN_BIN/pg_ctl" -D "$PG17_MOUNT/data" -l "$PG17_MOUNT/log/postgresql.log" \
+		-w -t "$READY_TIMEOUT" start 2>&1 </dev/null 9>&-); then
+		printf '%s\n' "$out" >&2
+		log "--- tail of $PG17DIR/log/postgresql.log"
+		tail -n 30 "$PG17DIR/log/postgresql.log" >&2 2>/dev/null || true
+		grep -qiE 'could not (bind|create listen socket)|address already in use' "$PG17DIR/log/postgresql.log" 2>/dev/null && return 2
+		return 1
+	fi
+}
+
+# pg17_stop stops the bound instance by its PID: SIGINT (fast shutdown;
+# SIGTERM would wait for the replication connections), or SIGKILL at once
+# with --kill (a crash).
+pg17_stop() {
+	local pid
+	if ! pid=$(pg17_pid); then
+		log "$PG17_NAME is not running"
+		return 0
+	fi
+	if [[ ${1:-} == --kill ]]; then
+		stop_pid "$PG17_NAME" "$pid" --kill
+		return 0
+	fi
+	log "stopping $PG17_NAME (pid $pid, SIGINT)"
+	kill -INT "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + 30))
+	while proc_alive "$pid" && ((SECONDS < deadline)); do
+		sleep 0.1
+	done
+	proc_alive "$pid" && stop_pid "$PG17_NAME" "$pid" --kill
+	return 0
+}
+
+pg17_psql() {
+	env -u PGDATABASE -u PGSERVICE -u PGOPTIONS -u PGSSLMODE \
+		"$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG17_PORT" -U postgres "$@"
+}
+
+pg17_url() { echo "postgres://postgres@127.0.0.1:$1/relay?sslmode=disable"; }
+
+print_pg17_env() {
+	emit DATABASE_URL_PG17 "$(pg17_url "$PG17_PORT")"
+	emit PGPORT_RELAY_PG17 "$PG17_PORT"
+}
+
+# pg17_up_one starts the bound instance (retrying on a port clash) and
+# creates the relay database.
+pg17_up_one() {
+	local try rc
+	for try in 1 2 3; do
+		rc=0
+		pg17_start || rc=$?
+		((rc == 0)) && break
+		((rc == 2 && try < 3)) || die "$PG17_NAME failed to start (log: $PG17DIR/log/postgresql.log)"
+		PG17_PORT=''
+		log "port clash; retrying $PG17_NAME"
+	done
+	pg17_psql -d postgres >/dev/null <<-'EOF'
+		SELECT 'CREATE DATABASE relay' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'relay') \gexec
+	EOF
+}
+
+cmd_pg17_up() {
+	ensure_packages
+	trixie_ensure
+	lock_state
+	load_ports || true
+	pg17_up_one
+	print_pg17_env | tee "$DIR/pg17.env"
+}
+
+cmd_pg17_status() {
+	if pg17_running; then
+		echo "postgres 17: running (pid $(pg17_pid), 127.0.0.1:$PG17_PORT, folder $TRIXIE_ROOT)"
+		return 0
+	fi
+	echo "postgres 17: stopped"
+	return 1
+}
+
+# The failover pair: a PostgreSQL 17 primary (pg17a) and its physical
+# standby (pg17b) with logical slot synchronization, for the failover tests
+# (which change the primary's settings, kill it and promote the standby, so
+# they get servers of their own). The standby streams through the physical
+# slot relay_standby, which the primary names in synchronized_standby_slots.
+PG17_STANDBY_SLOT=relay_standby
+
+pg17_extra_conf() {
+	cat >"$PG17DIR/data/relay-extra.conf"
+	chown "$(pg17_ids)" "$PG17DIR/data/relay-extra.conf"
+}
+
+cmd_pg17_pair_up() {
+	ensure_packages
+	trixie_ensure
+	lock_state
+	load_ports || true
+	local primary_port
+	pg17_bind pg17a
+	if ! [[ -f $PG17DIR/data/PG_VERSION ]]; then
+		pg17_init
+		# synchronous_commit as in production: a commit's WAL goes out at
+		# once (the test servers' relay.conf turns it off for speed).
+		pg17_extra_conf <<-EOF
+			synchronized_standby_slots = '$PG17_STANDBY_SLOT'
+			synchronous_commit = on
+		EOF
+	fi
+	pg17_up_one
+	primary_port=$PG17_PORT
+	pg17_bind pg17b
+	if ! [[ -f $PG17DIR/data/PG_VERSION ]]; then
+		rm -rf "$PG17DIR"
+		mkdir -p "$PG17DIR/log" "$PG17DIR/run"
+		chown -R "$(pg17_ids)" "$PG17DIR"
+		local out
+		log "pg_basebackup of pg17a into $PG17DIR/data"
+		if ! out=$(pg17_in "$PG17_IN_BIN/pg_basebackup" -D "$PG17_MOUNT/data" -R -C -S "$PG17_STANDBY_SLOT" \
+			-X stream -c fast -d "host=127.0.0.1 port=$primary_port user=postgres dbname=relay" 2>&1 9>&-); then
+			printf '%s\n' "$out" >&2
+			die "pg_basebackup for the standby failed"
+		fi
+		pg17_extra_conf <<-EOF
+			primary_slot_name = '$PG17_STANDBY_SLOT'
+			hot_standby = on
+			hot_standby_feedback = on
+			sync_replication_slots = on
+		EOF
+	fi
+	pg17_start || die "pg17b (standby) failed to start (log: $PG17DIR/log/postgresql.log)"
+	print_pg17_pair_env | tee "$DIR/pg17-pair.env"
+}
+
+print_pg17_pair_env() {
+	local a b
+	a=$(cat "$DIR/pg17a.port") b=$(cat "$DIR/pg17b.port")
+	emit DATABASE_URL_PG17_PRIMARY "$(pg17_url "$a")"
+	emit DATABASE_URL_PG17_STANDBY "$(pg17_url "$b")"
+	emit PG17_STANDBY_SLOT "$PG17_STANDBY_SLOT"
+}
+
+# pg17_name checks an instance name.
+pg17_name() {
+	case ${1:-} in
+	pg17 | pg17a | pg17b) ;;
+	*) die "instance pg17, pg17a or pg17b expected, got '${1:-}'" ;;
+	esac
+}
+
+# cmd_pg17_pair_down stops the failover pair; --purge also deletes its data
+# (its ports are kept), so that pg17-pair-up makes a new pair, e.g. after a
+# test promoted the standby.
+cmd_pg17_pair_down() {
+	local n
+	lock_state
+	for n in pg17a pg17b; do
+		pg17_bind "$n"
+		pg17_stop
+		[[ ${1:-} == --purge ]] && rm -rf "$PG17DIR"
+	done
+	pg17_bind pg17
+}
+
+# cmd_pg17_down stops every PostgreSQL 17 instance of the state dir.
+cmd_pg17_down() {
+	local n
+	for n in pg17 pg17a pg17b; do
+		pg17_bind "$n"
+		[[ -d $PG17DIR ]] && pg17_stop
+	done
+	pg17_bind pg17
+}
+
 # ---------------------------------------------------------------- commands
 
 need_state() {
@@ -1012,6 +1356,7 @@ cmd_down() {
 	lock_state
 	load_ports || true
 	cmd_cluster_down
+	cmd_pg17_down
 	ch_stop
 	pg_stop
 	if ((purge)); then
@@ -1143,6 +1488,33 @@ main() {
 		[[ -d $DIR ]] || exit 0
 		lock_state
 		cmd_cluster_down
+		;;
+	pg17-up) cmd_pg17_up ;;
+	pg17-pair-up) cmd_pg17_pair_up ;;
+	pg17-pair-down) cmd_pg17_pair_down "$@" ;;
+	pg17-env)
+		[[ -n $PG17_PORT ]] || die "PostgreSQL 17 is not set up in $DIR; run: scripts/services.sh pg17-up"
+		print_pg17_env
+		;;
+	pg17-status) cmd_pg17_status ;;
+	stop-pg17)
+		pg17_name "${1:-}"
+		lock_state
+		pg17_bind "$1"
+		pg17_stop "${2:-}"
+		;;
+	start-pg17)
+		pg17_name "${1:-}"
+		lock_state
+		load_ports || true
+		pg17_bind "$1"
+		pg17_start || die "$1 failed to start (log: $PG17DIR/log/postgresql.log)"
+		;;
+	pg17-psql)
+		pg17_name "${1:-}"
+		pg17_bind "$1"
+		shift
+		exec "$PG_BIN/psql" -X -h 127.0.0.1 -p "$PG17_PORT" -U postgres -d relay "$@"
 		;;
 	stop-replica | start-replica | stop-zookeeper | start-zookeeper) cmd_cluster_one "$cmd" "$@" ;;
 	cluster-ch)

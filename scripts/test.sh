@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make test: start a private PostgreSQL 15 and ClickHouse in a temp dir, and
+# make test: start a private PostgreSQL 15 and ClickHouse in a temp dir, a
+# PostgreSQL 17 beside them, and
 # the ClickHouse cluster (ZooKeeper + 2 shards x 2 replicas) that the
 # replicated and sharded topology tests share, run every test against them
 # with the race detector, stop them again.
@@ -13,6 +14,24 @@ else
   export RELAY_SERVICES_DIR
   trap 'scripts/services.sh down --purge >/dev/null 2>&1 || true' EXIT
   eval "$(scripts/services.sh up)"
+fi
+# PostgreSQL 17 beside 15 (scripts/services.sh pg17-up: Debian 13's
+# postgresql-17 from a trixie folder made once, cached outside the work
+# tree); the core suite runs on it too. RELAY_TEST_PG17=off skips it.
+if [[ "${RELAY_TEST_PG17:-on}" == off ]]; then
+  echo "test: RELAY_TEST_PG17=off: the PostgreSQL 17 pass is skipped" >&2
+  unset DATABASE_URL_PG17
+elif [[ -n "${DATABASE_URL_PG17:-}" ]]; then
+  echo "test: using the PostgreSQL 17 of DATABASE_URL_PG17 from the environment" >&2
+elif [[ -n "${RELAY_SERVICES_DIR:-}" ]]; then
+  pg17_start=$SECONDS
+  eval "$(scripts/services.sh pg17-up)"
+  # The failover pair (primary + physical standby with slot sync) for the
+  # failover tests, which run in the first pass.
+  eval "$(scripts/services.sh pg17-pair-up)"
+  echo "test: PostgreSQL 17 up in $((SECONDS - pg17_start))s" >&2
+else
+  echo "test: no RELAY_SERVICES_DIR and no DATABASE_URL_PG17: the PostgreSQL 17 pass is skipped" >&2
 fi
 if [[ -n "${CLICKHOUSE_CLUSTER_URLS:-}" ]]; then
   echo "test: using the cluster of CLICKHOUSE_CLUSTER_URLS from the environment" >&2
@@ -45,3 +64,19 @@ go vet ./...
 # Test artifacts (the status page's screenshots) are kept in test-artifacts/.
 mkdir -p test-artifacts
 go test -race -count=1 -timeout 40m -artifacts -outputdir "$PWD/test-artifacts" "$@" ./...
+
+# The PostgreSQL 17 pass: the core of the integration suite once more with
+# DATABASE_URL on PostgreSQL 17 (the spine, exactly-once failpoints, kill
+# storms, faults, schema evolution, message mode, the failover slot flag);
+# ~4 minutes on 2 cores. Left to the first pass, because the PostgreSQL
+# version adds nothing to them: the ClickHouse cluster variants (the
+# cluster's variables are unset here), TLS, API, admin, dead-letter CLI,
+# status and status page, benchmarks, the ClickHouse-only packages, and the
+# failover pair's tests (PostgreSQL 17 by themselves). A command line of
+# your own ("$@") skips this pass.
+PG17_CORE='^(TestDelivers|TestSIGTERM|TestIdleOutbox|TestKeepalives|TestRolledBack|TestEveryColumn|TestMissingPublication|TestExactlyOnce(Failpoints|KillStorm)|TestKill9UnderLoad|TestFaultKill9TwentyTimes|TestMessageModeKill9|TestFault(Blackhole|ClickHouse|Postgres|Walsender|Publication|Slot|Backfill|Outbox|Failpoints|SIGTERM|TwoRelays|Huge|DeadLetter|SinkSchema)|TestBackfillDecodesLikeTheStream|TestEvolution(Live|AddColumn|Refusals|Mode|RoundTrip|Publisher)|TestMessage|TestAPIMessageMode|TestFailoverSlotFlag|TestLog$)'
+if [[ -n "${DATABASE_URL_PG17:-}" && $# -eq 0 ]]; then
+  echo "test: PostgreSQL 17 pass: the core suite with DATABASE_URL=$DATABASE_URL_PG17" >&2
+  env -u CLICKHOUSE_CLUSTER_NAME -u CLICKHOUSE_CLUSTER_URLS DATABASE_URL="$DATABASE_URL_PG17" go test -race -count=1 -timeout 30m -run "$PG17_CORE" \
+    ./test/integration/ ./internal/replication/ ./internal/batchlog/
+fi

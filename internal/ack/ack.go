@@ -106,3 +106,14 @@ func (t *Tracker) Start(lsn uint64) {
 	t.received = max(t.received, t.flushed)
 	t.mu.Unlock()
 }
+
+// Reset sets both positions to lsn, the consistent point of a slot just
+// created, dropping what the tracker held: positions of an earlier slot,
+// possibly on another server (a promoted standby whose WAL is behind the
+// old primary's), say nothing about this one.
+func (t *Tracker) Reset(lsn uint64) {
+	t.mu.Lock()
+	t.inTx = false
+	t.flushed, t.received, t.idleEnd = lsn, lsn, 0
+	t.mu.Unlock()
+}

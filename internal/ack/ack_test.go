@@ -13,6 +13,7 @@ func received(lsn uint64) op  { return func(t *Tracker) { t.Received(lsn) } }
 func flushed(lsn uint64) op   { return func(t *Tracker) { t.Confirm(lsn) } }
 func keepalive(lsn uint64) op { return func(t *Tracker) { t.Keepalive(lsn) } }
 func start(lsn uint64) op     { return func(t *Tracker) { t.Start(lsn) } }
+func reset(lsn uint64) op     { return func(t *Tracker) { t.Reset(lsn) } }
 
 func TestPosition(t *testing.T) {
 	tests := []struct {
@@ -53,6 +54,14 @@ func TestPosition(t *testing.T) {
 			wantWritten:   300,
 			wantFlushed:   200,
 			wantConfirmed: 200,
+		},
+		{
+			name:          "reset goes back to a new slot's start, idle skip-ahead dropped",
+			start:         100,
+			ops:           []op{begin(), received(300), flushed(300), keepalive(400), reset(250)},
+			wantWritten:   250,
+			wantFlushed:   250,
+			wantConfirmed: 250,
 		},
 		{
 			name:          "flushed never goes back",

@@ -44,6 +44,21 @@ type DB interface {
 type Log struct {
 	db   DB
 	slot string
+	// keep is how long a record outlives the slot's confirmation of it
+	// (see KeepConfirmed).
+	keep time.Duration
+}
+
+// KeepConfirmed returns l keeping each record for d after it was relayed
+// even once the slot confirmed past it, while the server names standbys in
+// synchronized_standby_slots (PostgreSQL 17+). A failover slot's copy on a
+// standby is synchronized some seconds behind the primary's: a promoted
+// standby streams again from there, and rebuilds those batches from their
+// records.
+func (l *Log) KeepConfirmed(d time.Duration) *Log {
+	c := *l
+	c.keep = d
+	return &c
 }
 
 // New returns the Log of slot.
@@ -59,6 +74,7 @@ func (l *Log) Slot() string { return l.slot }
 const pendingSQL = `WITH forget AS (
 	DELETE FROM outbox_relay_batch WHERE slot = $1 AND last_lsn <
 		(SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots WHERE slot_name = $1)
+		AND (relayed_at < now() - make_interval(secs => $9) OR coalesce(current_setting('synchronized_standby_slots', true), '') = '')
 )
 INSERT INTO outbox_relay_batch (slot, first_lsn, first_index, last_lsn, last_index, ends_tx, events, relayed_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -70,7 +86,7 @@ ON CONFLICT (slot, first_lsn, first_index) DO UPDATE SET last_lsn = EXCLUDED.las
 func (l *Log) Pending(ctx context.Context, rec Record) error {
 	r := rec.Range
 	_, err := l.db.Exec(ctx, pendingSQL, l.slot, int64(r.First.LSN), r.First.Index, int64(r.Last.LSN), r.Last.Index,
-		r.EndsTx, rec.Events, rec.RelayedAt)
+		r.EndsTx, rec.Events, rec.RelayedAt, l.keep.Seconds())
 	if err != nil {
 		return pgerr.Classify(fmt.Errorf("record batch %s as pending in outbox_relay_batch (run `relay migrate`; the relay's role needs SELECT, INSERT, UPDATE, DELETE on it): %w", r.Token(l.slot), err))
 	}

@@ -40,12 +40,18 @@ import (
 	"github.com/outbox-relay/relay/internal/report"
 	"github.com/outbox-relay/relay/internal/retry"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
+	"github.com/outbox-relay/relay/internal/standby"
 	"github.com/outbox-relay/relay/internal/status"
 )
 
 // preflightTimeout bounds the start-up checks of each server, each on its
 // own: a hung PostgreSQL must not make ClickHouse look unreachable too.
 const preflightTimeout = 15 * time.Second
+
+// failoverKeepRecords is how long batch records outlive their confirmation
+// when the slot is a failover slot: PostgreSQL 17's slot sync worker copies
+// the slot's position to the standbys at least every 30 s while it moves.
+const failoverKeepRecords = 2 * time.Minute
 
 func newLogger(e *env, cfg *config.Config) zerolog.Logger {
 	return logging.New(e.stderr, cfg.LogLevel, cfg.LogFormat)
@@ -233,7 +239,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	srcCfg := replication.Config{
 		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second,
-		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait,
+		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait, SlotFailover: cfg.SlotFailover,
 	}
 	// The relay keeps the open batch's expected cut here; the stream
 	// paces its reads by it.
@@ -273,7 +279,13 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	newSrc := func() relay.Source {
 		return replication.New(srcCfg, d.pool, tracker, budget, log, hooks, fp)
 	}
-	batches := batchlog.New(d.pool, cfg.Slot)
+	batches, cleanDB := batchlog.New(d.pool, cfg.Slot), deletion.BatchSender(d.pool)
+	if cfg.SlotFailover {
+		// A failover slot's standbys get the relay's batch records and
+		// deletes before ClickHouse gets the batch and before its ack.
+		w := standby.New(d.pool)
+		batches, cleanDB = batchlog.New(w, cfg.Slot).KeepConfirmed(failoverKeepRecords), w
+	}
 	r := relay.New(relay.Config{
 		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},
 		ShutdownGrace: cfg.ShutdownGrace,
@@ -281,7 +293,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: deletion.New(d.pool, config.OutboxTable, batches),
+		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, config.OutboxTable, batches),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },

@@ -38,6 +38,8 @@ type Config struct {
 	Slot        string `env:"RELAY_SLOT" envDefault:"outbox_relay" flag:"slot" help:"logical replication slot (created when missing)"`
 	Publication string `env:"RELAY_PUBLICATION" envDefault:"outbox_pub" flag:"publication" help:"publication of the outbox table (created by migrate)"`
 
+	SlotFailover bool `env:"RELAY_SLOT_FAILOVER" envDefault:"true" flag:"slot-failover" help:"PostgreSQL 17+: make the slot a failover slot (failover = true; relay run sets it on an existing slot too), which a physical standby with sync_replication_slots = on keeps across a promotion; false turns it off (README, High availability)"`
+
 	MessagePrefix string `env:"RELAY_MESSAGE_PREFIX" flag:"message-prefix" help:"message mode (PostgreSQL 14+): relay run also streams transactional logical decoding messages of this prefix as events, relay api publishes its events as such messages; empty = off (table only)"`
 
 	BatchSize    int     `env:"CH_OUTBOX_BATCH_SIZE" envDefault:"1000" flag:"batch-size" help:"flush after this many events"`
@@ -139,6 +141,8 @@ func RegisterFlags(fs *pflag.FlagSet, c *Config, names ...string) {
 		switch p := v.Field(f.index).Addr().Interface().(type) {
 		case *string:
 			fs.StringVar(p, f.flag, *p, usage)
+		case *bool:
+			fs.BoolVar(p, f.flag, *p, usage)
 		case *int:
 			fs.IntVar(p, f.flag, *p, usage)
 		case *int64:
@@ -211,6 +215,8 @@ func kindName(t reflect.Type) string {
 		return "whole number"
 	case t.Kind() == reflect.Float64:
 		return "number"
+	case t.Kind() == reflect.Bool:
+		return "boolean (true or false)"
 	}
 	return t.String()
 }

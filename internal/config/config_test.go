@@ -20,6 +20,7 @@ func TestDefaults(t *testing.T) {
 		ClickHouseTopology: "single",
 		Slot:               "outbox_relay",
 		Publication:        "outbox_pub",
+		SlotFailover:       true,
 		BatchSize:          1000,
 		BatchBytes:         16 << 20,
 		FlushSeconds:       1,

@@ -20,6 +20,9 @@ type slotState struct {
 	active    bool
 	confirmed uint64
 	walStatus string
+	// failover is pg_replication_slots.failover (PostgreSQL 17+; read by
+	// checkSynced).
+	failover bool
 }
 
 func readSlot(ctx context.Context, db DB, slot string) (slotState, error) {
@@ -53,11 +56,17 @@ func readSlot(ctx context.Context, db DB, slot string) (slotState, error) {
 	return s, nil
 }
 
-// createSlot creates the logical slot on the replication connection and
-// returns the exported snapshot and the consistent point.
-func createSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (snapshot string, consistent uint64, err error) {
-	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, pgx.Identifier{slot}.Sanitize(), "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+// createSlot creates the logical slot on the replication connection (a
+// failover slot when failover is set) and returns the exported snapshot and
+// the consistent point.
+func createSlot(ctx context.Context, conn *pgconn.PgConn, slot string, failover bool) (snapshot string, consistent uint64, err error) {
+	var res pglogrepl.CreateReplicationSlotResult
+	if failover {
+		res, err = createFailoverSlot(ctx, conn, slot)
+	} else {
+		res, err = pglogrepl.CreateReplicationSlot(ctx, conn, pgx.Identifier{slot}.Sanitize(), "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	}
 	if err != nil {
 		return "", 0, classify(fmt.Errorf("create replication slot %q: %w", slot, err))
 	}
@@ -88,6 +97,9 @@ func (s *Source) prepareSlot(ctx, hctx context.Context, conn *pgconn.PgConn, h *
 	}
 	if st.exists && st.plugin != "pgoutput" {
 		return retry.Permanent(fmt.Errorf("replication slot %q uses plugin %q, the relay needs pgoutput", s.cfg.Slot, st.plugin))
+	}
+	if err := s.checkSynced(ctx, conn, &st); err != nil {
+		return err
 	}
 	if s.cfg.MessagePrefix != "" {
 		if err := s.checkMessageLoss(ctx, st); err != nil {
@@ -123,13 +135,14 @@ func (s *Source) prepareSlot(ctx, hctx context.Context, conn *pgconn.PgConn, h *
 			}
 			s.log.Info().Int("events", n).Msg("backfill resumed")
 		}
+		s.matchFailover(ctx, conn, st)
 		s.tracker.Start(st.confirmed)
 		return nil
 	}
 	if err := s.setBackfillPending(ctx, true); err != nil {
 		return err
 	}
-	snapshot, consistent, err := createSlot(ctx, conn, s.cfg.Slot)
+	snapshot, consistent, err := createSlot(ctx, conn, s.cfg.Slot, s.wantFailover(conn))
 	if err != nil {
 		return err
 	}
@@ -148,6 +161,8 @@ func (s *Source) prepareSlot(ctx, hctx context.Context, conn *pgconn.PgConn, h *
 	}
 	// The new slot's own starting point: confirming it skips no WAL. The
 	// snapshot's rows are protected by the backfill marker, not by an LSN.
-	s.tracker.Start(consistent)
+	// Reset, not Start: after a failover without a failover slot the old
+	// primary's positions may lie beyond this server's WAL.
+	s.tracker.Reset(consistent)
 	return nil
 }

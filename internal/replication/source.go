@@ -104,6 +104,9 @@ type Config struct {
 	// carries logical decoding messages (PostgreSQL 14+), and the
 	// transactional ones of this prefix are events (package payload).
 	MessagePrefix string
+	// SlotFailover makes the slot a failover slot on PostgreSQL 17+ (see
+	// failover.go); it is ignored before 17.
+	SlotFailover bool
 }
 
 // Source is a pgoutput stream reader.

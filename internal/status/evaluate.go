@@ -18,12 +18,14 @@ import (
 //   - WARNING: slot inactive (no relay streams from it); wal_status
 //     extended; lag or backlog age at or above its warning limit; events
 //     in outbox_dead_letter; a ClickHouse replica that does not answer,
-//     lacks the table or is read-only.
+//     lacks the table or is read-only; synchronized_standby_slots naming a
+//     slot no standby streams from (a failover slot's changes wait for it).
 //
 // Evaluate is pure: it reads nothing but its arguments.
 func Evaluate(r *Report, t Thresholds) (Verdict, []string) {
 	j := judgement{verdict: OK, reasons: []string{}}
 	j.slot(r, t)
+	j.failover(r)
 	j.publication(r)
 	j.backlog(r, t)
 	j.deadLetters(r)

@@ -60,6 +60,9 @@ func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
 			return nil, fmt.Errorf("read inactive_since: %w", err)
 		}
 	}
+	if err := gatherFailover(ctx, db, r, t.Slot, versionNum); err != nil {
+		return nil, err
+	}
 	if err := gatherPublication(ctx, db, r, t); err != nil {
 		return nil, err
 	}

@@ -45,6 +45,7 @@ func WriteTable(w io.Writer, r *Report) error {
 		row("exists", "no")
 		row("wal_status", r.WALStatus)
 	}
+	row("failover-ready", FailoverLine(r.Failover))
 	row("max_slot_wal_keep_size", keepSize(r))
 	row("publication", fmt.Sprintf("%s (%s)", r.Publication, publicationState(r)))
 	if r.MessagePrefix != "" {

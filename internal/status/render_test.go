@@ -26,9 +26,11 @@ func fixedReport(edit func(r *Report)) *Report {
 	r.LastReplyAgeSeconds = ptr(1.25)
 	r.ClickHouseRows = ptr(uint64(1234))
 	r.ClickHouseNewestEvent = ptr(time.Date(2025, 3, 4, 5, 6, 5, 123456000, time.UTC))
+	r.Failover = &Failover{SynchronizedStandbySlots: []string{}, Standbys: []StandbySlot{}}
 	if edit != nil {
 		edit(&r)
 	}
+	judgeFailover(&r)
 	r.Judge(DefaultThresholds())
 	return &r
 }
@@ -70,6 +72,18 @@ func TestWriteGolden(t *testing.T) {
 				{Shard: 2, Replica: 1, Host: "ch3:9000", Error: "clickhouse ping: dial tcp 10.0.0.3:9000: connect: connection refused"},
 				{Shard: 2, Replica: 2, Host: "ch4:9000", Answers: true, DelaySeconds: ptr(uint64(1)), Readonly: ptr(false)},
 			}
+		})},
+		{"failover_ready", fixedReport(func(r *Report) {
+			r.PostgresVersion = "17.12 (Debian 17.12-1)"
+			r.LagBytes = ptr(int64(512))
+			r.Failover = &Failover{Supported: true, SlotFailover: true, SynchronizedStandbySlots: []string{"standby1"},
+				Standbys: []StandbySlot{{Name: "standby1", Physical: true, Active: true, State: "streaming"}}}
+		})},
+		{"failover_standby_down", fixedReport(func(r *Report) {
+			r.PostgresVersion = "17.12 (Debian 17.12-1)"
+			r.LagBytes = ptr(int64(512))
+			r.Failover = &Failover{Supported: true, SlotFailover: true, SynchronizedStandbySlots: []string{"standby1"},
+				Standbys: []StandbySlot{{Name: "standby1", Physical: true}}}
 		})},
 		{"inactive_old", fixedReport(func(r *Report) {
 			r.Active, r.ActivePID, r.LastReplyAgeSeconds = false, nil, nil

@@ -94,6 +94,10 @@ type Report struct {
 	// server received from the active consumer (pg_stat_replication).
 	LastReplyAgeSeconds *float64 `json:"last_reply_age_seconds"`
 
+	// Failover says whether a primary failover would keep the slot
+	// (PostgreSQL 17+ failover slots; see failover.go).
+	Failover *Failover `json:"failover"`
+
 	// MessagePrefix is RELAY_MESSAGE_PREFIX as given to relay status (""
 	// when message mode is off).
 	MessagePrefix string `json:"message_prefix"`

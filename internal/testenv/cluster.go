@@ -62,7 +62,14 @@ func SkipCluster(t TB) *Cluster {
 // sharded. Single and cloud are New.
 func NewOn(t TB, topo topology.Topology) *Env {
 	t.Helper()
-	return newOn(t, topo, false)
+	return newOn(t, topo, false, os.Getenv("DATABASE_URL"))
+}
+
+// NewOnAt is NewOn with the PostgreSQL server of serverURL (e.g. the
+// failover pair's primary) instead of DATABASE_URL's.
+func NewOnAt(t TB, topo topology.Topology, serverURL string) *Env {
+	t.Helper()
+	return newOn(t, topo, false, serverURL)
 }
 
 // NewOnAlone is NewOn for a test that stops servers of the cluster (a
@@ -73,19 +80,20 @@ func NewOnAlone(t TB, topo topology.Topology) *Env {
 	if os.Getenv("RELAY_SERVICES_DIR") == "" {
 		t.Skip("RELAY_SERVICES_DIR not set: the test stops servers of the cluster through scripts/services.sh")
 	}
-	return newOn(t, topo, true)
+	return newOn(t, topo, true, os.Getenv("DATABASE_URL"))
 }
 
-func newOn(t TB, topo topology.Topology, alone bool) *Env {
+func newOn(t TB, topo topology.Topology, alone bool, serverURL string) *Env {
 	t.Helper()
 	if topo == topology.Single || topo == topology.Cloud {
-		return New(t)
+		Skip(t)
+		return NewAt(t, serverURL)
 	}
 	c := SkipCluster(t)
 	c.lock(t, alone)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Cluster: c,
+	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: serverURL, Cluster: c,
 		Layout: topology.Layout{Topology: topo, Cluster: c.Name}}
 	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
 	e.createPostgres(ctx, t)
@@ -250,6 +258,13 @@ func (c *Cluster) Conn(t TB, i int) driver.Conn {
 // Services runs scripts/services.sh with args (e.g. "stop-replica", "2")
 // on the cluster's state dir (RELAY_SERVICES_DIR).
 func (c *Cluster) Services(t TB, args ...string) {
+	t.Helper()
+	Services(t, args...)
+}
+
+// Services runs scripts/services.sh with args (e.g. "stop-pg17", "pg17a")
+// on the state dir of RELAY_SERVICES_DIR.
+func Services(t TB, args ...string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "services.sh")

@@ -73,9 +73,16 @@ func RandomName(prefix string) string {
 func New(t TB) *Env {
 	t.Helper()
 	Skip(t)
+	return NewAt(t, os.Getenv("DATABASE_URL"))
+}
+
+// NewAt is New on the PostgreSQL server of serverURL (e.g. the failover
+// pair's primary) instead of DATABASE_URL's.
+func NewAt(t TB, serverURL string) *Env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Layout: topology.Layout{Topology: topology.Single}}
+	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: serverURL, Layout: topology.Layout{Topology: topology.Single}}
 	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
 	e.createPostgres(ctx, t)
 

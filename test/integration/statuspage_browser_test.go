@@ -140,6 +140,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		{"clickhouse_version", after.ClickHouseVersion},
 		{"clickhouse_rows", strconv.FormatUint(*after.ClickHouseRows, 10)},
 		{"postgres_version", after.PostgresVersion},
+		{"failover_ready", strconv.FormatBool(after.Failover.Ready)},
 	} {
 		if got := fields[c.field]; got != c.want {
 			t.Errorf("page %s = %q, relay status --json says %q", c.field, got, c.want)

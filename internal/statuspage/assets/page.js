@@ -77,6 +77,8 @@
     set('max_slot_wal_keep_size_bytes', limited ? bytes(r.max_slot_wal_keep_size_bytes) : 'unlimited', r.max_slot_wal_keep_size_bytes);
     set('wal_status', r.wal_status, r.wal_status);
     set('active', r.active ? 'yes · pid ' + r.active_pid : 'no', r.active);
+    var fo = r.failover;
+    set('failover_ready', !fo ? '–' : fo.ready ? 'yes' : 'no: missing ' + fo.missing, fo ? fo.ready : null);
     set('backlog_rows', num(r.backlog_rows), r.backlog_rows);
     set('oldest_backlog_age_seconds', r.oldest_backlog_age_seconds === null ? 'empty' : secs(r.oldest_backlog_age_seconds), r.oldest_backlog_age_seconds);
     set('dead_letters', num(r.dead_letters), r.dead_letters);
