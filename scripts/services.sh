@@ -968,7 +968,7 @@ PG17_PORT=''
 # concurrent runs wait for one build and never see half a folder.
 trixie_ensure() {
 	[[ -f $TRIXIE_ROOT/$TRIXIE_READY ]] && return 0
-	is_root || die "PostgreSQL 17 needs a Debian trixie folder at $TRIXIE_ROOT, made as root (debootstrap, chroot); run: sudo $0 pg17-up"
+	is_root || die "PostgreSQL 17 needs a Debian trixie folder at $TRIXIE_ROOT, made as root (debootstrap, chroot); run: sudo $0 pg17-up (make test without it: RELAY_TEST_PG17=off make test)"
 	command -v debootstrap >/dev/null 2>&1 || find_bin debootstrap >/dev/null || apt_install debootstrap
 	mkdir -p "$(dirname "$TRIXIE_ROOT")"
 	local lockfd

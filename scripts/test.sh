@@ -68,7 +68,7 @@ go test -race -count=1 -timeout 40m -artifacts -outputdir "$PWD/test-artifacts" 
 # The PostgreSQL 17 pass: the core of the integration suite once more with
 # DATABASE_URL on PostgreSQL 17 (the spine, exactly-once failpoints, kill
 # storms, faults, schema evolution, message mode, the failover slot flag);
-# ~4 minutes on 2 cores. Left to the first pass, because the PostgreSQL
+# ~5 minutes on 2 cores. Left to the first pass, because the PostgreSQL
 # version adds nothing to them: the ClickHouse cluster variants (the
 # cluster's variables are unset here), TLS, API, admin, dead-letter CLI,
 # status and status page, benchmarks, the ClickHouse-only packages, and the

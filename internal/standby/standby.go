@@ -14,8 +14,8 @@
 //   - a batch is inserted only after its record is on the standbys, and
 //   - its position is acknowledged only after its delete is.
 //
-// With no synchronized_standby_slots (or before PostgreSQL 17) a write
-// costs one more query and never waits. While a named standby is down the
+// With no synchronized_standby_slots a write costs one more query and never
+// waits; before PostgreSQL 17 only the first does. While a named standby is down the
 // relay waits, as PostgreSQL holds the failover slot back then anyway.
 package standby
 
@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,6 +48,10 @@ const (
 // synchronized standbys have them; reads pass through.
 type Waiter struct {
 	db DB
+	// older is set once the server turned out to predate
+	// synchronized_standby_slots (PostgreSQL 16 and older): writes then
+	// pass through without the extra query.
+	older atomic.Bool
 }
 
 // New wraps db.
@@ -90,6 +95,9 @@ func (r *results) Close() error {
 // position, not the write position: with synchronous_commit = off a commit
 // returns before its record is written.
 func (w *Waiter) Wait(ctx context.Context) error {
+	if w.older.Load() {
+		return nil
+	}
 	var (
 		lsn     string
 		setting *string
@@ -99,6 +107,7 @@ func (w *Waiter) Wait(ctx context.Context) error {
 		return fmt.Errorf("read the WAL position for the standbys: %w", err)
 	}
 	if setting == nil {
+		w.older.Store(true)
 		return nil
 	}
 	slots := SlotList(*setting)
