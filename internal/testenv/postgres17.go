@@ -44,14 +44,3 @@ func ServerVersionNum(t TB, url string) int {
 	}
 	return v
 }
-
-// NeedPostgres skips t unless DATABASE_URL's server is at least version
-// (server_version_num, e.g. 170000): make test runs the core suite once
-// more on PostgreSQL 17, where such a test runs.
-func NeedPostgres(t TB, version int) {
-	t.Helper()
-	Skip(t)
-	if have := ServerVersionNum(t, os.Getenv("DATABASE_URL")); have < version {
-		t.Skipf("needs PostgreSQL %d or later; DATABASE_URL is %d (make test's PostgreSQL 17 pass runs it)", version/10000, have/10000)
-	}
-}
