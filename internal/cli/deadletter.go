@@ -117,10 +117,13 @@ func newDLReplayCmd(e *env) *cobra.Command {
 		Use:   "replay [ID...]",
 		Short: "Move dead letters back into outbox_event (one transaction) for the running relay to deliver",
 		Long: `replay moves the named dead letters (IDs, --type/--older-than/--newer-than, or
---all) back into outbox_event in one transaction, keeping each event's id, and
-removes them from outbox_dead_letter in the same transaction. Killed at any
-point, it either moved all of them or none; run again, it finds nothing left
-to move. An event ClickHouse still rejects comes back as a dead letter.`,
+--all) back into outbox_event in one transaction, keeping each event's id and
+its extra columns, and removes them from outbox_dead_letter in the same
+transaction. Killed at any point, it either moved all of them or none; run
+again, it finds nothing left to move. An event ClickHouse still rejects comes
+back as a dead letter. It refuses, naming them, dead letters of messages that
+held no event (show, then discard them) and values of a column outbox_event
+no longer has.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := o.selection(args)
 			if err != nil {
