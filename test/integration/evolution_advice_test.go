@@ -60,7 +60,11 @@ func TestRefusalAdviceWorks(t *testing.T) {
 			for _, sql := range tc.fix {
 				faultExec(ctx, t, e, strings.ReplaceAll(sql, "$PUB", e.Publication))
 			}
-			faultExec(ctx, t, e, "SELECT pg_drop_replication_slot($1)", e.Slot)
+			// The walsender of the stopped relay may outlive it for a moment.
+			testenv.Eventually(t, 30*time.Second, "the slot dropped", func() error {
+				_, err := e.PG.Exec(ctx, "SELECT pg_drop_replication_slot($1)", e.Slot)
+				return err
+			})
 			p2 := startRelay(t, e)
 			faultExpectExactlyOnce(t, e, 6, time.Minute, p2)
 			if n, err := e.OutboxRows(ctx); err != nil || n != 0 {
