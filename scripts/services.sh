@@ -42,6 +42,14 @@
 #                                          NAME = pg17, pg17a or pg17b
 #   scripts/services.sh pg17-psql NAME [args]  psql against instance NAME (db relay)
 #
+# A PostgreSQL 15 failover pair (Debian's postgresql-15, as the shared server):
+#   scripts/services.sh pg15-pair-up       primary pg15a and physical standby pg15b
+#                                          (synchronous), print DATABASE_URL_PG15_PRIMARY
+#                                          / _STANDBY
+#   scripts/services.sh pg15-pair-down [--purge]  stop the pair; --purge deletes its data
+#   scripts/services.sh stop-pg15 NAME [--kill]   NAME = pg15a or pg15b
+#   scripts/services.sh pg15-psql NAME [args]     psql against instance NAME (db relay)
+#
 # State dir: $RELAY_SERVICES_DIR if set, else <repo>/.services.
 # Progress goes to stderr; only the env lines go to stdout.
 set -euo pipefail
@@ -1277,6 +1285,236 @@ cmd_pg17_down() {
 	pg17_bind pg17
 }
 
+# ------------------------------------------------------ PostgreSQL 15 pair
+
+# The PostgreSQL 15 failover pair: a primary (pg15a) and its physical
+# standby (pg15b), from Debian's postgresql-15 like the shared server, for
+# the failover test on 15, which has no failover slots: once the standby is
+# promoted the relay's slot is gone. The standby streams through the
+# physical slot relay_standby, synchronously once it is up, so that a commit
+# returns only when the standby has it and a failover loses no commit the
+# test counts as acknowledged. TCP on loopback only (no Unix socket, so no
+# socket path limit on the state dir).
+PG15_STANDBY_SLOT=relay_standby
+PG15_NAME='' PG15DIR='' PG15_PORT=''
+
+# pg15_bind NAME points the pair's functions at instance NAME.
+pg15_bind() {
+	PG15_NAME=$1
+	PG15DIR=$DIR/$1
+	PG15_PORT=''
+	[[ -f $DIR/$1.port ]] && read -r PG15_PORT <"$DIR/$1.port"
+	return 0
+}
+
+pg15_pid() { alive_pid "$PG15DIR/data/postmaster.pid" postgres; }
+
+# pg15_fresh makes the bound instance's dir anew, reachable by the postgres
+# user (initdb and the server refuse root).
+pg15_fresh() {
+	rm -rf "$PG15DIR"
+	mkdir -p "$PG15DIR/log"
+	if is_root; then
+		chown -R postgres: "$PG15DIR"
+		chmod 0700 "$PG15DIR"
+		make_traversable "$PG15DIR"
+	fi
+}
+
+# pg15_own gives the files named (in the bound data dir) to postgres.
+pg15_own() {
+	local f
+	is_root || return 0
+	for f; do chown postgres: "$PG15DIR/data/$f"; done
+}
+
+pg15_init() {
+	pg15_fresh
+	log "initdb $PG15DIR/data (PostgreSQL 15)"
+	local out
+	if ! out=$(cd "$PG15DIR" && as_pg "$PG_BIN/initdb" -D "$PG15DIR/data" -U postgres \
+		--auth=trust --encoding=UTF8 --locale=C --no-sync 2>&1 9>&-); then
+		printf '%s\n' "$out" >&2
+		die "initdb ($PG15_NAME) failed"
+	fi
+	cat >"$PG15DIR/data/pg_hba.conf" <<-'EOF'
+		# TYPE  DATABASE     USER  ADDRESS        METHOD
+		host    all          all   127.0.0.1/32   trust
+		host    replication  all   127.0.0.1/32   trust
+	EOF
+	echo "include_if_exists = 'relay.conf'" >>"$PG15DIR/data/postgresql.conf"
+	pg15_own pg_hba.conf postgresql.conf
+}
+
+# pg15_extra_conf writes stdin to the bound instance's relay-extra.conf
+# (its role in the pair), kept across starts.
+pg15_extra_conf() {
+	cat >"$PG15DIR/data/relay-extra.conf"
+	pg15_own relay-extra.conf
+}
+
+# pg15_write_conf is pg_write_conf's settings for a server of the pair.
+pg15_write_conf() {
+	cat >"$PG15DIR/data/relay.conf" <<-EOF
+		# Written by scripts/services.sh; rewritten at every start.
+		port = $PG15_PORT
+		listen_addresses = '127.0.0.1'
+		unix_socket_directories = ''
+		wal_level = logical
+		max_replication_slots = 32
+		max_wal_senders = 32
+		wal_sender_timeout = 60s
+		fsync = off
+		synchronous_commit = off
+		full_page_writes = off
+		max_connections = 200
+		shared_buffers = 128MB
+		log_min_messages = warning
+		logging_collector = off
+		timezone = 'UTC'
+		log_timezone = 'UTC'
+		include_if_exists = 'relay-extra.conf'
+	EOF
+	pg15_own relay.conf
+}
+
+# pg15_start starts the bound instance; returns 2 when its port was taken.
+pg15_start() {
+	if pg15_pid >/dev/null; then
+		log "$PG15_NAME already running (pid $(pg15_pid), port $PG15_PORT)"
+		return 0
+	fi
+	[[ -n $PG15_PORT ]] && ! port_in_use "$PG15_PORT" || PG15_PORT=$(pick_port $PG_PORT $CH_TCP_PORT $CH_HTTP_PORT)
+	echo "$PG15_PORT" >"$DIR/$PG15_NAME.port"
+	pg15_write_conf
+	rm -f "$PG15DIR/data/postmaster.pid"
+	log "starting $PG15_NAME (PostgreSQL 15) on 127.0.0.1:$PG15_PORT"
+	local out
+	if ! out=$(cd "$PG15DIR" && as_pg "$PG_BIN/pg_ctl" -D "$PG15DIR/data" -l "$PG15DIR/log/postgresql.log" \
+		-w -t "$READY_TIMEOUT" start 2>&1 </dev/null 9>&-); then
+		printf '%s\n' "$out" >&2
+		log "--- tail of $PG15DIR/log/postgresql.log"
+		tail -n 30 "$PG15DIR/log/postgresql.log" >&2 2>/dev/null || true
+		grep -qiE 'could not (bind|create listen socket)|address already in use' "$PG15DIR/log/postgresql.log" 2>/dev/null && return 2
+		return 1
+	fi
+}
+
+# pg15_stop stops the bound instance by its PID: SIGINT (fast shutdown),
+# or SIGKILL at once with --kill (a crash).
+pg15_stop() {
+	local pid
+	if ! pid=$(pg15_pid); then
+		log "$PG15_NAME is not running"
+		return 0
+	fi
+	if [[ ${1:-} == --kill ]]; then
+		stop_pid "$PG15_NAME" "$pid" --kill
+		return 0
+	fi
+	log "stopping $PG15_NAME (pid $pid, SIGINT)"
+	kill -INT "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + 30))
+	while proc_alive "$pid" && ((SECONDS < deadline)); do
+		sleep 0.1
+	done
+	proc_alive "$pid" && stop_pid "$PG15_NAME" "$pid" --kill
+	return 0
+}
+
+pg15_psql() {
+	env -u PGDATABASE -u PGSERVICE -u PGOPTIONS -u PGSSLMODE \
+		"$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG15_PORT" -U postgres "$@"
+}
+
+# pg15_up_one starts the bound instance, retrying on a port clash.
+pg15_up_one() {
+	local try rc
+	for try in 1 2 3; do
+		rc=0
+		pg15_start || rc=$?
+		((rc == 0)) && return 0
+		((rc == 2 && try < 3)) || die "$PG15_NAME failed to start (log: $PG15DIR/log/postgresql.log)"
+		PG15_PORT=''
+		log "port clash; retrying $PG15_NAME"
+	done
+}
+
+cmd_pg15_pair_up() {
+	ensure_packages
+	[[ -x $PG_BIN/pg_basebackup ]] || die "$PG_BIN/pg_basebackup is missing (package postgresql-client-15): the PostgreSQL 15 pair needs it for its standby"
+	lock_state
+	load_ports || true
+	local primary_port out
+	pg15_bind pg15a
+	if ! [[ -f $PG15DIR/data/PG_VERSION ]]; then
+		pg15_init
+		# synchronous_commit as in production (the test servers' relay.conf
+		# turns it off for speed): with the standby named below, a commit
+		# waits until the standby has flushed it.
+		pg15_extra_conf <<-'EOF'
+			synchronous_commit = on
+		EOF
+	fi
+	pg15_up_one
+	pg15_psql -d postgres >/dev/null <<-'EOF'
+		SELECT 'CREATE DATABASE relay' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'relay') \gexec
+	EOF
+	primary_port=$PG15_PORT
+	pg15_bind pg15b
+	if ! [[ -f $PG15DIR/data/PG_VERSION ]]; then
+		pg15_fresh
+		log "pg_basebackup of pg15a into $PG15DIR/data"
+		if ! out=$(cd "$PG15DIR" && as_pg "$PG_BIN/pg_basebackup" -D "$PG15DIR/data" -R -C -S "$PG15_STANDBY_SLOT" \
+			-X stream -c fast -d "host=127.0.0.1 port=$primary_port user=postgres dbname=relay" 2>&1 9>&-); then
+			printf '%s\n' "$out" >&2
+			die "pg_basebackup for the PostgreSQL 15 standby failed"
+		fi
+		pg15_extra_conf <<-EOF
+			primary_slot_name = '$PG15_STANDBY_SLOT'
+			hot_standby = on
+			hot_standby_feedback = on
+		EOF
+	fi
+	pg15_up_one
+	# Synchronous replication from now on (not before: the primary's own
+	# setup would wait for a standby that did not exist yet).
+	pg15_bind pg15a
+	if ! grep -q '^synchronous_standby_names' "$PG15DIR/data/relay-extra.conf"; then
+		echo "synchronous_standby_names = '*'" >>"$PG15DIR/data/relay-extra.conf"
+		pg15_psql -d postgres -c 'SELECT pg_reload_conf()' >/dev/null
+	fi
+	print_pg15_pair_env | tee "$DIR/pg15-pair.env"
+}
+
+print_pg15_pair_env() {
+	emit DATABASE_URL_PG15_PRIMARY "postgres://postgres@127.0.0.1:$(cat "$DIR/pg15a.port")/relay?sslmode=disable"
+	emit DATABASE_URL_PG15_STANDBY "postgres://postgres@127.0.0.1:$(cat "$DIR/pg15b.port")/relay?sslmode=disable"
+	emit PG15_STANDBY_SLOT "$PG15_STANDBY_SLOT"
+}
+
+# pg15_name checks an instance name of the pair.
+pg15_name() {
+	case ${1:-} in
+	pg15a | pg15b) ;;
+	*) die "instance pg15a or pg15b expected, got '${1:-}'" ;;
+	esac
+}
+
+# cmd_pg15_pair_down stops the pair; --purge also deletes its data (its
+# ports are kept), so that pg15-pair-up makes a new pair, e.g. after a test
+# promoted the standby.
+cmd_pg15_pair_down() {
+	local n
+	for n in pg15a pg15b; do
+		pg15_bind "$n"
+		[[ -d $PG15DIR ]] || continue
+		pg15_stop
+		[[ ${1:-} == --purge ]] && rm -rf "$PG15DIR"
+	done
+	return 0
+}
+
 # ---------------------------------------------------------------- commands
 
 need_state() {
@@ -1357,6 +1595,7 @@ cmd_down() {
 	load_ports || true
 	cmd_cluster_down
 	cmd_pg17_down
+	cmd_pg15_pair_down
 	ch_stop
 	pg_stop
 	if ((purge)); then
@@ -1497,6 +1736,24 @@ main() {
 		print_pg17_env
 		;;
 	pg17-status) cmd_pg17_status ;;
+	pg15-pair-up) cmd_pg15_pair_up ;;
+	pg15-pair-down)
+		[[ -d $DIR ]] || exit 0
+		lock_state
+		cmd_pg15_pair_down "$@"
+		;;
+	stop-pg15)
+		pg15_name "${1:-}"
+		lock_state
+		pg15_bind "$1"
+		pg15_stop "${2:-}"
+		;;
+	pg15-psql)
+		pg15_name "${1:-}"
+		pg15_bind "$1"
+		shift
+		exec "$PG_BIN/psql" -X -h 127.0.0.1 -p "$PG15_PORT" -U postgres -d relay "$@"
+		;;
 	stop-pg17)
 		pg17_name "${1:-}"
 		lock_state

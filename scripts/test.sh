@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test: start a private PostgreSQL 15 and ClickHouse in a temp dir, a
-# PostgreSQL 17 beside them, and
+# PostgreSQL 17 beside them, a PostgreSQL 15 primary+standby pair, and
 # the ClickHouse cluster (ZooKeeper + 2 shards x 2 replicas) that the
 # replicated and sharded topology tests share, run every test against them
 # with the race detector, stop them again.
@@ -32,6 +32,19 @@ elif [[ -n "${RELAY_SERVICES_DIR:-}" ]]; then
   echo "test: PostgreSQL 17 up in $((SECONDS - pg17_start))s" >&2
 else
   echo "test: no RELAY_SERVICES_DIR and no DATABASE_URL_PG17: the PostgreSQL 17 pass is skipped" >&2
+fi
+# The PostgreSQL 15 failover pair (scripts/services.sh pg15-pair-up: a
+# primary and its synchronous physical standby, Debian's postgresql-15 like
+# the server above; ~3 s) for TestFailoverOnPostgres15Backfills, which
+# skips, saying so, when the pair's variables are not set.
+if [[ -n "${DATABASE_URL_PG15_PRIMARY:-}" ]]; then
+  echo "test: using the PostgreSQL 15 pair of DATABASE_URL_PG15_PRIMARY / _STANDBY from the environment" >&2
+elif [[ -z "${RELAY_SERVICES_DIR:-}" ]]; then
+  echo "test: no RELAY_SERVICES_DIR: TestFailoverOnPostgres15Backfills skips (no PostgreSQL 15 pair)" >&2
+elif pg15_pair_env="$(scripts/services.sh pg15-pair-up)"; then
+  eval "$pg15_pair_env"
+else
+  echo "test: scripts/services.sh pg15-pair-up failed (what is missing is said above): TestFailoverOnPostgres15Backfills skips" >&2
 fi
 if [[ -n "${CLICKHOUSE_CLUSTER_URLS:-}" ]]; then
   echo "test: using the cluster of CLICKHOUSE_CLUSTER_URLS from the environment" >&2

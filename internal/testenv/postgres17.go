@@ -14,6 +14,22 @@ import (
 type FailoverPair struct {
 	Primary, Standby string
 	StandbySlot      string
+	// name is the pair's in scripts/services.sh: "pg17" (pg17a, pg17b) or
+	// "pg15" (pg15a, pg15b).
+	name string
+}
+
+// KillPrimary SIGKILLs the pair's primary.
+func (p FailoverPair) KillPrimary(t TB) {
+	t.Helper()
+	Services(t, "stop-"+p.name, p.name+"a", "--kill")
+}
+
+// Renew makes the pair anew (its data purged), e.g. after a promotion.
+func (p FailoverPair) Renew(t TB) {
+	t.Helper()
+	Services(t, p.name+"-pair-down", "--purge")
+	Services(t, p.name+"-pair-up")
 }
 
 // NeedFailoverPair returns the pair, or skips t when it is not configured.
@@ -21,7 +37,7 @@ func NeedFailoverPair(t TB) FailoverPair {
 	t.Helper()
 	Skip(t)
 	p := FailoverPair{Primary: os.Getenv("DATABASE_URL_PG17_PRIMARY"), Standby: os.Getenv("DATABASE_URL_PG17_STANDBY"),
-		StandbySlot: os.Getenv("PG17_STANDBY_SLOT")}
+		StandbySlot: os.Getenv("PG17_STANDBY_SLOT"), name: "pg17"}
 	if p.Primary == "" || p.Standby == "" || p.StandbySlot == "" {
 		t.Skip("needs PostgreSQL 17 with a physical standby (failover slots): DATABASE_URL_PG17_PRIMARY / _STANDBY not set; make test starts them (scripts/services.sh pg17-pair-up)")
 	}

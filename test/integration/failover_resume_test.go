@@ -58,6 +58,17 @@ func TestFailoverWithoutFailoverSlotBackfills(t *testing.T) {
 	failoverScenario(t, failoverRun{mode: "table"})
 }
 
+// The same on a real PostgreSQL 15 primary and its synchronous physical
+// standby (scripts/services.sh pg15-pair-up), which cannot keep a logical
+// slot across a promotion: the relay reconnects to the promoted standby,
+// finds no slot, creates it and backfills, and every committed event
+// arrives (counted through FINAL and uniqExact).
+//
+// Version-dependent: PostgreSQL 15's pair; made anew after each run.
+func TestFailoverOnPostgres15Backfills(t *testing.T) {
+	failoverScenario(t, failoverRun{mode: "table", pg15: true})
+}
+
 // The worst timing of a failover for exactly-once delivery: the relay dies
 // just after ClickHouse took a batch (failpoint after-sink-write: its
 // record pending, its rows not deleted, its position not confirmed) and the
@@ -85,23 +96,29 @@ type failoverRun struct {
 	// after-sink-write just before the primary does; a new relay resumes
 	// on the promoted standby.
 	failpointBin string
+	// pg15: on the PostgreSQL 15 pair (else 17's).
+	pg15 bool
 }
 
 // failoverScenario kills the pair's primary mid-stream and checks what the
 // relay delivered.
 func failoverScenario(t *testing.T, run failoverRun) {
 	mode, failpointBin := run.mode, run.failpointBin
-	pair := testenv.NeedFailoverPair(t)
+	need, version := testenv.NeedFailoverPair, 17
+	if run.pg15 {
+		need, version = testenv.NeedPostgres15Pair, 15
+	}
+	pair := need(t)
+	if v := testenv.ServerVersionNum(t, pair.Primary) / 10000; v != version {
+		t.Fatalf("the pair's primary runs PostgreSQL %d, want %d", v, version)
+	}
 	if os.Getenv("RELAY_SERVICES_DIR") == "" {
 		t.Skip("RELAY_SERVICES_DIR not set: the test kills the pair's primary through scripts/services.sh")
 	}
 	e := testenv.NewOnAt(t, topology.Replicated, pair.Primary)
 	// Registered after NewOnAt's cleanups, so it runs before them: the
 	// databases are dropped on the new pair (as good as gone with the old).
-	t.Cleanup(func() {
-		testenv.Services(t, "pg17-pair-down", "--purge")
-		testenv.Services(t, "pg17-pair-up")
-	})
+	t.Cleanup(func() { pair.Renew(t) })
 	ctx := context.Background()
 	both := bothServers(t, pair, e.Name)
 	extra := []string{"DATABASE_URL=" + both}
@@ -144,7 +161,7 @@ func failoverScenario(t *testing.T, run failoverRun) {
 		t.Fatalf("the relay did not die at its failpoint (exit %d):\n%s", code, tail(p.Output(), 40))
 	}
 	before := len(p.Output())
-	testenv.Services(t, "stop-pg17", "pg17a", "--kill")
+	pair.KillPrimary(t)
 	promote(t, pair.Standby)
 	t.Logf("promoted at %s; the relay had confirmed %s", walPosition(t, pair.Standby), lastLogged(p.Output(), "acked_lsn"))
 	if failpointBin != "" {
