@@ -25,11 +25,20 @@ elif [[ -n "${DATABASE_URL_PG17:-}" ]]; then
   echo "test: using the PostgreSQL 17 of DATABASE_URL_PG17 from the environment" >&2
 elif [[ -n "${RELAY_SERVICES_DIR:-}" ]]; then
   pg17_start=$SECONDS
-  eval "$(scripts/services.sh pg17-up)"
-  # The failover pair (primary + physical standby with slot sync) for the
-  # failover tests, which run in the first pass.
-  eval "$(scripts/services.sh pg17-pair-up)"
-  echo "test: PostgreSQL 17 up in $((SECONDS - pg17_start))s" >&2
+  # eval "$(cmd)" would go on silently when cmd fails: say so instead.
+  if pg17_env="$(scripts/services.sh pg17-up)"; then
+    eval "$pg17_env"
+    # The failover pair (primary + physical standby with slot sync) for the
+    # failover tests, which run in the first pass.
+    if pg17_pair_env="$(scripts/services.sh pg17-pair-up)"; then
+      eval "$pg17_pair_env"
+    else
+      echo "test: scripts/services.sh pg17-pair-up failed (what is missing is said above): the PostgreSQL 17 failover tests skip" >&2
+    fi
+    echo "test: PostgreSQL 17 up in $((SECONDS - pg17_start))s" >&2
+  else
+    echo "test: scripts/services.sh pg17-up failed (what is missing is said above): the PostgreSQL 17 pass is skipped" >&2
+  fi
 else
   echo "test: no RELAY_SERVICES_DIR and no DATABASE_URL_PG17: the PostgreSQL 17 pass is skipped" >&2
 fi
