@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -138,6 +139,9 @@ func (s *Source) pluginArgs() []string {
 	}
 	if s.cfg.MessagePrefix != "" {
 		args = append(args, "messages 'true'")
+	}
+	if os.Getenv("RELAY_PROTO_DELETE_ORIGIN") == "1" { // PROTOTYPE (issue 23 item 4)
+		args = append(args, "origin 'none'")
 	}
 	return args
 }
