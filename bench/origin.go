@@ -8,7 +8,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 )
 
@@ -98,84 +97,4 @@ func (r *Runner) originRun(ctx context.Context, lc LatencyConfig, interval time.
 		r.Logf("  %d rows left in outbox_event (deletes behind?)", left)
 	}
 	return
-}
-
-// OriginDrain runs rounds of (off, on) relay drains of a loaded backlog and
-// reports the walsender's CPU per event (cumulative since it started).
-func (r *Runner) OriginDrain(ctx context.Context, d Dataset, rounds int) {
-	sc := fmt.Sprintf("origin drain %d × %s", d.Events, d.Name)
-	for i := range rounds {
-		for _, on := range []bool{false, true} {
-			name := "off"
-			run := *r
-			run.RelayExtraEnv = append([]string(nil), r.RelayExtraEnv...)
-			if on {
-				name = "on"
-				run.RelayExtraEnv = append(run.RelayExtraEnv, "RELAY_PROTO_DELETE_ORIGIN=1")
-			}
-			load := LoadAvg1()
-			ws, el, err := run.originDrainRun(ctx, d)
-			if err != nil {
-				r.fail(sc+" "+name, i, err)
-				continue
-			}
-			perM := ws.Seconds() / float64(d.Events) * 1e6
-			r.Report.Add(sc, name+" walsender cpu", "s/M ev", perM)
-			r.Report.Add(sc, name+" elapsed", "s", el.Seconds())
-			r.Logf("%s round %d %s (load %.1f): walsender %.2f s/M, elapsed %s", sc, i+1, name, load, perM, el.Round(time.Millisecond))
-		}
-	}
-}
-
-func (r *Runner) originDrainRun(ctx context.Context, d Dataset) (ws, elapsed time.Duration, err error) {
-	e, err := r.prepareStream(ctx, d, false)
-	if err != nil {
-		return
-	}
-	defer e.Close()
-	p, err := StartProc(ctx, "relay", filepath.Join(r.WorkDir, e.Name+"-relay.log"), r.RelayBin, r.relayEnv(e, ""), "run")
-	if err != nil {
-		return
-	}
-	defer p.Kill()
-	var pid *int
-	for deadline := time.Now().Add(30 * time.Second); pid == nil && time.Now().Before(deadline); {
-		if err = e.PG.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.Slot).Scan(&pid); err != nil {
-			return
-		}
-		if pid == nil {
-			time.Sleep(20 * time.Millisecond) // the walsender is attaching
-		}
-	}
-	if pid == nil {
-		err = fmt.Errorf("no walsender on slot %s", e.Slot)
-		return
-	}
-	done, err := r.waitDrained(ctx, e, p, d)
-	if err != nil {
-		return
-	}
-	// The walsender decodes the last batches' DELETEs after the drain:
-	// wait until the slot is confirmed past the WAL written by then.
-	var caught bool
-	var end string
-	if err = e.PG.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
-		return
-	}
-	for deadline := time.Now().Add(30 * time.Second); !caught && time.Now().Before(deadline); {
-		if err = e.PG.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, e.Slot, end).Scan(&caught); err != nil {
-			return
-		}
-		if !caught {
-			time.Sleep(50 * time.Millisecond) // waiting for the slot's ack
-		}
-	}
-	if !caught {
-		r.Logf("  slot not caught up 30 s after the drain")
-	}
-	if ws, err = ProcCPU(*pid); err != nil {
-		err = fmt.Errorf("walsender %d: %w", *pid, err)
-		return
-	}
-	return ws, done.Sub(p.Started), nil
 }
