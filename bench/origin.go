@@ -54,31 +54,22 @@ func (r *Runner) originRun(ctx context.Context, lc LatencyConfig, interval time.
 		return
 	}
 	defer p.Kill()
-	var pid *int
-	for deadline := time.Now().Add(10 * time.Second); pid == nil && time.Now().Before(deadline); {
-		if err = e.PG.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.Slot).Scan(&pid); err != nil {
-			return
-		}
-		if pid == nil {
-			time.Sleep(50 * time.Millisecond) // the walsender is attaching
-		}
-	}
-	if pid == nil {
-		err = fmt.Errorf("no walsender on slot %s", e.Slot)
+	var pid int
+	if err = e.PG.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.Slot).Scan(&pid); err != nil {
 		return
 	}
-	st, err := readProcStat(*pid)
+	st, err := readProcStat(pid)
 	if err != nil {
 		return
 	}
-	ws0, _ := ProcCPU(*pid)
+	ws0, _ := ProcCPU(pid)
 	pg0, _ := TreeCPU(st.ppid)
 	if res, err = RunLatency(ctx, e, lc); err != nil {
 		return
 	}
-	ws1, err := ProcCPU(*pid)
+	ws1, err := ProcCPU(pid)
 	if err != nil {
-		err = fmt.Errorf("walsender %d: %w (restarted?)", *pid, err)
+		err = fmt.Errorf("walsender %d: %w (restarted?)", pid, err)
 		return
 	}
 	pg1, _ := TreeCPU(st.ppid)
