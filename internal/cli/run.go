@@ -280,20 +280,11 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		return replication.New(srcCfg, d.pool, tracker, budget, log, hooks, fp)
 	}
 	batches, cleanDB := batchlog.New(d.pool, cfg.Slot), deletion.BatchSender(d.pool)
-	delPool := d.pool
-	if protoDeleteOrigin() { // PROTOTYPE, see proto_origin.go
-		op, err := protoOriginPool(ctx, cfg.DatabaseURL, cfg.Slot)
-		if err != nil {
-			return err
-		}
-		defer op.Close()
-		delPool, cleanDB = op, op
-	}
 	if cfg.SlotFailover {
 		// A failover slot's standbys get the relay's batch records and
 		// deletes before ClickHouse gets the batch and before its ack.
-		w := standby.New(delPool)
-		batches, cleanDB = batchlog.New(standby.New(d.pool), cfg.Slot).KeepConfirmed(failoverKeepRecords), w
+		w := standby.New(d.pool)
+		batches, cleanDB = batchlog.New(w, cfg.Slot).KeepConfirmed(failoverKeepRecords), w
 	}
 	r := relay.New(relay.Config{
 		Policy:        batch.Policy{MaxEvents: cfg.BatchSize, MaxBytes: int(cfg.BatchBytes), MaxAge: cfg.FlushInterval()},

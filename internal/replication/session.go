@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -139,9 +138,6 @@ func (s *Source) pluginArgs() []string {
 	}
 	if s.cfg.MessagePrefix != "" {
 		args = append(args, "messages 'true'")
-	}
-	if os.Getenv("RELAY_PROTO_DELETE_ORIGIN") == "1" { // PROTOTYPE (issue 23 item 4)
-		args = append(args, "origin 'none'")
 	}
 	return args
 }

@@ -246,11 +246,6 @@ func scenarios(ctx context.Context, o *options, r *bench.Runner) {
 			Settle: 30 * time.Second, SyncCommit: o.syncCommit}
 		r.Topologies(ctx, bench.Dataset{Name: "512B", Events: o.events, Size: 512, PerTx: 100}, lc, time.Second, o.latRuns)
 	}
-	if o.want("origin") && ctx.Err() == nil { // PROTOTYPE (issue 23 item 4)
-		lc := bench.LatencyConfig{Rate: 2000, Duration: o.latDuration, Conns: 5, Size: 512, Poll: 50 * time.Millisecond,
-			Settle: 30 * time.Second, SyncCommit: o.syncCommit}
-		r.Origin(ctx, lc, time.Second, o.latRuns)
-	}
 	if o.want("resources") && ctx.Err() == nil {
 		r.Resources(ctx, bench.Dataset{Name: "5MiB", Events: o.events5M, Size: 5 << 20, PerTx: 1}, o.heavyRuns)
 		r.Resources(ctx, bench.Dataset{Name: "bigtx", Events: o.bigTx, Size: 512, PerTx: o.bigTx}, o.heavyRuns)
