@@ -214,14 +214,19 @@ func (e *Env) RelayEnv(extra ...string) []string {
 // passes; then it fails the test with what and cond's last error.
 func Eventually(t TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
+	if err := Poll(timeout, cond); err != nil {
+		t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+	}
+}
+
+// Poll is Eventually for a goroutine that is not the test's: it returns
+// cond's last error when timeout passes instead of failing the test.
+func Poll(timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	var err error
 	for {
-		if err = cond(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval of a condition with a deadline
 	}

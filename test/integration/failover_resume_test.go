@@ -377,7 +377,7 @@ func (p *failoverProducer) commit(ctx context.Context, t *testing.T, n int) {
 
 // run commits until total more events are acknowledged; a transaction that
 // fails (the primary is gone, the standby not promoted yet) is retried with
-// new events after a pause, for up to two minutes.
+// new events once a primary takes writes again, for up to two minutes.
 func (p *failoverProducer) run(ctx context.Context, total int) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for done := 0; done < total; {
@@ -387,7 +387,9 @@ func (p *failoverProducer) run(ctx context.Context, total int) error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("no commit for 2 minutes: %w", err)
 			}
-			time.Sleep(50 * time.Millisecond) // retry pause while the failover runs
+			if err := testenv.Poll(time.Until(deadline), func() error { return p.writable(ctx) }); err != nil {
+				return fmt.Errorf("no writable primary for 2 minutes: %w", err)
+			}
 			continue
 		}
 		p.record(tags, true)
@@ -439,6 +441,20 @@ func (p *failoverProducer) outcome() (acked, uncertain map[string]bool) {
 }
 
 // tx commits one transaction of tags, then waits for the standby.
+// writable reports whether the pool reaches a server that takes writes.
+func (p *failoverProducer) writable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var recovery bool
+	if err := p.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&recovery); err != nil {
+		return err
+	}
+	if recovery {
+		return errors.New("the server is a standby")
+	}
+	return nil
+}
+
 func (p *failoverProducer) tx(ctx context.Context, tags []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
