@@ -61,7 +61,7 @@ func (s *Store) Put(ctx context.Context, rs []Rejected) error {
 		evTypes[i], envs[i], ctxs[i] = r.Event.Type, r.Event.Environment, string(r.Event.Context)
 		times[i], versions[i], errs[i] = timestamptz(r.Event.OccurredAt), r.Event.MetadataVersion, r.Err.Error()
 		if r.Event.Undecodable != nil {
-			ctxs[i], raws[i] = "null", r.Event.Raw
+			ctxs[i], raws[i] = "null", r.Event.Undecodable.Raw
 		}
 		extra, err := extraText(types, r.Event)
 		if err != nil {

@@ -35,12 +35,18 @@ type Event struct {
 	// FromMessage says a logical decoding message carried the event: there
 	// is no outbox row to delete once it is delivered.
 	FromMessage bool
-	// Undecodable, when set, says why the source could not read this event
-	// (a message with the outbox prefix whose payload is not one: anyone
-	// may emit such a message); Raw holds that payload. The relay
-	// dead-letters it, never writes it, and the stream goes on.
-	Undecodable error
-	Raw         []byte
+	// Undecodable, when set, says the source could not read this event (a
+	// message with the outbox prefix whose payload is not one: anyone may
+	// emit such a message). The relay dead-letters it, never writes it, and
+	// the stream goes on. A pointer: rare, and every event carries it.
+	Undecodable *Undecodable
+}
+
+// Undecodable is what the source kept of an event it could not read: why,
+// and the payload as it came.
+type Undecodable struct {
+	Err error
+	Raw []byte
 }
 
 // Infinity and NegInfinity stand for PostgreSQL's timestamps 'infinity' and
@@ -58,7 +64,10 @@ var (
 // its place in a batch: about 256 bytes). The byte budget and batch limits
 // are expressed in it.
 func (e *Event) Size() int {
-	return len(e.Context) + len(e.Type) + len(e.Environment) + len(e.Extra) + len(e.Raw) + perEventOverhead
+	if e.Undecodable != nil {
+		return len(e.Undecodable.Raw) + perEventOverhead
+	}
+	return len(e.Context) + len(e.Type) + len(e.Environment) + len(e.Extra) + perEventOverhead
 }
 
 // perEventOverhead is an estimate: an Event is 136 bytes, the replication.Item

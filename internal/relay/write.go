@@ -218,7 +218,7 @@ func splitUndecodable(evs []event.Event) ([]event.Event, []deadletter.Rejected) 
 	var bad []deadletter.Rejected
 	for _, ev := range evs[i:] {
 		if ev.Undecodable != nil {
-			bad = append(bad, deadletter.Rejected{Event: ev, Err: ev.Undecodable})
+			bad = append(bad, deadletter.Rejected{Event: ev, Err: ev.Undecodable.Err})
 		} else {
 			good = append(good, ev)
 		}

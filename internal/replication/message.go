@@ -89,9 +89,10 @@ func undecodable(m ldMessage, commitLSN uint64, commitTime time.Time, err error)
 	return event.Event{
 		ID:         uuid.NewSHA1(uuid.NameSpaceOID, []byte("outbox-relay message "+at)),
 		OccurredAt: commitTime, CommitLSN: commitLSN, CommitTime: commitTime, FromMessage: true,
-		Undecodable: fmt.Errorf("message at %s in the transaction committing at %s: %w",
-			at, pglogrepl.LSN(commitLSN), err),
-		Raw: bytes.Clone(m.content),
+		Undecodable: &event.Undecodable{
+			Err: fmt.Errorf("message at %s in the transaction committing at %s: %w", at, pglogrepl.LSN(commitLSN), err),
+			Raw: bytes.Clone(m.content),
+		},
 	}
 }
 

@@ -159,8 +159,8 @@ func TestMessageRejectsBadPayload(t *testing.T) {
 				t.Fatalf("queued %d items, want the undecodable event", len(h.queued))
 			}
 			ev := h.queued[0].Event
-			if !errors.Is(ev.Undecodable, tt.want) || !bytes.Equal(ev.Raw, tt.p) || !ev.FromMessage {
-				t.Fatalf("event: Undecodable %v (want %v), Raw %x (want the payload), FromMessage %v", ev.Undecodable, tt.want, ev.Raw, ev.FromMessage)
+			if ev.Undecodable == nil || !errors.Is(ev.Undecodable.Err, tt.want) || !bytes.Equal(ev.Undecodable.Raw, tt.p) || !ev.FromMessage {
+				t.Fatalf("event: Undecodable %+v (want %v and the payload), FromMessage %v", ev.Undecodable, tt.want, ev.FromMessage)
 			}
 			again := undecodable(ldMessage{lsn: 1}, 0, time.Time{}, tt.want)
 			if again.ID != ev.ID {
