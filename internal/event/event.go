@@ -70,7 +70,7 @@ func (e *Event) Size() int {
 	return len(e.Context) + len(e.Type) + len(e.Environment) + len(e.Extra) + perEventOverhead
 }
 
-// perEventOverhead is an estimate: an Event is 136 bytes, the replication.Item
+// perEventOverhead is an estimate: an Event is 144 bytes, the replication.Item
 // that carries it 192, and the batch holds the Event once more.
 const perEventOverhead = 256
 
