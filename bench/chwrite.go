@@ -25,7 +25,7 @@ func newCHWriter(conn driver.Conn, dt64 bool) *chWriter {
 	if dt64 {
 		cols = "event_id, event_type, event_date_time, environment, event_context, metadata_version, commit_lsn"
 	}
-	return &chWriter{conn: conn, dt64: dt64, query: fmt.Sprintf("INSERT INTO %s (%s)", config.EventTable, cols)}
+	return &chWriter{conn: conn, dt64: dt64, query: fmt.Sprintf("INSERT INTO %s (%s)", config.DefaultClickHouseTable, cols)}
 }
 
 // Write inserts rows in one INSERT.

@@ -83,7 +83,7 @@ func verifyExtraColumns(ctx context.Context, e *Env, want int) error {
 		conds[i] = "isNotNull(" + c.Name + ")"
 	}
 	var n uint64
-	q := "SELECT toUInt64(uniqExact(event_id)) FROM " + config.EventTable + " WHERE " + strings.Join(conds, " AND ")
+	q := "SELECT toUInt64(uniqExact(event_id)) FROM " + config.DefaultClickHouseTable + " WHERE " + strings.Join(conds, " AND ")
 	if err := e.CH.QueryRow(ctx, q).Scan(&n); err != nil {
 		return fmt.Errorf("count extra columns: %w", err)
 	}

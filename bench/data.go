@@ -106,7 +106,7 @@ var ExtraColumns = []struct{ Name, Type string }{
 // addExtraColumns runs ALTER TABLE outbox_event ADD COLUMN for ExtraColumns.
 func addExtraColumns(ctx context.Context, pool *pgxpool.Pool) error {
 	for _, c := range ExtraColumns {
-		q := "ALTER TABLE " + pgx.Identifier{config.OutboxTable}.Sanitize() + " ADD COLUMN " + pgx.Identifier{c.Name}.Sanitize() + " " + c.Type
+		q := "ALTER TABLE " + pgx.Identifier{config.DefaultOutboxTable}.Sanitize() + " ADD COLUMN " + pgx.Identifier{c.Name}.Sanitize() + " " + c.Type
 		if _, err := pool.Exec(ctx, q); err != nil {
 			return fmt.Errorf("add column %s: %w", c.Name, err)
 		}
@@ -170,7 +170,7 @@ func loadChunks(ctx context.Context, pool *pgxpool.Pool, d Dataset, next *atomic
 			}
 			return row, nil
 		})
-		if _, err := pool.CopyFrom(ctx, pgx.Identifier{config.OutboxTable}, cols, src); err != nil {
+		if _, err := pool.CopyFrom(ctx, pgx.Identifier{config.DefaultOutboxTable}, cols, src); err != nil {
 			return fmt.Errorf("load %s rows %d..%d: %w", d.Name, first, first+n, err)
 		}
 	}

@@ -89,7 +89,7 @@ func (e *Env) create(ctx context.Context) error {
 	if err := e.createClickHouse(ctx); err != nil {
 		return err
 	}
-	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, config.OutboxTable, zerolog.Nop()); err != nil {
+	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, config.DefaultOutboxTable, zerolog.Nop()); err != nil {
 		return fmt.Errorf("migrate postgres: %w", err)
 	}
 	cfg, err := pgxpool.ParseConfig(e.DatabaseURL)
@@ -156,21 +156,21 @@ func (e *Env) CurrentWAL(ctx context.Context) (int64, error) {
 func (e *Env) ClickHouseRows(ctx context.Context) (uint64, error) {
 	var n uint64
 	err := e.CH.QueryRow(ctx, `SELECT toUInt64(sum(rows)) FROM system.parts
-		WHERE database = ? AND table = ? AND active`, e.Name, config.EventTable).Scan(&n)
+		WHERE database = ? AND table = ? AND active`, e.Name, config.DefaultClickHouseTable).Scan(&n)
 	return n, err
 }
 
 // ClickHouseDistinct counts the distinct event ids in event_log.
 func (e *Env) ClickHouseDistinct(ctx context.Context) (uint64, error) {
 	var n uint64
-	err := e.CH.QueryRow(ctx, "SELECT toUInt64(uniqExact(event_id)) FROM "+config.EventTable).Scan(&n)
+	err := e.CH.QueryRow(ctx, "SELECT toUInt64(uniqExact(event_id)) FROM "+config.DefaultClickHouseTable).Scan(&n)
 	return n, err
 }
 
 // OutboxEmpty reports whether outbox_event holds no row.
 func (e *Env) OutboxEmpty(ctx context.Context) (bool, error) {
 	var exists bool
-	err := e.PG.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pgx.Identifier{config.OutboxTable}.Sanitize()+")").Scan(&exists)
+	err := e.PG.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pgx.Identifier{config.DefaultOutboxTable}.Sanitize()+")").Scan(&exists)
 	return !exists, err
 }
 

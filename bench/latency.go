@@ -207,7 +207,7 @@ func collect(errs <-chan error) []error {
 }
 
 var produceInsert = fmt.Sprintf(`INSERT INTO %s (event_type, environment, event_context, metadata_version)
-	VALUES ($1, $2, $3, $4)`, pgx.Identifier{config.OutboxTable}.Sanitize())
+	VALUES ($1, $2, $3, $4)`, pgx.Identifier{config.DefaultOutboxTable}.Sanitize())
 
 // produceMessage is produceInsert in message mode.
 const produceMessage = `SELECT pg_logical_emit_message(true, $1::text, $2::bytea)`
@@ -297,7 +297,7 @@ func (w *watcher) run(ctx context.Context) error {
 }
 
 func (w *watcher) poll(ctx context.Context, low int, at int64) error {
-	rows, err := w.e.CH.Query(ctx, "SELECT metadata_version FROM "+config.EventTable+" WHERE metadata_version >= ?", uint64(low))
+	rows, err := w.e.CH.Query(ctx, "SELECT metadata_version FROM "+config.DefaultClickHouseTable+" WHERE metadata_version >= ?", uint64(low))
 	if err != nil {
 		return fmt.Errorf("watch clickhouse: %w", err)
 	}

@@ -96,8 +96,8 @@ type poller struct {
 
 var (
 	pollSelect = fmt.Sprintf(`SELECT id, event_type, event_date_time, environment, event_context::text, metadata_version
-		FROM %s ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, pgx.Identifier{config.OutboxTable}.Sanitize())
-	pollDelete = fmt.Sprintf("DELETE FROM %s WHERE id = ANY($1::uuid[])", pgx.Identifier{config.OutboxTable}.Sanitize())
+		FROM %s ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, pgx.Identifier{config.DefaultOutboxTable}.Sanitize())
+	pollDelete = fmt.Sprintf("DELETE FROM %s WHERE id = ANY($1::uuid[])", pgx.Identifier{config.DefaultOutboxTable}.Sanitize())
 )
 
 // once moves one batch in one transaction and returns its size.

@@ -110,7 +110,7 @@ func (r *Runner) prepare(ctx context.Context, d Dataset, slotSuffixes ...string)
 	}
 	// Same starting point for every system: hint bits set, visibility map
 	// built, no checkpoint pending.
-	for _, q := range []string{"VACUUM (ANALYZE) " + pgx.Identifier{config.OutboxTable}.Sanitize(), "CHECKPOINT"} {
+	for _, q := range []string{"VACUUM (ANALYZE) " + pgx.Identifier{config.DefaultOutboxTable}.Sanitize(), "CHECKPOINT"} {
 		if _, err := e.PG.Exec(ctx, q); err != nil {
 			e.Close()
 			return nil, fmt.Errorf("%s: %w", q, err)

@@ -35,7 +35,7 @@ Running it again changes nothing.`,
 			log := newLogger(e, &cfg)
 			ctx, cancel := context.WithTimeout(cmd.Context(), migrateTimeout)
 			defer cancel()
-			if err := migrate.Postgres(ctx, cfg.DatabaseURL, cfg.Publication, config.OutboxTable, log); err != nil {
+			if err := migrate.Postgres(ctx, cfg.DatabaseURL, cfg.Publication, config.DefaultOutboxTable, log); err != nil {
 				return err
 			}
 			conn, err := chsink.Connect(ctx, cfg.ClickHouseURL)

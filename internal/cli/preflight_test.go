@@ -26,7 +26,7 @@ func TestPreflightChecksHaveTheirOwnDeadlines(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.DatabaseURL = testenv.ReplaceHost(t, e.DatabaseURL, hung.Addr())
 	cfg.ClickHouseURL = e.ClickHouse
-	src := replication.Config{ConnString: cfg.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: config.OutboxTable}
+	src := replication.Config{ConnString: cfg.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: config.DefaultOutboxTable}
 
 	d, err := preflight(context.Background(), &cfg, src, 2*time.Second, zerolog.Nop())
 	if err == nil {

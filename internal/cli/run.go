@@ -159,7 +159,7 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 	// One sink per concurrent write; they add columns under one lock.
 	schema := &sync.Mutex{}
 	for i := 0; i < max(cfg.InsertConcurrency, 1); i++ {
-		sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.EventTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
+		sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.DefaultClickHouseTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
 			chsink.WithEvolution(chsink.Evolution(cfg.SchemaEvolution)), chsink.WithLayout(cfg.Layout()), chsink.WithLogger(log),
 			chsink.WithSchemaLock(schema))
 		if err != nil {
@@ -237,7 +237,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	}
 
 	srcCfg := replication.Config{
-		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.OutboxTable,
+		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.DefaultOutboxTable,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second,
 		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait, SlotFailover: cfg.SlotFailover,
 	}
@@ -293,7 +293,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, config.OutboxTable, batches),
+		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, config.DefaultOutboxTable, batches),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },

@@ -107,7 +107,7 @@ func runStatus(ctx context.Context, e *env, cfg *config.Config, th status.Thresh
 // statusTarget is what relay status and relay run's status page look at.
 func statusTarget(cfg *config.Config) status.Target {
 	return status.Target{Slot: cfg.Slot, Publication: cfg.Publication,
-		OutboxTable: config.OutboxTable, EventTable: config.EventTable, ClickHouseURL: cfg.ClickHouseURL,
+		OutboxTable: config.DefaultOutboxTable, EventTable: config.DefaultClickHouseTable, ClickHouseURL: cfg.ClickHouseURL,
 		MessagePrefix: cfg.MessagePrefix, Layout: cfg.Layout()}
 }
 

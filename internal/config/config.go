@@ -40,6 +40,13 @@ type Config struct {
 
 	SlotFailover bool `env:"RELAY_SLOT_FAILOVER" envDefault:"true" flag:"slot-failover" help:"PostgreSQL 17+: make the slot a failover slot (failover = true; relay run sets it on an existing slot too), which a physical standby with sync_replication_slots = on keeps across a promotion; false turns it off (README, High availability)"`
 
+	ConfigFile      string `env:"RELAY_CONFIG" flag:"config" help:"YAML file of several streams (README, Streams); RELAY_OUTBOX_TABLE, CLICKHOUSE_TABLE and RELAY_OUTBOX_COLUMNS then override its single stream only when it has one"`
+	OutboxTable     string `env:"RELAY_OUTBOX_TABLE" envDefault:"outbox_event" flag:"outbox-table" help:"the outbox table (schema-qualified allowed) of the one stream"`
+	ClickHouseTable string `env:"CLICKHOUSE_TABLE" envDefault:"event_log" flag:"clickhouse-table" help:"the ClickHouse table of the one stream; a template such as events_{event_type} routes each value to a table of its own"`
+	OutboxColumns   string `env:"RELAY_OUTBOX_COLUMNS" flag:"outbox-columns" help:"field=column pairs mapping the relay's fields onto the outbox table's columns (e.g. event_date_time=created_at,event_context=payload); a field not named uses its own name"`
+	OutboxConstants string `env:"RELAY_OUTBOX_CONSTANTS" flag:"outbox-constants" help:"field=value pairs for environment or metadata_version when the outbox table has no such column (e.g. environment=production)"`
+	OutboxIgnore    string `env:"RELAY_OUTBOX_IGNORE" flag:"outbox-ignore" help:"outbox columns the relay neither carries nor refuses, comma-separated (e.g. a polling worker's processed)"`
+
 	MessagePrefix string `env:"RELAY_MESSAGE_PREFIX" flag:"message-prefix" help:"message mode (PostgreSQL 14+): relay run also streams transactional logical decoding messages of this prefix as events, relay api publishes its events as such messages; empty = off (table only)"`
 
 	BatchSize    int     `env:"CH_OUTBOX_BATCH_SIZE" envDefault:"1000" flag:"batch-size" help:"flush after this many events"`
@@ -65,13 +72,16 @@ type Config struct {
 	SentryDSN         string  `env:"SENTRY_DSN" flag:"sentry-dsn" help:"Sentry DSN; empty disables Sentry"`
 	SentryEnvironment string  `env:"SENTRY_ENVIRONMENT" envDefault:"production" flag:"sentry-environment" help:"Sentry environment tag"`
 	SentrySampleRate  float64 `env:"SENTRY_TRACES_SAMPLE_RATE" envDefault:"0" flag:"sentry-traces-sample-rate" help:"share of flushes traced in Sentry (0..1)"`
+
+	// streams is what Validate made of the settings above (Streams).
+	streams []Stream
 }
 
-// Outbox and sink table names: part of the contract with publishers and
-// readers, so not configurable.
+// The default outbox and ClickHouse tables (RELAY_OUTBOX_TABLE,
+// CLICKHOUSE_TABLE): those relay migrate creates when missing.
 const (
-	OutboxTable = "outbox_event"
-	EventTable  = "event_log"
+	DefaultOutboxTable     = "outbox_event"
+	DefaultClickHouseTable = "event_log"
 )
 
 // MaxBatchBytes bounds RELAY_BATCH_BYTES: the relay holds twice it in
@@ -120,6 +130,9 @@ func fields() []field {
 	out := make([]field, 0, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if f.Tag.Get("env") == "" {
+			continue // derived, not a setting
+		}
 		out = append(out, field{index: i, env: f.Tag.Get("env"), flag: f.Tag.Get("flag"), help: f.Tag.Get("help")})
 	}
 	return out
@@ -254,6 +267,11 @@ func (c *Config) Validate(need Need) error {
 		if _, err := topology.Parse(c.ClickHouseTopology, c.ClickHouseCluster); err != nil {
 			p = append(p, unjoin(err)...)
 		}
+	}
+	if need&(NeedStream|NeedPostgres) != 0 {
+		st, sp := c.singleStream()
+		p = append(p, sp...)
+		c.streams = []Stream{st}
 	}
 	if need&NeedStream != 0 {
 		if !slotName.MatchString(c.Slot) {

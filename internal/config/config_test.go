@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestDefaults(t *testing.T) {
 		LogFormat:          "auto",
 		SentryEnvironment:  "production",
 	}
-	if got := Defaults(); got != want {
+	if got := Defaults(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Defaults() = %+v\nwant %+v", got, want)
 	}
 }
@@ -178,7 +179,7 @@ func TestResolve(t *testing.T) {
 			assertProblems(t, err, tt.wantProblems)
 			want := Defaults()
 			tt.want(&want)
-			if c != want {
+			if !reflect.DeepEqual(c, want) {
 				t.Errorf("Resolve() config = %+v\nwant %+v", c, want)
 			}
 		})

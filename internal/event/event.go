@@ -12,7 +12,15 @@ import (
 // Context holds the event_context JSON text; it is owned by the event (never
 // a view into a reused network buffer).
 type Event struct {
-	ID              [16]byte
+	// ID is the event's identity in ClickHouse (event_id): the outbox
+	// row's uuid, or one derived from its primary key and table (Identity).
+	ID [16]byte
+	// Key is the row's primary key as text when it is not a uuid (then ID
+	// is derived from it), empty when ID is the key.
+	Key string
+	// Stream indexes the relay's streams (config.Streams): the outbox
+	// table the row came from, and where it goes.
+	Stream          uint16
 	Type            string
 	OccurredAt      time.Time
 	Environment     string

@@ -27,7 +27,7 @@ const clickHouseTimeout = 5 * time.Second
 type Target struct {
 	Slot        string
 	Publication string
-	// OutboxTable and EventTable are config.OutboxTable and config.EventTable.
+	// OutboxTable and EventTable are config.DefaultOutboxTable and config.DefaultClickHouseTable.
 	OutboxTable, EventTable string
 	// ClickHouseURL is the clickhouse-go DSN of CLICKHOUSE_URL.
 	ClickHouseURL string
