@@ -46,7 +46,7 @@ type fakeSink struct {
 	writeBatch func(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error
 }
 
-func (f fakeSink) WriteBatch(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error {
+func (f fakeSink) WriteBatch(ctx context.Context, _ string, evs []event.Event, token string, relayedAt time.Time) error {
 	if f.writeBatch != nil {
 		return f.writeBatch(ctx, evs, token, relayedAt)
 	}
@@ -59,7 +59,11 @@ type fakeDeleter struct {
 	deleteDone func(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error)
 }
 
-func (f fakeDeleter) Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
+func (f fakeDeleter) Delete(ctx context.Context, rows []event.Row, done *batch.Range) (int64, error) {
+	ids := make([][16]byte, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
 	if f.deleteDone != nil {
 		return f.deleteDone(ctx, ids, done)
 	}
