@@ -299,7 +299,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
 		NewSource: newSrc, Sink: oneTable{d.sink}, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, deletionTables(srcCfg.Outboxes), batches),
-		Routes: routes(cfg.Streams()),
+		Routes:     routes(cfg.Streams()),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },
