@@ -149,6 +149,9 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg *replication.Conf
 		outboxes, err := replication.Describe(pctx, pool, cfg.Streams())
 		srcCfg.Outboxes = outboxes
 		if err == nil {
+			err = replication.SharedTables(cfg.Streams(), outboxes)
+		}
+		if err == nil {
 			err = replication.Check(pctx, pool, *srcCfg)
 		}
 		if retry.IsPermanent(err) {

@@ -29,6 +29,7 @@ type Outbox struct {
 	environment    *string            // constant when the table has no environment column
 	metadata       *int64             // constant metadata_version
 	eventTimeOrder string             // the backfill's ORDER BY
+	extra          []catalogColumn    // the columns carried beyond the relay's fields
 }
 
 // Qualified is the table's name for SQL, quoted.
@@ -189,6 +190,11 @@ func (o *Outbox) resolve(s config.Stream, cols []catalogColumn, pk []string) []e
 		o.byColumn[name] = f
 		o.columns[f] = name
 	}
+	for _, c := range cols {
+		if _, ok := o.byColumn[c.name]; !ok {
+			o.extra = append(o.extra, c)
+		}
+	}
 	o.eventTimeOrder = pgx.Identifier{o.Key}.Sanitize()
 	for col, f := range o.byColumn {
 		if f == fieldOccurredAt {
@@ -204,6 +210,33 @@ func (o *Outbox) column(f field) string {
 		return c
 	}
 	return fieldName(f)
+}
+
+// SharedTables checks the streams that write one ClickHouse table: an
+// extra column they both carry must have one type, or the table could
+// hold only one stream's values. outboxes are Describe's, in stream order.
+func SharedTables(streams []config.Stream, outboxes []Outbox) error {
+	var errs []error
+	for i := range streams {
+		for j := i + 1; j < len(streams); j++ {
+			if streams[i].ClickHouseTable != streams[j].ClickHouseTable {
+				continue
+			}
+			for _, a := range outboxes[i].extra {
+				for _, b := range outboxes[j].extra {
+					if a.name == b.name && a.typ != b.typ {
+						errs = append(errs, fmt.Errorf("streams %q and %q both write ClickHouse table %s, and their column %q differs: %s in %s, %s in %s: "+
+							"give one stream its own table, retype the column, or ignore it in one stream",
+							streams[i].Name, streams[j].Name, streams[i].ClickHouseTable, a.name, a.typ, outboxes[i].String(), b.typ, outboxes[j].String()))
+					}
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return retry.Permanent(errors.Join(errs...))
+	}
+	return nil
 }
 
 // fieldFor is where column name of this table lands in an event.

@@ -184,3 +184,38 @@ func TestStreamsShareOneSlot(t *testing.T) {
 		t.Errorf("billing event %+v, want the mapped columns and constants", b)
 	}
 }
+
+// Two streams into one ClickHouse table must agree on the type of an
+// extra column they share.
+func TestSharedTableColumnsMustAgree(t *testing.T) {
+	t.Parallel()
+	e := testenv.New(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		`CREATE TABLE a_outbox (id uuid PRIMARY KEY, event_type text, event_context jsonb, environment text, amount integer, note text)`,
+		`CREATE TABLE b_outbox (id bigint PRIMARY KEY, event_type text, event_context jsonb, environment text, amount text, note text)`,
+	} {
+		if _, err := e.PG.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	streams := []config.Stream{{Name: "a", Outbox: "a_outbox", ClickHouseTable: "events"}, {Name: "b", Outbox: "b_outbox", ClickHouseTable: "events"}}
+	outboxes, err := Describe(ctx, e.PG, streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = SharedTables(streams, outboxes)
+	if err == nil || !strings.Contains(err.Error(), `streams "a" and "b" both write ClickHouse table events, and their column "amount" differs: integer in public.a_outbox, text in public.b_outbox`) {
+		t.Errorf("SharedTables = %v", err)
+	}
+	if strings.Contains(err.Error(), `"note"`) {
+		t.Errorf("SharedTables names a column of one type: %v", err)
+	}
+	streams[1].Ignore = []string{"amount"}
+	if outboxes, err = Describe(ctx, e.PG, streams); err != nil {
+		t.Fatal(err)
+	}
+	if err := SharedTables(streams, outboxes); err != nil {
+		t.Errorf("with amount ignored in b: %v", err)
+	}
+}
