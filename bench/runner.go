@@ -132,17 +132,39 @@ func (r *Runner) relayEnv(e *Env, profile string, extra ...string) []string {
 	return env
 }
 
+// drainTarget is what a relay drain waits for and then checks: by default
+// event_log and outbox_event (Env.defaultTarget); the streams scenario
+// has several outbox and ClickHouse tables.
+type drainTarget struct {
+	// rows is how many rows ClickHouse holds (metadata only: polled).
+	rows func(context.Context) (uint64, error)
+	// empty reports whether every outbox table is empty.
+	empty func(context.Context) (bool, error)
+	// verify checks what ClickHouse holds once drained.
+	verify func(context.Context) error
+}
+
+func (r *Runner) defaultTarget(e *Env, d Dataset) drainTarget {
+	return drainTarget{rows: e.ClickHouseRows, empty: e.OutboxEmpty,
+		verify: func(ctx context.Context) error { return r.verify(ctx, e, d.Events) }}
+}
+
 // RelayDrain starts bin/relay on a loaded Env and times it until ClickHouse
 // holds every event and the outbox table is empty.
 func (r *Runner) RelayDrain(ctx context.Context, e *Env, d Dataset, profile string) (DrainStat, error) {
+	return r.relayDrain(ctx, e, d, profile, r.defaultTarget(e, d))
+}
+
+// relayDrain is RelayDrain until t is reached, with extra relay settings.
+func (r *Runner) relayDrain(ctx context.Context, e *Env, d Dataset, profile string, t drainTarget, extra ...string) (DrainStat, error) {
 	st := DrainStat{Events: d.Events, Bytes: d.Bytes()}
 	before := r.Srv.ReadServerCPU()
-	p, err := StartProc(ctx, "relay", filepath.Join(r.WorkDir, e.Name+"-relay.log"), r.RelayBin, r.relayEnv(e, profile), "run")
+	p, err := StartProc(ctx, "relay", filepath.Join(r.WorkDir, e.Name+"-relay.log"), r.RelayBin, r.relayEnv(e, profile, extra...), "run")
 	if err != nil {
 		return st, err
 	}
 	defer p.Kill()
-	done, err := r.waitDrained(ctx, e, p, d)
+	done, err := r.waitDrained(ctx, p, d, t)
 	if err != nil {
 		return st, err
 	}
@@ -151,24 +173,24 @@ func (r *Runner) RelayDrain(ctx context.Context, e *Env, d Dataset, profile stri
 	if st.Proc, err = p.Stop(time.Minute); err != nil {
 		return st, err
 	}
-	return st, r.verify(ctx, e, d.Events)
+	return st, t.verify(ctx)
 }
 
-// waitDrained polls (every 50 ms) until event_log holds d.Events rows and
-// outbox_event is empty, and returns when it saw that.
-func (r *Runner) waitDrained(ctx context.Context, e *Env, p *Proc, d Dataset) (time.Time, error) {
+// waitDrained polls (every 50 ms) until ClickHouse holds d.Events rows and
+// the outbox is empty, and returns when it saw that.
+func (r *Runner) waitDrained(ctx context.Context, p *Proc, d Dataset, t drainTarget) (time.Time, error) {
 	deadline := time.Now().Add(2*time.Minute + time.Duration(d.Events)*time.Millisecond + time.Duration(d.Bytes()/1e6)*time.Second)
 	for time.Now().Before(deadline) {
 		if p.Exited() {
 			return time.Time{}, fmt.Errorf("relay: %w:\n%s", errExited, p.Tail(20))
 		}
 		p.SampleRSS()
-		n, err := e.ClickHouseRows(ctx)
+		n, err := t.rows(ctx)
 		if err != nil {
 			return time.Time{}, err
 		}
 		if n >= uint64(d.Events) {
-			empty, err := e.OutboxEmpty(ctx)
+			empty, err := t.empty(ctx)
 			if err != nil {
 				return time.Time{}, err
 			}

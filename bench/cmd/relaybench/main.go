@@ -107,6 +107,7 @@ type options struct {
 	events        int
 	events64K     int
 	events5M      int
+	eventsStreams int
 	bigTx         int
 	latDuration   time.Duration
 	batchSize     int
@@ -130,9 +131,10 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.relayBin, "relay", "bin/relay", "relay binary")
 	fs.StringVar(&o.out, "out", "bench/results.json", "JSON report path")
 	fs.StringVar(&o.workDir, "workdir", "", "directory for child logs (default: a temp dir, removed on success)")
-	fs.StringVar(&o.scenarios, "scenarios", "drain,drain64k,latency,resources,modes,columns,topologies", "comma-separated scenarios to run (modes: table vs message publishing; columns: drain with 5 extra outbox_event columns vs without; topologies: single server vs the replicated cluster, needs scripts/services.sh cluster-up)")
+	fs.StringVar(&o.scenarios, "scenarios", "drain,drain64k,latency,resources,modes,columns,streams,topologies", "comma-separated scenarios to run (modes: table vs message publishing; columns: drain with 5 extra outbox_event columns vs without; streams: one relay carrying three outbox streams, one routed into five tables, vs the one default stream, same events; topologies: single server vs the replicated cluster, needs scripts/services.sh cluster-up)")
 	fs.IntVar(&o.events, "events", 0, "512 B events in the drain (default 1000000; quick 100000)")
 	fs.IntVar(&o.events64K, "events-64k", 0, "64 KiB events in the drain (default 10000; quick 2000)")
+	fs.IntVar(&o.eventsStreams, "events-streams", 0, "1 KiB events in each drain of the streams scenario (default 200000; quick 30000)")
 	fs.IntVar(&o.events5M, "events-5m", 0, "5 MiB events in the resources scenario (default 50; quick 20)")
 	fs.IntVar(&o.bigTx, "big-tx", 100000, "512 B events of the one-transaction resources scenario")
 	fs.DurationVar(&o.latDuration, "latency-duration", 0, "producer time per latency run (default 30s; quick 10s)")
@@ -166,6 +168,7 @@ func (o *options) defaults() {
 	pick(&o.events5M, 50, 20)
 	pick(&o.events, 1_000_000, 100_000)
 	pick(&o.events64K, 10_000, 2_000)
+	pick(&o.eventsStreams, 200_000, 30_000)
 	if o.latDuration == 0 {
 		o.latDuration = 30 * time.Second
 		if o.quick {
@@ -240,6 +243,9 @@ func scenarios(ctx context.Context, o *options, r *bench.Runner) {
 	}
 	if o.want("columns") && ctx.Err() == nil {
 		r.Columns(ctx, bench.Dataset{Name: "512B", Events: o.events, Size: 512, PerTx: 100}, o.runs)
+	}
+	if o.want("streams") && ctx.Err() == nil {
+		r.Streams(ctx, bench.Dataset{Name: "1KiB", Events: o.eventsStreams, Size: 1 << 10, PerTx: 100}, o.runs)
 	}
 	if o.want("topologies") && ctx.Err() == nil {
 		lc := bench.LatencyConfig{Rate: 2000, Duration: o.latDuration, Conns: 5, Size: 512, Poll: 50 * time.Millisecond,
