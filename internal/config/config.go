@@ -75,6 +75,13 @@ type Config struct {
 
 	// streams is what Validate made of the settings above (Streams).
 	streams []Stream
+	// explicit names the single-stream settings set on the command line or
+	// in the environment (Resolve), whatever their value: those override a
+	// config file's stream. Nil when there is none.
+	explicit map[string]bool
+	// file is what Resolve read of RELAY_CONFIG, ${VAR} expanded from its
+	// environment; Validate checks it.
+	file *streamFile
 }
 
 // The default outbox and ClickHouse tables (RELAY_OUTBOX_TABLE,
@@ -191,6 +198,20 @@ func Resolve(fs *pflag.FlagSet, c *Config, environ map[string]string) error {
 		}
 		dst.Field(f.index).Set(src.Field(f.index))
 	}
+	c.explicit = nil
+	for _, s := range c.streamSettings() {
+		_, inEnv := environ[s.env]
+		if fl := fs.Lookup(s.flag); inEnv || (fl != nil && fl.Changed) {
+			if c.explicit == nil {
+				c.explicit = map[string]bool{}
+			}
+			c.explicit[s.env] = true
+		}
+	}
+	c.file = nil
+	if c.ConfigFile != "" {
+		c.file = readStreamFile(c.ConfigFile, environ) // its problems are Validate's
+	}
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
 	}
@@ -269,9 +290,9 @@ func (c *Config) Validate(need Need) error {
 		}
 	}
 	if need&(NeedStream|NeedPostgres) != 0 {
-		st, sp := c.singleStream()
+		var sp []error
+		c.streams, sp = c.buildStreams()
 		p = append(p, sp...)
-		c.streams = []Stream{st}
 	}
 	if need&NeedStream != 0 {
 		if !slotName.MatchString(c.Slot) {
