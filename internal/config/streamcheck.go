@@ -48,6 +48,9 @@ type origin struct {
 	line  int               // the stream's item in the file
 	lines map[string]int    // key, or key/entry, -> line
 	env   map[string]string // key -> the setting that gave it
+	// failed keys (or key/entry) were reported as unreadable already: no
+	// second message about the value they lack.
+	failed map[string]bool
 }
 
 // located is a stream and where it came from.
@@ -101,26 +104,39 @@ func (l *located) where() string {
 func (l *located) check() []error {
 	var p []error
 	add := func(key, entry, format string, args ...any) {
-		p = append(p, fmt.Errorf("%s: %s", l.at(key, entry), fmt.Sprintf(format, args...)))
+		if !l.failed[key] && !l.failed[key+"/"+entry] {
+			p = append(p, fmt.Errorf("%s: %s", l.at(key, entry), fmt.Sprintf(format, args...)))
+		}
+	}
+	// bad is add for a value: KEY "value": problem.
+	bad := func(key, value string, err error) {
+		if !l.failed[key] {
+			p = append(p, fmt.Errorf("%s %q: %w", l.at(key, ""), value, err))
+		}
+	}
+	missing := func(key string) {
+		if !l.failed[key] {
+			p = append(p, l.missing(key))
+		}
 	}
 	switch {
 	case l.Name == "":
-		p = append(p, l.missing("name"))
+		missing("name")
 	case !streamName.MatchString(l.Name):
-		add("name", "", "%q: use 1-63 lowercase letters, digits or underscores (it labels metrics and dead letters)", l.Name)
+		bad("name", l.Name, errors.New("use 1-63 lowercase letters, digits or underscores (it labels metrics and dead letters)"))
 	}
 	if l.Outbox == "" {
-		p = append(p, l.missing("outbox"))
+		missing("outbox")
 	} else if err := checkOutbox(l.Outbox); err != nil {
-		add("outbox", "", "%q: %v", l.Outbox, err)
+		bad("outbox", l.Outbox, err)
 	}
 	template := false
 	if l.ClickHouseTable == "" {
-		p = append(p, l.missing("clickhouse_table"))
+		missing("clickhouse_table")
 	} else {
 		var err error
 		if template, err = checkClickHouseTable(l.ClickHouseTable); err != nil {
-			add("clickhouse_table", "", "%q: %v", l.ClickHouseTable, err)
+			bad("clickhouse_table", l.ClickHouseTable, err)
 		}
 	}
 	switch {
@@ -129,7 +145,7 @@ func (l *located) check() []error {
 	case l.MaxTables == 0:
 		l.MaxTables = DefaultMaxTables
 	case l.MaxTables < 1 || l.MaxTables > MaxMaxTables:
-		add("max_tables", "", "%d: must be between 1 and %d", l.MaxTables, MaxMaxTables)
+		add("max_tables", "", "%d is not between 1 and %d", l.MaxTables, MaxMaxTables)
 	}
 	l.checkColumns(add)
 	return p

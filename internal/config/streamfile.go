@@ -26,8 +26,9 @@ type streamFile struct {
 // key so that every problem found later points into the file.
 type fileStream struct {
 	Stream
-	line  int            // the list item
-	lines map[string]int // "outbox", "columns", "columns/event_type", ...
+	line   int             // the list item
+	lines  map[string]int  // "outbox", "columns", "columns/event_type", ...
+	failed map[string]bool // keys (as in lines) whose value could not be read
 }
 
 // Keys of the file, in the order the error messages list them.
@@ -120,7 +121,7 @@ func (f *streamFile) eachKey(m *yaml.Node, known []string, fn func(key string, k
 }
 
 func (f *streamFile) readStream(item *yaml.Node, environ map[string]string) {
-	s := fileStream{line: item.Line, lines: map[string]int{}}
+	s := fileStream{line: item.Line, lines: map[string]int{}, failed: map[string]bool{}}
 	if item.Kind != yaml.MappingNode {
 		f.problem(item.Line, "a stream is a mapping (name:, outbox:, clickhouse_table: ...)")
 		return
@@ -129,46 +130,54 @@ func (f *streamFile) readStream(item *yaml.Node, environ map[string]string) {
 		s.lines[key] = k.Line
 		switch key {
 		case "name":
-			s.Name = f.scalar(key, v, environ)
+			s.Name = f.scalar(&s, key, "", v, environ)
 		case "outbox":
-			s.Outbox = f.scalar(key, v, environ)
+			s.Outbox = f.scalar(&s, key, "", v, environ)
 		case "clickhouse_table":
-			s.ClickHouseTable = f.scalar(key, v, environ)
+			s.ClickHouseTable = f.scalar(&s, key, "", v, environ)
 		case "max_tables":
-			if n, err := strconv.Atoi(f.scalar(key, v, environ)); err != nil {
+			if n, err := strconv.Atoi(f.scalar(&s, key, "", v, environ)); err != nil && !s.failed[key] {
 				f.problem(v.Line, "max_tables: want a whole number")
+				s.failed[key] = true
 			} else {
 				s.MaxTables = n
 			}
 		case "columns":
-			s.Columns = f.mapping(key, v, s.lines, environ)
+			s.Columns = f.mapping(&s, key, v, environ)
 		case "constants":
-			s.Constants = f.mapping(key, v, s.lines, environ)
+			s.Constants = f.mapping(&s, key, v, environ)
 		case "ignore":
-			s.Ignore = f.list(key, v, s.lines, environ)
+			s.Ignore = f.list(&s, key, v, environ)
 		}
 	})
 	f.streams = append(f.streams, s)
 }
 
-// scalar is v's value with ${VAR} expanded; a problem when v is a mapping
-// or a list.
-func (f *streamFile) scalar(key string, v *yaml.Node, environ map[string]string) string {
+// scalar is v's value with ${VAR} expanded. A mapping or a list, or a bad
+// reference, is a problem, and the key (or its entry) is marked failed so
+// that no second message follows about the value it lacks.
+func (f *streamFile) scalar(s *fileStream, key, entry string, v *yaml.Node, environ map[string]string) string {
+	name, id := key, key
+	if entry != "" {
+		name, id = key+"."+entry, key+"/"+entry
+	}
 	if v.Kind != yaml.ScalarNode {
-		f.problem(v.Line, "%s: want a single value, not a %s", key, kindWord(v))
+		f.problem(v.Line, "%s: want a single value, not a %s", name, kindWord(v))
+		s.failed[id] = true
 		return ""
 	}
 	if v.Tag == "!!null" {
 		return ""
 	}
-	s, err := expand(v.Value, environ)
+	val, err := expand(v.Value, environ)
 	if err != nil {
-		f.problem(v.Line, "%s: %v", key, err)
+		f.problem(v.Line, "%s: %v", name, err)
+		s.failed[id] = true
 	}
-	return s
+	return val
 }
 
-func (f *streamFile) mapping(key string, v *yaml.Node, lines map[string]int, environ map[string]string) map[string]string {
+func (f *streamFile) mapping(s *fileStream, key string, v *yaml.Node, environ map[string]string) map[string]string {
 	if v.Kind != yaml.MappingNode {
 		if v.Tag != "!!null" {
 			f.problem(v.Line, "%s: want a mapping (field: value), not a %s", key, kindWord(v))
@@ -182,13 +191,13 @@ func (f *streamFile) mapping(key string, v *yaml.Node, lines map[string]int, env
 			f.problem(k.Line, "%s: %q given twice", key, k.Value)
 			continue
 		}
-		lines[key+"/"+k.Value] = k.Line
-		m[k.Value] = f.scalar(key+"."+k.Value, deref(v.Content[i+1]), environ)
+		s.lines[key+"/"+k.Value] = k.Line
+		m[k.Value] = f.scalar(s, key, k.Value, deref(v.Content[i+1]), environ)
 	}
 	return m
 }
 
-func (f *streamFile) list(key string, v *yaml.Node, lines map[string]int, environ map[string]string) []string {
+func (f *streamFile) list(s *fileStream, key string, v *yaml.Node, environ map[string]string) []string {
 	if v.Kind != yaml.SequenceNode {
 		if v.Tag != "!!null" {
 			f.problem(v.Line, "%s: want a list ([a, b]), not a %s", key, kindWord(v))
@@ -197,11 +206,11 @@ func (f *streamFile) list(key string, v *yaml.Node, lines map[string]int, enviro
 	}
 	var out []string
 	for _, item := range v.Content {
-		s := f.scalar(key, deref(item), environ)
-		if _, seen := lines[key+"/"+s]; !seen {
-			lines[key+"/"+s] = item.Line
+		val := f.scalar(s, key, "", deref(item), environ)
+		if _, seen := s.lines[key+"/"+val]; !seen {
+			s.lines[key+"/"+val] = item.Line
 		}
-		out = append(out, s)
+		out = append(out, val)
 	}
 	return out
 }

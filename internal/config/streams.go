@@ -108,7 +108,7 @@ func (c *Config) buildStreams() ([]Stream, []error) {
 		}
 		p = append(p, f.problems...)
 		for _, fs := range f.streams {
-			ls = append(ls, located{Stream: fs.Stream, origin: origin{file: f.path, line: fs.line, lines: fs.lines, env: map[string]string{}}})
+			ls = append(ls, located{Stream: fs.Stream, origin: origin{file: f.path, line: fs.line, lines: fs.lines, failed: fs.failed, env: map[string]string{}}})
 		}
 		p = append(p, c.override(ls)...)
 	}
@@ -145,6 +145,7 @@ func (c *Config) applySettings(l *located, onlyGiven bool) []error {
 			continue
 		}
 		l.env[s.key] = s.env
+		delete(l.failed, s.key) // the setting replaces what the file could not give
 		var err error
 		switch s.key {
 		case "outbox":
