@@ -123,7 +123,10 @@ func (c *Config) buildStreams() ([]Stream, []error) {
 // override applies the settings given explicitly to the file's only
 // stream; with several streams they are ambiguous, so an error.
 func (c *Config) override(ls []located) []error {
-	if len(ls) == 1 {
+	switch len(ls) {
+	case 0:
+		return nil // the file's problem says why
+	case 1:
 		return c.applySettings(&ls[0], true)
 	}
 	var p []error

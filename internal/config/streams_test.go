@@ -385,3 +385,36 @@ func TestStreamsOnlyWhenNeeded(t *testing.T) {
 		t.Error("Validate(NeedPostgres) = nil, want the missing file")
 	}
 }
+
+// The README's example is a valid file and means what its comments say.
+func TestREADMEStreamsExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n### Streams\n")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no yaml block under ### Streams")
+	}
+	got, err := loadStreams(t, block, map[string]string{"BILLING_SCHEMA": "billing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Stream{
+		{Name: "app", Outbox: "public.core_outboxevent", Columns: map[string]string{FieldEventDateTime: "created_at"},
+			Constants: map[string]string{FieldMetadataVersion: "1"}, Ignore: []string{"processed"}, ClickHouseTable: "event_log", MaxTables: DefaultMaxTables},
+		{Name: "billing", Outbox: "billing.outbox", Constants: map[string]string{FieldEnvironment: "production"},
+			ClickHouseTable: "billing_{event_type}", MaxTables: 20},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Streams() = %+v\nwant %+v", got, want)
+	}
+}
+
+// A file that gives no streams is its own problem; an override adds none.
+func TestOverrideOfAnUnreadableFile(t *testing.T) {
+	_, err := loadStreams(t, "streams: [\n", map[string]string{"RELAY_OUTBOX_TABLE": "x"})
+	assertProblems(t, err, []string{"relay.yaml:2: "})
+}
