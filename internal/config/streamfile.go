@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -50,21 +52,28 @@ func readStreamFile(path string, environ map[string]string) *streamFile {
 		f.problems = append(f.problems, fmt.Errorf("RELAY_CONFIG (--config): %w", err))
 		return f
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		var le *yaml.LoadError
-		if errors.As(err, &le) {
-			f.problem(le.Mark.Line, "%s", le.Message)
-		} else {
-			f.problem(0, "not YAML: %v", err)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc, more yaml.Node
+	err = dec.Decode(&doc)
+	if err == nil {
+		if err = dec.Decode(&more); err == nil {
+			f.problem(more.Line, "a second YAML document: the streams go in one")
+			return f
+		} else if errors.Is(err, io.EOF) {
+			err = nil
 		}
-		return f
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+	var le *yaml.LoadError
+	switch {
+	case errors.Is(err, io.EOF) || (err == nil && len(doc.Content) == 0):
 		f.problem(0, "the file is empty: want a list of streams under streams:")
-		return f
+	case errors.As(err, &le):
+		f.problem(le.Mark.Line, "%s", le.Message)
+	case err != nil:
+		f.problem(0, "not YAML: %v", err)
+	default:
+		f.readTop(doc.Content[0], environ)
 	}
-	f.readTop(doc.Content[0], environ)
 	return f
 }
 
