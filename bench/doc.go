@@ -10,7 +10,10 @@
 //   - steady state: end-to-end latency (visible in ClickHouse − commit) at a
 //     fixed producer rate, relay vs polling;
 //   - resources: CPU seconds per million events of the relay (or baseline),
-//     PostgreSQL and ClickHouse, and the relay's peak RSS.
+//     PostgreSQL and ClickHouse, and the relay's peak RSS;
+//   - streams: one relay carrying three outbox tables (one routed into a
+//     table per event type, RELAY_CONFIG) against the one default stream,
+//     on the same events.
 //
 // Every scenario run gets fresh databases (Env). The relay, the bare decoder
 // and the poller each run as a child process so that their CPU time and peak
