@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/migrate"
+	"github.com/outbox-relay/relay/internal/outboxtable"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 )
 
@@ -18,10 +20,15 @@ func newMigrateCmd(e *env) *cobra.Command {
 	cfg := config.Defaults()
 	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Apply the PostgreSQL and ClickHouse schemas (idempotent) and create the publication",
-		Long: `migrate applies the schemas embedded in the binary: outbox_event (and the demo
-users table) with goose in PostgreSQL, the publication of outbox_event's inserts,
-and event_log in ClickHouse (DateTime64(6) where the server has it, DateTime plus
+		Short: "Create the relay's own PostgreSQL and ClickHouse objects (idempotent) and the publication",
+		Long: `migrate creates the relay's own objects, never an application's: in PostgreSQL
+its state tables (goose), outbox_event when a stream uses that default name and it
+is missing (an outbox table of another name must exist and is never altered), and
+one publication of the inserts of every stream's outbox table (tables it lacks are
+added). Each outbox table is checked first: a single-column primary key of type
+uuid, bigint, integer, smallint, text or varchar, and a column for every field the
+stream maps; a problem stops migrate with a message naming the stream. In
+ClickHouse: event_log (DateTime64(6) where the server has it, DateTime plus
 event_date_time_us on servers before 20.1), laid out for CLICKHOUSE_TOPOLOGY:
 single (a local ReplacingMergeTree), replicated (ON CLUSTER, Replicated
 engines with the {shard}/{replica} macros), sharded (those as event_log_local
@@ -35,7 +42,16 @@ Running it again changes nothing.`,
 			log := newLogger(e, &cfg)
 			ctx, cancel := context.WithTimeout(cmd.Context(), migrateTimeout)
 			defer cancel()
-			if err := migrate.Postgres(ctx, cfg.DatabaseURL, cfg.Publication, config.DefaultOutboxTable, log); err != nil {
+			streams := cfg.Streams()
+			outboxes := make([]migrate.Outbox, len(streams))
+			for i, s := range streams {
+				outboxes[i] = migrate.Outbox{Stream: s.Name, Table: s.Outbox}
+			}
+			check := func(ctx context.Context, conn *pgx.Conn) error {
+				_, err := outboxtable.Check(ctx, conn, streams)
+				return err
+			}
+			if err := migrate.Postgres(ctx, cfg.DatabaseURL, cfg.Publication, outboxes, check, log); err != nil {
 				return err
 			}
 			conn, err := chsink.Connect(ctx, cfg.ClickHouseURL)
