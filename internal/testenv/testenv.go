@@ -125,6 +125,26 @@ func NewPostgres(t TB) *Env {
 	return e
 }
 
+// NewEmptyPostgres creates the test's PostgreSQL database and nothing in
+// it, for tests of `relay migrate` itself; e.PG is connected. It skips when
+// DATABASE_URL is unset.
+func NewEmptyPostgres(t TB) *Env {
+	t.Helper()
+	if os.Getenv("DATABASE_URL") == "" {
+		t.Skip("DATABASE_URL not set: run `make test` (scripts/services.sh starts the servers)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Layout: topology.Layout{Topology: topology.Single}}
+	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
+	e.createPostgres(ctx, t)
+	var err error
+	if e.PG, err = pgxpool.New(ctx, e.DatabaseURL); err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	return e
+}
+
 // migratePostgres gives the database the schema `make run` gives it:
 // `relay migrate`'s for the one default stream, then the demo API's (its
 // users table and outbox_event.user_id), which end-to-end tests of the API,
