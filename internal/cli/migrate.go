@@ -45,7 +45,7 @@ Running it again changes nothing.`,
 			streams := cfg.Streams()
 			outboxes := make([]migrate.Outbox, len(streams))
 			for i, s := range streams {
-				outboxes[i] = migrate.Outbox{Stream: s.Name, Table: s.Outbox}
+				outboxes[i] = migrate.Outbox{Stream: s.Name, Table: outboxtable.Identifier(s.Outbox)}
 			}
 			check := func(ctx context.Context, conn *pgx.Conn) error {
 				_, err := outboxtable.Check(ctx, conn, streams)

@@ -31,10 +31,9 @@ import (
 type Outbox struct {
 	// Stream names the stream in errors.
 	Stream string
-	// Table is the table's name as the configuration gives it, parsed by
-	// PostgreSQL as SQL would (to_regclass: schema-qualified or on the
-	// search path, unquoted parts folded to lower case).
-	Table string
+	// Table is the table, schema-qualified or found on the search path
+	// (outboxtable.Identifier of the stream's outbox).
+	Table pgx.Identifier
 }
 
 // DefaultOutbox is the outbox table `relay migrate` creates when a stream
@@ -110,7 +109,7 @@ func applyGoose(ctx context.Context, cfg *pgx.ConnConfig, log zerolog.Logger) er
 // ensureDefaultOutbox creates outbox_event if an outbox is that and it is
 // missing. Only that name: any other outbox table is the application's.
 func ensureDefaultOutbox(ctx context.Context, conn *pgx.Conn, outboxes []Outbox, log zerolog.Logger) error {
-	if !slices.ContainsFunc(outboxes, func(o Outbox) bool { return o.Table == DefaultOutbox }) {
+	if !slices.ContainsFunc(outboxes, func(o Outbox) bool { return slices.Equal(o.Table, pgx.Identifier{DefaultOutbox}) }) {
 		return nil
 	}
 	var exists bool
@@ -141,13 +140,13 @@ func resolve(ctx context.Context, conn *pgx.Conn, outboxes []Outbox) ([]table, e
 	for _, o := range outboxes {
 		var t table
 		err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.oid = to_regclass($1)`, o.Table).Scan(&t.schema, &t.name)
+			WHERE c.oid = to_regclass($1)`, o.Table.Sanitize()).Scan(&t.schema, &t.name)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			missing = append(missing, fmt.Errorf("stream %q: outbox table %s does not exist (relay migrate creates only %s; create the table, or correct the stream's outbox)", o.Stream, o.Table, DefaultOutbox))
+			missing = append(missing, fmt.Errorf("stream %q: outbox table %s does not exist (relay migrate creates only %s; create the table, or correct the stream's outbox)", o.Stream, strings.Join(o.Table, "."), DefaultOutbox))
 			continue
 		case err != nil:
-			return nil, pgerr.Classify(fmt.Errorf("stream %q: look up outbox table %s: %w", o.Stream, o.Table, err))
+			return nil, pgerr.Classify(fmt.Errorf("stream %q: look up outbox table %s: %w", o.Stream, strings.Join(o.Table, "."), err))
 		}
 		if !slices.Contains(tables, t) { // two streams may share a table
 			tables = append(tables, t)

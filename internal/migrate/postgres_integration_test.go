@@ -186,7 +186,7 @@ func TestPostgresPublishesStreamTables(t *testing.T) {
 	f.exec(t, `CREATE TABLE billing.outbox (id text PRIMARY KEY, event_type text, event_date_time timestamptz, event_context jsonb)`)
 	djangoCols := f.columns(t, "core_outboxevent")
 
-	app := migrate.Outbox{Stream: "app", Table: "public.core_outboxevent"}
+	app := migrate.Outbox{Stream: "app", Table: pgx.Identifier{"public", "core_outboxevent"}}
 	if err := migratePG(e, app); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
@@ -197,7 +197,7 @@ func TestPostgresPublishesStreamTables(t *testing.T) {
 		t.Errorf("publication tables = %v, want public.core_outboxevent", got)
 	}
 
-	err := migratePG(e, app, migrate.Outbox{Stream: "billing", Table: "billing.outbox"}, migrate.Outbox{Stream: "typo", Table: "billing.outbx"})
+	err := migratePG(e, app, migrate.Outbox{Stream: "billing", Table: pgx.Identifier{"billing", "outbox"}}, migrate.Outbox{Stream: "typo", Table: pgx.Identifier{"billing", "outbx"}})
 	if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), `stream "typo": outbox table billing.outbx does not exist`) {
 		t.Fatalf("migrate with a missing table = %v, want a permanent error naming it and its stream", err)
 	}
@@ -205,7 +205,7 @@ func TestPostgresPublishesStreamTables(t *testing.T) {
 		t.Errorf("after the refusal the publication holds %v, want it unchanged", got)
 	}
 
-	if err := migratePG(e, app, migrate.Outbox{Stream: "billing", Table: "billing.outbox"}); err != nil {
+	if err := migratePG(e, app, migrate.Outbox{Stream: "billing", Table: pgx.Identifier{"billing", "outbox"}}); err != nil {
 		t.Fatalf("migrate with a second stream: %v", err)
 	}
 	if got := f.published(t); !slices.Equal(got, []string{"billing.outbox", "public.core_outboxevent"}) {

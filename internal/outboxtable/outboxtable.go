@@ -64,6 +64,16 @@ const keyTypesText = "uuid, bigint, integer, smallint, text or varchar"
 // ErrNotFound is returned by Read for a table that does not exist.
 var ErrNotFound = errors.New("does not exist")
 
+// Identifier is a stream's outbox table name ("schema.table", or "table"
+// found on the search path) as an identifier: each part quoted as the
+// configuration spells it, so case is kept (config checks the parts).
+func Identifier(outbox string) pgx.Identifier {
+	if schema, table, ok := strings.Cut(outbox, "."); ok {
+		return pgx.Identifier{schema, table}
+	}
+	return pgx.Identifier{outbox}
+}
+
 // Qualified is the table's schema-qualified, quoted name.
 func (t *Table) Qualified() string {
 	return pgx.Identifier{t.Schema, t.Name}.Sanitize()
@@ -94,12 +104,10 @@ LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
 WHERE c.oid = to_regclass($1)
 ORDER BY a.attnum`
 
-// Read reads the table called outbox; ErrNotFound when there is none. The
-// name is parsed by PostgreSQL as SQL would parse it (to_regclass):
-// schema-qualified or found on the search path, unquoted parts folded to
-// lower case. Build SQL from the Table's Qualified name, not from outbox.
+// Read reads the table called outbox (see Identifier); ErrNotFound when
+// there is none.
 func Read(ctx context.Context, q Querier, outbox string) (Table, error) {
-	rows, err := q.Query(ctx, readSQL, outbox)
+	rows, err := q.Query(ctx, readSQL, Identifier(outbox).Sanitize())
 	if err != nil {
 		return Table{}, pgerr.Classify(fmt.Errorf("read outbox table %s: %w", outbox, err))
 	}
@@ -188,13 +196,6 @@ func CheckStream(s config.Stream, t Table) []error {
 	}
 	for _, f := range []string{config.FieldEventType, config.FieldEventDateTime, config.FieldEventContext, config.FieldEnvironment, config.FieldMetadataVersion} {
 		p = append(p, checkField(s, t, f)...)
-	}
-	for _, col := range s.Ignore {
-		for f, mapped := range s.Columns {
-			if mapped == col {
-				add("column %q is ignored and also holds field %s: do one or the other", col, f)
-			}
-		}
 	}
 	return p
 }

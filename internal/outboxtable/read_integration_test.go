@@ -36,7 +36,10 @@ func TestReadAndCheck(t *testing.T) {
 		}
 	}
 
-	django, err := outboxtable.Read(ctx, e.PG, "CORE_OUTBOXEVENT") // unquoted: folded, as in SQL
+	if _, err := outboxtable.Read(ctx, e.PG, "CORE_OUTBOXEVENT"); !errors.Is(err, outboxtable.ErrNotFound) {
+		t.Errorf("Read(CORE_OUTBOXEVENT) = %v, want ErrNotFound: names are quoted, case kept", err)
+	}
+	django, err := outboxtable.Read(ctx, e.PG, "core_outboxevent") // on the search path
 	if err != nil {
 		t.Fatalf("Read: %v", err)
 	}

@@ -166,7 +166,7 @@ func (e *Env) migratePostgres(ctx context.Context, t TB) {
 // DefaultOutboxes are the outboxes of a configuration without stream
 // settings: the one default stream's outbox_event.
 func DefaultOutboxes() []migrate.Outbox {
-	return []migrate.Outbox{{Stream: "default", Table: migrate.DefaultOutbox}}
+	return []migrate.Outbox{{Stream: "default", Table: pgx.Identifier{migrate.DefaultOutbox}}}
 }
 
 func withPath(t TB, raw, db string) string {
