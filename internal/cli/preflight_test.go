@@ -26,9 +26,9 @@ func TestPreflightChecksHaveTheirOwnDeadlines(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.DatabaseURL = testenv.ReplaceHost(t, e.DatabaseURL, hung.Addr())
 	cfg.ClickHouseURL = e.ClickHouse
-	src := replication.Config{ConnString: cfg.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: config.DefaultOutboxTable}
+	src := replication.Config{ConnString: cfg.DatabaseURL, Slot: e.Slot, Publication: e.Publication}
 
-	d, err := preflight(context.Background(), &cfg, src, 2*time.Second, zerolog.Nop())
+	d, err := preflight(context.Background(), &cfg, &src, 2*time.Second, zerolog.Nop())
 	if err == nil {
 		d.close()
 		t.Fatal("preflight passed with a PostgreSQL that never answers")

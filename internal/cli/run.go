@@ -117,7 +117,7 @@ func (d *deps) close() {
 func (d *deps) moreSinks() []relay.Sink {
 	out := make([]relay.Sink, len(d.more))
 	for i, s := range d.more {
-		out[i] = s
+		out[i] = oneTable{s}
 	}
 	return out
 }
@@ -128,7 +128,7 @@ func (d *deps) moreSinks() []relay.Sink {
 // that is down or does not answer is no configuration error: then the
 // error says so and exits 1, as any runtime failure, for a supervisor to
 // restart the relay.
-func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Config, timeout time.Duration, log zerolog.Logger) (*deps, error) {
+func preflight(ctx context.Context, cfg *config.Config, srcCfg *replication.Config, timeout time.Duration, log zerolog.Logger) (*deps, error) {
 	d := &deps{}
 	var problems, down []error
 	pctx, cancel := context.WithTimeout(ctx, timeout)
@@ -146,7 +146,15 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 	case err != nil:
 		down = append(down, fmt.Errorf("PostgreSQL (DATABASE_URL) is not reachable: %w", err))
 	default:
-		if err := replication.Check(pctx, pool, srcCfg); retry.IsPermanent(err) {
+		outboxes, err := replication.Describe(pctx, pool, cfg.Streams())
+		srcCfg.Outboxes = outboxes
+		if err == nil {
+			err = replication.SharedTables(cfg.Streams(), outboxes)
+		}
+		if err == nil {
+			err = replication.Check(pctx, pool, *srcCfg)
+		}
+		if retry.IsPermanent(err) {
 			problems = append(problems, err)
 		} else if err != nil {
 			down = append(down, fmt.Errorf("PostgreSQL (DATABASE_URL): %w", err))
@@ -237,7 +245,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	}
 
 	srcCfg := replication.Config{
-		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication, Table: config.DefaultOutboxTable,
+		ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Publication: cfg.Publication,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: cfg.ShutdownGrace + 5*time.Second,
 		MessagePrefix: cfg.MessagePrefix, ReceiveWait: cfg.ReceiveWait, SlotFailover: cfg.SlotFailover,
 	}
@@ -245,7 +253,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	// paces its reads by it.
 	forecast := new(batch.Forecast)
 	srcCfg.NextCut = forecast.Load
-	d, err := preflight(ctx, cfg, srcCfg, preflightTimeout, log)
+	d, err := preflight(ctx, cfg, &srcCfg, preflightTimeout, log)
 	if err != nil {
 		return err
 	}
@@ -293,7 +301,8 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, config.DefaultOutboxTable, batches),
+		NewSource: newSrc, Sink: oneTable{d.sink}, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, deletionTables(srcCfg.Outboxes), batches),
+		Routes:     routes(cfg.Streams()),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },
@@ -326,6 +335,24 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 	}
 	log.Info().Msg("relay stopped cleanly")
 	return nil
+}
+
+// deletionTables are where delivered rows are deleted, in stream order.
+func deletionTables(outboxes []replication.Outbox) []deletion.Table {
+	out := make([]deletion.Table, len(outboxes))
+	for i, o := range outboxes {
+		out[i] = deletion.Table{Schema: o.Schema, Name: o.Table, Key: o.Key, KeyType: o.KeyType}
+	}
+	return out
+}
+
+// routes are where each stream's events go, in stream order.
+func routes(streams []config.Stream) []relay.Route {
+	out := make([]relay.Route, len(streams))
+	for i, s := range streams {
+		out[i] = relay.NewRoute(s, nil)
+	}
+	return out
 }
 
 // serveUntil runs srv on ln until ctx ends, then shuts it down.

@@ -103,3 +103,9 @@ func pairs(s string) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// DefaultStreams is the one stream of the default settings: outbox_event
+// into event_log, every column under its own name.
+func DefaultStreams() []Stream {
+	return []Stream{{Name: DefaultStreamName, Outbox: DefaultOutboxTable, ClickHouseTable: DefaultClickHouseTable, MaxTables: DefaultMaxTables}}
+}

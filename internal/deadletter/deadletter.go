@@ -38,6 +38,9 @@ func New(db Execer) *Store { return &Store{db: db} }
 type Rejected struct {
 	Event event.Event
 	Err   error
+	// Stream names the stream the event came from; Table the ClickHouse
+	// table it was bound for (empty: none could be named).
+	Stream, Table string
 }
 
 const insert = `INSERT INTO outbox_dead_letter

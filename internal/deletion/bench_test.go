@@ -17,6 +17,7 @@ import (
 
 	"github.com/outbox-relay/relay/internal/batch"
 	"github.com/outbox-relay/relay/internal/batchlog"
+	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/procfs"
 	"github.com/outbox-relay/relay/internal/testenv"
 )
@@ -63,7 +64,11 @@ func deleteStrategies() []deleteStrategy {
 	return []deleteStrategy{
 		// What the relay does now (deletion.Deleter).
 		{name: "deleter", batches: 1, run: func(ctx context.Context, d *deleteBench, ids [][16]byte) (int64, error) {
-			return New(d.conn, "outbox_event", d.log).Delete(ctx, ids, &d.rng[0])
+			rows := make([]event.Row, len(ids))
+			for i, id := range ids {
+				rows[i].ID = id
+			}
+			return New(d.conn, []Table{{Schema: "public", Name: "outbox_event", Key: "id", KeyType: "uuid"}}, d.log).Delete(ctx, rows, &d.rng[0])
 		}},
 		// = ANY, binary uuid[] encoded by pgx from [][16]byte (reflection).
 		{name: "any-reflect", batches: 1, run: func(ctx context.Context, d *deleteBench, ids [][16]byte) (int64, error) {

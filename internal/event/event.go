@@ -93,3 +93,11 @@ var ErrRejected = errors.New("rejected by the sink")
 // before acknowledging anything the change affects; the message says what
 // to do, and a restart after that resumes where it stopped.
 var ErrSchema = errors.New("schema change refused")
+
+// Row is an outbox row to delete once its event is delivered: its stream
+// and key (ID when the key is a uuid, else Key).
+type Row struct {
+	Stream uint16
+	ID     [16]byte
+	Key    string
+}

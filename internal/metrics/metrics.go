@@ -82,6 +82,9 @@ const (
 	NameLastFlushTimestamp    = "outbox_relay_last_flush_timestamp_seconds"
 	NameLastFlushEvents       = "outbox_relay_last_flush_events"
 	NameLastFlushBytes        = "outbox_relay_last_flush_bytes"
+	NameStreamEvents          = "outbox_relay_stream_events_total"
+	NameStreamDeadLetters     = "outbox_relay_stream_dead_letters_total"
+	NameTableGuarantee        = "outbox_relay_table_guarantee"
 )
 
 // Names returns the name of every metric family the relay itself exports
@@ -98,6 +101,9 @@ func Names() []string {
 		NameSlotLagBytes,
 		NameRetainedWALBytes,
 		NameWALStatus,
+		NameStreamEvents,
+		NameStreamDeadLetters,
+		NameTableGuarantee,
 		NameBufferEvents,
 		NameBufferBytes,
 		NameAckedLSN,
@@ -212,6 +218,17 @@ type Metrics struct {
 	// last batch ClickHouse accepted: when, how many events, how many bytes
 	// (outbox_relay_last_flush_timestamp_seconds, _events, _bytes).
 	LastFlushTimestamp, LastFlushEvents, LastFlushBytes prometheus.Gauge
+
+	// StreamEvents counts the events ClickHouse took, by stream and table
+	// (outbox_relay_stream_events_total{stream,table}).
+	StreamEvents *prometheus.CounterVec
+	// StreamDeadLetters counts dead-lettered events by stream
+	// (outbox_relay_stream_dead_letters_total{stream}).
+	StreamDeadLetters *prometheus.CounterVec
+	// TableGuarantee is 1 for the delivery guarantee each ClickHouse table
+	// gives (exactly_once, exactly_once_through_final, at_least_once), 0
+	// for the others (outbox_relay_table_guarantee{stream,table,guarantee}).
+	TableGuarantee *prometheus.GaugeVec
 }
 
 // New creates a Metrics whose collectors, together with the Go runtime and
@@ -269,6 +286,15 @@ func New() *Metrics {
 		LastFlushTimestamp: gauge(NameLastFlushTimestamp, "Unix time at which ClickHouse accepted the last batch."),
 		LastFlushEvents:    gauge(NameLastFlushEvents, "Events in the last batch ClickHouse accepted."),
 		LastFlushBytes:     gauge(NameLastFlushBytes, "Payload bytes of the last batch ClickHouse accepted."),
+		StreamEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: NameStreamEvents, Help: "Events ClickHouse took, by stream and table.",
+		}, []string{"stream", "table"}),
+		StreamDeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: NameStreamDeadLetters, Help: "Events set aside as dead letters, by stream.",
+		}, []string{"stream"}),
+		TableGuarantee: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: NameTableGuarantee, Help: "1 for the delivery guarantee a ClickHouse table gives a stream (exactly_once, exactly_once_through_final, at_least_once).",
+		}, []string{"stream", "table", "guarantee"}),
 	}
 
 	// Expose every label value from the start, so that dashboards and
@@ -295,6 +321,9 @@ func New() *Metrics {
 		m.SlotLagBytes,
 		m.RetainedWALBytes,
 		m.WALStatus,
+		m.StreamEvents,
+		m.StreamDeadLetters,
+		m.TableGuarantee,
 		m.BufferEvents,
 		m.BufferBytes,
 		m.AckedLSN,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/outbox-relay/relay/internal/batch"
+	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/retry"
 )
@@ -19,7 +20,7 @@ type written struct {
 	result chan outcome
 	cancel context.CancelFunc
 
-	ids          [][16]byte // of outbox rows to delete
+	rows         []event.Row // outbox rows to delete
 	events       int
 	rng          *batch.Range // recorded range to mark done with the delete
 	ackLSN       uint64
@@ -116,7 +117,7 @@ func (r *Relay) complete(ctx context.Context, w written, took time.Duration) err
 	// (invisible through the FINAL read path) instead of leaving delivered
 	// rows in the outbox table that no stream would ever bring back.
 	dctx, ddone := r.spans(w.ctx, "outbox.delete", nil)
-	err := r.deleteRows(dctx, w.ids, w.rng)
+	err := r.deleteRows(dctx, w.rows, w.rng)
 	ddone()
 	if err != nil {
 		// Not confirmed: the batch is replayed (invisible through the read
@@ -143,8 +144,8 @@ func (r *Relay) complete(ctx context.Context, w written, took time.Duration) err
 
 // deleteRows deletes the delivered rows (and marks their range done),
 // retrying until ctx ends or the error is permanent.
-func (r *Relay) deleteRows(ctx context.Context, ids [][16]byte, done *batch.Range) error {
-	if len(ids) == 0 && done == nil {
+func (r *Relay) deleteRows(ctx context.Context, rows []event.Row, done *batch.Range) error {
+	if len(rows) == 0 && done == nil {
 		return nil
 	}
 	var n int64
@@ -152,13 +153,13 @@ func (r *Relay) deleteRows(ctx context.Context, ids [][16]byte, done *batch.Rang
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		defer cancel()
 		var err error
-		n, err = r.deleter.Delete(actx, ids, done)
+		n, err = r.deleter.Delete(actx, rows, done)
 		return err
 	}, func(err error, wait time.Duration) {
 		r.log.Warn().Err(err).Dur("retry_in", wait).Msg("deleting delivered rows failed; retrying")
 	})
 	if err != nil {
-		return fmt.Errorf("delete %d delivered rows: %w", len(ids), err)
+		return fmt.Errorf("delete %d delivered rows: %w", len(rows), err)
 	}
 	r.m.RowsDeletedTotal.Add(float64(n))
 	return nil

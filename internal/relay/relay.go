@@ -35,6 +35,7 @@ import (
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
 	"github.com/outbox-relay/relay/internal/batchlog"
+	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/deadletter"
 	"github.com/outbox-relay/relay/internal/event"
 	"github.com/outbox-relay/relay/internal/failpoint"
@@ -48,17 +49,17 @@ type Source interface {
 	Run(ctx context.Context, out chan<- []replication.Item, drained <-chan struct{}) error
 }
 
-// Sink durably stores a batch; nil means every event is stored. token is
+// Sink durably stores a batch in table; nil means every event is stored. token is
 // the batch's identity (empty: none): a repeated write with the same token
 // and events may be dropped by the sink. relayedAt is stored with every row.
 type Sink interface {
-	WriteBatch(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error
+	WriteBatch(ctx context.Context, table string, evs []event.Event, token string, relayedAt time.Time) error
 }
 
 // Deleter deletes delivered rows from the outbox table and, with them,
 // marks the batch's recorded range done (done nil: no record).
 type Deleter interface {
-	Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error)
+	Delete(ctx context.Context, rows []event.Row, done *batch.Range) (int64, error)
 }
 
 // BatchLog records batch ranges before they are written (see package
@@ -99,6 +100,10 @@ type Parts struct {
 	// Forecast, when set, is kept at the open batch's expected cut for the
 	// source to pace its reads by (see replication.Config.NextCut).
 	Forecast *batch.Forecast
+	// Routes are where each stream's events go, in stream order
+	// (event.Event.Stream indexes them); nil: every event into
+	// config.DefaultClickHouseTable.
+	Routes []Route
 }
 
 // StartSpan starts a tracing span op under the one in ctx and returns the
@@ -139,6 +144,7 @@ type Relay struct {
 	batches  BatchLog
 	health   func(err error)
 	forecast *batch.Forecast
+	routes   []Route
 	log      zerolog.Logger
 	// sinks are the sinks not writing a batch now (see cut).
 	sinks chan Sink
@@ -155,7 +161,10 @@ type Relay struct {
 func New(cfg Config, p Parts, log zerolog.Logger) *Relay {
 	r := &Relay{cfg: cfg, newSrc: p.NewSource, deleter: p.Deleter, dead: p.DeadLetter,
 		tracker: p.Tracker, budget: p.Budget, batcher: batch.New(cfg.Policy), m: p.Metrics, fp: p.Failpoints, spans: p.Spans, batches: p.Batches,
-		forecast: p.Forecast, log: log}
+		forecast: p.Forecast, routes: p.Routes, log: log}
+	if r.routes == nil {
+		r.routes = []Route{NewRoute(config.DefaultStreams()[0], nil)}
+	}
 	r.sinks = make(chan Sink, 1+len(p.MoreSinks))
 	r.sinks <- p.Sink
 	for _, s := range p.MoreSinks {

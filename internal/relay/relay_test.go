@@ -44,9 +44,14 @@ type fakeSink struct {
 	write func(ctx context.Context, evs []event.Event) error
 	// writeBatch, when set, is called instead of write.
 	writeBatch func(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error
+	// writeTable, when set, is called instead of both.
+	writeTable func(ctx context.Context, table string, evs []event.Event, token string) error
 }
 
-func (f fakeSink) WriteBatch(ctx context.Context, evs []event.Event, token string, relayedAt time.Time) error {
+func (f fakeSink) WriteBatch(ctx context.Context, table string, evs []event.Event, token string, relayedAt time.Time) error {
+	if f.writeTable != nil {
+		return f.writeTable(ctx, table, evs, token)
+	}
 	if f.writeBatch != nil {
 		return f.writeBatch(ctx, evs, token, relayedAt)
 	}
@@ -57,9 +62,18 @@ type fakeDeleter struct {
 	delete func(ctx context.Context, ids [][16]byte) (int64, error)
 	// deleteDone, when set, is called instead of delete.
 	deleteDone func(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error)
+	// deleteRows, when set, is called instead of both.
+	deleteRows func(ctx context.Context, rows []event.Row) (int64, error)
 }
 
-func (f fakeDeleter) Delete(ctx context.Context, ids [][16]byte, done *batch.Range) (int64, error) {
+func (f fakeDeleter) Delete(ctx context.Context, rows []event.Row, done *batch.Range) (int64, error) {
+	if f.deleteRows != nil {
+		return f.deleteRows(ctx, rows)
+	}
+	ids := make([][16]byte, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
 	if f.deleteDone != nil {
 		return f.deleteDone(ctx, ids, done)
 	}
@@ -264,6 +278,7 @@ type rig struct {
 	dead     fakeDeadLetter
 	sources  []Source // handed out by NewSource, one per connection
 	forecast batch.Forecast
+	routes   []Route // Parts.Routes
 }
 
 const bigBudget = 1 << 20
@@ -305,7 +320,7 @@ func (g *rig) relay(p batch.Policy) *Relay {
 	return New(Config{Policy: p, ShutdownGrace: 10 * time.Second,
 		Backoff: retry.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}},
 		Parts{NewSource: newSource, Sink: g.sink, MoreSinks: g.more, Deleter: g.cleaner, DeadLetter: g.dead,
-			Tracker: g.tracker, Budget: g.budget, Metrics: g.metrics, Forecast: &g.forecast},
+			Tracker: g.tracker, Budget: g.budget, Metrics: g.metrics, Forecast: &g.forecast, Routes: g.routes},
 		zerolog.Nop())
 }
 

@@ -70,8 +70,9 @@ func (s *session) cut(ctx context.Context) error {
 		finish()
 		return err
 	}
+	parts, misrouted := s.route(b.Events)
 	wctx, cancel := context.WithCancel(tctx)
-	w := written{ids: deletableIDs(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterConfirm: b.AfterConfirm,
+	w := written{rows: deletableRows(b.Events), events: len(b.Events), ackLSN: b.AckLSN, afterConfirm: b.AfterConfirm,
 		bytes: b.Bytes, ctx: tctx, finish: finish, rng: id.rng, result: make(chan outcome, 1), cancel: cancel}
 	if len(b.AfterConfirm) > 0 {
 		w.completed = make(chan struct{})
@@ -84,7 +85,7 @@ func (s *session) cut(ctx context.Context) error {
 	started = true
 	done := s.done
 	go func() {
-		err := s.writeBatch(wctx, sink, b, id, start)
+		err := s.writeBatch(wctx, sink, b, parts, misrouted, id, start)
 		took := time.Since(start)
 		s.release(b.Events)
 		s.inflight(-len(b.Events), -b.Bytes)
@@ -171,30 +172,50 @@ type identity struct {
 	done      bool         // the record says ClickHouse has it already
 }
 
-// writeBatch writes b on sink (unless its record says ClickHouse has it),
-// dead-letters what the sink rejected for its content, and reports the
-// write. It runs on a goroutine of its own; its error reaches the
+// writeBatch writes b's parts on sink, each into its table under the
+// batch's token (ClickHouse deduplicates per table: the identity of a part
+// is the range and its table), unless its record says ClickHouse has it.
+// It dead-letters what no table could take (misrouted), what the source
+// could not read and what the sink rejected for its content, and reports
+// the write. It runs on a goroutine of its own; its error reaches the
 // completer.
-func (r *Relay) writeBatch(ctx context.Context, sink Sink, b batch.Batch, id identity, start time.Time) error {
+func (r *Relay) writeBatch(ctx context.Context, sink Sink, b batch.Batch, parts []part, misrouted []deadletter.Rejected, id identity, start time.Time) error {
 	var rejected []deadletter.Rejected
-	var err error
-	evs, undecodable := splitUndecodable(b.Events)
-	if !id.done && len(evs) > 0 {
-		wctx, wdone := r.spans(ctx, "sink.write", nil)
-		rejected, err = r.write(wctx, sink, evs, id.token, id.relayedAt)
+	wrote, refused := 0, 0
+	for _, p := range parts {
+		evs, undecodable := splitUndecodable(p.events)
+		if id.done {
+			continue
+		}
+		for i := range undecodable {
+			undecodable[i].Stream = r.routes[undecodable[i].Event.Stream].Stream
+		}
+		rejected = append(rejected, undecodable...)
+		if len(evs) == 0 {
+			continue
+		}
+		wctx, wdone := r.spans(ctx, "sink.write", map[string]string{"table": p.table})
+		rj, err := r.write(wctx, sink, p.table, evs, id.token, id.relayedAt)
 		wdone()
+		if err != nil {
+			if retry.IsPermanent(err) {
+				r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorFatal).Inc()
+			}
+			return fmt.Errorf("write batch of %d events into %s: %w", len(b.Events), p.table, err)
+		}
+		for i := range rj {
+			rj[i].Stream, rj[i].Table = r.routes[rj[i].Event.Stream].Stream, p.table
+		}
+		wrote += len(evs)
+		refused += len(rj)
+		rejected = append(rejected, rj...)
+		r.countWritten(p, len(evs)-len(rj))
 	}
-	if err == nil && len(evs) > 0 {
-		r.watchRejections(len(rejected) == len(evs), rejected)
+	if wrote > 0 {
+		r.watchRejections(refused == wrote, rejected)
 	}
 	if !id.done {
-		rejected = append(undecodable, rejected...)
-	}
-	if err != nil {
-		if retry.IsPermanent(err) {
-			r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorFatal).Inc()
-		}
-		return fmt.Errorf("write batch of %d events: %w", len(b.Events), err)
+		rejected = append(misrouted, rejected...)
 	}
 	if err := r.deadLetter(ctx, rejected); err != nil {
 		return err
@@ -232,16 +253,16 @@ func splitUndecodable(evs []event.Event) ([]event.Event, []deadletter.Rejected) 
 //
 // A half of a bisected batch has a token of its own derived from the
 // batch's: the halves are the same on every replay.
-func (r *Relay) write(ctx context.Context, sink Sink, evs []event.Event, token string, relayedAt time.Time) ([]deadletter.Rejected, error) {
+func (r *Relay) write(ctx context.Context, sink Sink, table string, evs []event.Event, token string, relayedAt time.Time) ([]deadletter.Rejected, error) {
 	err := retry.Do(ctx, r.cfg.Backoff, func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, sinkAttemptTimeout)
 		defer cancel()
-		return sink.WriteBatch(actx, evs, token, relayedAt)
+		return sink.WriteBatch(actx, table, evs, token, relayedAt)
 	}, func(err error, wait time.Duration) {
 		r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRetryable).Inc()
 		r.m.SetClickHouseUp(false)
 		r.health(err)
-		r.log.Warn().Err(err).Int("events", len(evs)).Dur("retry_in", wait).Msg("sink write failed; retrying")
+		r.log.Warn().Err(err).Str("table", table).Int("events", len(evs)).Dur("retry_in", wait).Msg("sink write failed; retrying")
 	})
 	if err == nil || !errors.Is(err, event.ErrRejected) {
 		return nil, err
@@ -255,11 +276,11 @@ func (r *Relay) write(ctx context.Context, sink Sink, evs []event.Event, token s
 		}
 		return token + "#" + h
 	}
-	left, err := r.write(ctx, sink, evs[:len(evs)/2], half("0"), relayedAt)
+	left, err := r.write(ctx, sink, table, evs[:len(evs)/2], half("0"), relayedAt)
 	if err != nil {
 		return nil, err
 	}
-	right, err := r.write(ctx, sink, evs[len(evs)/2:], half("1"), relayedAt)
+	right, err := r.write(ctx, sink, table, evs[len(evs)/2:], half("1"), relayedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -283,8 +304,10 @@ func (r *Relay) deadLetter(ctx context.Context, rs []deadletter.Rejected) error 
 		return fmt.Errorf("dead-letter %d events: %w", len(rs), err)
 	}
 	for _, rj := range rs {
-		r.log.Error().Str("event_id", uuid.UUID(rj.Event.ID).String()).Str("event_type", rj.Event.Type).Err(rj.Err).
-			Msg("event rejected by the sink; moved to outbox_dead_letter")
+		r.log.Error().Str("event_id", uuid.UUID(rj.Event.ID).String()).Str("event_type", rj.Event.Type).
+			Str("stream", rj.Stream).Str("table", rj.Table).Err(rj.Err).
+			Msg("event rejected; moved to outbox_dead_letter")
+		r.m.StreamDeadLetters.WithLabelValues(rj.Stream).Inc()
 	}
 	r.m.SinkErrorsTotal.WithLabelValues(metrics.SinkErrorRejected).Add(float64(len(rs)))
 	r.m.DeadLetterEventsTotal.Add(float64(len(rs)))
@@ -306,16 +329,23 @@ func (r *Relay) watchRejections(whole bool, rejected []deadletter.Rejected) {
 			"the events wait in outbox_dead_letter: fix the table, then `relay deadletter replay --all` (README: Operating: every event rejected)")
 }
 
-// deletableIDs are the ids of the events that have an outbox row to delete:
-// those a logical decoding message carried have none.
-func deletableIDs(evs []event.Event) [][16]byte {
-	ids := make([][16]byte, 0, len(evs))
+// deletableRows are the outbox rows of the events that have one: those a
+// logical decoding message carried have none.
+func deletableRows(evs []event.Event) []event.Row {
+	rows := make([]event.Row, 0, len(evs))
 	for i := range evs {
-		if !evs[i].FromMessage {
-			ids = append(ids, evs[i].ID)
+		if ev := &evs[i]; !ev.FromMessage {
+			rows = append(rows, event.Row{Stream: ev.Stream, ID: ev.ID, Key: ev.Key})
 		}
 	}
-	return ids
+	return rows
+}
+
+// countWritten counts the events of p ClickHouse took.
+func (r *Relay) countWritten(p part, n int) {
+	if n > 0 {
+		r.m.StreamEvents.WithLabelValues(r.routes[p.stream].Stream, p.table).Add(float64(n))
+	}
 }
 
 func (r *Relay) observe(b batch.Batch, took time.Duration) {

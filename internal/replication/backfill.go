@@ -32,40 +32,13 @@ func (s *Source) backfill(ctx, hctx context.Context, h *handover, snapshot strin
 			return 0, classify(fmt.Errorf("import snapshot: %w", err))
 		}
 	}
-	// The published columns, in the binary format, as the stream gets
-	// them: one decoding for both (a value the sink cannot store is
-	// dead-lettered either way, instead of failing a scan here).
-	cols, err := s.publishedColumns(ctx, tx)
-	if err != nil {
-		return 0, err
-	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s ORDER BY event_date_time, id`, cols, pgx.Identifier{s.cfg.Table}.Sanitize()),
-		pgx.QueryResultFormats{pgx.BinaryFormatCode})
-	if err != nil {
-		return 0, classify(fmt.Errorf("read outbox table: %w", err))
-	}
-	defer rows.Close()
-	rel, formats, err := s.rowRelation(ctx, rows.FieldDescriptions())
-	if err != nil {
-		return 0, err
-	}
-	types := pgtype.NewMap()
 	n := 0
-	for rows.Next() {
-		ev := event.Event{CommitLSN: consistent}
-		if err := rel.decodeRow(rows.RawValues(), formats, &ev, types); err != nil {
-			return n, retry.Permanent(fmt.Errorf("decode outbox row: %w", err))
-		}
-		n++
-		if err := h.take(hctx, &ev); err != nil {
+	for i := range s.cfg.Outboxes {
+		m, err := s.backfillTable(ctx, hctx, tx, h, &s.cfg.Outboxes[i], consistent)
+		n += m
+		if err != nil {
 			return n, err
 		}
-		if err := h.put(hctx, Item{Event: ev, Backfill: true, At: time.Now()}); err != nil {
-			return n, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return n, classify(fmt.Errorf("read outbox table: %w", err))
 	}
 	done := func(ctx context.Context) error { return s.setBackfillPending(ctx, false) }
 	// The backfill's Commit is handed over at once: it is not streamed, so
@@ -76,22 +49,62 @@ func (s *Source) backfill(ctx, hctx context.Context, h *handover, snapshot strin
 	return n, h.send(hctx)
 }
 
+// backfillTable hands over the rows of one stream's outbox table in the
+// snapshot of tx.
+func (s *Source) backfillTable(ctx, hctx context.Context, tx pgx.Tx, h *handover, o *Outbox, consistent uint64) (int, error) {
+	// The published columns, in the binary format, as the stream gets
+	// them: one decoding for both (a value the sink cannot store is
+	// dead-lettered either way, instead of failing a scan here).
+	cols, err := s.publishedColumns(ctx, tx, o)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s ORDER BY %s`, cols, o.Qualified(), o.eventTimeOrder),
+		pgx.QueryResultFormats{pgx.BinaryFormatCode})
+	if err != nil {
+		return 0, classify(fmt.Errorf("read outbox table %s: %w", o, err))
+	}
+	defer rows.Close()
+	rel, formats, err := s.rowRelation(ctx, rows.FieldDescriptions(), o)
+	if err != nil {
+		return 0, err
+	}
+	types := pgtype.NewMap()
+	n := 0
+	for rows.Next() {
+		ev := event.Event{CommitLSN: consistent}
+		if err := rel.decodeRow(rows.RawValues(), formats, &ev, types); err != nil {
+			return n, retry.Permanent(fmt.Errorf("decode a row of %s: %w", o, err))
+		}
+		n++
+		if err := h.take(hctx, &ev); err != nil {
+			return n, err
+		}
+		if err := h.put(hctx, Item{Event: ev, Backfill: true, At: time.Now()}); err != nil {
+			return n, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, classify(fmt.Errorf("read outbox table %s: %w", o, err))
+	}
+	return n, nil
+}
+
 // rowRelation is the outbox table's shape as a query returns it, mapped
 // like the stream's RELATION message (extra columns included), and the
 // columns' result formats.
-func (s *Source) rowRelation(ctx context.Context, fds []pgconn.FieldDescription) (*relation, []int16, error) {
-	m := pglogrepl.RelationMessage{RelationName: s.cfg.Table}
+func (s *Source) rowRelation(ctx context.Context, fds []pgconn.FieldDescription, o *Outbox) (*relation, []int16, error) {
+	m := pglogrepl.RelationMessage{Namespace: o.Schema, RelationName: o.Table}
 	formats := make([]int16, len(fds))
 	for i, fd := range fds {
 		m.RelationID = fd.TableOID
 		m.Columns = append(m.Columns, &pglogrepl.RelationMessageColumn{Name: fd.Name, DataType: fd.DataTypeOID, TypeModifier: fd.TypeModifier})
 		formats[i] = fd.Format
 	}
-	rel, err := s.newRelation(ctx, &m)
+	rel, err := s.newRelation(ctx, &m, o)
 	if err != nil {
 		return nil, nil, err
 	}
-	rel.name = s.cfg.Table
 	return rel, formats, nil
 }
 
@@ -129,12 +142,11 @@ func (s *Source) setBackfillPending(ctx context.Context, pending bool) error {
 // table have the shape the stream gives them (a column left out of the
 // publication, PostgreSQL 15+, is left out of both). "*" when the
 // publication has no column list, or the server has none (before 15).
-func (s *Source) publishedColumns(ctx context.Context, tx pgx.Tx) (string, error) {
+func (s *Source) publishedColumns(ctx context.Context, tx pgx.Tx, o *Outbox) (string, error) {
 	var names []string
 	err := tx.QueryRow(ctx, `SELECT coalesce(array(SELECT jsonb_array_elements_text(to_jsonb(t) -> 'attnames')), '{}')
-		FROM pg_publication_tables t, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = $2::regclass AND t.pubname = $1 AND t.schemaname = n.nspname AND t.tablename = c.relname`,
-		s.cfg.Publication, s.cfg.Table).Scan(&names)
+		FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3`,
+		s.cfg.Publication, o.Schema, o.Table).Scan(&names)
 	if errors.Is(err, pgx.ErrNoRows) || err == nil && len(names) == 0 {
 		return "*", nil
 	}

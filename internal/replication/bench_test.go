@@ -26,7 +26,7 @@ func benchOutboxRelation(b *testing.B) *relation {
 		{Name: colMetadataVersion, DataType: oidInt8},
 	}
 	rel, err := newRelation(&pglogrepl.RelationMessage{RelationID: 16384, Namespace: "public",
-		RelationName: "outbox_event", ColumnNum: uint16(len(cols)), Columns: cols}, 1, nil)
+		RelationName: "outbox_event", ColumnNum: uint16(len(cols)), Columns: cols}, defaultOutbox(), 1, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func BenchmarkDecodeInsertExtraColumns(b *testing.B) {
 			}
 			binary.BigEndian.PutUint16(body[5:], uint16(len(cols)))
 			rel, err := newRelation(&pglogrepl.RelationMessage{RelationID: 16384, Namespace: "public",
-				RelationName: "outbox_event", ColumnNum: uint16(len(cols)), Columns: cols}, 1, nil)
+				RelationName: "outbox_event", ColumnNum: uint16(len(cols)), Columns: cols}, defaultOutbox(), 1, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

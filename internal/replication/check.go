@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -41,26 +42,37 @@ func Check(ctx context.Context, db DB, cfg Config) error {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		errs = append(errs, fmt.Errorf("publication %q does not exist: run `relay migrate`, or CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')",
-			cfg.Publication, pgx.Identifier{cfg.Publication}.Sanitize(), pgx.Identifier{cfg.Table}.Sanitize()))
+			cfg.Publication, pgx.Identifier{cfg.Publication}.Sanitize(), qualifiedList(cfg.Outboxes)))
 	case err != nil:
 		return classify(fmt.Errorf("read publication: %w", err))
 	default:
 		if !pubInsert {
 			errs = append(errs, fmt.Errorf("publication %q does not publish inserts", cfg.Publication))
 		}
-		var n int
-		err := db.QueryRow(ctx, "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2",
-			cfg.Publication, cfg.Table).Scan(&n)
-		if err != nil {
-			return classify(fmt.Errorf("read publication tables: %w", err))
-		}
-		if n == 0 {
-			errs = append(errs, fmt.Errorf("publication %q does not include table %q: ALTER PUBLICATION %s ADD TABLE %s",
-				cfg.Publication, cfg.Table, pgx.Identifier{cfg.Publication}.Sanitize(), pgx.Identifier{cfg.Table}.Sanitize()))
+		for _, o := range cfg.Outboxes {
+			var n int
+			err := db.QueryRow(ctx, "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+				cfg.Publication, o.Schema, o.Table).Scan(&n)
+			if err != nil {
+				return classify(fmt.Errorf("read publication tables: %w", err))
+			}
+			if n == 0 {
+				errs = append(errs, fmt.Errorf("publication %q does not include table %s (stream %q): run `relay migrate`, or ALTER PUBLICATION %s ADD TABLE %s",
+					cfg.Publication, o.String(), o.Name, pgx.Identifier{cfg.Publication}.Sanitize(), o.Qualified()))
+			}
 		}
 	}
 	if len(errs) > 0 {
 		return retry.Permanent(errors.Join(errs...))
 	}
 	return nil
+}
+
+// qualifiedList is the tables of outboxes for SQL, comma-separated.
+func qualifiedList(outboxes []Outbox) string {
+	names := make([]string, len(outboxes))
+	for i := range outboxes {
+		names[i] = outboxes[i].Qualified()
+	}
+	return strings.Join(names, ", ")
 }

@@ -43,6 +43,9 @@ type fakeDB struct {
 func (f fakeDB) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
 	return f.queryRow(sql, args...)
 }
+func (fakeDB) Query(context.Context, string, ...any) (pgx.Rows, error) {
+	return nil, errors.New("no query")
+}
 func (fakeDB) BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error) {
 	return nil, errors.New("no tx")
 }
@@ -51,7 +54,7 @@ func (fakeDB) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
 }
 
 func TestCheck(t *testing.T) {
-	cfg := Config{Publication: "outbox_pub", Table: "outbox_event"}
+	cfg := Config{Publication: "outbox_pub", Outboxes: []Outbox{*defaultOutbox()}}
 	tests := []struct {
 		name      string
 		walLevel  string
@@ -66,7 +69,7 @@ func TestCheck(t *testing.T) {
 		{name: "publication missing and wal_level wrong, both reported", walLevel: "minimal", pub: fakeRow{err: pgx.ErrNoRows},
 			wantErr: []string{"wal_level", `publication "outbox_pub" does not exist`, "relay migrate", "CREATE PUBLICATION"}, permanent: true},
 		{name: "table not in publication", walLevel: "logical", pub: fakeRow{vals: []any{true}}, tables: 0,
-			wantErr: []string{`does not include table "outbox_event"`, "ALTER PUBLICATION"}, permanent: true},
+			wantErr: []string{`does not include table public.outbox_event`, "ALTER PUBLICATION"}, permanent: true},
 		{name: "publication without inserts", walLevel: "logical", pub: fakeRow{vals: []any{false}}, tables: 1,
 			wantErr: []string{"does not publish inserts"}, permanent: true},
 	}
@@ -135,7 +138,7 @@ func TestCheckMessageModeVersion(t *testing.T) {
 					return fakeRow{vals: []any{true}}
 				}
 			}}
-			err := Check(context.Background(), db, Config{Publication: "p", Table: "outbox_event", MessagePrefix: tt.prefix})
+			err := Check(context.Background(), db, Config{Publication: "p", Outboxes: []Outbox{*defaultOutbox()}, MessagePrefix: tt.prefix})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Check() = %v", err)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/event"
 )
 
@@ -27,14 +29,15 @@ const (
 	oidTimestamptz = 1184
 )
 
-// Outbox column names: part of the contract with publishers.
+// The relay's fields, by the names of the default outbox table's columns
+// (a stream's column map may read them from other columns).
 const (
-	colID              = "id"
-	colEventType       = "event_type"
-	colEventDateTime   = "event_date_time"
-	colEnvironment     = "environment"
-	colEventContext    = "event_context"
-	colMetadataVersion = "metadata_version"
+	colID              = config.FieldID
+	colEventType       = config.FieldEventType
+	colEventDateTime   = config.FieldEventDateTime
+	colEnvironment     = config.FieldEnvironment
+	colEventContext    = config.FieldEventContext
+	colMetadataVersion = config.FieldMetadataVersion
 )
 
 // field is where a relation column lands in an event.
@@ -58,6 +61,7 @@ var errMalformed = errors.New("malformed pgoutput message")
 // relation is the decoded shape of a published table.
 type relation struct {
 	name   string
+	outbox *Outbox
 	fields []field
 	oids   []uint32
 	// columns is the shape of the extra columns; nil when there are none.
@@ -73,16 +77,20 @@ type relation struct {
 // the relay's own become the event's extra columns (version is their
 // shape's number; notNull names the NOT NULL ones), so columns can be
 // added to the outbox table at any time.
-func newRelation(m *pglogrepl.RelationMessage, version int, notNull map[string]bool) (*relation, error) {
-	r := &relation{name: m.Namespace + "." + m.RelationName}
+func newRelation(m *pglogrepl.RelationMessage, o *Outbox, version int, notNull map[string]bool) (*relation, error) {
+	r := &relation{name: m.Namespace + "." + m.RelationName, outbox: o}
 	seen := map[field]bool{}
 	var extra []event.Column
 	for _, c := range m.Columns {
-		f := fieldFor(c.Name)
-		if f != fieldExtra && !typeOK(f, c.DataType) {
+		f := o.fieldFor(c.Name)
+		if f == fieldID && keyClass(c.DataType) != keyClass(o.KeyOID) || f != fieldExtra && f != fieldID && !typeOK(f, c.DataType) {
+			want := wantType(f)
+			if f == fieldID {
+				want = o.KeyType
+			}
 			return nil, fmt.Errorf("%w: relation %s: the relay's column %s changed its type to %s (oid %d); the relay reads it as %s. "+
 				"Change it back (ALTER TABLE %s ALTER COLUMN %s TYPE %s); %s",
-				event.ErrSchema, r.name, c.Name, typeName(c.DataType), c.DataType, wantType(f), m.RelationName, c.Name, wantType(f), replayAdvice)
+				event.ErrSchema, r.name, c.Name, typeName(c.DataType), c.DataType, want, m.RelationName, c.Name, want, replayAdvice)
 		}
 		seen[f] = true
 		r.fields = append(r.fields, f)
@@ -92,10 +100,11 @@ func newRelation(m *pglogrepl.RelationMessage, version int, notNull map[string]b
 		}
 	}
 	for _, need := range []field{fieldID, fieldType, fieldEnvironment, fieldContext} {
-		if !seen[need] {
-			return nil, fmt.Errorf("%w: relation %s has no column %s (dropped or renamed?): the relay needs it. "+
+		if !seen[need] && !(need == fieldEnvironment && o.environment != nil) {
+			col := o.column(need)
+			return nil, fmt.Errorf("%w: relation %s has no column %s (dropped or renamed?): the relay reads %s from it. "+
 				"Restore it (ALTER TABLE %s RENAME COLUMN <new name> TO %s, or ADD COLUMN %s %s); %s",
-				event.ErrSchema, r.name, fieldName(need), m.RelationName, fieldName(need), fieldName(need), wantType(need), replayAdvice)
+				event.ErrSchema, r.name, col, fieldName(need), m.RelationName, col, col, wantType(need), replayAdvice)
 		}
 	}
 	if len(extra) > 0 {
@@ -119,14 +128,29 @@ const messageModeSlotDrop = "Message mode is on: the slot also holds the outbox 
 	"drop it only once that loss is accepted"
 
 // extraNames lists the columns of m that are not the relay's own.
-func extraNames(m *pglogrepl.RelationMessage) []string {
+func extraNames(m *pglogrepl.RelationMessage, o *Outbox) []string {
 	var names []string
 	for _, c := range m.Columns {
-		if fieldFor(c.Name) == fieldExtra {
+		if o.fieldFor(c.Name) == fieldExtra {
 			names = append(names, c.Name)
 		}
 	}
 	return names
+}
+
+// keyClass groups the identity column's types by how an identity is made
+// of them: a change within a class keeps every identity (and the delete's
+// cast), a change across classes would not.
+func keyClass(oid uint32) int {
+	switch oid {
+	case oidUUID:
+		return 1
+	case oidInt2, oidInt4, oidInt8:
+		return 2
+	case oidText, oidVarchar:
+		return 3
+	}
+	return 0
 }
 
 // wantType is the type the migration gives a relay column.
@@ -159,24 +183,6 @@ func typeName(oid uint32) string {
 		return "timestamptz"
 	}
 	return "another type"
-}
-
-func fieldFor(name string) field {
-	switch name {
-	case colID:
-		return fieldID
-	case colEventType:
-		return fieldType
-	case colEventDateTime:
-		return fieldOccurredAt
-	case colEnvironment:
-		return fieldEnvironment
-	case colEventContext:
-		return fieldContext
-	case colMetadataVersion:
-		return fieldMetadataVersion
-	}
-	return fieldExtra
 }
 
 func fieldName(f field) string {
@@ -215,7 +221,7 @@ func (r *relation) decodeInsert(src []byte, ev *event.Event, types *pgtype.Map) 
 	if n != len(r.fields) {
 		return fmt.Errorf("relation %s: insert has %d columns, relation %d", r.name, n, len(r.fields))
 	}
-	ev.MetadataVersion, ev.Columns = defaultMetadataVersion, r.columns
+	r.defaults(ev)
 	p := 7
 	for i := 0; i < n; i++ {
 		if p >= len(src) {
@@ -253,7 +259,7 @@ func (r *relation) decodeRow(vals [][]byte, formats []int16, ev *event.Event, ty
 	if len(vals) != len(r.fields) || len(formats) != len(r.fields) {
 		return fmt.Errorf("relation %s: row has %d columns, relation %d", r.name, len(vals), len(r.fields))
 	}
-	ev.MetadataVersion, ev.Columns = defaultMetadataVersion, r.columns
+	r.defaults(ev)
 	for i, val := range vals {
 		if val == nil {
 			if err := r.null(ev, i); err != nil {
@@ -270,6 +276,19 @@ func (r *relation) decodeRow(vals [][]byte, formats []int16, ev *event.Event, ty
 		}
 	}
 	return nil
+}
+
+// defaults sets what an event has before its columns are read: its
+// stream, shape, and the stream's constants.
+func (r *relation) defaults(ev *event.Event) {
+	o := r.outbox
+	ev.Stream, ev.Columns, ev.MetadataVersion = o.Stream, r.columns, defaultMetadataVersion
+	if o.metadata != nil {
+		ev.MetadataVersion = *o.metadata
+	}
+	if o.environment != nil {
+		ev.Environment = *o.environment
+	}
 }
 
 // null checks that column i may be NULL (and records a NULL extra column).
@@ -295,6 +314,8 @@ func (r *relation) set(ev *event.Event, i int, kind byte, val []byte, types *pgt
 		ev.Type = intern(&r.lastType, val)
 	case kind == 'b' && f == fieldEnvironment:
 		ev.Environment = intern(&r.lastEnv, val)
+	case f == fieldID && r.oids[i] != oidUUID:
+		err = r.setKey(ev, kind, r.oids[i], val)
 	case kind == 'b':
 		err = setBinary(ev, f, r.oids[i], val)
 	case kind == 't':
@@ -305,6 +326,29 @@ func (r *relation) set(ev *event.Event, i int, kind byte, val []byte, types *pgt
 	if err != nil {
 		return fmt.Errorf("relation %s: column %s: %w", r.name, fieldName(r.fields[i]), err)
 	}
+	return nil
+}
+
+// setKey stores a non-uuid identity column: its text as the event's Key,
+// and the identity derived from it and the table as its ID.
+func (r *relation) setKey(ev *event.Event, kind byte, oid uint32, val []byte) error {
+	if kind == 't' || oid == oidText || oid == oidVarchar {
+		ev.Key = string(val)
+	} else {
+		var n int64
+		switch len(val) {
+		case 8:
+			n = int64(binary.BigEndian.Uint64(val))
+		case 4:
+			n = int64(int32(binary.BigEndian.Uint32(val)))
+		case 2:
+			n = int64(int16(binary.BigEndian.Uint16(val)))
+		default:
+			return errMalformed
+		}
+		ev.Key = strconv.FormatInt(n, 10)
+	}
+	ev.ID = Identity(r.outbox.Schema, r.outbox.Table, ev.Key)
 	return nil
 }
 

@@ -109,7 +109,7 @@ func mustRelation(t testing.TB, cols ...relCol) *relation {
 	if err := m.Decode(encodeRelation(testRelID, "public", "outbox_event", cols...)); err != nil {
 		t.Fatalf("decode relation: %v", err)
 	}
-	r, err := newRelation(&m, 1, nil)
+	r, err := newRelation(&m, defaultOutbox(), 1, nil)
 	if err != nil {
 		t.Fatalf("newRelation: %v", err)
 	}
@@ -209,7 +209,7 @@ func TestNewRelation(t *testing.T) {
 			if err := m.Decode(encodeRelation(testRelID, "public", "outbox_event", tt.cols...)); err != nil {
 				t.Fatalf("decode relation: %v", err)
 			}
-			r, err := newRelation(&m, 1, nil)
+			r, err := newRelation(&m, defaultOutbox(), 1, nil)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("newRelation() error = %v, want one containing %q", err, tt.wantErr)

@@ -20,7 +20,7 @@ func TestDecodeInsertExtraColumns(t *testing.T) {
 	if err := m.Decode(encodeRelation(testRelID, "public", "outbox_event", cols...)); err != nil {
 		t.Fatal(err)
 	}
-	r, err := newRelation(&m, 7, map[string]bool{"user_id": true})
+	r, err := newRelation(&m, defaultOutbox(), 7, map[string]bool{"user_id": true})
 	if err != nil {
 		t.Fatal(err)
 	}

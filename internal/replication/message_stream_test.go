@@ -85,7 +85,7 @@ func TestMessagesInStreamOrder(t *testing.T) {
 func startMessageSource(ctx context.Context, t *testing.T, e *testenv.Env, prefix string, hooks Hooks) func() Item {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
-	cfg := Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: "outbox_event",
+	cfg := Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Outboxes: []Outbox{*defaultOutbox()},
 		StatusInterval: time.Second, DrainTimeout: time.Second, MessagePrefix: prefix}
 	src := New(cfg, e.PG, ack.New(0), event.NewBudget(1<<24), zerolog.Nop(), hooks, nil)
 	out := make(chan []Item, 64)

@@ -79,7 +79,7 @@ func TestDecodePayloadExtraColumns(t *testing.T) {
 	if err := m.Decode(encodeRelation(testRelID, "public", "outbox_event", cols...)); err != nil {
 		t.Fatal(err)
 	}
-	rel, err := newRelation(&m, 1, map[string]bool{"user_id": true})
+	rel, err := newRelation(&m, defaultOutbox(), 1, map[string]bool{"user_id": true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestRelationRefusalWarnsOfMessageLoss(t *testing.T) {
 	}
 	for _, prefix := range []string{"", "p"} {
 		src := New(Config{MessagePrefix: prefix}, nil, nil, nil, zerolog.Nop(), Hooks{}, nil)
-		_, err := src.newRelation(context.Background(), &m)
+		_, err := src.newRelation(context.Background(), &m, defaultOutbox())
 		if !errors.Is(err, event.ErrSchema) {
 			t.Fatalf("prefix %q: err = %v, want ErrSchema", prefix, err)
 		}

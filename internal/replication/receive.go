@@ -248,12 +248,13 @@ func (ss *session) decode(ctx, hctx context.Context, data []byte) error {
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode relation: %w", err)
 		}
-		if m.RelationName != ss.src.cfg.Table {
-			ss.src.log.Warn().Str("relation", m.Namespace+"."+m.RelationName).Msg("publication includes another table; its inserts are ignored")
+		o := ss.src.outbox(m.Namespace, m.RelationName)
+		if o == nil {
+			ss.src.log.Warn().Str("relation", m.Namespace+"."+m.RelationName).Msg("publication includes a table no stream reads; its inserts are ignored")
 			delete(ss.relations, m.RelationID)
 			return nil
 		}
-		return ss.relation(ctx, &m)
+		return ss.relation(ctx, &m, o)
 	}
 	// Origin, Type, Truncate, Update, Delete: not part of the outbox
 	// contract (the publication only publishes inserts).
@@ -265,8 +266,8 @@ func (ss *session) decode(ctx, hctx context.Context, data []byte) error {
 // catalog (Relation messages do not say; they are rare: one per stream
 // start and per change of the table). An unchanged shape keeps its
 // event.Columns, so the sink recognises it.
-func (ss *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
-	rel, err := ss.src.newRelation(ctx, m)
+func (ss *session) relation(ctx context.Context, m *pglogrepl.RelationMessage, o *Outbox) error {
+	rel, err := ss.src.newRelation(ctx, m, o)
 	if err != nil {
 		return err
 	}

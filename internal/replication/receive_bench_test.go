@@ -130,7 +130,7 @@ func fakeStream(ctx context.Context, tb testing.TB, addr string, wait time.Durat
 		sslmode = "require"
 	}
 	cfg := Config{ConnString: "postgres://bench@" + addr + "/bench?sslmode=" + sslmode,
-		Slot: "bench", Publication: "bench", Table: "outbox_event",
+		Slot: "bench", Publication: "bench", Outboxes: []Outbox{*defaultOutbox()},
 		StatusInterval: 10 * time.Second, DrainTimeout: time.Second,
 		ReceiveWait: wait, NextCut: nextCut}
 	budget := event.NewBudget(1 << 26)

@@ -14,15 +14,15 @@ import (
 
 // newRelation maps a table's shape (a Relation message, or the columns of
 // the backfill's query) onto events; see session.relation.
-func (s *Source) newRelation(ctx context.Context, m *pglogrepl.RelationMessage) (*relation, error) {
+func (s *Source) newRelation(ctx context.Context, m *pglogrepl.RelationMessage, o *Outbox) (*relation, error) {
 	var notNull map[string]bool
-	if names := extraNames(m); len(names) > 0 {
+	if names := extraNames(m, o); len(names) > 0 {
 		var err error
 		if notNull, err = s.notNull(ctx, m.RelationID); err != nil {
 			return nil, err
 		}
 	}
-	rel, err := newRelation(m, len(s.shapes)+1, notNull)
+	rel, err := newRelation(m, o, len(s.shapes)+1, notNull)
 	if err != nil {
 		if s.cfg.MessagePrefix != "" {
 			err = fmt.Errorf("%w. %s", err, messageModeSlotDrop)
@@ -32,7 +32,7 @@ func (s *Source) newRelation(ctx context.Context, m *pglogrepl.RelationMessage) 
 	if rel.columns != nil {
 		var isNew bool
 		if rel.columns, isNew = s.keepShape(rel.columns); isNew {
-			s.log.Info().Str("relation", rel.name).Int("shape", rel.columns.Version).
+			s.log.Info().Str("relation", rel.name).Str("stream", o.Name).Int("shape", rel.columns.Version).
 				Strs("extra_columns", columnNames(rel.columns)).Msg("outbox table shape")
 		}
 	}

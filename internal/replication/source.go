@@ -76,6 +76,7 @@ type Item struct {
 // DB runs the regular (non-replication) queries: checks and backfill.
 type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
@@ -86,7 +87,8 @@ type Config struct {
 	ConnString  string
 	Slot        string
 	Publication string
-	Table       string
+	// Outboxes are the streams' outbox tables (Describe), in stream order.
+	Outboxes []Outbox
 	// StatusInterval is the longest time between standby status updates.
 	StatusInterval time.Duration
 	// DrainTimeout bounds how long Run waits, after ctx ends, for the
@@ -156,6 +158,16 @@ const (
 // source does not add it again.
 func New(cfg Config, db DB, tracker *ack.Tracker, budget *event.Budget, log zerolog.Logger, hooks Hooks, fp *failpoint.Set) *Source {
 	return &Source{cfg: cfg, db: db, tracker: tracker, budget: budget, log: log, hooks: hooks, fp: fp, shapes: map[string]*event.Columns{}}
+}
+
+// outbox is the stream whose outbox table is schema.table, nil when none.
+func (s *Source) outbox(schema, table string) *Outbox {
+	for i := range s.cfg.Outboxes {
+		if o := &s.cfg.Outboxes[i]; o.Schema == schema && o.Table == table {
+			return o
+		}
+	}
+	return nil
 }
 
 // Events yields the events among its (not their Commit and End markers):

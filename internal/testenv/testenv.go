@@ -81,6 +81,20 @@ func New(t TB) *Env {
 // pair's primary) instead of DATABASE_URL's.
 func NewAt(t TB, serverURL string) *Env {
 	t.Helper()
+	return newAt(t, serverURL, true)
+}
+
+// NewBare is New without migrations: empty databases on both servers, for
+// tests that bring an application's own tables and run `relay migrate`
+// themselves.
+func NewBare(t TB) *Env {
+	t.Helper()
+	Skip(t)
+	return newAt(t, os.Getenv("DATABASE_URL"), false)
+}
+
+func newAt(t TB, serverURL string, migrated bool) *Env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: serverURL, Layout: topology.Layout{Topology: topology.Single}}
@@ -98,6 +112,15 @@ func NewAt(t TB, serverURL string) *Env {
 	t.Cleanup(func() { e.dropClickHouse() })
 	e.ClickHouse = withPath(t, os.Getenv("CLICKHOUSE_URL"), e.Name)
 
+	if !migrated {
+		if e.PG, err = pgxpool.New(ctx, e.DatabaseURL); err != nil {
+			t.Fatalf("pool: %v", err)
+		}
+		if e.CH, err = chsink.Connect(ctx, e.ClickHouse); err != nil {
+			t.Fatalf("connect to ClickHouse: %v", err)
+		}
+		return e
+	}
 	e.migratePostgres(ctx, t)
 	if e.CH, err = chsink.Connect(ctx, e.ClickHouse); err != nil {
 		t.Fatalf("connect to ClickHouse: %v", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/outbox-relay/relay/internal/ack"
 	"github.com/outbox-relay/relay/internal/batch"
 	"github.com/outbox-relay/relay/internal/batchlog"
+	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/deadletter"
 	"github.com/outbox-relay/relay/internal/deletion"
 	"github.com/outbox-relay/relay/internal/event"
@@ -144,7 +145,11 @@ func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (
 	}
 	const batchBytes = 16 << 20
 	tracker, budget := ack.New(0), event.NewBudget(2*batchBytes)
-	srcCfg := replication.Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Table: "outbox_event",
+	outboxes, err := replication.Describe(ctx, e.PG, config.DefaultStreams())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srcCfg := replication.Config{ConnString: e.DatabaseURL, Slot: e.Slot, Publication: e.Publication, Outboxes: outboxes,
 		StatusInterval: time.Second, DrainTimeout: 15 * time.Second}
 	var (
 		log    relay.BatchLog
@@ -162,7 +167,7 @@ func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (
 		NewSource: func() relay.Source {
 			return replication.New(srcCfg, e.PG, tracker, budget, zerolog.Nop(), replication.Hooks{}, nil)
 		},
-		Sink: sink, Deleter: deletion.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
+		Sink: sink, Deleter: deletion.New(e.PG, []deletion.Table{{Schema: "public", Name: "outbox_event", Key: "id", KeyType: "uuid"}}, marker), DeadLetter: deadletter.New(e.PG),
 		Tracker: tracker, Budget: budget, Metrics: metrics.New(), Batches: log,
 	}, zerolog.Nop())
 	rctx, cancel := context.WithCancel(ctx)

@@ -1,0 +1,151 @@
+package relay
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/outbox-relay/relay/internal/config"
+	"github.com/outbox-relay/relay/internal/deadletter"
+	"github.com/outbox-relay/relay/internal/event"
+)
+
+// maxTableName bounds a routed table's name: ClickHouse keeps a table in
+// a directory of that name, and file names stop at 255 bytes.
+const maxTableName = 200
+
+// Route is where a stream's events go: one ClickHouse table, or a
+// template over one field (events_{event_type}) that gives each value a
+// table of its own, up to a limit.
+type Route struct {
+	Stream string // the stream's name
+	// Table is the table, or the template's text.
+	Table string
+	// field, prefix and suffix split a template; field is empty for a
+	// plain table.
+	field, prefix, suffix string
+	max                   int
+	// tables are the template's tables so far (existing ones included),
+	// so the limit counts across restarts. Routing runs on the session's
+	// goroutine only, in stream order: the same events get the same
+	// tables on every replay.
+	tables map[string]bool
+}
+
+// NewRoute parses a stream's ClickHouse table; existing are the tables the
+// template made before (they count toward its limit).
+func NewRoute(s config.Stream, existing []string) Route {
+	r := Route{Stream: s.Name, Table: s.ClickHouseTable, max: s.MaxTables}
+	open := strings.IndexByte(s.ClickHouseTable, '{')
+	end := strings.IndexByte(s.ClickHouseTable, '}')
+	if open < 0 || end < open {
+		return r
+	}
+	r.prefix, r.field, r.suffix = s.ClickHouseTable[:open], s.ClickHouseTable[open+1:end], s.ClickHouseTable[end+1:]
+	r.tables = map[string]bool{}
+	for _, t := range existing {
+		if r.Matches(t) {
+			r.tables[t] = true
+		}
+	}
+	return r
+}
+
+// Routed says the route is a template.
+func (r *Route) Routed() bool { return r.field != "" }
+
+// Matches says table is one the template could have made.
+func (r *Route) Matches(table string) bool {
+	return r.Routed() && len(table) > len(r.prefix)+len(r.suffix) &&
+		strings.HasPrefix(table, r.prefix) && strings.HasSuffix(table, r.suffix)
+}
+
+// table is where ev goes, or why it cannot go anywhere (the event is
+// dead-lettered).
+func (r *Route) table(ev *event.Event) (string, error) {
+	if !r.Routed() {
+		return r.Table, nil
+	}
+	var v string
+	switch r.field {
+	case config.FieldEventType:
+		v = ev.Type
+	case config.FieldEnvironment:
+		v = ev.Environment
+	default:
+		return "", fmt.Errorf("stream %q: the template %q routes by %q, which the relay cannot route by", r.Stream, r.Table, r.field)
+	}
+	name := r.prefix + sanitize(v) + r.suffix
+	switch {
+	case v == "":
+		return "", fmt.Errorf("stream %q: %s is empty, and the template %q needs a value to name a table", r.Stream, r.field, r.Table)
+	case len(name) > maxTableName:
+		return "", fmt.Errorf("stream %q: %s %.40q… makes a table name of %d bytes through the template %q; ClickHouse table names here stop at %d",
+			r.Stream, r.field, v, len(name), r.Table, maxTableName)
+	}
+	if !r.tables[name] {
+		if len(r.tables) >= r.max {
+			return "", fmt.Errorf("stream %q: %s %q would make table %s, past the stream's limit of %d tables (max_tables): raise the limit, then `relay deadletter replay`",
+				r.Stream, r.field, v, name, r.max)
+		}
+		r.tables[name] = true
+	}
+	return name, nil
+}
+
+// sanitize keeps ASCII letters, digits and underscores of v and turns
+// every other byte into an underscore: a table name that needs no quoting
+// anywhere (two values differing only there share a table).
+func sanitize(v string) string {
+	b := []byte(v)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// part is the events of a batch bound for one table, in batch order.
+type part struct {
+	stream uint16
+	table  string
+	events []event.Event
+}
+
+// route splits evs by destination table, in order of first appearance
+// (the same on every replay of the batch); the events no table can take
+// come back as rejected, for the dead letters.
+func (s *session) route(evs []event.Event) ([]part, []deadletter.Rejected) {
+	if len(s.routes) == 1 && !s.routes[0].Routed() {
+		return []part{{table: s.routes[0].Table, events: evs}}, nil // every event of the one stream
+	}
+	var parts []part
+	var rejected []deadletter.Rejected
+	at := map[string]int{}
+	for i := range evs {
+		ev := &evs[i]
+		r := &s.routes[ev.Stream]
+		if ev.Undecodable != nil { // dead-lettered by writeBatch
+			parts = appendTo(parts, at, ev.Stream, r.Table, ev)
+			continue
+		}
+		table, err := r.table(ev)
+		if err != nil {
+			rejected = append(rejected, deadletter.Rejected{Event: *ev, Err: err, Stream: r.Stream})
+			continue
+		}
+		parts = appendTo(parts, at, ev.Stream, table, ev)
+	}
+	return parts, rejected
+}
+
+func appendTo(parts []part, at map[string]int, stream uint16, table string, ev *event.Event) []part {
+	i, ok := at[table]
+	if !ok {
+		i = len(parts)
+		at[table] = i
+		parts = append(parts, part{stream: stream, table: table})
+	}
+	parts[i].events = append(parts[i].events, *ev)
+	return parts
+}
