@@ -89,8 +89,7 @@ func (e *Env) create(ctx context.Context) error {
 	if err := e.createClickHouse(ctx); err != nil {
 		return err
 	}
-	outboxes := []migrate.Outbox{{Stream: config.DefaultStreamName, Table: pgx.Identifier{config.DefaultOutboxTable}}}
-	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, outboxes, nil, zerolog.Nop()); err != nil {
+	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, true, migrate.Named(config.DefaultOutboxTable), zerolog.Nop()); err != nil {
 		return fmt.Errorf("migrate postgres: %w", err)
 	}
 	poolCfg, err := pgxpool.ParseConfig(e.DatabaseURL)

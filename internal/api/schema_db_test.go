@@ -17,7 +17,7 @@ import (
 // start of relay api does), it changes nothing and keeps the rows.
 func TestEnsureSchema(t *testing.T) {
 	t.Parallel()
-	e := testenv.NewEmptyPostgres(t)
+	e := testenv.NewBare(t)
 	ctx := context.Background()
 	err := api.EnsureSchema(ctx, e.PG)
 	if err == nil || !strings.Contains(err.Error(), "run `relay migrate` first") {
@@ -27,7 +27,7 @@ func TestEnsureSchema(t *testing.T) {
 	if err := e.PG.QueryRow(ctx, "SELECT to_regclass('users') IS NOT NULL").Scan(&users); err != nil || users {
 		t.Fatalf("users exists %t (%v) after a failed EnsureSchema, want the transaction rolled back", users, err)
 	}
-	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, testenv.DefaultOutboxes(), nil, zerolog.Nop()); err != nil {
+	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, true, migrate.Named(migrate.DefaultOutbox), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/migrate"
-	"github.com/outbox-relay/relay/internal/outboxtable"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 )
 
@@ -27,7 +25,7 @@ is missing (an outbox table of another name must exist and is never altered), an
 one publication of the inserts of every stream's outbox table (tables it lacks are
 added). Each outbox table is checked first: a single-column primary key of type
 uuid, bigint, integer, smallint, text or varchar, and a column for every field the
-stream maps; a problem stops migrate with a message naming the stream. In
+stream maps; a problem stops migrate (exit 2) with a message naming the stream. In
 ClickHouse: event_log (DateTime64(6) where the server has it, DateTime plus
 event_date_time_us on servers before 20.1), laid out for CLICKHOUSE_TOPOLOGY:
 single (a local ReplacingMergeTree), replicated (ON CLUSTER, Replicated
@@ -42,16 +40,7 @@ Running it again changes nothing.`,
 			log := newLogger(e, &cfg)
 			ctx, cancel := context.WithTimeout(cmd.Context(), migrateTimeout)
 			defer cancel()
-			streams := cfg.Streams()
-			outboxes := make([]migrate.Outbox, len(streams))
-			for i, s := range streams {
-				outboxes[i] = migrate.Outbox{Stream: s.Name, Table: outboxtable.Identifier(s.Outbox)}
-			}
-			check := func(ctx context.Context, conn *pgx.Conn) error {
-				_, err := outboxtable.Check(ctx, conn, streams)
-				return err
-			}
-			if err := migrate.Postgres(ctx, cfg.DatabaseURL, cfg.Publication, outboxes, check, log); err != nil {
+			if err := migratePostgres(ctx, &cfg, log); err != nil {
 				return err
 			}
 			conn, err := chsink.Connect(ctx, cfg.ClickHouseURL)

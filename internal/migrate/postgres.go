@@ -3,9 +3,7 @@
 // outbox table when a stream uses it, the publication of every stream's
 // outbox table, and a small runner for ClickHouse that works on 18.16 as
 // well as current servers. All of it is idempotent, and none of it creates
-// or alters a table of the application's. (It does not import
-// internal/config, whose package imports the sink, whose tests import this
-// one: the caller passes what it needs of the streams.)
+// or alters a table of the application's.
 package migrate
 
 import (
@@ -27,30 +25,52 @@ import (
 	"github.com/outbox-relay/relay/migrations"
 )
 
-// Outbox is one stream's outbox table, as `relay migrate` publishes it.
-type Outbox struct {
-	// Stream names the stream in errors.
-	Stream string
-	// Table is the table, schema-qualified or found on the search path
-	// (outboxtable.Identifier of the stream's outbox).
-	Table pgx.Identifier
-}
-
 // DefaultOutbox is the outbox table `relay migrate` creates when a stream
 // uses it and it is missing (config.DefaultOutboxTable).
 const DefaultOutbox = "outbox_event"
 
-// Check vets the outbox tables after the default one exists and before
-// any is published; relay migrate passes outboxtable.Check of its streams.
-type Check func(ctx context.Context, conn *pgx.Conn) error
+// Table is an outbox table to publish, as PostgreSQL resolved its name.
+type Table struct{ Schema, Name string }
+
+func (t Table) String() string    { return t.Schema + "." + t.Name }
+func (t Table) qualified() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
+
+// Describe finds and checks the streams' outbox tables, on conn, once
+// outbox_event exists if a stream uses it: `relay migrate` passes
+// replication.Describe of its streams, the one reading of an outbox table
+// that `relay run` makes too (this package cannot import it: config,
+// which it needs, imports the sink, whose tests import this package). A
+// problem is a permanent error, and nothing is published then.
+type Describe func(ctx context.Context, conn *pgx.Conn) ([]Table, error)
+
+// Named describes the tables of the given names, as SQL resolves them
+// (to_regclass), checking only that they exist: for tests and benchmarks
+// on outbox_event.
+func Named(names ...string) Describe {
+	return func(ctx context.Context, conn *pgx.Conn) ([]Table, error) {
+		var tables []Table
+		for _, n := range names {
+			var t Table
+			err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE c.oid = to_regclass($1)`, n).Scan(&t.Schema, &t.Name)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil, retry.Permanent(fmt.Errorf("outbox table %q does not exist", n))
+			}
+			if err != nil {
+				return nil, pgerr.Classify(fmt.Errorf("look up outbox table %q: %w", n, err))
+			}
+			tables = append(tables, t)
+		}
+		return tables, nil
+	}
+}
 
 // Postgres applies the relay's PostgreSQL migrations (its state tables),
-// creates outbox_event when an outbox uses that default name and it is
-// missing, refuses outbox tables that do not exist (naming them and their
-// stream), runs check when not nil, then makes sure publication exists and
-// publishes the inserts of every outbox table (the relay's own deletes must
-// never be decoded), adding the tables an existing publication lacks.
-func Postgres(ctx context.Context, databaseURL, publication string, outboxes []Outbox, check Check, log zerolog.Logger) error {
+// creates outbox_event when createDefault (a stream uses that name) and it
+// is missing, describes the outbox tables, then makes sure publication
+// exists and publishes the inserts of every one (the relay's own deletes
+// must never be decoded), adding those an existing publication lacks.
+func Postgres(ctx context.Context, databaseURL, publication string, createDefault bool, describe Describe, log zerolog.Logger) error {
 	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
 		return fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -63,17 +83,14 @@ func Postgres(ctx context.Context, databaseURL, publication string, outboxes []O
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	if err := ensureDefaultOutbox(ctx, conn, outboxes, log); err != nil {
-		return err
-	}
-	tables, err := resolve(ctx, conn, outboxes)
-	if err != nil {
-		return err
-	}
-	if check != nil {
-		if err := check(ctx, conn); err != nil {
+	if createDefault {
+		if err := ensureDefaultOutbox(ctx, conn, log); err != nil {
 			return err
 		}
+	}
+	tables, err := describe(ctx, conn)
+	if err != nil {
+		return err
 	}
 	return ensurePublication(ctx, conn, publication, tables, log)
 }
@@ -106,12 +123,9 @@ func applyGoose(ctx context.Context, cfg *pgx.ConnConfig, log zerolog.Logger) er
 	return nil
 }
 
-// ensureDefaultOutbox creates outbox_event if an outbox is that and it is
-// missing. Only that name: any other outbox table is the application's.
-func ensureDefaultOutbox(ctx context.Context, conn *pgx.Conn, outboxes []Outbox, log zerolog.Logger) error {
-	if !slices.ContainsFunc(outboxes, func(o Outbox) bool { return slices.Equal(o.Table, pgx.Identifier{DefaultOutbox}) }) {
-		return nil
-	}
+// ensureDefaultOutbox creates outbox_event if it is missing. Only that
+// name: any other outbox table is the application's.
+func ensureDefaultOutbox(ctx context.Context, conn *pgx.Conn, log zerolog.Logger) error {
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", DefaultOutbox).Scan(&exists); err != nil {
 		return fmt.Errorf("look up %s: %w", DefaultOutbox, err)
@@ -126,46 +140,19 @@ func ensureDefaultOutbox(ctx context.Context, conn *pgx.Conn, outboxes []Outbox,
 	return nil
 }
 
-// table is an outbox table as PostgreSQL resolved its name.
-type table struct{ schema, name string }
-
-func (t table) String() string    { return t.schema + "." + t.name }
-func (t table) qualified() string { return pgx.Identifier{t.schema, t.name}.Sanitize() }
-
-// resolve finds each outbox's table; every one that does not exist is a
-// problem of one permanent error, naming it and its stream.
-func resolve(ctx context.Context, conn *pgx.Conn, outboxes []Outbox) ([]table, error) {
-	var tables []table
-	var missing []error
-	for _, o := range outboxes {
-		var t table
-		err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.oid = to_regclass($1)`, o.Table.Sanitize()).Scan(&t.schema, &t.name)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			missing = append(missing, fmt.Errorf("stream %q: outbox table %s does not exist (relay migrate creates only %s; create the table, or correct the stream's outbox)", o.Stream, strings.Join(o.Table, "."), DefaultOutbox))
-			continue
-		case err != nil:
-			return nil, pgerr.Classify(fmt.Errorf("stream %q: look up outbox table %s: %w", o.Stream, strings.Join(o.Table, "."), err))
-		}
-		if !slices.Contains(tables, t) { // two streams may share a table
-			tables = append(tables, t)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, retry.Permanent(errors.Join(missing...))
-	}
-	return tables, nil
-}
-
 // ensurePublication creates publication for tables, or adds to it the
-// tables it lacks. On PostgreSQL 15+ a table is published without a
-// column list: every column, so a column added later reaches the relay.
-func ensurePublication(ctx context.Context, conn *pgx.Conn, publication string, tables []table, log zerolog.Logger) error {
+// tables it lacks. No column list: every column is published, so a column
+// added later reaches the relay.
+func ensurePublication(ctx context.Context, conn *pgx.Conn, publication string, tables []Table, log zerolog.Logger) error {
 	pub := pgx.Identifier{publication}.Sanitize()
 	var names []string
 	for _, t := range tables {
-		names = append(names, t.qualified())
+		if !slices.Contains(names, t.qualified()) { // two streams may share a table
+			names = append(names, t.qualified())
+		}
+	}
+	if len(names) == 0 {
+		return errors.New("no outbox table to publish")
 	}
 	var one int
 	err := conn.QueryRow(ctx, "SELECT 1 FROM pg_publication WHERE pubname = $1", publication).Scan(&one)
@@ -181,7 +168,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, publication string, 
 	}
 	for _, t := range tables {
 		err := conn.QueryRow(ctx, "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
-			publication, t.schema, t.name).Scan(&one)
+			publication, t.Schema, t.Name).Scan(&one)
 		if errors.Is(err, pgx.ErrNoRows) {
 			if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pub, t.qualified())); err != nil {
 				return fmt.Errorf("add %s to publication %s: %w", t.qualified(), pub, err)

@@ -148,33 +148,13 @@ func NewPostgres(t TB) *Env {
 	return e
 }
 
-// NewEmptyPostgres creates the test's PostgreSQL database and nothing in
-// it, for tests of `relay migrate` itself; e.PG is connected. It skips when
-// DATABASE_URL is unset.
-func NewEmptyPostgres(t TB) *Env {
-	t.Helper()
-	if os.Getenv("DATABASE_URL") == "" {
-		t.Skip("DATABASE_URL not set: run `make test` (scripts/services.sh starts the servers)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e := &Env{Name: RandomName("t_"), ServerDatabaseURL: os.Getenv("DATABASE_URL"), Layout: topology.Layout{Topology: topology.Single}}
-	e.Slot, e.Publication = e.Name+"_slot", e.Name+"_pub"
-	e.createPostgres(ctx, t)
-	var err error
-	if e.PG, err = pgxpool.New(ctx, e.DatabaseURL); err != nil {
-		t.Fatalf("pool: %v", err)
-	}
-	return e
-}
-
 // migratePostgres gives the database the schema `make run` gives it:
 // `relay migrate`'s for the one default stream, then the demo API's (its
 // users table and outbox_event.user_id), which end-to-end tests of the API,
 // of extra columns and of message mode build on.
 func (e *Env) migratePostgres(ctx context.Context, t TB) {
 	t.Helper()
-	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, DefaultOutboxes(), nil, zerolog.Nop()); err != nil {
+	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, true, migrate.Named(migrate.DefaultOutbox), zerolog.Nop()); err != nil {
 		t.Fatalf("migrate postgres: %v", err)
 	}
 	var err error
@@ -184,12 +164,6 @@ func (e *Env) migratePostgres(ctx context.Context, t TB) {
 	if err := api.EnsureSchema(ctx, e.PG); err != nil {
 		t.Fatalf("demo schema: %v", err)
 	}
-}
-
-// DefaultOutboxes are the outboxes of a configuration without stream
-// settings: the one default stream's outbox_event.
-func DefaultOutboxes() []migrate.Outbox {
-	return []migrate.Outbox{{Stream: "default", Table: pgx.Identifier{migrate.DefaultOutbox}}}
 }
 
 func withPath(t TB, raw, db string) string {
