@@ -169,9 +169,10 @@ func newDLDiscardCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-// register adds the connection flag and, with filters, the selection flags.
+// register adds the connection and stream flags and, with filters, the
+// selection flags.
 func (o *dlOptions) register(cmd *cobra.Command, filters bool) {
-	config.RegisterFlags(cmd.Flags(), &o.cfg, "database-url")
+	config.RegisterFlags(cmd.Flags(), &o.cfg, append([]string{"database-url"}, config.StreamFlags()...)...)
 	if !filters {
 		return
 	}

@@ -55,6 +55,6 @@ Running it again changes nothing.`,
 			return nil
 		},
 	}
-	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "clickhouse-topology", "clickhouse-cluster", "publication", "log-level", "log-format")
+	config.RegisterFlags(cmd.Flags(), &cfg, append([]string{"database-url", "clickhouse-url", "clickhouse-topology", "clickhouse-cluster", "publication", "log-level", "log-format"}, config.StreamFlags()...)...)
 	return cmd
 }

@@ -52,7 +52,7 @@ refreshes every 2s (or --watch=10s) until Ctrl-C, which exits 0.`,
 			return runStatus(cmd.Context(), e, &cfg, th, opts)
 		},
 	}
-	config.RegisterFlags(cmd.Flags(), &cfg, "database-url", "clickhouse-url", "clickhouse-topology", "clickhouse-cluster", "slot", "publication", "message-prefix")
+	config.RegisterFlags(cmd.Flags(), &cfg, append([]string{"database-url", "clickhouse-url", "clickhouse-topology", "clickhouse-cluster", "slot", "publication", "message-prefix"}, config.StreamFlags()...)...)
 	status.RegisterFlags(cmd.Flags(), &th)
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON (one object per line with --watch)")
 	cmd.Flags().DurationVar(&opts.watch, "watch", 0, "refresh in place at this interval (at least 100ms) until Ctrl-C (--watch alone: 2s)")

@@ -40,11 +40,11 @@ type Config struct {
 
 	SlotFailover bool `env:"RELAY_SLOT_FAILOVER" envDefault:"true" flag:"slot-failover" help:"PostgreSQL 17+: make the slot a failover slot (failover = true; relay run sets it on an existing slot too), which a physical standby with sync_replication_slots = on keeps across a promotion; false turns it off (README, High availability)"`
 
-	ConfigFile      string `env:"RELAY_CONFIG" flag:"config" help:"YAML file of several streams (README, Streams); RELAY_OUTBOX_TABLE, CLICKHOUSE_TABLE and RELAY_OUTBOX_COLUMNS then override its single stream only when it has one"`
-	OutboxTable     string `env:"RELAY_OUTBOX_TABLE" envDefault:"outbox_event" flag:"outbox-table" help:"the outbox table (schema-qualified allowed) of the one stream"`
-	ClickHouseTable string `env:"CLICKHOUSE_TABLE" envDefault:"event_log" flag:"clickhouse-table" help:"the ClickHouse table of the one stream; a template such as events_{event_type} routes each value to a table of its own"`
-	OutboxColumns   string `env:"RELAY_OUTBOX_COLUMNS" flag:"outbox-columns" help:"field=column pairs mapping the relay's fields onto the outbox table's columns (e.g. event_date_time=created_at,event_context=payload); a field not named uses its own name"`
-	OutboxConstants string `env:"RELAY_OUTBOX_CONSTANTS" flag:"outbox-constants" help:"field=value pairs for environment or metadata_version when the outbox table has no such column (e.g. environment=production)"`
+	ConfigFile      string `env:"RELAY_CONFIG" flag:"config" help:"YAML file of the relay's streams, several outbox tables each to its ClickHouse table (README, Streams); RELAY_OUTBOX_TABLE, CLICKHOUSE_TABLE and RELAY_OUTBOX_COLUMNS, _CONSTANTS and _IGNORE, when set, override its stream if it has one and are refused if it has several"`
+	OutboxTable     string `env:"RELAY_OUTBOX_TABLE" envDefault:"outbox_event" flag:"outbox-table" help:"the outbox table of the one stream, schema-qualified allowed (e.g. public.core_outboxevent)"`
+	ClickHouseTable string `env:"CLICKHOUSE_TABLE" envDefault:"event_log" flag:"clickhouse-table" help:"the ClickHouse table of the one stream; a template such as events_{event_type} (or {environment}) routes each value to a table of its own, at most 100"`
+	OutboxColumns   string `env:"RELAY_OUTBOX_COLUMNS" flag:"outbox-columns" help:"field=column pairs mapping the relay's fields (id, event_type, event_date_time, environment, event_context, metadata_version) onto the outbox table's columns (e.g. event_date_time=created_at,event_context=payload); a field not named uses its own name"`
+	OutboxConstants string `env:"RELAY_OUTBOX_CONSTANTS" flag:"outbox-constants" help:"field=value pairs for environment or metadata_version when the outbox table has no such column (e.g. environment=production,metadata_version=1)"`
 	OutboxIgnore    string `env:"RELAY_OUTBOX_IGNORE" flag:"outbox-ignore" help:"outbox columns the relay neither carries nor refuses, comma-separated (e.g. a polling worker's processed)"`
 
 	MessagePrefix string `env:"RELAY_MESSAGE_PREFIX" flag:"message-prefix" help:"message mode (PostgreSQL 14+): relay run also streams transactional logical decoding messages of this prefix as events, relay api publishes its events as such messages; empty = off (table only)"`
@@ -75,6 +75,13 @@ type Config struct {
 
 	// streams is what Validate made of the settings above (Streams).
 	streams []Stream
+	// explicit names the single-stream settings set on the command line or
+	// in the environment (Resolve), whatever their value: those override a
+	// config file's stream. Nil when there is none.
+	explicit map[string]bool
+	// file is what Resolve read of RELAY_CONFIG, ${VAR} expanded from its
+	// environment; Validate checks it.
+	file *streamFile
 }
 
 // The default outbox and ClickHouse tables (RELAY_OUTBOX_TABLE,
@@ -169,7 +176,9 @@ func RegisterFlags(fs *pflag.FlagSet, c *Config, names ...string) {
 }
 
 // Resolve fills every field whose flag was not set on the command line
-// from environ (a KEY=VALUE map). Malformed values are reported together.
+// from environ (a KEY=VALUE map), and reads RELAY_CONFIG's file with ${VAR}
+// expanded from environ (Validate reports its problems). Malformed values
+// are reported together.
 func Resolve(fs *pflag.FlagSet, c *Config, environ map[string]string) error {
 	fromEnv := Defaults()
 	var problems []error
@@ -190,6 +199,20 @@ func Resolve(fs *pflag.FlagSet, c *Config, environ map[string]string) error {
 			continue
 		}
 		dst.Field(f.index).Set(src.Field(f.index))
+	}
+	c.explicit = nil
+	for _, s := range c.streamSettings() {
+		_, inEnv := environ[s.env]
+		if fl := fs.Lookup(s.flag); inEnv || (fl != nil && fl.Changed) {
+			if c.explicit == nil {
+				c.explicit = map[string]bool{}
+			}
+			c.explicit[s.env] = true
+		}
+	}
+	c.file = nil
+	if c.ConfigFile != "" {
+		c.file = readStreamFile(c.ConfigFile, environ) // its problems are Validate's
 	}
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
@@ -269,9 +292,9 @@ func (c *Config) Validate(need Need) error {
 		}
 	}
 	if need&(NeedStream|NeedPostgres) != 0 {
-		st, sp := c.singleStream()
+		var sp []error
+		c.streams, sp = c.buildStreams()
 		p = append(p, sp...)
-		c.streams = []Stream{st}
 	}
 	if need&NeedStream != 0 {
 		if !slotName.MatchString(c.Slot) {

@@ -22,6 +22,8 @@ func TestDefaults(t *testing.T) {
 		Slot:               "outbox_relay",
 		Publication:        "outbox_pub",
 		SlotFailover:       true,
+		OutboxTable:        "outbox_event",
+		ClickHouseTable:    "event_log",
 		BatchSize:          1000,
 		BatchBytes:         16 << 20,
 		FlushSeconds:       1,
@@ -332,6 +334,7 @@ func TestValidate(t *testing.T) {
 				"DATABASE_URL", "CLICKHOUSE_URL", "CLICKHOUSE_TOPOLOGY", "RELAY_SLOT", "RELAY_PUBLICATION", "CH_OUTBOX_BATCH_SIZE",
 				"RELAY_BATCH_BYTES", "CH_OUTBOX_PROCESSING_FREQUENCY_SEC", "RELAY_STATUS_INTERVAL", "RELAY_INSERT_CONCURRENCY",
 				"RELAY_SHUTDOWN_TIMEOUT", "RELAY_SCHEMA_EVOLUTION", "RELAY_ADMIN_ADDR", "LOG_LEVEL", "LOG_FORMAT", "SENTRY_TRACES_SAMPLE_RATE",
+				"RELAY_OUTBOX_TABLE is required", "CLICKHOUSE_TABLE is required",
 			},
 		},
 	}

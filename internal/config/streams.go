@@ -57,31 +57,116 @@ func (s *Stream) Column(field string) string {
 	return field
 }
 
-// Streams are the relay's streams: the config file's, or the one of
-// RELAY_OUTBOX_TABLE, CLICKHOUSE_TABLE and RELAY_OUTBOX_COLUMNS. Load
-// (Validate) has checked them.
+// Streams are the relay's streams: the config file's (RELAY_CONFIG), or
+// the one of RELAY_OUTBOX_TABLE, CLICKHOUSE_TABLE, RELAY_OUTBOX_COLUMNS,
+// RELAY_OUTBOX_CONSTANTS and RELAY_OUTBOX_IGNORE. Validate has checked them
+// (with NeedPostgres or NeedStream); MaxTables is set.
 func (c *Config) Streams() []Stream {
 	return c.streams
 }
 
-// singleStream is the stream of RELAY_OUTBOX_TABLE, CLICKHOUSE_TABLE,
-// RELAY_OUTBOX_COLUMNS, RELAY_OUTBOX_CONSTANTS and RELAY_OUTBOX_IGNORE.
-func (c *Config) singleStream() (Stream, []error) {
+// StreamFlags are the flags of the settings that make the streams: every
+// command that reads the outbox registers them.
+func StreamFlags() []string {
+	return []string{"config", "outbox-table", "clickhouse-table", "outbox-columns", "outbox-constants", "outbox-ignore"}
+}
+
+// A streamSetting is one of the settings of the single stream, which also
+// override a config file's only stream.
+type streamSetting struct {
+	key, env, flag string // key: the config file's
+	value, def     string
+}
+
+func (c *Config) streamSettings() []streamSetting {
+	return []streamSetting{
+		{"outbox", "RELAY_OUTBOX_TABLE", "outbox-table", c.OutboxTable, DefaultOutboxTable},
+		{"clickhouse_table", "CLICKHOUSE_TABLE", "clickhouse-table", c.ClickHouseTable, DefaultClickHouseTable},
+		{"columns", "RELAY_OUTBOX_COLUMNS", "outbox-columns", c.OutboxColumns, ""},
+		{"constants", "RELAY_OUTBOX_CONSTANTS", "outbox-constants", c.OutboxConstants, ""},
+		{"ignore", "RELAY_OUTBOX_IGNORE", "outbox-ignore", c.OutboxIgnore, ""},
+	}
+}
+
+// given says the setting was set, not left at its default: on the command
+// line or in the environment (as Resolve recorded), or to another value.
+func (c *Config) given(s streamSetting) bool {
+	return s.value != "" && (c.explicit[s.env] || s.value != s.def)
+}
+
+// buildStreams makes and checks the streams (Validate).
+func (c *Config) buildStreams() ([]Stream, []error) {
+	var ls []located
 	var p []error
-	s := Stream{Name: DefaultStreamName, Outbox: c.OutboxTable, ClickHouseTable: c.ClickHouseTable, MaxTables: DefaultMaxTables}
-	var err error
-	if s.Columns, err = pairs(c.OutboxColumns); err != nil {
-		p = append(p, fmt.Errorf("RELAY_OUTBOX_COLUMNS: %w", err))
+	if c.ConfigFile == "" {
+		ls = []located{{Stream: Stream{Name: DefaultStreamName}, origin: origin{env: map[string]string{}}}}
+		p = c.applySettings(&ls[0], false)
+	} else {
+		f := c.file
+		if f == nil || f.path != c.ConfigFile {
+			f = readStreamFile(c.ConfigFile, nil) // not through Resolve: no environment to expand from
+		}
+		p = append(p, f.problems...)
+		for _, fs := range f.streams {
+			ls = append(ls, located{Stream: fs.Stream, origin: origin{file: f.path, line: fs.line, lines: fs.lines, failed: fs.failed, env: map[string]string{}}})
+		}
+		p = append(p, c.override(ls)...)
 	}
-	if s.Constants, err = pairs(c.OutboxConstants); err != nil {
-		p = append(p, fmt.Errorf("RELAY_OUTBOX_CONSTANTS: %w", err))
+	p = append(p, checkStreams(ls)...)
+	out := make([]Stream, len(ls))
+	for i := range ls {
+		out[i] = ls[i].Stream
 	}
-	for _, col := range strings.Split(c.OutboxIgnore, ",") {
-		if col = strings.TrimSpace(col); col != "" {
-			s.Ignore = append(s.Ignore, col)
+	return out, p
+}
+
+// override applies the settings given explicitly to the file's only
+// stream; with several streams they are ambiguous, so an error.
+func (c *Config) override(ls []located) []error {
+	switch len(ls) {
+	case 0:
+		return nil // the file's problem says why
+	case 1:
+		return c.applySettings(&ls[0], true)
+	}
+	var p []error
+	for _, s := range c.streamSettings() {
+		if c.given(s) {
+			p = append(p, fmt.Errorf("%s (--%s) is set, but %s has %d streams: set %s in the file, per stream",
+				s.env, s.flag, c.ConfigFile, len(ls), s.key))
 		}
 	}
-	return s, p
+	return p
+}
+
+// applySettings sets l from the single-stream settings: all of them, or
+// (onlyGiven, over a file's stream) those given explicitly.
+func (c *Config) applySettings(l *located, onlyGiven bool) []error {
+	var p []error
+	for _, s := range c.streamSettings() {
+		if onlyGiven && !c.given(s) {
+			continue
+		}
+		l.env[s.key] = s.env
+		delete(l.failed, s.key) // the setting replaces what the file could not give
+		var err error
+		switch s.key {
+		case "outbox":
+			l.Outbox = s.value
+		case "clickhouse_table":
+			l.ClickHouseTable = s.value
+		case "columns":
+			l.Columns, err = pairs(s.value)
+		case "constants":
+			l.Constants, err = pairs(s.value)
+		case "ignore":
+			l.Ignore = list(s.value)
+		}
+		if err != nil {
+			p = append(p, fmt.Errorf("%s: %w", s.env, err))
+		}
+	}
+	return p
 }
 
 // pairs parses "k=v,k=v".
@@ -108,4 +193,15 @@ func pairs(s string) (map[string]string, error) {
 // into event_log, every column under its own name.
 func DefaultStreams() []Stream {
 	return []Stream{{Name: DefaultStreamName, Outbox: DefaultOutboxTable, ClickHouseTable: DefaultClickHouseTable, MaxTables: DefaultMaxTables}}
+}
+
+// list parses "a,b".
+func list(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -91,8 +92,10 @@ type catalogColumn struct {
 func describe(ctx context.Context, db DB, s config.Stream) (Outbox, []error, error) {
 	o := Outbox{Name: s.Name}
 	var relid uint32
+	// The name as written (config quotes nothing away: case counts); an
+	// unqualified one is found on the search_path.
 	err := db.QueryRow(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass($1)`, s.Outbox).Scan(&relid, &o.Schema, &o.Table)
+		WHERE c.oid = to_regclass($1)`, pgx.Identifier(strings.Split(s.Outbox, ".")).Sanitize()).Scan(&relid, &o.Schema, &o.Table)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return o, []error{fmt.Errorf("stream %q: outbox table %q does not exist (run `relay migrate` for the default table, or check the name)", s.Name, s.Outbox)}, nil
 	}
