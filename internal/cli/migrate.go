@@ -23,9 +23,11 @@ func newMigrateCmd(e *env) *cobra.Command {
 its state tables (goose), outbox_event when a stream uses that default name and it
 is missing (an outbox table of another name must exist and is never altered), and
 one publication of the inserts of every stream's outbox table (tables it lacks are
-added). Each outbox table is checked first: a single-column primary key of type
-uuid, bigint, integer, smallint, text or varchar, and a column for every field the
-stream maps; a problem stops migrate (exit 2) with a message naming the stream. In
+added). Each outbox table is checked first as relay run checks it: its identity
+column (the primary key, or the column the id field maps onto) of type uuid,
+smallint, integer, bigint, text or varchar, and a column of a type the relay reads
+for each field; a problem stops migrate (exit 2), naming the stream, before
+anything is published. In
 ClickHouse: event_log (DateTime64(6) where the server has it, DateTime plus
 event_date_time_us on servers before 20.1), laid out for CLICKHOUSE_TOPOLOGY:
 single (a local ReplacingMergeTree), replicated (ON CLUSTER, Replicated
