@@ -145,10 +145,10 @@ func ensureDefaultOutbox(ctx context.Context, conn *pgx.Conn, log zerolog.Logger
 // added later reaches the relay.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, publication string, tables []Table, log zerolog.Logger) error {
 	pub := pgx.Identifier{publication}.Sanitize()
-	var names []string
+	var names, logged []string
 	for _, t := range tables {
 		if !slices.Contains(names, t.qualified()) { // two streams may share a table
-			names = append(names, t.qualified())
+			names, logged = append(names, t.qualified()), append(logged, t.String())
 		}
 	}
 	if len(names) == 0 {
@@ -160,7 +160,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, publication string, 
 		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')", pub, strings.Join(names, ", "))); err != nil {
 			return fmt.Errorf("create publication %s: %w", pub, err)
 		}
-		log.Info().Str("publication", publication).Strs("tables", names).Msg("publication created")
+		log.Info().Str("publication", publication).Strs("tables", logged).Msg("publication created")
 		return nil
 	}
 	if err != nil {
