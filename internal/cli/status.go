@@ -16,6 +16,10 @@ import (
 	"github.com/outbox-relay/relay/internal/termsafe"
 )
 
+// streamSettingFlags are the flags that define the relay's streams, which
+// relay status and relay deadletter read as relay run does.
+var streamSettingFlags = []string{"config", "outbox-table", "clickhouse-table", "outbox-columns", "outbox-constants", "outbox-ignore"}
+
 // statusTimeout bounds one round of status queries.
 const statusTimeout = 15 * time.Second
 
