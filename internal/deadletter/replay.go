@@ -154,11 +154,15 @@ func (t *target) check(ctx context.Context, tx pgx.Tx, f Filter) error {
 // move puts the dead letters of t's stream that match f into its outbox
 // table.
 func (t *target) move(ctx context.Context, tx pgx.Tx, f Filter) ([]Moved, error) {
-	names := make([]string, len(t.extra))
-	for i, c := range t.extra {
-		names[i] = c.name
+	args := append(f.args(), t.stream.Name)
+	if len(t.extra) > 0 { // $7 appears only with extra columns
+		names := make([]string, len(t.extra))
+		for i, c := range t.extra {
+			names[i] = c.name
+		}
+		args = append(args, names)
 	}
-	rows, err := tx.Query(ctx, t.replaySQL(), append(f.args(), t.stream.Name, names)...)
+	rows, err := tx.Query(ctx, t.replaySQL(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("replay: move rows of stream %q to %s: %w", t.stream.Name, t.name, err)
 	}
