@@ -97,7 +97,9 @@ func TestEvaluate(t *testing.T) {
 			want: Critical, reasons: []string{"CRITICAL: ClickHouse is unreachable: dial tcp: refused"}},
 		{name: "event_log unreadable", edit: func(r *Report) { r.ClickHouseError = "table event_log does not exist" },
 			want: Critical, reasons: []string{"CRITICAL: ClickHouse event_log cannot be read"}},
-		{name: "a stream table unreadable", edit: func(r *Report) { r.ClickHouseTable, r.ClickHouseError = "app_events", "table app_events does not exist" },
+		{name: "a stream table unreadable", edit: func(r *Report) {
+			r.ClickHouseTable, r.ClickHouseError = "app_events", "table app_events does not exist"
+		},
 			want: Critical, reasons: []string{"CRITICAL: ClickHouse app_events cannot be read"}},
 		{name: "message mode, slot missing", edit: func(r *Report) {
 			r.MessagePrefix = "outbox"
