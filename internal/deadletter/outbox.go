@@ -23,8 +23,9 @@ type target struct {
 	// keyUUID: the key is a uuid, the event's id itself; otherwise the
 	// dead letter's outbox_key is cast back to the key's type.
 	keyUUID bool
-	// overriding: the key is GENERATED ALWAYS AS IDENTITY, which takes an
-	// explicit value only with OVERRIDING SYSTEM VALUE.
+	// overriding: the key (or an extra column) is GENERATED ALWAYS AS
+	// IDENTITY, which takes an explicit value only with OVERRIDING SYSTEM
+	// VALUE.
 	overriding bool
 	fields     []fieldColumn  // the relay's fields the table has a column for
 	extra      []outboxColumn // the table's other columns, which a dead letter keeps in columns
@@ -151,6 +152,7 @@ func (t *target) resolve(cols []catalogColumn, pk []string) error {
 	for _, c := range cols {
 		if !taken[c.name] && !c.generated {
 			t.extra = append(t.extra, c.outboxColumn)
+			t.overriding = t.overriding || c.always
 		}
 	}
 	return nil

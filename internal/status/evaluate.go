@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -230,10 +231,31 @@ func (j *judgement) deadLetters(r *Report) {
 	switch n := r.DeadLetters; {
 	case n == nil || *n == 0:
 	case *n == 1:
-		j.add(Warning, "1 event ClickHouse rejected waits in outbox_dead_letter (relay deadletter list)")
+		j.add(Warning, "1 event ClickHouse rejected waits in outbox_dead_letter%s (relay deadletter list)", deadLetterStreams(r))
 	default:
-		j.add(Warning, "%d events ClickHouse rejected wait in outbox_dead_letter (relay deadletter list)", *n)
+		j.add(Warning, "%d events ClickHouse rejected wait in outbox_dead_letter%s (relay deadletter list)", *n, deadLetterStreams(r))
 	}
+}
+
+// deadLetterStreams says which streams the dead letters came from, when
+// the relay has several: ", streams billing 2, default 1".
+func deadLetterStreams(r *Report) string {
+	if len(r.Streams) < 2 {
+		return ""
+	}
+	var parts []string
+	for _, s := range r.Streams {
+		if s.DeadLetters != nil && *s.DeadLetters > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s.Name, *s.DeadLetters))
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return ", stream " + parts[0]
+	}
+	return ", streams " + strings.Join(parts, ", ")
 }
 
 func (j *judgement) clickhouse(r *Report) {
