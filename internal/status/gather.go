@@ -31,7 +31,8 @@ type Target struct {
 	Publication string
 	// Streams are the relay's streams (config.Streams); none means the
 	// default one (outbox_event into event_log). The report's top-level
-	// backlog, ClickHouse rows and columns are the first stream's.
+	// backlog, ClickHouse rows and columns are those of the stream named
+	// default, else of the first; the report lists that one first.
 	Streams []config.Stream
 	// ClickHouseURL is the clickhouse-go DSN of CLICKHOUSE_URL.
 	ClickHouseURL string
@@ -45,13 +46,19 @@ type Target struct {
 	Guarantee GuaranteeFunc
 }
 
-// streams are t.Streams, or the default stream.
+// streams are t.Streams with the one named default first (the report's
+// top-level figures are its own; else the first configured), or the
+// default stream when there are none.
 func (t Target) streams() []config.Stream {
-	if len(t.Streams) > 0 {
+	if len(t.Streams) == 0 {
+		return []config.Stream{{Name: config.DefaultStreamName, Outbox: config.DefaultOutboxTable,
+			ClickHouseTable: config.DefaultClickHouseTable, MaxTables: config.DefaultMaxTables}}
+	}
+	i := slices.IndexFunc(t.Streams, func(s config.Stream) bool { return s.Name == config.DefaultStreamName })
+	if i <= 0 {
 		return t.Streams
 	}
-	return []config.Stream{{Name: config.DefaultStreamName, Outbox: config.DefaultOutboxTable,
-		ClickHouseTable: config.DefaultClickHouseTable, MaxTables: config.DefaultMaxTables}}
+	return append(append([]config.Stream{t.Streams[i]}, t.Streams[:i]...), t.Streams[i+1:]...)
 }
 
 // Gather reads a Report (without verdict). A PostgreSQL error is returned;

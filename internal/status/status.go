@@ -115,8 +115,9 @@ type Report struct {
 	// (relay run recreates the slot and backfills).
 	PublicationAfterSlot bool `json:"publication_created_after_slot"`
 
-	// OutboxTable and ClickHouseTable are the first stream's outbox table
-	// and ClickHouse table (or template): the backlog, ClickHouse rows and
+	// OutboxTable and ClickHouseTable are the outbox table and ClickHouse
+	// table (or template) of the first stream of Streams (the one named
+	// default, else the first configured): the backlog, ClickHouse rows and
 	// columns of the report are its own; Streams has every stream's.
 	OutboxTable     string `json:"outbox_table"`
 	ClickHouseTable string `json:"clickhouse_table"`
@@ -158,7 +159,7 @@ type Report struct {
 	// type the relay maps it to, and what its table has.
 	Columns []ColumnMapping `json:"columns"`
 
-	// Streams are the relay's streams, the first included: each outbox
+	// Streams are the relay's streams, the default one first: each outbox
 	// table's backlog and the ClickHouse tables it writes, with their
 	// guarantee.
 	Streams []StreamStatus `json:"streams"`

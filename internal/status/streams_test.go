@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/topology"
 )
 
@@ -44,6 +45,35 @@ func TestIsTemplate(t *testing.T) {
 		"events_{": false, "a}b{": false} {
 		if got := isTemplate(table); got != want {
 			t.Errorf("isTemplate(%q) = %t, want %t", table, got, want)
+		}
+	}
+}
+
+// The stream named default comes first (the report's top-level figures are
+// its own); the others keep their order.
+func TestTargetStreamsOrder(t *testing.T) {
+	names := func(ss []config.Stream) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	for _, tt := range []struct{ in, want []string }{
+		{nil, []string{"default"}},
+		{[]string{"app", "billing"}, []string{"app", "billing"}},
+		{[]string{"app", "default", "billing"}, []string{"default", "app", "billing"}},
+		{[]string{"default", "app"}, []string{"default", "app"}},
+	} {
+		var tg Target
+		for _, n := range tt.in {
+			tg.Streams = append(tg.Streams, config.Stream{Name: n})
+		}
+		if got := names(tg.streams()); !slices.Equal(got, tt.want) {
+			t.Errorf("streams of %q = %q, want %q", tt.in, got, tt.want)
+		}
+		if len(tt.in) > 0 && !slices.Equal(names(tg.Streams), tt.in) {
+			t.Errorf("streams() reordered the target's own slice: %q", names(tg.Streams))
 		}
 	}
 }
