@@ -89,7 +89,7 @@ func (j *judgement) slot(r *Report, t Thresholds) {
 		return
 	}
 	if !r.SlotExists {
-		j.add(Critical, "replication slot %q does not exist (relay run creates it; rows written meanwhile wait in outbox_event)", r.Slot)
+		j.add(Critical, "replication slot %q does not exist (relay run creates it; rows written meanwhile wait in %s)", r.Slot, r.outboxes())
 		return
 	}
 	if !r.SlotInDatabase {
@@ -104,7 +104,7 @@ func (j *judgement) slot(r *Report, t Thresholds) {
 			j.add(Critical, "wal_status is lost in message mode: %s; relay run recreates the slot, but the messages in the lost WAL are gone", lostWords)
 			break
 		}
-		j.add(Critical, "wal_status is lost: the slot can no longer stream; relay run drops and recreates it, backfilling from outbox_event")
+		j.add(Critical, "wal_status is lost: the slot can no longer stream; relay run drops and recreates it, backfilling from %s", r.outboxes())
 	case "unreserved":
 		j.add(Critical, "wal_status is unreserved: retained WAL passed max_slot_wal_keep_size and is removed at the next checkpoint")
 	case "extended":
@@ -150,7 +150,7 @@ func (j *judgement) publication(r *Report) {
 		}
 	case r.PublicationAfterSlot:
 		j.add(Critical, "publication %q was created after slot %q's position (dropped and created again?): the slot cannot stream with it; "+
-			"relay run recreates the slot and backfills from outbox_event (or drop the slot yourself)", r.Publication, r.Slot)
+			"relay run recreates the slot and backfills from %s (or drop the slot yourself)", r.Publication, r.Slot, r.outboxes())
 	}
 }
 
@@ -216,6 +216,14 @@ func (r *Report) outbox() string {
 		return "outbox_event"
 	}
 	return r.OutboxTable
+}
+
+// outboxes names the outbox tables: the one, or "the outbox tables".
+func (r *Report) outboxes() string {
+	if len(r.Streams) > 1 {
+		return "the outbox tables"
+	}
+	return r.outbox()
 }
 
 // clickHouseTable names the first stream's ClickHouse table (event_log in
