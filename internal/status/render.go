@@ -90,7 +90,11 @@ func WriteTable(w io.Writer, r *Report) error {
 	}
 
 	if len(r.Columns) > 0 {
-		head("COLUMNS")
+		if len(r.Streams) > 1 {
+			head("COLUMNS " + termsafe.Escape(r.Streams[0].Name))
+		} else {
+			head("COLUMNS")
+		}
 		for _, c := range r.Columns {
 			row(c.Name, columnState(c))
 		}
