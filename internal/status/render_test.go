@@ -27,6 +27,7 @@ func fixedReport(edit func(r *Report)) *Report {
 	r.ClickHouseRows = ptr(uint64(1234))
 	r.ClickHouseNewestEvent = ptr(time.Date(2025, 3, 4, 5, 6, 5, 123456000, time.UTC))
 	r.Failover = &Failover{SynchronizedStandbySlots: []string{}, Standbys: []StandbySlot{}}
+	r.OutboxTable, r.ClickHouseTable = "outbox_event", "event_log"
 	if edit != nil {
 		edit(&r)
 	}
