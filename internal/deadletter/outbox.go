@@ -67,7 +67,7 @@ func describeTarget(ctx context.Context, tx pgx.Tx, s config.Stream) (*target, e
 	var relid uint32
 	var schema, table string
 	err := tx.QueryRow(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass($1)`, s.Outbox).Scan(&relid, &schema, &table)
+		WHERE c.oid = to_regclass($1)`, s.OutboxRegclass()).Scan(&relid, &schema, &table)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("stream %q: outbox table %q does not exist", s.Name, s.Outbox)
 	}

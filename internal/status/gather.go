@@ -131,7 +131,7 @@ func gatherColumns(ctx context.Context, db DB, s config.Stream) ([]event.Column,
 		FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
 		AND attname <> ALL($2::text[])
 		AND ($3 OR attnum <> ALL(coalesce((SELECT indkey::int2[] FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary), '{}')))`,
-		s.Outbox, skip, keyMapped).Scan(&names, &oids, &mods, &notNulls, &typeNames)
+		s.OutboxRegclass(), skip, keyMapped).Scan(&names, &oids, &mods, &notNulls, &typeNames)
 	if err != nil {
 		return nil, fmt.Errorf("read the columns of %s: %w", s.Outbox, err)
 	}

@@ -94,7 +94,7 @@ func gatherOutbox(ctx context.Context, db DB, publication string, s config.Strea
 	err := db.QueryRow(ctx, `SELECT n.nspname, c.relname, EXISTS (SELECT 1 FROM pg_publication_tables p
 			WHERE p.pubname = $2 AND p.schemaname = n.nspname AND p.tablename = c.relname)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`,
-		s.Outbox, publication).Scan(&schema, &table, &st.InPublication)
+		s.OutboxRegclass(), publication).Scan(&schema, &table, &st.InPublication)
 	if errors.Is(err, pgx.ErrNoRows) {
 		st.Error = fmt.Sprintf("outbox table %s does not exist", s.Outbox)
 		return nil
