@@ -89,15 +89,15 @@ func (e *Env) create(ctx context.Context) error {
 	if err := e.createClickHouse(ctx); err != nil {
 		return err
 	}
-	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, config.DefaultOutboxTable, zerolog.Nop()); err != nil {
+	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, true, migrate.Named(config.DefaultOutboxTable), zerolog.Nop()); err != nil {
 		return fmt.Errorf("migrate postgres: %w", err)
 	}
-	cfg, err := pgxpool.ParseConfig(e.DatabaseURL)
+	poolCfg, err := pgxpool.ParseConfig(e.DatabaseURL)
 	if err != nil {
 		return err
 	}
-	cfg.MaxConns = 32
-	if e.PG, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+	poolCfg.MaxConns = 32
+	if e.PG, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
 		return fmt.Errorf("postgres pool: %w", err)
 	}
 	return nil

@@ -1,9 +1,18 @@
-// Package migrations embeds the schema of both databases in the binary;
-// `relay migrate` applies them (internal/migrate).
+// Package migrations embeds the relay's own schema in the binary;
+// `relay migrate` applies it (internal/migrate).
 //
-// postgres/: goose SQL migrations. clickhouse/: numbered files, each a
-// text/template rendered with the server's capabilities (see
-// internal/migrate), statements separated by lines ending in ';'.
+// postgres/: goose SQL migrations of the relay's state tables. Versions
+// 00001 (outbox_event), 00002 (the demo's users) and 00006 (the demo's
+// outbox_event.user_id) were removed: outbox_event.sql is created only when
+// a stream uses the default outbox, and the demo API (`relay api`) applies
+// its own schema. Databases that recorded those versions keep working:
+// goose ignores recorded versions it has no file for. Never reuse them.
+//
+// outbox_event.sql: the default outbox table.
+//
+// clickhouse/: numbered files, each a text/template rendered with the
+// server's capabilities (see internal/migrate), statements separated by
+// lines ending in ';'.
 package migrations
 
 import "embed"
@@ -12,6 +21,11 @@ import "embed"
 //
 //go:embed postgres/*.sql
 var Postgres embed.FS
+
+// OutboxEvent creates the default outbox table when missing.
+//
+//go:embed outbox_event.sql
+var OutboxEvent string
 
 // ClickHouse holds clickhouse/*.sql.
 //

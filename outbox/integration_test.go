@@ -93,12 +93,11 @@ func ensureOutboxTable(tx pgx.Tx) error {
 	if exists {
 		return nil
 	}
-	b, err := os.ReadFile(filepath.Join("..", "migrations", "postgres", "00001_outbox_event.sql"))
+	b, err := os.ReadFile(filepath.Join("..", "migrations", "outbox_event.sql"))
 	if err != nil {
 		return fmt.Errorf("read migration: %w", err)
 	}
-	up, _, _ := strings.Cut(string(b), "-- +goose Down")
-	if _, err := tx.Exec(ctx, up); err != nil {
+	if _, err := tx.Exec(ctx, string(b)); err != nil {
 		return fmt.Errorf("apply migration: %w", err)
 	}
 	return nil

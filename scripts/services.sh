@@ -16,6 +16,9 @@
 #   scripts/services.sh chdb               fetch chDB's libchdb.so (ClickHouse 26.5 as a library, npm
 #                                          package, cached in ~/.cache/outbox-relay) once, print its
 #                                          env: RELAY_CHDB_LIB (the TestConformance… tests)
+#   scripts/services.sh django             install Debian's Django and psycopg2 when no python3 has
+#                                          them, print its env: RELAY_DJANGO_PYTHON (the test of
+#                                          docs/django/models.py)
 #
 # The ClickHouse cluster (for the replicated and sharded topologies; `up`,
 # `make run` and the single-server tests never need it): ZooKeeper and four
@@ -1656,6 +1659,21 @@ usage() {
 
 # cmd_browser makes sure chromium is there (Debian's package) and prints
 # its path for the browser test.
+# cmd_django finds a python3 with Django and psycopg2 (installing Debian's
+# when none has them) for TestDjangoModelMatchesOutboxEvent.
+cmd_django() {
+	local py
+	for py in python3 /usr/bin/python3; do
+		if command -v "$py" >/dev/null && "$py" -c 'import django, psycopg2' 2>/dev/null; then
+			printf "export RELAY_DJANGO_PYTHON='%s'\n" "$(command -v "$py")"
+			return
+		fi
+	done
+	apt_install python3-django python3-psycopg2
+	/usr/bin/python3 -c 'import django, psycopg2' 2>/dev/null || die "Django still missing after apt-get install python3-django python3-psycopg2"
+	printf "export RELAY_DJANGO_PYTHON='/usr/bin/python3'\n"
+}
+
 cmd_browser() {
 	local bin
 	bin=$(command -v chromium || command -v chromium-browser || true)
@@ -1712,6 +1730,7 @@ main() {
 	down) cmd_down "$@" ;;
 	status) cmd_status ;;
 	browser) cmd_browser ;;
+	django) cmd_django ;;
 	chdb) cmd_chdb ;;
 	start-postgres) cmd_start_one postgres ;;
 	start-clickhouse) cmd_start_one clickhouse ;;

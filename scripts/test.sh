@@ -69,6 +69,12 @@ else
   echo "test: chromium could not be installed: TestStatusPageInBrowser says what is missing and skips" >&2
 fi
 
+if django_env="$(scripts/services.sh django)"; then
+  eval "$django_env"
+else
+  echo "test: Django could not be installed: TestDjangoModelMatchesOutboxEvent says what is missing and skips" >&2
+fi
+
 if chdb_env="$(scripts/services.sh chdb)"; then
   eval "$chdb_env"
   # The conformance suite's engine, named in the output (go test hides a

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/outbox-relay/relay/migrations"
 	"github.com/outbox-relay/relay/outbox"
 )
 
@@ -177,8 +177,11 @@ func testPool(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
-// ensureSchema applies the migrations a fresh database lacks, under an
-// advisory lock so test packages running in parallel do not race on DDL.
+// ensureSchema creates outbox_event (as relay migrate does) and the demo's
+// users table where the shared database lacks them, under an advisory lock
+// so test packages running in parallel do not race on DDL. It leaves
+// outbox_event without the demo's user_id: other packages copy that table
+// and expect the relay's columns only.
 func ensureSchema(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
@@ -186,38 +189,14 @@ func ensureSchema(t *testing.T, pool *pgxpool.Pool) {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('outbox-relay test schema'))`); err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
-		for _, m := range []struct{ table, file string }{
-			{"outbox_event", "00001_outbox_event.sql"},
-			{"users", "00002_users.sql"},
-		} {
-			if err := applyIfMissing(ctx, tx, m.table, m.file); err != nil {
-				return err
-			}
+		if _, err := tx.Exec(ctx, migrations.OutboxEvent); err != nil {
+			return fmt.Errorf("create outbox_event: %w", err)
 		}
-		return nil
+		return ensureUsers(ctx, tx)
 	})
 	if err != nil {
 		t.Fatalf("ensure schema: %v", err)
 	}
-}
-
-func applyIfMissing(ctx context.Context, tx pgx.Tx, table, file string) error {
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
-		return fmt.Errorf("look up %s: %w", table, err)
-	}
-	if exists {
-		return nil
-	}
-	b, err := os.ReadFile(filepath.Join("..", "..", "migrations", "postgres", file))
-	if err != nil {
-		return fmt.Errorf("read migration: %w", err)
-	}
-	up, _, _ := strings.Cut(string(b), "-- +goose Down")
-	if _, err := tx.Exec(ctx, up); err != nil {
-		return fmt.Errorf("apply %s: %w", file, err)
-	}
-	return nil
 }
 
 // dbEnv is an httptest server on the real database. Its users have emails

@@ -108,7 +108,7 @@ func (s *store) create(ctx context.Context, in User) (u User, err error) {
 }
 
 // userIDColumn is the outbox table's extra column that user_created events
-// fill with the user's id (migration 00006), where the publisher has it.
+// fill with the user's id (added by EnsureSchema), where the publisher has it.
 const userIDColumn = "user_id"
 
 func (s *store) userCreatedEvent(u User) outbox.Event {

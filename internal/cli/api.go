@@ -25,7 +25,11 @@ user and publishes a user_created event into outbox_event in the same
 transaction (with RELAY_MESSAGE_PREFIX set: as a transactional logical
 decoding message of that prefix instead of a row); GET /users/{id}; /healthz and /readyz. The relay (relay run)
 delivers the events to ClickHouse; the API keeps working while ClickHouse is down.
-The API is described in api/openapi.yaml.`,
+The API is described in api/openapi.yaml.
+
+At start it creates its own schema where missing: the users table and the column
+outbox_event.user_id (relay migrate creates the relay's objects only, outbox_event
+among them, and must have run first).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres); err != nil {
@@ -45,6 +49,9 @@ The API is described in api/openapi.yaml.`,
 				return usageError(fmt.Errorf("DATABASE_URL: %w", err))
 			}
 			defer pool.Close()
+			if err := api.EnsureSchema(cmd.Context(), pool); err != nil {
+				return fmt.Errorf("demo schema: %w", err)
+			}
 			// The extra columns events may set (user_id), with the types
 			// message mode carries them with.
 			cols, err := outbox.ColumnTypes(cmd.Context(), pool)

@@ -33,6 +33,7 @@ const deadLetterTimeout = time.Minute
 type dlOptions struct {
 	cfg       config.Config
 	types     []string
+	streams   []string
 	olderThan time.Duration
 	newerThan time.Duration
 	all       bool
@@ -47,9 +48,12 @@ func newDeadLetterCmd(e *env) *cobra.Command {
 		Aliases: []string{"dlq"},
 		Short:   "List, show, replay or discard the events ClickHouse rejected (outbox_dead_letter)",
 		Long: `deadletter handles the events the relay set aside in outbox_dead_letter because
-ClickHouse rejected their content. Fix the cause (the row, with SQL, or the
-ClickHouse table), then replay: the rows move back into outbox_event in one
-transaction, under their own ids, and the running relay delivers them.
+ClickHouse rejected their content. Each names its stream and the ClickHouse
+table that rejected it. Fix the cause (the row, with SQL, or the ClickHouse
+table), then replay: the rows move back into their streams' outbox tables in
+one transaction, under their own keys, and the running relay delivers them.
+It reads the streams as relay run does (--config / RELAY_CONFIG, or
+RELAY_OUTBOX_TABLE and its column settings).
 
 Exit codes: 0 done, 1 failure (PostgreSQL, an ID that is not a dead letter,
 a declined confirmation), 2 usage or configuration error.`,
@@ -62,7 +66,7 @@ func newDLListCmd(e *env) *cobra.Command {
 	o := &dlOptions{cfg: config.Defaults()}
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List dead letters, oldest failure first (id, type, failed at, size, error)",
+		Short: "List dead letters, oldest failure first (id, stream, table, type, failed at, size, error)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.checkAges(); err != nil {
@@ -115,15 +119,18 @@ func newDLReplayCmd(e *env) *cobra.Command {
 	o := &dlOptions{cfg: config.Defaults()}
 	cmd := &cobra.Command{
 		Use:   "replay [ID...]",
-		Short: "Move dead letters back into outbox_event (one transaction) for the running relay to deliver",
-		Long: `replay moves the named dead letters (IDs, --type/--older-than/--newer-than, or
---all) back into outbox_event in one transaction, keeping each event's id and
-its extra columns, and removes them from outbox_dead_letter in the same
-transaction. Killed at any point, it either moved all of them or none; run
+		Short: "Move dead letters back into their outbox tables (one transaction) for the running relay to deliver",
+		Long: `replay moves the named dead letters (IDs, --type/--stream/--older-than/
+--newer-than, or --all) back into the outbox table of their stream in one
+transaction, under that stream's column names, keeping each event's key (so
+its identity in ClickHouse) and its extra columns, and removes them from
+outbox_dead_letter in the same transaction. Columns the stream ignores take
+their defaults. Killed at any point, it either moved all of them or none; run
 again, it finds nothing left to move. An event ClickHouse still rejects comes
-back as a dead letter. It refuses, naming them, dead letters of messages that
-held no event (show, then discard them) and values of a column outbox_event
-no longer has.`,
+back as a dead letter. It refuses, naming them, dead letters of a stream that
+is no longer configured, of messages that held no event (show, then discard
+them), without a key for a table whose key is not a uuid, and values of a
+column their outbox table no longer has.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := o.selection(args)
 			if err != nil {
@@ -131,7 +138,7 @@ no longer has.`,
 			}
 			fp := failpoint.FromEnv(e.environ)
 			return withDeadLetterDB(cmd, e, o, func(ctx context.Context, db *pgxpool.Pool) error {
-				moved, err := deadletter.Replay(ctx, db, f, func() { fp.Hit(failpoint.ReplayBeforeCommit) })
+				moved, err := deadletter.Replay(ctx, db, o.cfg.Streams(), f, func() { fp.Hit(failpoint.ReplayBeforeCommit) })
 				if err != nil {
 					return err
 				}
@@ -177,12 +184,13 @@ func (o *dlOptions) register(cmd *cobra.Command, filters bool) {
 		return
 	}
 	cmd.Flags().StringSliceVar(&o.types, "type", nil, "only these event types (repeat or comma-separate)")
+	cmd.Flags().StringSliceVar(&o.streams, "stream", nil, "only these streams, by name (repeat or comma-separate)")
 	cmd.Flags().DurationVar(&o.olderThan, "older-than", 0, "only those that failed longer ago than this (e.g. 1h)")
 	cmd.Flags().DurationVar(&o.newerThan, "newer-than", 0, "only those that failed within this (e.g. 10m)")
 }
 
 func (o *dlOptions) filter(ids []uuid.UUID) deadletter.Filter {
-	return deadletter.Filter{IDs: ids, Types: o.types, OlderThan: o.olderThan, NewerThan: o.newerThan}
+	return deadletter.Filter{IDs: ids, Types: o.types, Streams: o.streams, OlderThan: o.olderThan, NewerThan: o.newerThan}
 }
 
 // selection is what replay and discard act on: IDs and/or filters, or --all
@@ -194,7 +202,7 @@ func (o *dlOptions) selection(args []string) (deadletter.Filter, error) {
 		return deadletter.Filter{}, err
 	}
 	f := o.filter(ids)
-	named := len(ids) > 0 || len(o.types) > 0 || o.olderThan > 0 || o.newerThan > 0
+	named := len(ids) > 0 || len(o.types) > 0 || len(o.streams) > 0 || o.olderThan > 0 || o.newerThan > 0
 	if err := o.checkAges(); err != nil {
 		return f, err
 	}
@@ -202,7 +210,7 @@ func (o *dlOptions) selection(args []string) (deadletter.Filter, error) {
 	case o.all && named:
 		return f, usageError(errors.New("--all selects every dead letter: give it alone, without IDs or filters"))
 	case !o.all && !named:
-		return f, usageError(errors.New("name the dead letters: IDs, --type, --older-than/--newer-than, or --all"))
+		return f, usageError(errors.New("name the dead letters: IDs, --type, --stream, --older-than/--newer-than, or --all"))
 	}
 	return f, nil
 }
@@ -292,12 +300,20 @@ func writeLetters(w io.Writer, ls []deadletter.Letter) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tFAILED AT\tSIZE\tERROR")
+	fmt.Fprintln(tw, "ID\tSTREAM\tTABLE\tTYPE\tFAILED AT\tSIZE\tERROR")
 	for _, l := range ls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d B\t%s\n", l.ID, termsafe.Escape(l.EventType), l.FailedAt.UTC().Format(time.RFC3339),
-			l.PayloadBytes, termsafe.Escape(oneLine(l.Error, 100)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d B\t%s\n", l.ID, termsafe.Escape(l.Stream), termsafe.Escape(orDash(l.Table)),
+			termsafe.Escape(l.EventType), l.FailedAt.UTC().Format(time.RFC3339), l.PayloadBytes, termsafe.Escape(oneLine(l.Error, 100)))
 	}
 	return tw.Flush()
+}
+
+// orDash is s, or "-" when empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // oneLine shortens s to one line of at most n runes.
@@ -312,12 +328,15 @@ func oneLine(s string, n int) string {
 func writeLetter(w io.Writer, l deadletter.Letter) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, kv := range [][2]string{
-		{"id", l.ID.String()}, {"event_type", l.EventType},
+		{"id", l.ID.String()}, {"stream", l.Stream}, {"clickhouse_table", orDash(l.Table)}, {"event_type", l.EventType},
 		{"event_date_time", l.EventDateTime.UTC().Format(time.RFC3339Nano)}, {"environment", l.Environment},
 		{"metadata_version", fmt.Sprint(l.MetadataVersion)}, {"failed_at", l.FailedAt.UTC().Format(time.RFC3339Nano)},
 		{"payload_bytes", fmt.Sprint(l.PayloadBytes)}, {"error", l.Error},
 	} {
 		fmt.Fprintf(tw, "%s\t%s\n", kv[0], termsafe.Escape(kv[1]))
+	}
+	if l.Key != "" {
+		fmt.Fprintf(tw, "outbox_key\t%s\n", termsafe.Escape(l.Key))
 	}
 	if l.Raw != nil {
 		fmt.Fprintf(tw, "raw_payload\t%s\n", strconv.Quote(string(l.Raw)))
@@ -359,11 +378,11 @@ func reportReplay(w io.Writer, asked []uuid.UUID, moved []deadletter.Moved) erro
 		got[m.ID] = true
 		note := ""
 		if !m.Inserted {
-			note = " (outbox_event already held it)"
+			note = " (the table already held it)"
 		}
-		fmt.Fprintf(w, "replayed %s%s\n", m.ID, note)
+		fmt.Fprintf(w, "replayed %s into %s (stream %s)%s\n", m.ID, termsafe.Escape(m.Outbox), termsafe.Escape(m.Stream), note)
 	}
-	fmt.Fprintf(w, "%d dead letters moved to outbox_event; the running relay delivers them\n", len(moved))
+	fmt.Fprintf(w, "%d dead letters moved to their outbox tables; the running relay delivers them\n", len(moved))
 	var missing []string
 	for _, id := range asked {
 		if !got[id] {

@@ -18,10 +18,17 @@ func newMigrateCmd(e *env) *cobra.Command {
 	cfg := config.Defaults()
 	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Apply the PostgreSQL and ClickHouse schemas (idempotent) and create the publication",
-		Long: `migrate applies the schemas embedded in the binary: outbox_event (and the demo
-users table) with goose in PostgreSQL, the publication of outbox_event's inserts,
-and event_log in ClickHouse (DateTime64(6) where the server has it, DateTime plus
+		Short: "Create the relay's own PostgreSQL and ClickHouse objects (idempotent) and the publication",
+		Long: `migrate creates the relay's own objects, never an application's: in PostgreSQL
+its state tables (goose), outbox_event when a stream uses that default name and it
+is missing (an outbox table of another name must exist and is never altered), and
+one publication of the inserts of every stream's outbox table (tables it lacks are
+added). Each outbox table is checked first as relay run checks it: its identity
+column (the primary key, or the column the id field maps onto) of type uuid,
+smallint, integer, bigint, text or varchar, and a column of a type the relay reads
+for each field; a problem stops migrate (exit 2), naming the stream, before
+anything is published. In
+ClickHouse: event_log (DateTime64(6) where the server has it, DateTime plus
 event_date_time_us on servers before 20.1), laid out for CLICKHOUSE_TOPOLOGY:
 single (a local ReplacingMergeTree), replicated (ON CLUSTER, Replicated
 engines with the {shard}/{replica} macros), sharded (those as event_log_local
@@ -35,7 +42,7 @@ Running it again changes nothing.`,
 			log := newLogger(e, &cfg)
 			ctx, cancel := context.WithTimeout(cmd.Context(), migrateTimeout)
 			defer cancel()
-			if err := migrate.Postgres(ctx, cfg.DatabaseURL, cfg.Publication, config.DefaultOutboxTable, log); err != nil {
+			if err := migratePostgres(ctx, &cfg, log); err != nil {
 				return err
 			}
 			conn, err := chsink.Connect(ctx, cfg.ClickHouseURL)

@@ -37,10 +37,11 @@ func newStatusCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the slot, the outbox backlog and ClickHouse, with a verdict (exit 0 OK, 3 WARNING, 4 CRITICAL)",
-		Long: `status reads the replication slot (lag, retained WAL, wal_status), the backlog of
-outbox_event and ClickHouse's event_log, and judges them: OK (exit 0), WARNING
-(exit 3) or CRITICAL (exit 4). An unreachable PostgreSQL is an error (exit 1).
-It uses the same settings as relay run and works whether the relay runs or not.
+		Long: `status reads the replication slot (lag, retained WAL, wal_status), and for each
+stream the backlog of its outbox table and its ClickHouse tables (rows,
+guarantee), and judges them: OK (exit 0), WARNING (exit 3) or CRITICAL (exit
+4). An unreachable PostgreSQL is an error (exit 1). It uses the same settings
+as relay run (streams included) and works whether the relay runs or not.
 
 --json prints one JSON object (schema in the README, "Operating"); --watch
 refreshes every 2s (or --watch=10s) until Ctrl-C, which exits 0.`,
@@ -104,11 +105,12 @@ func runStatus(ctx context.Context, e *env, cfg *config.Config, th status.Thresh
 	return watchStatus(ctx, e.stdout, opts, round)
 }
 
-// statusTarget is what relay status and relay run's status page look at.
+// statusTarget is what relay status and relay run's status page look at:
+// every stream. Guarantee is not set yet, so each table's guarantee shows
+// as unknown.
 func statusTarget(cfg *config.Config) status.Target {
-	return status.Target{Slot: cfg.Slot, Publication: cfg.Publication,
-		OutboxTable: config.DefaultOutboxTable, EventTable: config.DefaultClickHouseTable, ClickHouseURL: cfg.ClickHouseURL,
-		MessagePrefix: cfg.MessagePrefix, Layout: cfg.Layout()}
+	return status.Target{Slot: cfg.Slot, Publication: cfg.Publication, Streams: cfg.Streams(),
+		ClickHouseURL: cfg.ClickHouseURL, MessagePrefix: cfg.MessagePrefix, Layout: cfg.Layout()}
 }
 
 // statusRound gathers, judges and renders one report.

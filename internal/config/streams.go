@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // A Stream is one outbox table delivered to one ClickHouse table (or, when
@@ -204,4 +206,11 @@ func list(s string) []string {
 		}
 	}
 	return out
+}
+
+// OutboxRegclass is Outbox as SQL spells the name the configuration
+// means: each part quoted (case counts), for to_regclass($1); an
+// unqualified name is found on the search_path.
+func (s *Stream) OutboxRegclass() string {
+	return pgx.Identifier(strings.Split(s.Outbox, ".")).Sanitize()
 }

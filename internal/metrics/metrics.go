@@ -393,3 +393,37 @@ func gauge(name, help string) prometheus.Gauge {
 func counter(name, help string) prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
+
+// StreamFamilies are the families whose series are the streams' and their
+// tables': they appear once relay run declares its streams.
+func StreamFamilies() []string {
+	return []string{NameStreamEvents, NameStreamDeadLetters, NameTableGuarantee}
+}
+
+// DeclareStream creates a stream's series at 0 (tables: its ClickHouse
+// tables known at start), so dashboards see them before the first event.
+func (m *Metrics) DeclareStream(stream string, tables []string) {
+	m.StreamDeadLetters.WithLabelValues(stream)
+	for _, t := range tables {
+		m.StreamEvents.WithLabelValues(stream, t)
+	}
+}
+
+// The delivery guarantees a ClickHouse table gives (label values of
+// outbox_relay_table_guarantee).
+const (
+	GuaranteeExactlyOnce      = "exactly_once"
+	GuaranteeExactlyOnceFinal = "exactly_once_through_final"
+	GuaranteeAtLeastOnce      = "at_least_once"
+)
+
+// SetGuarantee sets the stream's table's guarantee to 1 and the others to 0.
+func (m *Metrics) SetGuarantee(stream, table, guarantee string) {
+	for _, g := range []string{GuaranteeExactlyOnce, GuaranteeExactlyOnceFinal, GuaranteeAtLeastOnce} {
+		v := 0.0
+		if g == guarantee {
+			v = 1
+		}
+		m.TableGuarantee.WithLabelValues(stream, table, g).Set(v)
+	}
+}

@@ -38,6 +38,8 @@ func touchAll(m *Metrics) {
 	m.ReconnectsTotal.Inc()
 	m.BackfilledEventsTotal.Inc()
 	m.DeadLetterEventsTotal.Inc()
+	m.DeclareStream("default", []string{"event_log"})
+	m.SetGuarantee("default", "event_log", GuaranteeExactlyOnce)
 }
 
 // family is the part of a gathered metric family the tests look at.
@@ -125,6 +127,9 @@ func TestFamiliesExistBeforeUse(t *testing.T) {
 	// vectors (pre-initialized) and for plain collectors.
 	fams := gather(t, New())
 	for _, name := range Names() {
+		if slices.Contains(StreamFamilies(), name) {
+			continue // their series are the streams' (DeclareStream)
+		}
 		if _, ok := fams[name]; !ok {
 			t.Errorf("metric family %s absent from a fresh registry", name)
 		}
@@ -305,5 +310,24 @@ func TestHandler(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics output lacks %q", want)
 		}
+	}
+}
+
+func TestDeclareStream(t *testing.T) {
+	m := New()
+	m.DeclareStream("billing", []string{"billing_events"})
+	m.SetGuarantee("billing", "billing_events", GuaranteeAtLeastOnce)
+	m.SetGuarantee("billing", "billing_events", GuaranteeExactlyOnceFinal)
+	fams := gather(t, m)
+	if _, ok := fams[NameStreamEvents].series["stream=billing,table=billing_events"]; !ok {
+		t.Errorf("%s has no series for the declared stream: %v", NameStreamEvents, fams[NameStreamEvents].series)
+	}
+	if _, ok := fams[NameStreamDeadLetters].series["stream=billing"]; !ok {
+		t.Errorf("%s has no series for the declared stream", NameStreamDeadLetters)
+	}
+	g := fams[NameTableGuarantee].series
+	if len(g) != 3 || g["guarantee=exactly_once_through_final,stream=billing,table=billing_events"] != 1 ||
+		g["guarantee=at_least_once,stream=billing,table=billing_events"] != 0 {
+		t.Errorf("%s = %v, want 1 for the last guarantee set and 0 for the others", NameTableGuarantee, g)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -95,7 +94,7 @@ func describe(ctx context.Context, db DB, s config.Stream) (Outbox, []error, err
 	// The name as written (config quotes nothing away: case counts); an
 	// unqualified one is found on the search_path.
 	err := db.QueryRow(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass($1)`, pgx.Identifier(strings.Split(s.Outbox, ".")).Sanitize()).Scan(&relid, &o.Schema, &o.Table)
+		WHERE c.oid = to_regclass($1)`, s.OutboxRegclass()).Scan(&relid, &o.Schema, &o.Table)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return o, []error{fmt.Errorf("stream %q: outbox table %q does not exist (run `relay migrate` for the default table, or check the name)", s.Name, s.Outbox)}, nil
 	}

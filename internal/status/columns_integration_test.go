@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/outbox-relay/relay/internal/config"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/testenv"
 )
@@ -33,7 +34,7 @@ func TestGatherColumnsNamesUnmappedTypes(t *testing.T) {
 	if _, err := gatherServer(ctx, conn, &r); err != nil || r.WALLevel != "logical" {
 		t.Errorf("gatherServer: wal_level %q, %v; want logical", r.WALLevel, err)
 	}
-	cols, err := gatherColumns(ctx, conn, "outbox_event")
+	cols, err := gatherColumns(ctx, conn, config.Stream{Name: config.DefaultStreamName, Outbox: config.DefaultOutboxTable})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package status
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -84,5 +86,38 @@ func TestConformanceStatusReplicas(t *testing.T) {
 		if servers[i] != want[i] {
 			t.Errorf("server %d = %+v, want %+v", i, servers[i], want[i])
 		}
+	}
+}
+
+// A stream's tables as a current server lists them: the tables a template
+// routed to (not the view beside them) with the rows of their active parts,
+// and a stream's one table.
+func TestConformanceStatusStreamTables(t *testing.T) {
+	eng := testenv.NewEngine(t)
+	eng.Database(t)
+	ctx := context.Background()
+	eng.Exec(t,
+		"CREATE TABLE events_login (event_id UUID) ENGINE = ReplacingMergeTree ORDER BY event_id",
+		"CREATE TABLE events_signup (event_id UUID) ENGINE = MergeTree ORDER BY event_id",
+		"CREATE VIEW events_login_dedup AS SELECT * FROM events_login FINAL",
+		"CREATE TABLE app_log (event_id UUID) ENGINE = MergeTree ORDER BY event_id",
+		"INSERT INTO events_login SELECT generateUUIDv4() FROM numbers(3)",
+		"INSERT INTO events_login SELECT generateUUIDv4() FROM numbers(2)",
+		"INSERT INTO app_log SELECT generateUUIDv4() FROM numbers(4)",
+	)
+	streams := []StreamStatus{{Name: "routed", ClickHouseTable: "events_{event_type}", Routed: true}, {Name: "app", ClickHouseTable: "app_log"}}
+	if err := gatherStreamTables(ctx, eng.Conn(), Target{}, streams); err != nil {
+		t.Fatalf("gatherStreamTables: %v", err)
+	}
+	got := map[string]string{}
+	for _, s := range streams {
+		for _, tb := range s.Tables {
+			got[tb.Name] = fmt.Sprintf("%s %s %d %s", s.Name, tb.Engine, *tb.Rows, tb.Guarantee)
+		}
+	}
+	want := map[string]string{"events_login": "routed ReplacingMergeTree 5 unknown", "events_signup": "routed MergeTree 0 unknown",
+		"app_log": "app MergeTree 4 unknown"}
+	if !maps.Equal(got, want) {
+		t.Errorf("stream tables %v, want %v", got, want)
 	}
 }

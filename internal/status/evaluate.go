@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -11,14 +12,17 @@ import (
 //     recreated, recorded by the relay; or slot missing or lost now);
 //     wal_level below logical; slot missing, in another database or not
 //     pgoutput;
-//     wal_status unreserved or lost; publication missing or without the
-//     outbox table; ClickHouse unreachable or event_log unreadable; lag or
+//     wal_status unreserved or lost; publication missing or without a
+//     stream's outbox table; a stream's outbox table missing or
+//     unreadable; ClickHouse unreachable, the first stream's table
+//     unreadable, another stream's table missing; lag or a stream's
 //     backlog age at or above its critical limit; slot inactive while the
 //     oldest backlog row is at or above the backlog warning limit.
 //   - WARNING: slot inactive (no relay streams from it); wal_status
 //     extended; lag or backlog age at or above its warning limit; events
 //     in outbox_dead_letter; a ClickHouse replica that does not answer,
-//     lacks the table or is read-only; synchronized_standby_slots naming a
+//     lacks the table or is read-only; a stream table that cannot be
+//     counted or whose guarantee cannot be read; synchronized_standby_slots naming a
 //     slot no standby streams from (a failover slot's changes wait for it).
 //
 // Evaluate is pure: it reads nothing but its arguments.
@@ -27,6 +31,7 @@ func Evaluate(r *Report, t Thresholds) (Verdict, []string) {
 	j.slot(r, t)
 	j.failover(r)
 	j.publication(r)
+	j.streams(r)
 	j.backlog(r, t)
 	j.deadLetters(r)
 	j.clickhouse(r)
@@ -40,11 +45,11 @@ func (j *judgement) columns(r *Report) {
 	for _, c := range r.Columns {
 		switch c.State {
 		case "type differs":
-			j.add(Warning, "outbox_event.%s (%s) maps to %s but event_log.%s is %s: relay run stops at its next row (README, Adding a column)",
-				c.Name, c.PostgresType, c.ClickHouseType, c.Name, c.EventLogType)
+			j.add(Warning, "%s.%s (%s) maps to %s but %s.%s is %s: relay run stops at its next row (README, Adding a column)",
+				r.outbox(), c.Name, c.PostgresType, c.ClickHouseType, r.clickHouseTable(), c.Name, c.EventLogType)
 		case "no mapping":
-			j.add(Warning, "outbox_event.%s (%s) has no ClickHouse mapping: relay run stops at its next row unless RELAY_SCHEMA_EVOLUTION=fill (README, Adding a column)",
-				c.Name, c.PostgresType)
+			j.add(Warning, "%s.%s (%s) has no ClickHouse mapping: relay run stops at its next row unless RELAY_SCHEMA_EVOLUTION=fill (README, Adding a column)",
+				r.outbox(), c.Name, c.PostgresType)
 		}
 	}
 }
@@ -84,7 +89,7 @@ func (j *judgement) slot(r *Report, t Thresholds) {
 		return
 	}
 	if !r.SlotExists {
-		j.add(Critical, "replication slot %q does not exist (relay run creates it; rows written meanwhile wait in outbox_event)", r.Slot)
+		j.add(Critical, "replication slot %q does not exist (relay run creates it; rows written meanwhile wait in %s)", r.Slot, r.outboxes())
 		return
 	}
 	if !r.SlotInDatabase {
@@ -99,7 +104,7 @@ func (j *judgement) slot(r *Report, t Thresholds) {
 			j.add(Critical, "wal_status is lost in message mode: %s; relay run recreates the slot, but the messages in the lost WAL are gone", lostWords)
 			break
 		}
-		j.add(Critical, "wal_status is lost: the slot can no longer stream; relay run drops and recreates it, backfilling from outbox_event")
+		j.add(Critical, "wal_status is lost: the slot can no longer stream; relay run drops and recreates it, backfilling from %s", r.outboxes())
 	case "unreserved":
 		j.add(Critical, "wal_status is unreserved: retained WAL passed max_slot_wal_keep_size and is removed at the next checkpoint")
 	case "extended":
@@ -110,7 +115,7 @@ func (j *judgement) slot(r *Report, t Thresholds) {
 			"slot lag %s is at or above %s", func(x float64) string { return HumanBytes(int64(x)) })
 	}
 	if !r.Active {
-		age := r.OldestBacklogAgeSeconds
+		age := r.oldestBacklog()
 		if age != nil && t.BacklogWarnSeconds > 0 && *age >= t.BacklogWarnSeconds {
 			j.add(Critical, "slot is inactive (no relay streams from it) and the oldest outbox event has waited %s", HumanSeconds(*age))
 		} else {
@@ -134,30 +139,131 @@ func (j *judgement) publication(r *Report) {
 	switch {
 	case !r.PublicationExists:
 		j.add(Critical, "publication %q does not exist (run relay migrate)", r.Publication)
+	case !r.PublicationHasTable && len(r.Streams) == 0:
+		j.add(Critical, "publication %q does not include %s", r.Publication, r.outbox())
 	case !r.PublicationHasTable:
-		j.add(Critical, "publication %q does not include outbox_event", r.Publication)
+		for _, s := range r.Streams {
+			if s.OutboxExists && !s.InPublication {
+				j.add(Critical, "%spublication %q does not include %s: the slot streams none of its rows (ALTER PUBLICATION %s ADD TABLE %s)",
+					r.streamPrefix(s), r.Publication, s.Outbox, r.Publication, s.Outbox)
+			}
+		}
 	case r.PublicationAfterSlot:
 		j.add(Critical, "publication %q was created after slot %q's position (dropped and created again?): the slot cannot stream with it; "+
-			"relay run recreates the slot and backfills from outbox_event (or drop the slot yourself)", r.Publication, r.Slot)
+			"relay run recreates the slot and backfills from %s (or drop the slot yourself)", r.Publication, r.Slot, r.outboxes())
 	}
 }
 
 func (j *judgement) backlog(r *Report, t Thresholds) {
-	if r.OldestBacklogAgeSeconds == nil {
-		return
+	if len(r.Streams) == 0 && r.OldestBacklogAgeSeconds != nil {
+		j.limit(*r.OldestBacklogAgeSeconds, t.BacklogWarnSeconds, t.BacklogCritSeconds,
+			"oldest outbox event has waited %s (limit %s)", HumanSeconds)
 	}
-	j.limit(*r.OldestBacklogAgeSeconds, t.BacklogWarnSeconds, t.BacklogCritSeconds,
-		"oldest outbox event has waited %s (limit %s)", HumanSeconds)
+	for _, s := range r.Streams {
+		if s.OldestBacklogAgeSeconds != nil {
+			j.limit(*s.OldestBacklogAgeSeconds, t.BacklogWarnSeconds, t.BacklogCritSeconds,
+				r.streamPrefix(s)+"oldest outbox event has waited %s (limit %s)", HumanSeconds)
+		}
+	}
+}
+
+// streams judges each stream's outbox table and its ClickHouse tables
+// (the first stream's own table is judged by clickhouse, by ClickHouseError).
+func (j *judgement) streams(r *Report) {
+	for i, s := range r.Streams {
+		if s.Error != "" {
+			j.add(Critical, "%s%s", r.streamPrefix(s), s.Error)
+		}
+		for _, tb := range s.Tables {
+			switch {
+			case !tb.Exists && !s.Routed && i > 0:
+				j.add(Critical, "%sClickHouse table %s does not exist (run relay migrate)", r.streamPrefix(s), tb.Name)
+			case tb.Exists && tb.Error != "":
+				j.add(Warning, "%sClickHouse table %s: %s", r.streamPrefix(s), tb.Name, tb.Error)
+			}
+		}
+	}
+}
+
+// streamPrefix names s at the start of a reason when the relay has
+// several streams.
+func (r *Report) streamPrefix(s StreamStatus) string {
+	if len(r.Streams) < 2 {
+		return ""
+	}
+	return fmt.Sprintf("stream %q: ", s.Name)
+}
+
+// oldestBacklog is the age of the oldest event waiting in any stream's
+// outbox table.
+func (r *Report) oldestBacklog() *float64 {
+	if len(r.Streams) == 0 {
+		return r.OldestBacklogAgeSeconds
+	}
+	var oldest *float64
+	for _, s := range r.Streams {
+		if a := s.OldestBacklogAgeSeconds; a != nil && (oldest == nil || *a > *oldest) {
+			oldest = a
+		}
+	}
+	return oldest
+}
+
+// outbox names the first stream's outbox table (outbox_event in a report
+// that does not say).
+func (r *Report) outbox() string {
+	if r.OutboxTable == "" {
+		return "outbox_event"
+	}
+	return r.OutboxTable
+}
+
+// outboxes names the outbox tables: the one, or "the outbox tables".
+func (r *Report) outboxes() string {
+	if len(r.Streams) > 1 {
+		return "the outbox tables"
+	}
+	return r.outbox()
+}
+
+// clickHouseTable names the first stream's ClickHouse table (event_log in
+// a report that does not say).
+func (r *Report) clickHouseTable() string {
+	if r.ClickHouseTable == "" {
+		return "event_log"
+	}
+	return r.ClickHouseTable
 }
 
 func (j *judgement) deadLetters(r *Report) {
 	switch n := r.DeadLetters; {
 	case n == nil || *n == 0:
 	case *n == 1:
-		j.add(Warning, "1 event ClickHouse rejected waits in outbox_dead_letter (relay deadletter list)")
+		j.add(Warning, "1 event ClickHouse rejected waits in outbox_dead_letter%s (relay deadletter list)", deadLetterStreams(r))
 	default:
-		j.add(Warning, "%d events ClickHouse rejected wait in outbox_dead_letter (relay deadletter list)", *n)
+		j.add(Warning, "%d events ClickHouse rejected wait in outbox_dead_letter%s (relay deadletter list)", *n, deadLetterStreams(r))
 	}
+}
+
+// deadLetterStreams says which streams the dead letters came from, when
+// the relay has several: ", streams billing 2, default 1".
+func deadLetterStreams(r *Report) string {
+	if len(r.Streams) < 2 {
+		return ""
+	}
+	var parts []string
+	for _, s := range r.Streams {
+		if s.DeadLetters != nil && *s.DeadLetters > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s.Name, *s.DeadLetters))
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return ", stream " + parts[0]
+	}
+	return ", streams " + strings.Join(parts, ", ")
 }
 
 func (j *judgement) clickhouse(r *Report) {
@@ -165,7 +271,7 @@ func (j *judgement) clickhouse(r *Report) {
 	case !r.ClickHouseReachable:
 		j.add(Critical, "ClickHouse is unreachable: %s", r.ClickHouseError)
 	case r.ClickHouseError != "":
-		j.add(Critical, "ClickHouse event_log cannot be read: %s", r.ClickHouseError)
+		j.add(Critical, "ClickHouse %s cannot be read: %s", r.clickHouseTable(), r.ClickHouseError)
 	}
 	for _, rep := range r.Replicas {
 		switch {

@@ -19,6 +19,20 @@ func healthy() Report {
 	}
 }
 
+// twoStreams gives r the default stream (r's own figures) and a routed
+// billing stream with one table.
+func twoStreams(r *Report) {
+	r.OutboxTable, r.ClickHouseTable = "outbox_event", "event_log"
+	r.Streams = []StreamStatus{
+		{Name: "default", Outbox: "outbox_event", OutboxExists: true, InPublication: true, BacklogRows: r.BacklogRows,
+			OldestBacklogAgeSeconds: r.OldestBacklogAgeSeconds, DeadLetters: ptr(int64(0)), ClickHouseTable: "event_log",
+			Tables: []TableStatus{{Name: "event_log", Exists: true, Engine: "ReplacingMergeTree", Rows: ptr(uint64(10)), Guarantee: GuaranteeUnknown}}},
+		{Name: "billing", Outbox: "billing.outbox", OutboxExists: true, InPublication: true, DeadLetters: ptr(int64(0)),
+			ClickHouseTable: "billing_{event_type}", Routed: true,
+			Tables: []TableStatus{{Name: "billing_invoice", Exists: true, Engine: "MergeTree", Rows: ptr(uint64(2)), Guarantee: "at least once"}}},
+	}
+}
+
 func TestEvaluate(t *testing.T) {
 	th := Thresholds{LagWarnBytes: 100, LagCritBytes: 1000, BacklogWarnSeconds: 60, BacklogCritSeconds: 600}
 	tests := []struct {
@@ -83,6 +97,10 @@ func TestEvaluate(t *testing.T) {
 			want: Critical, reasons: []string{"CRITICAL: ClickHouse is unreachable: dial tcp: refused"}},
 		{name: "event_log unreadable", edit: func(r *Report) { r.ClickHouseError = "table event_log does not exist" },
 			want: Critical, reasons: []string{"CRITICAL: ClickHouse event_log cannot be read"}},
+		{name: "a stream table unreadable", edit: func(r *Report) {
+			r.ClickHouseTable, r.ClickHouseError = "app_events", "table app_events does not exist"
+		},
+			want: Critical, reasons: []string{"CRITICAL: ClickHouse app_events cannot be read"}},
 		{name: "message mode, slot missing", edit: func(r *Report) {
 			r.MessagePrefix = "outbox"
 			r.SlotExists, r.Active, r.LagBytes, r.WALStatus = false, false, nil, WALStatusMissing
@@ -92,6 +110,35 @@ func TestEvaluate(t *testing.T) {
 		{name: "events lost recorded", edit: func(r *Report) { r.EventsLostAt = ptr(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)) },
 			want: Critical, reasons: []string{"CRITICAL: replication slot \"outbox_relay\" was lost or recreated at 2025-01-02T03:04:05Z in message mode: events may have been lost"}},
 		{name: "message mode, healthy", edit: func(r *Report) { r.MessagePrefix = "outbox" }, want: OK},
+		{name: "two streams healthy", edit: twoStreams, want: OK},
+		{name: "a stream's outbox not in the publication", edit: func(r *Report) {
+			twoStreams(r)
+			r.PublicationHasTable, r.Streams[1].InPublication = false, false
+		}, want: Critical, reasons: []string{`CRITICAL: stream "billing": publication "outbox_pub" does not include billing.outbox`}},
+		{name: "a stream's outbox missing", edit: func(r *Report) {
+			twoStreams(r)
+			r.PublicationHasTable, r.Streams[1].InPublication, r.Streams[1].OutboxExists = false, false, false
+			r.Streams[1].Error = "outbox table billing.outbox does not exist"
+		}, want: Critical, reasons: []string{`CRITICAL: stream "billing": outbox table billing.outbox does not exist`}},
+		{name: "a stream's old backlog", edit: func(r *Report) {
+			twoStreams(r)
+			r.Streams[1].BacklogRows, r.Streams[1].OldestBacklogAgeSeconds = 5, ptr(61.0)
+		}, want: Warning, reasons: []string{`WARNING: stream "billing": oldest outbox event has waited 1m1s (limit 1m0s)`}},
+		{name: "inactive, another stream's old backlog", edit: func(r *Report) {
+			twoStreams(r)
+			r.Active = false
+			r.Streams[1].BacklogRows, r.Streams[1].OldestBacklogAgeSeconds = 5, ptr(61.0)
+		}, want: Critical, reasons: []string{"CRITICAL: slot is inactive (no relay streams from it) and the oldest outbox event has waited 1m1s",
+			`WARNING: stream "billing": oldest outbox event`}},
+		{name: "a stream's table missing", edit: func(r *Report) {
+			twoStreams(r)
+			r.Streams[1].Routed, r.Streams[1].ClickHouseTable = false, "billing"
+			r.Streams[1].Tables = []TableStatus{{Name: "billing", Guarantee: GuaranteeUnknown, Error: "table billing does not exist"}}
+		}, want: Critical, reasons: []string{`CRITICAL: stream "billing": ClickHouse table billing does not exist (run relay migrate)`}},
+		{name: "a routed table unreadable", edit: func(r *Report) {
+			twoStreams(r)
+			r.Streams[1].Tables[0].Error = "read the guarantee of billing_invoice: timeout"
+		}, want: Warning, reasons: []string{`WARNING: stream "billing": ClickHouse table billing_invoice: read the guarantee`}},
 		{name: "worst wins", edit: func(r *Report) { r.WALStatus = "extended"; r.ClickHouseReachable = false },
 			want: Critical, reasons: []string{"WARNING: wal_status is extended", "CRITICAL: ClickHouse is unreachable"}},
 	}

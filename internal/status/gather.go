@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/event"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/topology"
@@ -27,8 +29,11 @@ const clickHouseTimeout = 5 * time.Second
 type Target struct {
 	Slot        string
 	Publication string
-	// OutboxTable and EventTable are config.DefaultOutboxTable and config.DefaultClickHouseTable.
-	OutboxTable, EventTable string
+	// Streams are the relay's streams (config.Streams); none means the
+	// default one (outbox_event into event_log). The report's top-level
+	// backlog, ClickHouse rows and columns are those of the stream named
+	// default, else of the first; the report lists that one first.
+	Streams []config.Stream
 	// ClickHouseURL is the clickhouse-go DSN of CLICKHOUSE_URL.
 	ClickHouseURL string
 	// MessagePrefix is RELAY_MESSAGE_PREFIX ("" when message mode is off).
@@ -36,13 +41,33 @@ type Target struct {
 	// Layout is CLICKHOUSE_TOPOLOGY and CLICKHOUSE_CLUSTER: on a cluster,
 	// every replica is checked.
 	Layout topology.Layout
+	// Guarantee states each stream table's delivery guarantee; nil leaves
+	// it "unknown".
+	Guarantee GuaranteeFunc
+}
+
+// streams are t.Streams with the one named default first (the report's
+// top-level figures are its own; else the first configured), or the
+// default stream when there are none.
+func (t Target) streams() []config.Stream {
+	if len(t.Streams) == 0 {
+		return []config.Stream{{Name: config.DefaultStreamName, Outbox: config.DefaultOutboxTable,
+			ClickHouseTable: config.DefaultClickHouseTable, MaxTables: config.DefaultMaxTables}}
+	}
+	i := slices.IndexFunc(t.Streams, func(s config.Stream) bool { return s.Name == config.DefaultStreamName })
+	if i <= 0 {
+		return t.Streams
+	}
+	return append(append([]config.Stream{t.Streams[i]}, t.Streams[:i]...), t.Streams[i+1:]...)
 }
 
 // Gather reads a Report (without verdict). A PostgreSQL error is returned;
 // ClickHouse problems are recorded in the Report.
 func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
+	first := t.streams()[0]
 	r := &Report{SchemaVersion: SchemaVersion, Slot: t.Slot, Publication: t.Publication, MessagePrefix: t.MessagePrefix, Reasons: []string{},
-		ClickHouseTopology: string(t.Layout.Topology), ClickHouseCluster: t.Layout.Cluster}
+		ClickHouseTopology: string(t.Layout.Topology), ClickHouseCluster: t.Layout.Cluster,
+		OutboxTable: first.Outbox, ClickHouseTable: first.ClickHouseTable}
 	versionNum, err := gatherServer(ctx, db, r)
 	if err != nil {
 		return nil, err
@@ -66,16 +91,18 @@ func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
 	if err := gatherPublication(ctx, db, r, t); err != nil {
 		return nil, err
 	}
-	if err := gatherBacklog(ctx, db, r, t.OutboxTable); err != nil {
+	if r.Streams, err = gatherStreams(ctx, db, t.Publication, t.streams()); err != nil {
 		return nil, err
 	}
+	r.PublicationHasTable = !slices.ContainsFunc(r.Streams, func(s StreamStatus) bool { return !s.InPublication })
+	r.BacklogRows, r.OldestBacklogAgeSeconds = r.Streams[0].BacklogRows, r.Streams[0].OldestBacklogAgeSeconds
 	if err := gatherDeadLetters(ctx, db, r); err != nil {
 		return nil, err
 	}
 	if err := gatherEventsLost(ctx, db, r, t.Slot); err != nil {
 		return nil, err
 	}
-	cols, err := gatherColumns(ctx, db, t.OutboxTable)
+	cols, err := gatherColumns(ctx, db, first)
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +110,15 @@ func Gather(ctx context.Context, db DB, t Target) (*Report, error) {
 	return r, nil
 }
 
-// gatherColumns reads the outbox table's extra columns.
-func gatherColumns(ctx context.Context, db DB, table string) ([]event.Column, error) {
+// gatherColumns reads the extra columns of s's outbox table: those that
+// are neither a field's (nor the key) nor ignored.
+func gatherColumns(ctx context.Context, db DB, s config.Stream) ([]event.Column, error) {
+	skip := slices.Clone(s.Ignore)
+	for _, f := range []string{config.FieldID, config.FieldEventType, config.FieldEventDateTime, config.FieldEnvironment,
+		config.FieldEventContext, config.FieldMetadataVersion} {
+		skip = append(skip, s.Column(f))
+	}
+	_, keyMapped := s.Columns[config.FieldID]
 	var (
 		names, typeNames []string
 		oids             []uint32
@@ -95,10 +129,11 @@ func gatherColumns(ctx context.Context, db DB, table string) ([]event.Column, er
 			coalesce(array_agg(atttypmod ORDER BY attnum), '{}'), coalesce(array_agg(attnotnull ORDER BY attnum), '{}'),
 			coalesce(array_agg(format_type(atttypid, atttypmod) ORDER BY attnum), '{}')
 		FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
-		AND attname <> ALL('{id,event_type,event_date_time,environment,event_context,metadata_version}')`,
-		pgx.Identifier{table}.Sanitize()).Scan(&names, &oids, &mods, &notNulls, &typeNames)
+		AND attname <> ALL($2::text[])
+		AND ($3 OR attnum <> ALL(coalesce((SELECT indkey::int2[] FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary), '{}')))`,
+		s.OutboxRegclass(), skip, keyMapped).Scan(&names, &oids, &mods, &notNulls, &typeNames)
 	if err != nil {
-		return nil, fmt.Errorf("read the columns of %s: %w", table, err)
+		return nil, fmt.Errorf("read the columns of %s: %w", s.Outbox, err)
 	}
 	cols := make([]event.Column, len(names))
 	for i := range names {
@@ -167,18 +202,18 @@ func lsnText(lsn uint64) *string {
 	return &s
 }
 
-// gatherPublication reads whether the publication exists, includes the
-// outbox table, and is usable by the slot: pgoutput reads the publication
+// gatherPublication reads whether the publication exists and is usable by
+// the slot (gatherStreams reads which outbox tables it includes): pgoutput
+// reads the publication
 // as of the WAL it decodes, so one created (again) by a transaction the
 // slot's catalog snapshot does not cover yet (its xmin not older than the
 // slot's catalog_xmin) cannot be streamed from that slot's position.
 func gatherPublication(ctx context.Context, db DB, r *Report, t Target) error {
 	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
-		EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2),
 		EXISTS (SELECT 1 FROM pg_publication p, pg_replication_slots s
-			WHERE p.pubname = $1 AND s.slot_name = $3 AND s.database = current_database()
+			WHERE p.pubname = $1 AND s.slot_name = $2 AND s.database = current_database()
 			AND age(p.xmin) <= age(s.catalog_xmin))`,
-		t.Publication, t.OutboxTable, t.Slot).Scan(&r.PublicationExists, &r.PublicationHasTable, &r.PublicationAfterSlot)
+		t.Publication, t.Slot).Scan(&r.PublicationExists, &r.PublicationAfterSlot)
 	if err != nil {
 		return fmt.Errorf("read publication %q: %w", t.Publication, err)
 	}
@@ -204,18 +239,6 @@ func gatherEventsLost(ctx context.Context, db DB, r *Report, slot string) error 
 	return nil
 }
 
-func gatherBacklog(ctx context.Context, db DB, r *Report, table string) error {
-	err := db.QueryRow(ctx, `SELECT count(*), extract(epoch FROM now() - min(event_date_time))::float8 FROM `+
-		pgx.Identifier{table}.Sanitize()).Scan(&r.BacklogRows, &r.OldestBacklogAgeSeconds)
-	if err != nil {
-		return fmt.Errorf("read backlog of %s: %w", table, err)
-	}
-	if age := r.OldestBacklogAgeSeconds; age != nil && *age < 0 {
-		*age = 0 // an event_date_time in the future (clock skew of a publisher)
-	}
-	return nil
-}
-
 // gatherDeadLetters counts outbox_dead_letter when it exists and the role
 // may read it (the relay itself only needs INSERT on it).
 func gatherDeadLetters(ctx context.Context, db DB, r *Report) error {
@@ -232,7 +255,7 @@ func gatherDeadLetters(ctx context.Context, db DB, r *Report) error {
 		return fmt.Errorf("count outbox_dead_letter: %w", err)
 	}
 	r.DeadLetters = &n
-	return nil
+	return gatherStreamDeadLetters(ctx, db, r.Streams)
 }
 
 // gatherClickHouse fills the ClickHouse fields; it never fails.
@@ -253,21 +276,39 @@ func gatherClickHouse(ctx context.Context, r *Report, t Target, cols []event.Col
 		r.ClickHouseVersion = fmt.Sprintf("%d.%d.%d", v.Version.Major, v.Version.Minor, v.Version.Patch)
 		caps = chsink.CapsOf(*v)
 	}
-	if err := readEventLog(ctx, conn, r, t.EventTable); err != nil {
+	if err := gatherStreamTables(ctx, conn, t, r.Streams); err != nil {
 		r.ClickHouseError = err.Error()
 		return
 	}
-	have, err := readColumns(ctx, conn, t.EventTable)
-	if err != nil {
-		r.ClickHouseError = err.Error()
-		return
+	if !r.Streams[0].Routed {
+		if err := readEventLog(ctx, conn, r, r.ClickHouseTable); err != nil {
+			r.ClickHouseError = err.Error()
+			return
+		}
+		have, err := readColumns(ctx, conn, r.ClickHouseTable)
+		if err != nil {
+			r.ClickHouseError = err.Error()
+			return
+		}
+		mapColumns(r, cols, caps, have)
 	}
-	mapColumns(r, cols, caps, have)
 	if t.Layout.OnCluster() {
-		if err := gatherReplicas(ctx, conn, r, t); err != nil {
+		if err := gatherReplicas(ctx, conn, r, t, replicaTable(r.Streams[0])); err != nil {
 			r.ClickHouseError = err.Error()
 		}
 	}
+}
+
+// replicaTable is the table whose replication state each replica is asked
+// for: the first stream's, or the first it routed to ("" for none yet).
+func replicaTable(s StreamStatus) string {
+	if !s.Routed {
+		return s.ClickHouseTable
+	}
+	if len(s.Tables) > 0 {
+		return s.Tables[0].Name
+	}
+	return ""
 }
 
 // readEventLog reads count() and the newest event time. Servers before 20.1

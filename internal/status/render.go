@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -55,26 +56,45 @@ func WriteTable(w io.Writer, r *Report) error {
 		row("events_lost_at", r.EventsLostAt.Format(time.RFC3339))
 	}
 
-	head("BACKLOG")
-	row("table", "outbox_event")
-	row("rows", strconv.FormatInt(r.BacklogRows, 10))
-	row("oldest_age", optSeconds(r.OldestBacklogAgeSeconds, "- (empty)"))
-	row("dead_letters", optInt64(r.DeadLetters))
-
-	head("CLICKHOUSE")
-	row("table", "event_log")
-	if r.ClickHouseCluster != "" {
-		row("topology", fmt.Sprintf("%s (cluster %s)", r.ClickHouseTopology, r.ClickHouseCluster))
-	} else if r.ClickHouseTopology != "" {
-		row("topology", r.ClickHouseTopology)
-	}
-	clickHouseRows(r, row)
-	for _, rep := range r.Replicas {
-		row(fmt.Sprintf("shard %d replica %d", rep.Shard, rep.Replica), replicaState(rep))
+	if len(r.Streams) > 1 {
+		head("BACKLOG")
+		row("dead_letters", optInt64(r.DeadLetters))
+		head("CLICKHOUSE")
+		clickHouseServer(r, row)
+		if r.ClickHouseError != "" {
+			row("error", r.ClickHouseError)
+		}
+		replicaRows(r, row)
+		for _, s := range r.Streams {
+			head("STREAM " + termsafe.Escape(s.Name))
+			streamRows(r, s, row)
+		}
+	} else {
+		head("BACKLOG")
+		row("table", r.outbox())
+		row("rows", strconv.FormatInt(r.BacklogRows, 10))
+		row("oldest_age", optSeconds(r.OldestBacklogAgeSeconds, "- (empty)"))
+		row("dead_letters", optInt64(r.DeadLetters))
+		head("CLICKHOUSE")
+		row("table", r.clickHouseTable()+routedNote(r.Streams))
+		clickHouseServer(r, row)
+		clickHouseRows(r, row)
+		for _, s := range r.Streams {
+			if s.Routed {
+				tableRows(s, row)
+			} else if len(s.Tables) > 0 {
+				row("guarantee", s.Tables[0].Guarantee)
+			}
+		}
+		replicaRows(r, row)
 	}
 
 	if len(r.Columns) > 0 {
-		head("COLUMNS")
+		if len(r.Streams) > 1 {
+			head("COLUMNS " + termsafe.Escape(r.Streams[0].Name))
+		} else {
+			head("COLUMNS")
+		}
 		for _, c := range r.Columns {
 			row(c.Name, columnState(c))
 		}
@@ -126,15 +146,31 @@ func slotRows(r *Report, row func(k, v string)) {
 	}
 }
 
-func clickHouseRows(r *Report, row func(k, v string)) {
+// clickHouseServer is what the report says of the ClickHouse server.
+func clickHouseServer(r *Report, row func(k, v string)) {
+	if r.ClickHouseCluster != "" {
+		row("topology", fmt.Sprintf("%s (cluster %s)", r.ClickHouseTopology, r.ClickHouseCluster))
+	} else if r.ClickHouseTopology != "" {
+		row("topology", r.ClickHouseTopology)
+	}
 	row("reachable", yesNo(r.ClickHouseReachable))
 	if r.ClickHouseVersion != "" {
 		row("version", r.ClickHouseVersion)
 	}
+}
+
+func replicaRows(r *Report, row func(k, v string)) {
+	for _, rep := range r.Replicas {
+		row(fmt.Sprintf("shard %d replica %d", rep.Shard, rep.Replica), replicaState(rep))
+	}
+}
+
+// clickHouseRows is what the report says of the first stream's table.
+func clickHouseRows(r *Report, row func(k, v string)) {
 	if r.ClickHouseRows != nil {
 		row("rows", strconv.FormatUint(*r.ClickHouseRows, 10))
 	}
-	if r.ClickHouseReachable && r.ClickHouseError == "" {
+	if r.ClickHouseReachable && r.ClickHouseError == "" && r.ClickHouseRows != nil {
 		newest := "- (empty)"
 		if r.ClickHouseNewestEvent != nil {
 			newest = r.ClickHouseNewestEvent.Format("2006-01-02 15:04:05.000000Z07:00")
@@ -144,6 +180,56 @@ func clickHouseRows(r *Report, row func(k, v string)) {
 	if r.ClickHouseError != "" {
 		row("error", r.ClickHouseError)
 	}
+}
+
+// streamRows are the lines of one stream of several.
+func streamRows(r *Report, s StreamStatus, row func(k, v string)) {
+	outbox := s.Outbox
+	switch {
+	case !s.OutboxExists:
+		outbox += " (missing)"
+	case !s.InPublication:
+		outbox += " (not in publication " + r.Publication + ")"
+	}
+	row("outbox", outbox)
+	if s.Error != "" {
+		row("error", s.Error)
+	} else {
+		row("backlog", backlog(s))
+	}
+	row("dead_letters", optInt64(s.DeadLetters))
+	row("clickhouse", s.ClickHouseTable+routedNote([]StreamStatus{s}))
+	tableRows(s, row)
+}
+
+func backlog(s StreamStatus) string {
+	if s.OldestBacklogAgeSeconds == nil {
+		return fmt.Sprintf("%d rows", s.BacklogRows)
+	}
+	return fmt.Sprintf("%d rows, oldest %s", s.BacklogRows, HumanSeconds(*s.OldestBacklogAgeSeconds))
+}
+
+// tableRows are a line per ClickHouse table of s.
+func tableRows(s StreamStatus, row func(k, v string)) {
+	for _, tb := range s.Tables {
+		v := "rows " + optUint64(tb.Rows) + ", guarantee " + tb.Guarantee
+		if !tb.Exists {
+			v = "missing"
+		}
+		if tb.Error != "" && tb.Exists {
+			v += " (" + tb.Error + ")"
+		}
+		row("table "+tb.Name, v)
+	}
+}
+
+// routedNote says how many tables the first of streams' template routed to
+// ("" for a table that is not a template).
+func routedNote(streams []StreamStatus) string {
+	if len(streams) == 0 || !streams[0].Routed {
+		return ""
+	}
+	return fmt.Sprintf(" (routed: %d tables)", len(streams[0].Tables))
 }
 
 func columnState(c ColumnMapping) string {
@@ -184,11 +270,25 @@ func publicationState(r *Report) string {
 	case !r.PublicationExists:
 		return "missing"
 	case !r.PublicationHasTable:
-		return "without outbox_event"
+		return "without " + strings.Join(notPublished(r), ", ")
 	case r.PublicationAfterSlot:
 		return "created after the slot's position: not usable by the slot"
 	}
 	return "ok"
+}
+
+// notPublished names the outbox tables the publication lacks.
+func notPublished(r *Report) []string {
+	var out []string
+	for _, s := range r.Streams {
+		if !s.InPublication {
+			out = append(out, s.Outbox)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, r.outbox())
+	}
+	return out
 }
 
 func yesNo(b bool) string {
@@ -210,6 +310,13 @@ func optInt64(n *int64) string {
 		return "-"
 	}
 	return strconv.FormatInt(*n, 10)
+}
+
+func optUint64(n *uint64) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.FormatUint(*n, 10)
 }
 
 func optInt32(n *int32) string {

@@ -27,6 +27,7 @@ func fixedReport(edit func(r *Report)) *Report {
 	r.ClickHouseRows = ptr(uint64(1234))
 	r.ClickHouseNewestEvent = ptr(time.Date(2025, 3, 4, 5, 6, 5, 123456000, time.UTC))
 	r.Failover = &Failover{SynchronizedStandbySlots: []string{}, Standbys: []StandbySlot{}}
+	r.OutboxTable, r.ClickHouseTable = "outbox_event", "event_log"
 	if edit != nil {
 		edit(&r)
 	}
@@ -84,6 +85,28 @@ func TestWriteGolden(t *testing.T) {
 			r.LagBytes = ptr(int64(512))
 			r.Failover = &Failover{Supported: true, SlotFailover: true, SynchronizedStandbySlots: []string{"standby1"},
 				Standbys: []StandbySlot{{Name: "standby1", Physical: true}}}
+		})},
+		{"streams", fixedReport(func(r *Report) {
+			r.LagBytes = ptr(int64(512))
+			r.DeadLetters = ptr(int64(2))
+			twoStreams(r)
+			r.Streams[0].Tables[0].Rows, r.Streams[0].Tables[0].Guarantee = ptr(uint64(1234)), "exactly once through FINAL"
+			r.Streams[1].DeadLetters, r.Streams[1].BacklogRows, r.Streams[1].OldestBacklogAgeSeconds = ptr(int64(2)), 7, ptr(2.5)
+			r.Streams[1].Tables = append(r.Streams[1].Tables,
+				TableStatus{Name: "billing_refund", Exists: true, Engine: "MergeTree", Rows: ptr(uint64(0)), Guarantee: GuaranteeUnknown})
+			r.Streams = append(r.Streams, StreamStatus{Name: "audit", Outbox: "audit.outbox", OutboxExists: true,
+				ClickHouseTable: "audit_log", Tables: []TableStatus{{Name: "audit_log", Guarantee: GuaranteeUnknown, Error: "table audit_log does not exist"}}})
+			r.PublicationHasTable = false
+		})},
+		{"routed", fixedReport(func(r *Report) {
+			r.LagBytes = ptr(int64(512))
+			r.ClickHouseTable, r.ClickHouseRows, r.ClickHouseNewestEvent = "events_{event_type}", nil, nil
+			r.Streams = []StreamStatus{{Name: "default", Outbox: "outbox_event", OutboxExists: true, InPublication: true, BacklogRows: 3,
+				OldestBacklogAgeSeconds: ptr(0.4), DeadLetters: ptr(int64(0)), ClickHouseTable: "events_{event_type}", Routed: true,
+				Tables: []TableStatus{
+					{Name: "events_signup", Exists: true, Engine: "ReplacingMergeTree", Rows: ptr(uint64(40)), Guarantee: "exactly once through FINAL"},
+					{Name: "events_login", Exists: true, Engine: "ReplacingMergeTree", Rows: ptr(uint64(2)), Guarantee: GuaranteeUnknown},
+				}}}
 		})},
 		{"inactive_old", fixedReport(func(r *Report) {
 			r.Active, r.ActivePID, r.LastReplyAgeSeconds = false, nil, nil

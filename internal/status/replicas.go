@@ -35,8 +35,9 @@ type Replica struct {
 }
 
 // gatherReplicas lists the cluster's servers (system.clusters on the server
-// conn reached) and checks each on a connection of its own.
-func gatherReplicas(ctx context.Context, conn driver.Conn, r *Report, t Target) error {
+// conn reached) and checks each on a connection of its own, and its copy
+// of table unless table is "".
+func gatherReplicas(ctx context.Context, conn driver.Conn, r *Report, t Target, table string) error {
 	servers, err := chsink.ClusterServers(ctx, conn, t.Layout.Cluster)
 	if err != nil {
 		return err
@@ -45,7 +46,9 @@ func gatherReplicas(ctx context.Context, conn driver.Conn, r *Report, t Target) 
 	for i, sv := range servers {
 		r.Replicas[i] = Replica{Shard: sv.Shard, Replica: sv.Replica, Host: sv.Addr}
 	}
-	table := t.Layout.LocalTable(t.EventTable)
+	if table != "" {
+		table = t.Layout.LocalTable(table)
+	}
 	var wg sync.WaitGroup
 	for i := range r.Replicas {
 		wg.Go(func() { checkReplica(ctx, t.ClickHouseURL, table, &r.Replicas[i]) })
@@ -66,6 +69,9 @@ func checkReplica(ctx context.Context, dsn, table string, rep *Replica) {
 	}
 	defer func() { _ = conn.Close() }()
 	rep.Answers = true
+	if table == "" {
+		return
+	}
 	if err := readReplica(ctx, conn, table, rep); err != nil {
 		rep.Error = fmt.Sprintf("no replicated %s here: %v", table, err)
 	}

@@ -115,13 +115,21 @@ type Report struct {
 	// (relay run recreates the slot and backfills).
 	PublicationAfterSlot bool `json:"publication_created_after_slot"`
 
-	// The backlog: rows of outbox_event not yet delivered.
+	// OutboxTable and ClickHouseTable are the outbox table and ClickHouse
+	// table (or template) of the first stream of Streams (the one named
+	// default, else the first configured): the backlog, ClickHouse rows and
+	// columns of the report are its own; Streams has every stream's.
+	OutboxTable     string `json:"outbox_table"`
+	ClickHouseTable string `json:"clickhouse_table"`
+
+	// The backlog: rows of the first stream's outbox table not yet
+	// delivered.
 	BacklogRows int64 `json:"backlog_rows"`
 	// OldestBacklogAgeSeconds is now() - min(event_date_time); null when
 	// the table is empty.
 	OldestBacklogAgeSeconds *float64 `json:"oldest_backlog_age_seconds"`
 
-	// DeadLetters is the number of rows in outbox_dead_letter: events
+	// DeadLetters is the number of rows in outbox_dead_letter (all streams): events
 	// ClickHouse rejected, waiting for relay deadletter replay or discard;
 	// null when the table does not exist (not migrated) or the role may not
 	// read it.
@@ -137,8 +145,8 @@ type Report struct {
 	Replicas            []Replica `json:"clickhouse_replicas"`
 	ClickHouseReachable bool      `json:"clickhouse_reachable"`
 	ClickHouseVersion   string    `json:"clickhouse_version"`
-	// ClickHouseRows is count() of event_log (replays not yet merged away
-	// are counted twice).
+	// ClickHouseRows is count() of the first stream's table (replays not
+	// yet merged away are counted twice); null when it is a template.
 	ClickHouseRows *uint64 `json:"clickhouse_rows"`
 	// ClickHouseNewestEvent is max(event_date_time), with the microseconds
 	// of event_date_time_us on servers before 20.1; null when empty.
@@ -147,9 +155,14 @@ type Report struct {
 	ClickHouseError string `json:"clickhouse_error"`
 
 	// Columns is the column mapping in force: each extra column of the
-	// outbox table (beyond the relay's own), the ClickHouse type the relay
-	// maps it to, and what event_log has.
+	// first stream's outbox table (beyond the relay's own), the ClickHouse
+	// type the relay maps it to, and what its table has.
 	Columns []ColumnMapping `json:"columns"`
+
+	// Streams are the relay's streams, the default one first: each outbox
+	// table's backlog and the ClickHouse tables it writes, with their
+	// guarantee.
+	Streams []StreamStatus `json:"streams"`
 
 	Verdict Verdict  `json:"verdict"`
 	Reasons []string `json:"reasons"`

@@ -24,8 +24,8 @@ const (
 type Thresholds struct {
 	LagWarnBytes       int64   `env:"RELAY_STATUS_LAG_WARN_BYTES" envDefault:"268435456" flag:"lag-warn-bytes" help:"slot lag (bytes) from which the verdict is WARNING; 0 is off"`
 	LagCritBytes       int64   `env:"RELAY_STATUS_LAG_CRIT_BYTES" envDefault:"1073741824" flag:"lag-crit-bytes" help:"slot lag (bytes) from which the verdict is CRITICAL; 0 is off"`
-	BacklogWarnSeconds float64 `env:"RELAY_STATUS_BACKLOG_WARN_SECONDS" envDefault:"60" flag:"backlog-warn-seconds" help:"age of the oldest outbox_event row from which the verdict is WARNING; 0 is off"`
-	BacklogCritSeconds float64 `env:"RELAY_STATUS_BACKLOG_CRIT_SECONDS" envDefault:"600" flag:"backlog-crit-seconds" help:"age of the oldest outbox_event row from which the verdict is CRITICAL; 0 is off"`
+	BacklogWarnSeconds float64 `env:"RELAY_STATUS_BACKLOG_WARN_SECONDS" envDefault:"60" flag:"backlog-warn-seconds" help:"age of the oldest row of a stream's outbox table from which the verdict is WARNING; 0 is off"`
+	BacklogCritSeconds float64 `env:"RELAY_STATUS_BACKLOG_CRIT_SECONDS" envDefault:"600" flag:"backlog-crit-seconds" help:"age of the oldest row of a stream's outbox table from which the verdict is CRITICAL; 0 is off"`
 }
 
 // DefaultThresholds returns the thresholds with their defaults.

@@ -2,8 +2,8 @@
 // on the real servers started by scripts/services.sh: a fresh PostgreSQL
 // database and ClickHouse database per test (the relay's table names are
 // fixed, so isolation is by database), migrated with the relay's own
-// migrations, with random slot and publication names, all removed in
-// t.Cleanup.
+// migrations and given the demo API's schema, with random slot and
+// publication names, all removed in t.Cleanup.
 //
 // NewOn does the same on the shared ClickHouse cluster for the replicated
 // and sharded topologies (database created ON CLUSTER; see Cluster).
@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/outbox-relay/relay/internal/api"
 	"github.com/outbox-relay/relay/internal/migrate"
 	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/topology"
@@ -147,14 +148,21 @@ func NewPostgres(t TB) *Env {
 	return e
 }
 
+// migratePostgres gives the database the schema `make run` gives it:
+// `relay migrate`'s for the one default stream, then the demo API's (its
+// users table and outbox_event.user_id), which end-to-end tests of the API,
+// of extra columns and of message mode build on.
 func (e *Env) migratePostgres(ctx context.Context, t TB) {
 	t.Helper()
-	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, "outbox_event", zerolog.Nop()); err != nil {
+	if err := migrate.Postgres(ctx, e.DatabaseURL, e.Publication, true, migrate.Named(migrate.DefaultOutbox), zerolog.Nop()); err != nil {
 		t.Fatalf("migrate postgres: %v", err)
 	}
 	var err error
 	if e.PG, err = pgxpool.New(ctx, e.DatabaseURL); err != nil {
 		t.Fatalf("pool: %v", err)
+	}
+	if err := api.EnsureSchema(ctx, e.PG); err != nil {
+		t.Fatalf("demo schema: %v", err)
 	}
 }
 

@@ -146,6 +146,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 			t.Errorf("page %s = %q, relay status --json says %q", c.field, got, c.want)
 		}
 	}
+	checkStreamSections(t, tab, after)
 	if after.Verdict != status.Warning || *after.DeadLetters != 1 || after.BacklogRows != 0 {
 		t.Errorf("relay status: verdict %s, dead letters %d, backlog %d; want WARNING for 1 dead letter and an empty backlog",
 			after.Verdict, *after.DeadLetters, after.BacklogRows)
@@ -233,6 +234,46 @@ func TestStatusPageInBrowser(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /status.json = %d, want 405", resp.StatusCode)
+	}
+}
+
+// streamFields reads each stream section of the page: stream -> data-s ->
+// data-value, the tables' rows and guarantees under "table <name> rows"
+// and "table <name> guarantee".
+const streamFields = `Object.fromEntries([...document.querySelectorAll('section[data-stream]')].map(sec => [sec.dataset.stream,
+	Object.fromEntries([...sec.querySelectorAll('dd[data-s]')].map(e => [e.dataset.s, e.getAttribute('data-value')])
+		.concat([...sec.querySelectorAll('tr[data-table] td[data-s]')].map(e =>
+			['table ' + e.parentElement.dataset.table + ' ' + e.dataset.s, e.getAttribute('data-value')])))]))`
+
+// checkStreamSections compares the page's section of each stream with
+// relay status --json's streams.
+func checkStreamSections(t *testing.T, tab context.Context, r *status.Report) {
+	t.Helper()
+	got, err := chromedp.Run(tab, chromedp.Evaluate[map[string]map[string]string](streamFields))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(r.Streams) || len(r.Streams) == 0 {
+		t.Errorf("page has %d stream sections (%v), relay status --json %d streams", len(got), got, len(r.Streams))
+	}
+	for _, s := range r.Streams {
+		sec := got[s.Name]
+		want := map[string]string{"outbox": s.Outbox, "backlog_rows": strconv.FormatInt(s.BacklogRows, 10),
+			"clickhouse_table": s.ClickHouseTable, "in_publication": strconv.FormatBool(s.InPublication)}
+		if s.DeadLetters != nil {
+			want["dead_letters"] = strconv.FormatInt(*s.DeadLetters, 10)
+		}
+		for _, tb := range s.Tables {
+			want["table "+tb.Name+" guarantee"] = tb.Guarantee
+			if tb.Rows != nil {
+				want["table "+tb.Name+" rows"] = strconv.FormatUint(*tb.Rows, 10)
+			}
+		}
+		for k, v := range want {
+			if sec[k] != v {
+				t.Errorf("page stream %q %s = %q, relay status --json says %q", s.Name, k, sec[k], v)
+			}
+		}
 	}
 }
 

@@ -28,7 +28,7 @@ const (
 )
 
 // djangoSettings configure the original system onto the relay.
-var djangoSettings = []string{"RELAY_OUTBOX_TABLE=public.core_outboxevent", "RELAY_OUTBOX_IGNORE=processed",
+var djangoSettings = []string{"RELAY_OUTBOX_TABLE=public.core_outboxevent", "RELAY_OUTBOX_IGNORE=processed,created_at",
 	"CLICKHOUSE_TABLE=event_log", "CH_OUTBOX_BATCH_SIZE=2000"}
 
 func djangoEnv(e *testenv.Env) []string { return e.RelayEnv(djangoSettings...) }

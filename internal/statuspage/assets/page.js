@@ -64,6 +64,7 @@
     });
 
     if (r) renderReport(r);
+    renderStreams(r && r.streams ? r.streams : []);
     renderFlush(d);
     renderCharts(d);
     renderSettings(d.settings || []);
@@ -78,7 +79,9 @@
     set('wal_status', r.wal_status, r.wal_status);
     set('active', r.active ? 'yes · pid ' + r.active_pid : 'no', r.active);
     var fo = r.failover;
-    set('failover_ready', !fo ? '–' : fo.ready ? 'yes' : 'no: missing ' + fo.missing, fo ? fo.ready : null);
+    var foText = !fo ? '–' : fo.ready ? 'yes' : 'no: missing ' + fo.missing;
+    set('failover_ready', foText, fo ? fo.ready : null);
+    document.querySelector('[data-f="failover_ready"]').classList.toggle('long', foText.length > 24);
     set('backlog_rows', num(r.backlog_rows), r.backlog_rows);
     set('oldest_backlog_age_seconds', r.oldest_backlog_age_seconds === null ? 'empty' : secs(r.oldest_backlog_age_seconds), r.oldest_backlog_age_seconds);
     set('dead_letters', num(r.dead_letters), r.dead_letters);
@@ -99,6 +102,59 @@
       bar.style.width = '0';
       note.textContent = 'max_slot_wal_keep_size is unlimited (-1): a stopped relay keeps WAL until the disk is full';
     }
+  }
+
+  // el makes an element with text (never HTML: names come from the
+  // servers and the configuration) and optional attributes.
+  function el(tag, text, attrs) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = text;
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    return e;
+  }
+
+  // renderStreams draws a section per stream: its outbox table, backlog,
+  // dead letters and ClickHouse tables with their rows and guarantee. A
+  // figure's raw value is in data-value of its data-s element, under the
+  // section's data-stream (what the browser test compares).
+  function renderStreams(streams) {
+    var box = document.getElementById('streams');
+    box.textContent = '';
+    streams.forEach(function (s) {
+      var sec = el('section', null, { 'class': 'card stream', 'data-stream': s.name });
+      var h = el('h2', 'Stream ');
+      h.appendChild(el('span', s.name));
+      sec.appendChild(h);
+      var dl = el('dl');
+      var row = function (label, field, text, raw) {
+        dl.appendChild(el('dt', label));
+        dl.appendChild(el('dd', text, { 'data-s': field, 'data-value': raw === null || raw === undefined ? '' : String(raw) }));
+      };
+      row('outbox', 'outbox', s.outbox, s.outbox);
+      row('in publication', 'in_publication', !s.outbox_exists ? 'table missing' : s.in_publication ? 'yes' : 'no', s.in_publication);
+      row('rows', 'backlog_rows', num(s.backlog_rows), s.backlog_rows);
+      row('oldest row', 'oldest_backlog_age_seconds',
+        s.oldest_backlog_age_seconds === null ? 'empty' : secs(s.oldest_backlog_age_seconds), s.oldest_backlog_age_seconds);
+      row('dead letters', 'dead_letters', num(s.dead_letters), s.dead_letters);
+      row('ClickHouse', 'clickhouse_table', s.clickhouse_table + (s.routed ? ' (routed)' : ''), s.clickhouse_table);
+      sec.appendChild(dl);
+      if (s.error) sec.appendChild(el('p', s.error, { 'class': 'small err' }));
+      var tables = s.tables || [];
+      if (tables.length) {
+        var table = el('table', null, { 'data-s': 'tables' });
+        var body = el('tbody');
+        tables.forEach(function (t) {
+          var tr = el('tr', null, { 'data-table': t.name });
+          tr.appendChild(el('td', t.name));
+          tr.appendChild(el('td', t.exists ? num(t.rows) + ' rows' : 'missing', { 'data-s': 'rows', 'data-value': t.rows === null ? '' : String(t.rows) }));
+          tr.appendChild(el('td', t.guarantee + (t.error ? ' · ' + t.error : ''), { 'data-s': 'guarantee', 'data-value': t.guarantee }));
+          body.appendChild(tr);
+        });
+        table.appendChild(body);
+        sec.appendChild(table);
+      }
+      box.appendChild(sec);
+    });
   }
 
   function renderFlush(d) {
