@@ -243,7 +243,7 @@ func verifyStreams(ctx context.Context, e *Env, want map[string]*tableWant) erro
 	for t, w := range want {
 		var events, types uint64
 		if err := e.CH.QueryRow(ctx, "SELECT toUInt64(uniqExact(event_id)), toUInt64(uniqExact(event_type)) FROM "+t).Scan(&events, &types); err != nil {
-			return fmt.Errorf("count %s: %w", t, err)
+			return fmt.Errorf("count %s, where %d events should be: %w", t, w.events, err)
 		}
 		if events != w.events || types != uint64(len(w.types)) {
 			return fmt.Errorf("clickhouse table %s holds %d distinct events of %d types, want %d of %d", t, events, types, w.events, len(w.types))
