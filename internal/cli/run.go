@@ -117,7 +117,7 @@ func (d *deps) close() {
 func (d *deps) moreSinks() []relay.Sink {
 	out := make([]relay.Sink, len(d.more))
 	for i, s := range d.more {
-		out[i] = s
+		out[i] = chsink.OneTable{Sink: s, Table: config.DefaultClickHouseTable}
 	}
 	return out
 }
@@ -159,9 +159,14 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg replication.Confi
 	// One sink per concurrent write; they add columns under one lock.
 	schema := &sync.Mutex{}
 	for i := 0; i < max(cfg.InsertConcurrency, 1); i++ {
-		sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.DefaultClickHouseTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
+		sink, err := chsink.Open(cctx, cfg.ClickHouseURL, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
 			chsink.WithEvolution(chsink.Evolution(cfg.SchemaEvolution)), chsink.WithLayout(cfg.Layout()), chsink.WithLogger(log),
 			chsink.WithSchemaLock(schema))
+		if err == nil {
+			if err = sink.Prepare(cctx, config.DefaultClickHouseTable, nil); err != nil {
+				_ = sink.Close()
+			}
+		}
 		if err != nil {
 			// The sink classifies: an exception of the server (a wrong
 			// password, no event_log) is permanent, the network is not.
@@ -293,7 +298,7 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, config.DefaultOutboxTable, batches),
+		NewSource: newSrc, Sink: chsink.OneTable{Sink: d.sink, Table: config.DefaultClickHouseTable}, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, config.DefaultOutboxTable, batches),
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },

@@ -138,7 +138,7 @@ func benchDrain(b *testing.B, e *testenv.Env, records bool, n int) (time.Duratio
 // the batch records on or off; stop ends it and fails b on its error.
 func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (*timedLog, func()) {
 	ctx := context.Background()
-	sink, err := chsink.Open(ctx, e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	sink, err := chsink.Open(ctx, e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (
 		NewSource: func() relay.Source {
 			return replication.New(srcCfg, e.PG, tracker, budget, zerolog.Nop(), replication.Hooks{}, nil)
 		},
-		Sink: sink, Deleter: deletion.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
+		Sink: chsink.OneTable{Sink: sink, Table: "event_log"}, Deleter: deletion.New(e.PG, "outbox_event", marker), DeadLetter: deadletter.New(e.PG),
 		Tracker: tracker, Budget: budget, Metrics: metrics.New(), Batches: log,
 	}, zerolog.Nop())
 	rctx, cancel := context.WithCancel(ctx)

@@ -73,12 +73,12 @@ func TestClusterReplicated(t *testing.T) {
 	}
 	migrateAgain(t, e)
 
-	s, err := chsink.Open(context.Background(), e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	s, err := chsink.Open(context.Background(), e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	if err := s.Write(context.Background(), clusterEvents(300)); err != nil {
+	if err := s.Write(context.Background(), "event_log", clusterEvents(300)); err != nil {
 		t.Fatal(err)
 	}
 	for _, i := range []int{1, 2} {
@@ -106,12 +106,12 @@ func TestClusterSharded(t *testing.T) {
 	}
 	migrateAgain(t, e)
 
-	s, err := chsink.Open(context.Background(), e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	s, err := chsink.Open(context.Background(), e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	if err := s.Write(context.Background(), clusterEvents(400)); err != nil {
+	if err := s.Write(context.Background(), "event_log", clusterEvents(400)); err != nil {
 		t.Fatal(err)
 	}
 	// insert_distributed_sync: when Write returns, one replica of each shard
@@ -196,12 +196,12 @@ func TestClusterAddColumnOnClusterWhenAShardIsOutOfReach(t *testing.T) {
 			servers[i].Addr = testenv.FreeAddr(t)
 		}
 	}
-	s, err := chsink.Open(ctx, e.ClickHouse, "event_log", chsink.WithLayout(e.Layout))
+	s, err := chsink.Open(ctx, e.ClickHouse, chsink.WithLayout(e.Layout))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	if err := chsink.AddColumnOn(ctx, s, servers, "y", "Nullable(Int64)"); err != nil {
+	if err := chsink.AddColumnOn(ctx, s, "event_log", servers, "y", "Nullable(Int64)"); err != nil {
 		t.Fatalf("AddColumnOn: %v", err)
 	}
 	waitColumnEverywhere(t, e, "y")
