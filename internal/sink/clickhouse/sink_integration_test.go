@@ -46,7 +46,7 @@ func sinkEvents(first int64, n int) []event.Event {
 	return evs
 }
 
-// openSink opens a sink on dsn's event_log, closed when the test ends.
+// openSink opens a sink on dsn, closed when the test ends.
 func openSink(t *testing.T, dsn string) *chsink.Sink {
 	t.Helper()
 	s, err := chsink.Open(context.Background(), dsn)
@@ -57,11 +57,22 @@ func openSink(t *testing.T, dsn string) *chsink.Sink {
 	return s
 }
 
+// openEventLog opens a sink on dsn with event_log prepared (its columns
+// read as they are now).
+func openEventLog(t *testing.T, dsn string) *chsink.Sink {
+	t.Helper()
+	s := openSink(t, dsn)
+	if err := s.Prepare(context.Background(), "event_log", nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // proxiedSink opens a sink that reaches ClickHouse through a fault proxy.
 func proxiedSink(t *testing.T, e *testenv.Env) (*chsink.Sink, *testenv.FaultProxy) {
 	t.Helper()
 	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
-	return openSink(t, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr())), proxy
+	return openEventLog(t, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr())), proxy
 }
 
 // Three batches per connection setting, each in columns reused from the
@@ -157,7 +168,7 @@ func readEvents(ctx context.Context, t *testing.T, e *testenv.Env) []event.Event
 func TestSinkWriteTableChanged(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	s := openSink(t, e.ClickHouse)
+	s := openEventLog(t, e.ClickHouse)
 	if err := e.CH.Exec(ctx, "ALTER TABLE event_log MODIFY COLUMN metadata_version Int64"); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +186,7 @@ func TestSinkWriteTableChanged(t *testing.T) {
 func TestSinkWriteServerException(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	s := openSink(t, e.ClickHouse)
+	s := openEventLog(t, e.ClickHouse)
 	if err := e.CH.Exec(ctx, "DROP TABLE event_log"); err != nil {
 		t.Fatal(err)
 	}
