@@ -72,8 +72,12 @@ func TestClusterReplicated(t *testing.T) {
 		}
 	}
 	migrateAgain(t, e)
+	wantGuarantee(t, e, "event_log", "ReplicatedReplacingMergeTree")
 
-	s, err := chsink.Open(context.Background(), e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	// A routed table is made on first use for the topology: replicated,
+	// ON CLUSTER.
+	create := migrate.EventTableCreator(e.Layout, zerolog.Nop())
+	s, err := chsink.Open(context.Background(), e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()), chsink.WithCreate(create))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +85,17 @@ func TestClusterReplicated(t *testing.T) {
 	if err := s.Write(context.Background(), "event_log", clusterEvents(300)); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Write(context.Background(), "events_routed", clusterEvents(10)); err != nil {
+		t.Fatal(err)
+	}
+	wantGuarantee(t, e, "events_routed", "ReplicatedReplacingMergeTree")
+	testenv.Eventually(t, time.Minute, "10 routed rows on replica 2", func() error {
+		n, err := count(t, c, 2, e.Name, "events_routed")
+		if err == nil && n != 10 {
+			err = fmt.Errorf("%d rows", n)
+		}
+		return err
+	})
 	for _, i := range []int{1, 2} {
 		testenv.Eventually(t, time.Minute, fmt.Sprintf("300 rows on replica %d", i), func() error {
 			n, err := count(t, c, i, e.Name, "event_log")
@@ -105,6 +120,7 @@ func TestClusterSharded(t *testing.T) {
 		}
 	}
 	migrateAgain(t, e)
+	wantGuarantee(t, e, "event_log", "ReplicatedReplacingMergeTree")
 
 	s, err := chsink.Open(context.Background(), e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()))
 	if err != nil {
@@ -147,18 +163,20 @@ func TestClusterSharded(t *testing.T) {
 func migrateAgain(t *testing.T, e *testenv.Env) {
 	t.Helper()
 	ctx := context.Background()
+	const q = "SELECT count(), arraySort(groupArray(create_table_query)) FROM system.tables WHERE database = currentDatabase()"
 	var before, after uint64
-	if err := e.CH.QueryRow(ctx, "SELECT count() FROM schema_migrations").Scan(&before); err != nil {
+	var ddlBefore, ddlAfter []string
+	if err := e.CH.QueryRow(ctx, q).Scan(&before, &ddlBefore); err != nil {
 		t.Fatal(err)
 	}
 	if err := migrate.ClickHouseOn(ctx, e.CH, e.Layout, zerolog.Nop()); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
-	if err := e.CH.QueryRow(ctx, "SELECT count() FROM schema_migrations").Scan(&after); err != nil {
+	if err := e.CH.QueryRow(ctx, q).Scan(&after, &ddlAfter); err != nil {
 		t.Fatal(err)
 	}
-	if before == 0 || after != before {
-		t.Errorf("schema_migrations: %d rows before the second migrate, %d after", before, after)
+	if before == 0 || after != before || fmt.Sprint(ddlAfter) != fmt.Sprint(ddlBefore) {
+		t.Errorf("tables: %d before the second migrate, %d after:\n%v\nwas\n%v", before, after, ddlAfter, ddlBefore)
 	}
 }
 
@@ -236,4 +254,14 @@ func clusterServers(t *testing.T, e *testenv.Env) []chsink.ClusterServer {
 		t.Fatal(err)
 	}
 	return servers
+}
+
+// wantGuarantee checks that table (under a Distributed one, its local
+// table, of engine) drops a replay: exactly once, a plain count() exact.
+func wantGuarantee(t *testing.T, e *testenv.Env, table, engine string) {
+	t.Helper()
+	g, ok, err := chsink.ReadGuarantee(context.Background(), e.CH, table)
+	if err != nil || !ok || g.Level != chsink.ExactlyOnce || g.Engine != engine || g.Upgrade != "" {
+		t.Errorf("ReadGuarantee(%s) = %+v, %t, %v; want exactly once on %s", table, g, ok, err, engine)
+	}
 }
