@@ -397,12 +397,12 @@ func TestConformanceUserTables(t *testing.T) {
 			ddl: "CREATE TABLE event_log (event_type String, event_date_time DateTime('Europe/Berlin'), environment String, event_context Nullable(String), metadata_version UInt32) " +
 				"ENGINE = MergeTree ORDER BY event_date_time",
 			check: "SELECT toUnixTimestamp(event_date_time), event_context, metadata_version FROM event_log ORDER BY event_date_time",
-			want: [][]any{{uint32(at.Unix()), `{"user_id": 42}`, uint32(1)}, {uint32(at.Add(time.Second).Unix()), `{"user_id": 7, "why": "asked"}`, uint32(2)}}},
+			want:  [][]any{{uint32(at.Unix()), `{"user_id": 42}`, uint32(1)}, {uint32(at.Add(time.Second).Unix()), `{"user_id": 7, "why": "asked"}`, uint32(2)}}},
 		{name: "LowCardinality type, JSON context, Nullable(Int32) version, zoned DateTime64(3)",
 			ddl: "CREATE TABLE event_log (event_type LowCardinality(String), event_date_time DateTime64(3, 'Asia/Tokyo'), environment String, event_context JSON, metadata_version Nullable(Int32)) " +
 				"ENGINE = MergeTree ORDER BY event_date_time",
 			check: "SELECT toString(event_type), toUnixTimestamp64Milli(event_date_time), toInt64(event_context.user_id), metadata_version FROM event_log ORDER BY event_date_time",
-			want: [][]any{{"user_created", at.UnixMilli(), int64(42), int32(1)}, {"user_deleted", at.Add(time.Second).UnixMilli(), int64(7), int32(2)}}},
+			want:  [][]any{{"user_created", at.UnixMilli(), int64(42), int32(1)}, {"user_deleted", at.Add(time.Second).UnixMilli(), int64(7), int32(2)}}},
 		{"low_cardinality",
 			"event_id UUID, event_type LowCardinality(String), event_date_time DateTime64(6, 'UTC'), environment LowCardinality(Nullable(String)), event_context String, metadata_version UInt64, commit_lsn UInt64",
 			"SELECT toString(event_type), toString(environment) FROM event_log ORDER BY commit_lsn",
