@@ -60,6 +60,9 @@ func TestMigrateAdoptsExistingTable(t *testing.T) {
 		if strings.Contains(text, "running:") || strings.Contains(text, "ALTER") {
 			t.Errorf("migrate on 18.16 names or runs an ALTER:\n%s", text)
 		}
+		if said := strings.Contains(text, "--adopt: no statement raises it on this server"); said != adopt {
+			t.Errorf("with --adopt %t, migrate says there is nothing to run: %t\n%s", adopt, said, text)
+		}
 		if len(gs) != 2 || gs[0].Level != chsink.AtLeastOnce || gs[1].Level != chsink.ExactlyOnceFinal {
 			t.Errorf("guarantees = %+v, want event_log at least once, events_new exactly once through FINAL", gs)
 		}

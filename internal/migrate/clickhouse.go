@@ -186,10 +186,14 @@ func eventTable(ctx context.Context, conn driver.Conn, p Params, table string, o
 		return g, nil
 	}
 	printf(o.Out, "clickhouse table %s: exists, kept as it is; %s\n", table, g)
-	if !o.Adopt || g.Upgrade == "" {
-		if g.Upgrade != "" {
-			printf(o.Out, "  `relay migrate --adopt` runs: %s\n", g.Upgrade)
-		}
+	switch {
+	case g.Upgrade == "" && o.Adopt && g.Level != chsink.ExactlyOnce:
+		printf(o.Out, "  --adopt: no statement raises it on this server; nothing changed\n")
+		return g, nil
+	case g.Upgrade == "":
+		return g, nil
+	case !o.Adopt:
+		printf(o.Out, "  `relay migrate --adopt` runs: %s\n", g.Upgrade)
 		return g, nil
 	}
 	printf(o.Out, "  running: %s\n", g.Upgrade)
