@@ -370,6 +370,33 @@ func TestConformanceDeduplication(t *testing.T) {
 	}
 }
 
+// One batch's token into two tables (a batch split by destination): each
+// table stores its part, and the replay is dropped in each. ClickHouse
+// keeps what it has seen per table (docs/clickhouse-protocol.md, "One
+// token, several tables"). The second table is made as a routed one is.
+func TestConformanceDeduplicationPerTable(t *testing.T) {
+	eng, ctx := migrated(t)
+	create := migrate.EventTableCreator(topology.Layout{Topology: topology.Single}, zerolog.Nop())
+	if err := create(ctx, eng.Conn(), "events_routed"); err != nil {
+		t.Fatal(err)
+	}
+	evs := batchOf(t, nil)
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	const token = "outbox:0/16B3748.0:0/16B9F00.3"
+	for pass := range 2 { // the second pass is the replay after a crash
+		for _, table := range []string{"event_log", "events_routed"} {
+			sent, err := chsink.EncodeBatch(ctx, eng.Conn(), table, evs, token, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			insert(t, eng, sent)
+			if got := eng.Rows(t, "SELECT count() FROM "+table)[0][0].(uint64); got != rows {
+				t.Fatalf("pass %d: %s holds %d rows, want %d", pass+1, table, got, rows)
+			}
+		}
+	}
+}
+
 // Tables users already have on current servers: the relay's columns in
 // the types people choose (LowCardinality, JSON, DateTime64(3), Nullable)
 // receive the relay's values.
