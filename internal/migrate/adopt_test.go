@@ -16,8 +16,8 @@ import (
 
 // An application's own event_log (the original system's, on 18.16:
 // DateTime), with a row in it: migrate keeps it exactly as it is, makes no
-// view over it, states its guarantee, and --adopt has nothing to run on a
-// server without non_replicated_deduplication_window's use (22.2+). A
+// view over it, states its guarantee, and --adopt has nothing to run: 18.16
+// has neither non_replicated_deduplication_window nor the insert token. A
 // table that is missing is made as the relay's.
 func TestMigrateAdoptsExistingTable(t *testing.T) {
 	e := testenv.New(t)
@@ -50,7 +50,7 @@ func TestMigrateAdoptsExistingTable(t *testing.T) {
 		text := out.String()
 		t.Logf("relay migrate (adopt %t) printed:\n%s", adopt, text)
 		for _, want := range []string{
-			"clickhouse table event_log: exists, kept as it is; at least once: a replay after a crash is a visible duplicate (MergeTree without insert deduplication; this server has no insert_deduplication_token (22.2+)",
+			"clickhouse table event_log: exists, kept as it is; at least once: a replay after a crash is a visible duplicate (MergeTree without insert deduplication; this server has no non_replicated_deduplication_window nor insert_deduplication_token (22.2+)",
 			"clickhouse table events_new: ",
 		} {
 			if !strings.Contains(text, want) {

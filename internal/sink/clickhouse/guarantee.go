@@ -217,7 +217,12 @@ func guaranteeOf(t tableInfo, settings, defaults map[string]string, token bool, 
 	}
 	if g.Upgrade == "" && g.Level == AtLeastOnce {
 		if mergeTree {
-			g.Reason += "; this server has no insert_deduplication_token (22.2+), so nothing short of recreating the table (a ReplacingMergeTree ordered by event_id, or a Replicated engine) raises it"
+			missing := "insert_deduplication_token (22.2+)"
+			if _, ok := defaults["non_replicated_deduplication_window"]; !ok {
+				// 18.16: not even the table setting.
+				missing = "non_replicated_deduplication_window nor " + missing
+			}
+			g.Reason += "; this server has no " + missing + ", so nothing short of recreating the table (a ReplacingMergeTree ordered by event_id, or a Replicated engine) raises it"
 		} else {
 			g.Reason += "; nothing short of recreating the table raises it"
 		}
