@@ -60,6 +60,9 @@ func (c typed) EncodeColumn(b *proto.Buffer) {
 	c.ColInput.EncodeColumn(b)
 }
 
+// WriteColumn is EncodeColumn for a proto.Writer.
+func (c typed) WriteColumn(w *proto.Writer) { w.ChainBuffer(c.EncodeColumn) }
+
 // encodeNulls writes a Nullable column's null map: no value is NULL.
 func (c typed) encodeNulls(b *proto.Buffer) {
 	if c.nulls {

@@ -73,6 +73,8 @@ func TestColumn(t *testing.T) {
 		{"event_date_time", "DateTime64(x)", nil},
 		{"event_date_time_us", "UInt64", nil},
 		{"commit_lsn", "Int64", nil},
+		{"metadata_version", "Int16", nil},
+		{"metadata_version", "Nullable(String)", nil},
 		{"Event_Id", "UUID", nil},
 		{"", "", nil},
 	}
