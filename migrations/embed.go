@@ -10,9 +10,11 @@
 //
 // outbox_event.sql: the default outbox table.
 //
-// clickhouse/: numbered files, each a text/template rendered with the
-// server's capabilities (see internal/migrate), statements separated by
-// lines ending in ';'.
+// clickhouse/: event_table.sql, the DDL of an event table, rendered for
+// each table that is missing, and numbered files, each applied once (none
+// today: 0001 and 0002 made event_log before tables were configurable);
+// all are text/templates rendered with the server's capabilities (see
+// internal/migrate), statements separated by lines ending in ';'.
 package migrations
 
 import "embed"

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,7 @@ const migrateTimeout = 2 * time.Minute
 
 func newMigrateCmd(e *env) *cobra.Command {
 	cfg := config.Defaults()
+	var adopt bool
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Create the relay's own PostgreSQL and ClickHouse objects (idempotent) and the publication",
@@ -33,7 +35,14 @@ event_date_time_us on servers before 20.1), laid out for CLICKHOUSE_TOPOLOGY:
 single (a local ReplacingMergeTree), replicated (ON CLUSTER, Replicated
 engines with the {shard}/{replica} macros), sharded (those as event_log_local
 plus a Distributed event_log keyed by cityHash64(toString(event_id))) or cloud.
-Running it again changes nothing.`,
+Running it again changes nothing.
+
+A ClickHouse table that exists already (an application's own event_log) is
+kept as it is: migrate prints the guarantee it gives (exactly once, exactly
+once through FINAL, or at least once: a replay after a crash is a visible
+duplicate) and the statement that raises it, which --adopt runs (printed
+first); nothing else of the table is changed, and no <table>_dedup view is
+made over it. See docs/adopting.md.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(cmd.Flags(), &cfg, e.environ, config.NeedPostgres|config.NeedClickHouse); err != nil {
@@ -50,13 +59,32 @@ Running it again changes nothing.`,
 				return fmt.Errorf("connect to ClickHouse: %w", err)
 			}
 			defer func() { _ = conn.Close() }()
-			if err := migrate.ClickHouseOn(ctx, conn, cfg.Layout(), log); err != nil {
+			opts := migrate.Options{Layout: cfg.Layout(), Tables: clickHouseTables(&cfg), Adopt: adopt, Out: cmd.OutOrStdout()}
+			if _, err := migrate.ClickHouseTables(ctx, conn, opts, log); err != nil {
 				return err
 			}
 			log.Info().Msg("schemas are up to date")
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&adopt, "adopt", false, "apply to an existing ClickHouse table the statement that raises its guarantee (printed first; nothing else is changed)")
 	config.RegisterFlags(cmd.Flags(), &cfg, append([]string{"database-url", "clickhouse-url", "clickhouse-topology", "clickhouse-cluster", "publication", "log-level", "log-format"}, config.StreamFlags()...)...)
 	return cmd
+}
+
+// clickHouseTables are the streams' ClickHouse tables that migrate makes
+// when missing: each one named (a template's tables are made on first use
+// by relay run), once.
+func clickHouseTables(cfg *config.Config) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, st := range cfg.Streams() {
+		t := st.ClickHouseTable
+		if t == "" || strings.Contains(t, "{") || seen[t] {
+			continue
+		}
+		seen[t] = true
+		out = append(out, t)
+	}
+	return out
 }

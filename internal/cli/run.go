@@ -35,6 +35,7 @@ import (
 	"github.com/outbox-relay/relay/internal/failpoint"
 	"github.com/outbox-relay/relay/internal/logging"
 	"github.com/outbox-relay/relay/internal/metrics"
+	"github.com/outbox-relay/relay/internal/migrate"
 	"github.com/outbox-relay/relay/internal/relay"
 	"github.com/outbox-relay/relay/internal/replication"
 	"github.com/outbox-relay/relay/internal/report"
@@ -117,7 +118,7 @@ func (d *deps) close() {
 func (d *deps) moreSinks() []relay.Sink {
 	out := make([]relay.Sink, len(d.more))
 	for i, s := range d.more {
-		out[i] = oneTable{s}
+		out[i] = s
 	}
 	return out
 }
@@ -165,11 +166,18 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg *replication.Conf
 	// Replicated: the local table of the first replica of CLICKHOUSE_URL's
 	// hosts that answers; sharded: the Distributed event_log, synchronously.
 	// One sink per concurrent write; they add columns under one lock.
+	// Every stream's plain table is checked up front (a routed stream's
+	// tables are made on first use, like event_log for the layout).
 	schema := &sync.Mutex{}
 	for i := 0; i < max(cfg.InsertConcurrency, 1); i++ {
-		sink, err := chsink.Open(cctx, cfg.ClickHouseURL, config.DefaultClickHouseTable, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
+		sink, err := chsink.Open(cctx, cfg.ClickHouseURL, chsink.WithInsertSettings(cfg.Layout().InsertSettings()),
 			chsink.WithEvolution(chsink.Evolution(cfg.SchemaEvolution)), chsink.WithLayout(cfg.Layout()), chsink.WithLogger(log),
-			chsink.WithSchemaLock(schema))
+			chsink.WithSchemaLock(schema), chsink.WithCreate(migrate.EventTableCreator(cfg.Layout(), log)))
+		if err == nil {
+			if err = prepareTables(cctx, sink, cfg.Streams(), srcCfg.Outboxes); err != nil {
+				_ = sink.Close()
+			}
+		}
 		if err != nil {
 			// The sink classifies: an exception of the server (a wrong
 			// password, no event_log) is permanent, the network is not.
@@ -194,6 +202,39 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg *replication.Conf
 		return nil, &config.Error{Problems: append(problems, down...)}
 	}
 	return nil, &exitError{code: ExitFailure, err: cannotStart(down)}
+}
+
+// prepareTables checks each stream's plain ClickHouse table on sink once
+// (a table two streams share, once), with the extra columns the streams
+// carry when PostgreSQL told them (outboxes nil: not checked).
+func prepareTables(ctx context.Context, sink *chsink.Sink, streams []config.Stream, outboxes []replication.Outbox) error {
+	carried := map[string][]string{}
+	for i, s := range streams {
+		if relay.IsTemplate(s.ClickHouseTable) {
+			continue
+		}
+		cols, known := carried[s.ClickHouseTable]
+		if len(outboxes) == len(streams) {
+			cols = append(cols, outboxes[i].ExtraColumns()...)
+			if cols == nil {
+				cols = []string{} // known: none
+			}
+		} else if !known {
+			cols = nil
+		}
+		carried[s.ClickHouseTable] = cols
+	}
+	for i, s := range streams {
+		cols, ok := carried[s.ClickHouseTable]
+		if !ok {
+			continue
+		}
+		delete(carried, s.ClickHouseTable)
+		if err := sink.Prepare(ctx, s.ClickHouseTable, cols); err != nil {
+			return fmt.Errorf("stream %q: %w", streams[i].Name, err)
+		}
+	}
+	return nil
 }
 
 // postgresRefused reports whether PostgreSQL answered the connection with
@@ -264,6 +305,10 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		Dur("flush_interval", cfg.FlushInterval()).Int64("memory_limit", limit).Str("message_prefix", cfg.MessagePrefix).Msg("relay starting")
 
 	m := metrics.New()
+	rts, err := streamsAtStart(ctx, d.sink, cfg.Streams(), srcCfg.Outboxes, m, log)
+	if err != nil {
+		return err
+	}
 	tracker := ack.New(0)
 	budget := event.NewBudget(2 * cfg.BatchBytes)
 	ready := admin.NewReadiness(admin.ReadinessFor(cfg.StatusInterval))
@@ -301,8 +346,8 @@ func runRelay(ctx context.Context, e *env, cfg *config.Config, adminOpts admin.O
 		// catches up within seconds of the server's return.
 		Backoff: retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	}, relay.Parts{
-		NewSource: newSrc, Sink: oneTable{d.sink}, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, deletionTables(srcCfg.Outboxes), batches),
-		Routes:     routes(cfg.Streams()),
+		NewSource: newSrc, Sink: d.sink, MoreSinks: d.moreSinks(), Deleter: deletion.New(cleanDB, deletionTables(srcCfg.Outboxes), batches),
+		Routes:     rts,
 		DeadLetter: deadletter.New(d.pool), Tracker: tracker, Budget: budget, Metrics: m, Failpoints: fp,
 		Spans: rep.StartSpan, Batches: batches,
 		SinkHealth: func(err error) { ready.SinkWrite(err, time.Now()) },
@@ -346,13 +391,60 @@ func deletionTables(outboxes []replication.Outbox) []deletion.Table {
 	return out
 }
 
-// routes are where each stream's events go, in stream order.
-func routes(streams []config.Stream) []relay.Route {
+// streamsAtStart logs each stream and the guarantee of its tables (also
+// as a metric), and returns where each stream's events go, in stream
+// order: a template's tables made before count toward its limit.
+func streamsAtStart(ctx context.Context, sink *chsink.Sink, streams []config.Stream, outboxes []replication.Outbox,
+	m *metrics.Metrics, log zerolog.Logger) ([]relay.Route, error) {
+	var existing []string
+	for _, s := range streams {
+		if relay.IsTemplate(s.ClickHouseTable) {
+			var err error
+			if existing, err = sink.Tables(ctx); err != nil {
+				return nil, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err)
+			}
+			break
+		}
+	}
 	out := make([]relay.Route, len(streams))
 	for i, s := range streams {
-		out[i] = relay.NewRoute(s, nil)
+		out[i] = relay.NewRoute(s, existing)
+		o := outboxes[i]
+		line := log.Info().Str("stream", s.Name).Str("outbox", o.String()).Str("key", o.Key+" "+o.KeyType).Str("clickhouse_table", s.ClickHouseTable)
+		var tables []string
+		if out[i].Routed() {
+			tables = out[i].Tables()
+			line.Strs("routed_tables", tables).Int("max_tables", s.MaxTables).Msg("stream")
+		} else {
+			tables = []string{s.ClickHouseTable}
+			line.Msg("stream")
+		}
+		m.DeclareStream(s.Name, tables)
+		for _, t := range tables {
+			g, err := sink.Guarantee(ctx, t)
+			if err != nil {
+				return nil, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): stream %q: %w", s.Name, err)
+			}
+			m.SetGuarantee(s.Name, t, guaranteeLabel(g.Level))
+			ev := log.Info()
+			if g.Level == chsink.AtLeastOnce {
+				ev = log.Warn()
+			}
+			ev.Str("stream", s.Name).Str("clickhouse_table", t).Str("guarantee", string(g.Level)).Str("upgrade", g.Upgrade).Msg(g.String())
+		}
 	}
-	return out
+	return out, nil
+}
+
+// guaranteeLabel is a guarantee as the metric's label spells it.
+func guaranteeLabel(l chsink.Level) string {
+	switch l {
+	case chsink.ExactlyOnce:
+		return metrics.GuaranteeExactlyOnce
+	case chsink.ExactlyOnceFinal:
+		return metrics.GuaranteeExactlyOnceFinal
+	}
+	return metrics.GuaranteeAtLeastOnce
 }
 
 // serveUntil runs srv on ln until ctx ends, then shuts it down.

@@ -8,10 +8,13 @@ import (
 	"io"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/outbox-relay/relay/internal/config"
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/status"
 	"github.com/outbox-relay/relay/internal/termsafe"
 )
@@ -106,11 +109,22 @@ func runStatus(ctx context.Context, e *env, cfg *config.Config, th status.Thresh
 }
 
 // statusTarget is what relay status and relay run's status page look at:
-// every stream. Guarantee is not set yet, so each table's guarantee shows
-// as unknown.
+// every stream, and the guarantee each of its tables gives.
 func statusTarget(cfg *config.Config) status.Target {
 	return status.Target{Slot: cfg.Slot, Publication: cfg.Publication, Streams: cfg.Streams(),
-		ClickHouseURL: cfg.ClickHouseURL, MessagePrefix: cfg.MessagePrefix, Layout: cfg.Layout()}
+		ClickHouseURL: cfg.ClickHouseURL, MessagePrefix: cfg.MessagePrefix, Layout: cfg.Layout(), Guarantee: tableGuarantee}
+}
+
+// tableGuarantee states the guarantee a ClickHouse table gives.
+func tableGuarantee(ctx context.Context, conn driver.Conn, table string) (string, error) {
+	g, ok, err := chsink.ReadGuarantee(ctx, conn, table)
+	switch {
+	case err != nil:
+		return "", err
+	case !ok:
+		return "", fmt.Errorf("clickhouse table %s does not exist", table)
+	}
+	return g.String(), nil
 }
 
 // statusRound gathers, judges and renders one report.

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
 	"text/template"
 
+	chsink "github.com/outbox-relay/relay/internal/sink/clickhouse"
 	"github.com/outbox-relay/relay/internal/sink/clickhouse/chsql"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -39,30 +41,47 @@ func CapabilitiesOf(v driver.ServerVersion) Capabilities {
 }
 
 // Params are what a migration is rendered with: the server's capabilities,
-// the topology, and the database the tables go in (ON CLUSTER DDL runs on
+// the topology, the database the tables go in (ON CLUSTER DDL runs on
 // other servers, where the connection's current database means nothing,
-// so every name is qualified with it).
+// so every name is qualified with it), and for event_table.sql the table.
 type Params struct {
 	Capabilities
 	Layout   topology.Layout
 	Database string
+	Table    string
 }
 
 // DedupWindow is for the templates.
 func (Params) DedupWindow() int { return DedupWindow }
 
 // DedupWindow is how many recent inserted blocks a table remembers to drop
-// a repeated one: a replay comes right after the crash it repairs, so any
-// window covers the relay's own replay; 1000 leaves room for other writers
-// (and is the default of current servers' replicated tables).
-const DedupWindow = 1000
+// a repeated one (see chsink.DedupWindow).
+const DedupWindow = chsink.DedupWindow
 
 const chMigrationsTable = "schema_migrations"
 
-// ClickHouse applies the ClickHouse migrations not yet recorded in
-// schema_migrations. DDL goes through Exec; the record is inserted through
-// PrepareBatch with an explicit column list (an INSERT through Exec hangs on
-// 18.16).
+// eventTableFile is the DDL of one event table.
+const eventTableFile = "clickhouse/event_table.sql"
+
+// DefaultTable is the event table of the default configuration.
+const DefaultTable = "event_log"
+
+// Options say what ClickHouseTables makes and prints.
+type Options struct {
+	Layout topology.Layout
+	// Tables are the event tables to make when missing (the streams'
+	// tables that are not templates); none: DefaultTable.
+	Tables []string
+	// Adopt applies, to a table migrate did not make, the statement that
+	// raises its guarantee (Guarantee.Upgrade), printed to Out first.
+	Adopt bool
+	// Out receives each table's guarantee and each adopting statement
+	// (nil: not printed).
+	Out io.Writer
+}
+
+// ClickHouse makes the relay's objects in ClickHouse for a single server
+// with the default table (see ClickHouseTables).
 func ClickHouse(ctx context.Context, conn driver.Conn, log zerolog.Logger) error {
 	return ClickHouseOn(ctx, conn, topology.Layout{Topology: topology.Single}, log)
 }
@@ -71,22 +90,63 @@ func ClickHouse(ctx context.Context, conn driver.Conn, log zerolog.Logger) error
 // engines on a cluster (conn may be any of its servers), Cloud's dialect on
 // Cloud.
 func ClickHouseOn(ctx context.Context, conn driver.Conn, layout topology.Layout, log zerolog.Logger) error {
+	_, err := ClickHouseTables(ctx, conn, Options{Layout: layout}, log)
+	return err
+}
+
+// ClickHouseTables applies the numbered ClickHouse migrations not yet
+// recorded in schema_migrations, then makes each event table of o that is
+// missing (event_table.sql, its <table>_dedup view with it). A table that
+// exists is adopted as it is: never altered, no view over it (a FINAL
+// view over a table that is not a ReplacingMergeTree cannot be read);
+// only with o.Adopt the statement its guarantee names is applied. It
+// returns each table's guarantee, as printed to o.Out.
+func ClickHouseTables(ctx context.Context, conn driver.Conn, o Options, log zerolog.Logger) ([]chsink.Guarantee, error) {
+	p, err := paramsOf(ctx, conn, o.Layout)
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.Exec(ctx, migrationsTableDDL(p)); err != nil {
+		return nil, fmt.Errorf("create %s: %w", chMigrationsTable, err)
+	}
+	if err := applyNumbered(ctx, conn, p, log); err != nil {
+		return nil, err
+	}
+	tables := o.Tables
+	if len(tables) == 0 {
+		tables = []string{DefaultTable}
+	}
+	var out []chsink.Guarantee
+	for _, t := range tables {
+		g, err := eventTable(ctx, conn, p, t, o, log)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// paramsOf reads what the DDL is rendered with from the server.
+func paramsOf(ctx context.Context, conn driver.Conn, layout topology.Layout) (Params, error) {
 	v, err := conn.ServerVersion()
 	if err != nil {
-		return fmt.Errorf("clickhouse server version: %w", err)
+		return Params{}, fmt.Errorf("clickhouse server version: %w", err)
 	}
 	p := Params{Capabilities: CapabilitiesOf(*v), Layout: layout}
 	if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&p.Database); err != nil {
-		return fmt.Errorf("clickhouse current database: %w", err)
+		return Params{}, fmt.Errorf("clickhouse current database: %w", err)
 	}
-	if err := conn.Exec(ctx, migrationsTableDDL(p)); err != nil {
-		return fmt.Errorf("create %s: %w", chMigrationsTable, err)
-	}
+	return p, nil
+}
+
+// applyNumbered applies the numbered migrations not yet recorded.
+func applyNumbered(ctx context.Context, conn driver.Conn, p Params, log zerolog.Logger) error {
 	applied, err := appliedVersions(ctx, conn)
 	if err != nil {
 		return err
 	}
-	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/*.sql")
+	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/[0-9]*.sql")
 	if err != nil {
 		return err
 	}
@@ -105,6 +165,98 @@ func ClickHouseOn(ctx context.Context, conn driver.Conn, layout topology.Layout,
 		log.Info().Str("migration", name).Msg("clickhouse migration applied")
 	}
 	return nil
+}
+
+// eventTable makes table when it is missing, or adopts it as it is, and
+// states (and with o.Adopt raises) its guarantee.
+func eventTable(ctx context.Context, conn driver.Conn, p Params, table string, o Options, log zerolog.Logger) (chsink.Guarantee, error) {
+	g, exists, err := chsink.ReadGuarantee(ctx, conn, table)
+	if err != nil {
+		return g, fmt.Errorf("clickhouse table %s: %w", table, err)
+	}
+	if !exists {
+		if err := createEventTable(ctx, conn, p, table); err != nil {
+			return g, err
+		}
+		log.Info().Str("table", table).Msg("clickhouse table created")
+		if g, err = readGuarantee(ctx, conn, table); err != nil {
+			return g, err
+		}
+		printf(o.Out, "clickhouse table %s: created; %s\n", table, g)
+		return g, nil
+	}
+	printf(o.Out, "clickhouse table %s: exists, kept as it is; %s\n", table, g)
+	switch {
+	case g.Upgrade == "" && o.Adopt && g.Level != chsink.ExactlyOnce:
+		printf(o.Out, "  --adopt: no statement raises it on this server; nothing changed\n")
+		return g, nil
+	case g.Upgrade == "":
+		return g, nil
+	case !o.Adopt:
+		printf(o.Out, "  `relay migrate --adopt` runs: %s\n", g.Upgrade)
+		return g, nil
+	}
+	printf(o.Out, "  running: %s\n", g.Upgrade)
+	if err := conn.Exec(ctx, g.Upgrade); err != nil {
+		return g, fmt.Errorf("adopt clickhouse table %s: %s: %w", table, g.Upgrade, err)
+	}
+	log.Info().Str("table", table).Str("ddl", g.Upgrade).Msg("clickhouse table adopted")
+	if g, err = readGuarantee(ctx, conn, table); err != nil {
+		return g, err
+	}
+	printf(o.Out, "clickhouse table %s: now %s\n", table, g)
+	return g, nil
+}
+
+// readGuarantee is chsink.ReadGuarantee for a table that must exist.
+func readGuarantee(ctx context.Context, conn driver.Conn, table string) (chsink.Guarantee, error) {
+	g, ok, err := chsink.ReadGuarantee(ctx, conn, table)
+	if err == nil && !ok {
+		err = fmt.Errorf("clickhouse table %s is missing after CREATE TABLE", table)
+	}
+	if err != nil {
+		return g, fmt.Errorf("clickhouse table %s: %w", table, err)
+	}
+	return g, nil
+}
+
+func printf(w io.Writer, format string, args ...any) {
+	if w != nil {
+		_, _ = fmt.Fprintf(w, format, args...)
+	}
+}
+
+// createEventTable renders event_table.sql for table and runs it.
+func createEventTable(ctx context.Context, conn driver.Conn, p Params, table string) error {
+	p.Table = table
+	stmts, err := Render(eventTableFile, p)
+	if err != nil {
+		return err
+	}
+	for _, stmt := range stmts {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create clickhouse table %s: %w", table, err)
+		}
+	}
+	return nil
+}
+
+// EventTableCreator returns what the sink runs to create a routed table
+// on its first event (chsink.WithCreate): event_table.sql for layout and
+// the server conn reaches, IF NOT EXISTS (ON CLUSTER on a cluster), the
+// same DDL `relay migrate` runs for event_log.
+func EventTableCreator(layout topology.Layout, log zerolog.Logger) func(ctx context.Context, conn driver.Conn, table string) error {
+	return func(ctx context.Context, conn driver.Conn, table string) error {
+		p, err := paramsOf(ctx, conn, layout)
+		if err != nil {
+			return err
+		}
+		if err := createEventTable(ctx, conn, p, table); err != nil {
+			return err
+		}
+		log.Info().Str("table", table).Msg("clickhouse table created")
+		return nil
+	}
 }
 
 func appliedVersions(ctx context.Context, conn driver.Conn) (map[uint32]bool, error) {
@@ -180,6 +332,7 @@ func apply(ctx context.Context, conn driver.Conn, name string, version uint32, p
 //	                           ReplicatedReplacingMergeTree with t's ZooKeeper
 //	                           path and the {shard}/{replica} macros
 //	{{ local "t" }}            the table that holds the rows (t_local when sharded)
+//	{{ .Table }}               the event table (event_table.sql)
 //	{{ literal "s" }}          s as a quoted string literal
 func Render(name string, p Params) ([]string, error) {
 	raw, err := migrations.ClickHouse.ReadFile(name)

@@ -15,7 +15,7 @@ import (
 	"github.com/outbox-relay/relay/migrations"
 )
 
-const eventLogMigration = "clickhouse/0001_event_log.sql"
+const eventLogMigration = eventTableFile
 
 // column is one "name type" line of a CREATE TABLE.
 type column struct{ name, typ string }
@@ -78,7 +78,7 @@ func TestRenderEventLog(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stmts, err := Render(eventLogMigration, Params{Capabilities: tt.caps, Layout: topology.Layout{Topology: topology.Single}})
+			stmts, err := Render(eventLogMigration, Params{Capabilities: tt.caps, Layout: topology.Layout{Topology: topology.Single}, Table: "event_log"})
 			if err != nil {
 				t.Fatalf("Render() error = %v", err)
 			}
@@ -117,6 +117,7 @@ func TestRenderAll(t *testing.T) {
 	}
 	for _, name := range files {
 		for _, p := range allParams() {
+			p.Table = "event_log"
 			caps := p.Capabilities
 			stmts, err := Render(name, p)
 			if err != nil {
@@ -159,7 +160,7 @@ func TestRenderUnknownFile(t *testing.T) {
 // ClickHouse applies files in name order: names must sort in version order
 // and versions must be unique, or a migration would be skipped or reapplied.
 func TestEmbeddedVersions(t *testing.T) {
-	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/*.sql")
+	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/[0-9]*.sql")
 	if err != nil {
 		t.Fatal(err)
 	}

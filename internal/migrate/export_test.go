@@ -11,11 +11,13 @@ import (
 // schema_migrations table, then each migration's.
 func Statements(p Params) ([]string, error) {
 	out := []string{migrationsTableDDL(p)}
-	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/*.sql")
+	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/[0-9]*.sql")
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(files)
+	files = append(files, eventTableFile) // for the default table
+	p.Table = DefaultTable
 	for _, name := range files {
 		stmts, err := Render(name, p)
 		if err != nil {

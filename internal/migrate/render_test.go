@@ -50,11 +50,13 @@ func (g golden) render(t *testing.T) string {
 	t.Helper()
 	p := g.params()
 	out := []string{"-- " + chMigrationsTable, migrationsTableDDL(p) + ";"}
-	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/*.sql")
+	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/[0-9]*.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sort.Strings(files)
+	files = append(files, eventTableFile) // for the default table
+	p.Table = DefaultTable
 	for _, name := range files {
 		stmts, err := Render(name, p)
 		if err != nil {

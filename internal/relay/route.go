@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/outbox-relay/relay/internal/config"
@@ -48,6 +49,19 @@ func NewRoute(s config.Stream, existing []string) Route {
 		}
 	}
 	return r
+}
+
+// IsTemplate says a ClickHouse table setting is a template.
+func IsTemplate(table string) bool { return strings.Contains(table, "{") }
+
+// Tables are the template's tables known so far, sorted.
+func (r *Route) Tables() []string {
+	out := make([]string, 0, len(r.tables))
+	for t := range r.tables {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Routed says the route is a template.

@@ -38,6 +38,16 @@ func (o *Outbox) Qualified() string { return pgx.Identifier{o.Schema, o.Table}.S
 // String names the table for messages (schema.table).
 func (o *Outbox) String() string { return o.Schema + "." + o.Table }
 
+// ExtraColumns names the columns the stream carries beyond the relay's
+// fields (those a ClickHouse table may require).
+func (o *Outbox) ExtraColumns() []string {
+	names := make([]string, 0, len(o.extra))
+	for _, c := range o.extra {
+		names = append(names, c.name)
+	}
+	return names
+}
+
 // KeyIsID says the identity column is a uuid: the event's ID is the key.
 func (o *Outbox) KeyIsID() bool { return o.KeyOID == oidUUID }
 

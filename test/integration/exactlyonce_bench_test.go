@@ -139,7 +139,7 @@ func benchDrain(b *testing.B, e *testenv.Env, records bool, n int) (time.Duratio
 // the batch records on or off; stop ends it and fails b on its error.
 func startInProcess(b *testing.B, e *testenv.Env, records bool, batchSize int) (*timedLog, func()) {
 	ctx := context.Background()
-	sink, err := chsink.Open(ctx, e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	sink, err := chsink.Open(ctx, e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,7 +4,7 @@ CREATE TABLE IF NOT EXISTS `default`.`schema_migrations` (
     version UInt32, name String, applied_at DateTime DEFAULT now()
 ) ENGINE = MergeTree ORDER BY version;
 
--- clickhouse/0001_event_log.sql
+-- clickhouse/event_table.sql
 
 CREATE TABLE IF NOT EXISTS `default`.`event_log` (
     event_id           UUID,
@@ -21,5 +21,3 @@ PARTITION BY toYYYYMM(event_date_time)
 ORDER BY (event_type, event_date_time, event_id);
 
 CREATE VIEW IF NOT EXISTS `default`.`event_log_dedup` AS SELECT * FROM `default`.`event_log` FINAL;
-
--- clickhouse/0002_dedup_window.sql

@@ -4,7 +4,7 @@ CREATE TABLE IF NOT EXISTS `relay`.`schema_migrations` ON CLUSTER `relay_cluster
     version UInt32, name String, applied_at DateTime DEFAULT now()
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/relay/schema_migrations', '{replica}') ORDER BY version;
 
--- clickhouse/0001_event_log.sql
+-- clickhouse/event_table.sql
 
 CREATE TABLE IF NOT EXISTS `relay`.`event_log` ON CLUSTER `relay_cluster` (
     event_id           UUID,
@@ -23,5 +23,3 @@ ORDER BY (event_type, event_date_time, event_id)
 SETTINGS replicated_deduplication_window = 1000;
 
 CREATE VIEW IF NOT EXISTS `relay`.`event_log_dedup` ON CLUSTER `relay_cluster` AS SELECT * FROM `relay`.`event_log` FINAL;
-
--- clickhouse/0002_dedup_window.sql

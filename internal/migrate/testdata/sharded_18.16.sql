@@ -4,7 +4,7 @@ CREATE TABLE IF NOT EXISTS `relay`.`schema_migrations` ON CLUSTER `relay_cluster
     version UInt32, name String, applied_at DateTime DEFAULT now()
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/relay/schema_migrations', '{replica}') ORDER BY version;
 
--- clickhouse/0001_event_log.sql
+-- clickhouse/event_table.sql
 
 CREATE TABLE IF NOT EXISTS `relay`.`event_log_local` ON CLUSTER `relay_cluster` (
     event_id           UUID,
@@ -26,5 +26,3 @@ CREATE TABLE IF NOT EXISTS `relay`.`event_log` ON CLUSTER `relay_cluster` AS `re
 ENGINE = Distributed('relay_cluster', 'relay', 'event_log_local', cityHash64(toString(event_id)));
 
 CREATE VIEW IF NOT EXISTS `relay`.`event_log_dedup` ON CLUSTER `relay_cluster` AS SELECT * FROM `relay`.`event_log` FINAL;
-
--- clickhouse/0002_dedup_window.sql

@@ -4,7 +4,7 @@ CREATE TABLE IF NOT EXISTS `analytics`.`schema_migrations` ON CLUSTER `prod` (
     version UInt32, name String, applied_at DateTime DEFAULT now()
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/analytics/schema_migrations', '{replica}') ORDER BY version;
 
--- clickhouse/0001_event_log.sql
+-- clickhouse/event_table.sql
 
 CREATE TABLE IF NOT EXISTS `analytics`.`event_log_local` ON CLUSTER `prod` (
     event_id           UUID,
@@ -25,5 +25,3 @@ CREATE TABLE IF NOT EXISTS `analytics`.`event_log` ON CLUSTER `prod` AS `analyti
 ENGINE = Distributed('prod', 'analytics', 'event_log_local', cityHash64(toString(event_id)));
 
 CREATE VIEW IF NOT EXISTS `analytics`.`event_log_dedup` ON CLUSTER `prod` AS SELECT * FROM `analytics`.`event_log` FINAL;
-
--- clickhouse/0002_dedup_window.sql

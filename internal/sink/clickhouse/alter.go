@@ -20,20 +20,21 @@ import (
 // says (on a cluster: the replicated table on one replica of every shard,
 // then in sharded the Distributed table on every server) and rereads the
 // table.
-func (s *Sink) addColumn(ctx context.Context, name, typ string) error {
+func (t *table) addColumn(ctx context.Context, name, typ string) error {
 	var servers []ClusterServer
-	if s.extras.layout.OnCluster() {
+	if t.s.opts.layout.OnCluster() {
 		var err error
-		if servers, err = s.clusterServers(ctx); err != nil {
+		if servers, err = t.s.clusterServers(ctx); err != nil {
 			return err
 		}
 	}
-	return s.addColumnOn(ctx, servers, name, typ)
+	return t.addColumnOn(ctx, servers, name, typ)
 }
 
 // addColumnOn is addColumn over the cluster's servers.
-func (s *Sink) addColumnOn(ctx context.Context, servers []ClusterServer, name, typ string) error {
-	for _, step := range addColumnSteps(s.table, s.extras.layout, name, typ, s.extras.caps) {
+func (t *table) addColumnOn(ctx context.Context, servers []ClusterServer, name, typ string) error {
+	s := t.s
+	for _, step := range addColumnSteps(t.name, s.opts.layout, name, typ, s.caps) {
 		var err error
 		ddl, n := step.ddl, 1
 		switch step.scope {
@@ -59,10 +60,10 @@ func (s *Sink) addColumnOn(ctx context.Context, servers []ClusterServer, name, t
 		if err != nil {
 			return err
 		}
-		s.log.Info().Str("column", name).Str("type", typ).Str("ddl", ddl).Int("servers", n).
+		s.log.Info().Str("table", t.name).Str("column", name).Str("type", typ).Str("ddl", ddl).Int("servers", n).
 			Msg("added the outbox table's new column to ClickHouse")
 	}
-	return s.refresh(ctx)
+	return t.refresh(ctx)
 }
 
 // alterScope is where one ALTER of an ADD COLUMN runs.

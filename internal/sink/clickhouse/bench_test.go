@@ -206,7 +206,7 @@ func BenchmarkFillEncodeExtraColumns(b *testing.B) {
 	for _, extra := range []int{0, 5} {
 		b.Run(fmt.Sprintf("extra%d", extra), func(b *testing.B) {
 			evs := benchEvents(benchBatch, 512)
-			x := newExtras(EvolveAdd, topology.Layout{})
+			x := newExtras(EvolveAdd, topology.Layout{}, Caps{})
 			p := &plan{}
 			var list []event.Column
 			var row []byte

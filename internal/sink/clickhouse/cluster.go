@@ -51,5 +51,5 @@ func (s *Sink) clusterServers(ctx context.Context) ([]ClusterServer, error) {
 		return nil, err
 	}
 	defer func() { _ = conn.Close() }()
-	return ClusterServers(ctx, conn, s.extras.layout.Cluster)
+	return ClusterServers(ctx, conn, s.opts.layout.Cluster)
 }

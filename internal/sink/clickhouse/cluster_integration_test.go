@@ -72,14 +72,42 @@ func TestClusterReplicated(t *testing.T) {
 		}
 	}
 	migrateAgain(t, e)
+	wantGuarantee(t, e, "event_log", "ReplicatedReplacingMergeTree")
 
-	s, err := chsink.Open(context.Background(), e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	// A routed table is made on first use for the topology: replicated,
+	// ON CLUSTER.
+	create := migrate.EventTableCreator(e.Layout, zerolog.Nop())
+	s, err := chsink.Open(context.Background(), e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()), chsink.WithCreate(create))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	if err := s.Write(context.Background(), clusterEvents(300)); err != nil {
+	if err := s.Write(context.Background(), "event_log", clusterEvents(300)); err != nil {
 		t.Fatal(err)
+	}
+	// One batch into two tables with one token, then its replay: each
+	// table keeps its own deduplication record (the block id is the same
+	// in both), so both hold the rows once.
+	routed, at := clusterEvents(10), time.Now()
+	for range 2 {
+		for _, table := range []string{"events_routed", "events_routed_2"} {
+			if err := s.WriteBatch(context.Background(), table, routed, "slot:0/1:0/2", at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wantGuarantee(t, e, "events_routed", "ReplicatedReplacingMergeTree")
+	for _, table := range []string{"events_routed", "events_routed_2"} {
+		testenv.Eventually(t, time.Minute, "10 rows of "+table+" on replica 2", func() error {
+			n, err := count(t, c, 2, e.Name, table)
+			if err == nil && n != 10 {
+				err = fmt.Errorf("%d rows", n)
+			}
+			return err
+		})
+		if n, err := count(t, c, 1, e.Name, table); err != nil || n != 10 {
+			t.Errorf("%s on replica 1: %d rows (%v), want 10 (the replay dropped, the other table's rows not)", table, n, err)
+		}
 	}
 	for _, i := range []int{1, 2} {
 		testenv.Eventually(t, time.Minute, fmt.Sprintf("300 rows on replica %d", i), func() error {
@@ -105,13 +133,14 @@ func TestClusterSharded(t *testing.T) {
 		}
 	}
 	migrateAgain(t, e)
+	wantGuarantee(t, e, "event_log", "ReplicatedReplacingMergeTree")
 
-	s, err := chsink.Open(context.Background(), e.ClickHouse, "event_log", chsink.WithInsertSettings(e.Layout.InsertSettings()))
+	s, err := chsink.Open(context.Background(), e.ClickHouse, chsink.WithInsertSettings(e.Layout.InsertSettings()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	if err := s.Write(context.Background(), clusterEvents(400)); err != nil {
+	if err := s.Write(context.Background(), "event_log", clusterEvents(400)); err != nil {
 		t.Fatal(err)
 	}
 	// insert_distributed_sync: when Write returns, one replica of each shard
@@ -147,18 +176,20 @@ func TestClusterSharded(t *testing.T) {
 func migrateAgain(t *testing.T, e *testenv.Env) {
 	t.Helper()
 	ctx := context.Background()
+	const q = "SELECT count(), arraySort(groupArray(create_table_query)) FROM system.tables WHERE database = currentDatabase()"
 	var before, after uint64
-	if err := e.CH.QueryRow(ctx, "SELECT count() FROM schema_migrations").Scan(&before); err != nil {
+	var ddlBefore, ddlAfter []string
+	if err := e.CH.QueryRow(ctx, q).Scan(&before, &ddlBefore); err != nil {
 		t.Fatal(err)
 	}
 	if err := migrate.ClickHouseOn(ctx, e.CH, e.Layout, zerolog.Nop()); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
-	if err := e.CH.QueryRow(ctx, "SELECT count() FROM schema_migrations").Scan(&after); err != nil {
+	if err := e.CH.QueryRow(ctx, q).Scan(&after, &ddlAfter); err != nil {
 		t.Fatal(err)
 	}
-	if before == 0 || after != before {
-		t.Errorf("schema_migrations: %d rows before the second migrate, %d after", before, after)
+	if before == 0 || after != before || fmt.Sprint(ddlAfter) != fmt.Sprint(ddlBefore) {
+		t.Errorf("tables: %d before the second migrate, %d after:\n%v\nwas\n%v", before, after, ddlAfter, ddlBefore)
 	}
 }
 
@@ -196,12 +227,12 @@ func TestClusterAddColumnOnClusterWhenAShardIsOutOfReach(t *testing.T) {
 			servers[i].Addr = testenv.FreeAddr(t)
 		}
 	}
-	s, err := chsink.Open(ctx, e.ClickHouse, "event_log", chsink.WithLayout(e.Layout))
+	s, err := chsink.Open(ctx, e.ClickHouse, chsink.WithLayout(e.Layout))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	if err := chsink.AddColumnOn(ctx, s, servers, "y", "Nullable(Int64)"); err != nil {
+	if err := chsink.AddColumnOn(ctx, s, "event_log", servers, "y", "Nullable(Int64)"); err != nil {
 		t.Fatalf("AddColumnOn: %v", err)
 	}
 	waitColumnEverywhere(t, e, "y")
@@ -236,4 +267,14 @@ func clusterServers(t *testing.T, e *testenv.Env) []chsink.ClusterServer {
 		t.Fatal(err)
 	}
 	return servers
+}
+
+// wantGuarantee checks that table (under a Distributed one, its local
+// table, of engine) drops a replay: exactly once, a plain count() exact.
+func wantGuarantee(t *testing.T, e *testenv.Env, table, engine string) {
+	t.Helper()
+	g, ok, err := chsink.ReadGuarantee(context.Background(), e.CH, table)
+	if err != nil || !ok || g.Level != chsink.ExactlyOnce || g.Engine != engine || g.Upgrade != "" {
+		t.Errorf("ReadGuarantee(%s) = %+v, %t, %v; want exactly once on %s", table, g, ok, err, engine)
+	}
 }

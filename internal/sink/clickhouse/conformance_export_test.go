@@ -47,25 +47,25 @@ func (s SentInsert) Statement() []byte {
 // needs CLICKHOUSE_URL), the columns filled and the block encoded by the
 // inserter at the revision it announces.
 func EncodeBatch(ctx context.Context, conn driver.Conn, table string, evs []event.Event, token string, relayedAt time.Time) ([]SentInsert, error) {
-	s := &Sink{table: table, extras: newExtras(EvolveFill, topology.Layout{Topology: topology.Single}), log: zerolog.Nop()}
-	if err := s.describe(ctx, conn); err != nil {
+	t, err := describeOn(ctx, conn, table, nil)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.check(evs); err != nil {
+	if err := t.check(evs); err != nil {
 		return nil, err
 	}
-	if err := s.resolveShapes(ctx, evs); err != nil {
+	if err := t.resolveShapes(ctx, evs); err != nil {
 		return nil, err
 	}
-	s.relayedAt = relayedAt
+	t.s.relayedAt = relayedAt
 	var out []SentInsert
 	for part := 1; len(evs) > 0; part++ {
-		n, cols := s.extras.run(evs)
+		n, cols := t.extras.run(evs)
 		id := token
 		if part > 1 && token != "" {
 			id = fmt.Sprintf("%s:%d", token, part)
 		}
-		ins, err := s.encode(evs[:n], cols, id)
+		ins, err := t.encode(evs[:n], cols, id)
 		if err != nil {
 			return nil, err
 		}
@@ -75,12 +75,34 @@ func EncodeBatch(ctx context.Context, conn driver.Conn, table string, evs []even
 	return out, nil
 }
 
+// describeOn prepares table as a sink on conn would (EvolveFill: adding a
+// column needs CLICKHOUSE_URL).
+func describeOn(ctx context.Context, conn driver.Conn, name string, carried []string) (*table, error) {
+	v, err := conn.ServerVersion()
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{version: *v, caps: CapsOf(*v), opts: options{evolution: EvolveFill, layout: topology.Layout{Topology: topology.Single}}, log: zerolog.Nop()}
+	t := &table{s: s, name: name, extras: newExtras(EvolveFill, s.opts.layout, s.caps)}
+	if err := t.describe(ctx, conn, carried); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// PrepareOn is Sink.Prepare on conn (a connection to the conformance
+// engine): the table's columns read and checked.
+func PrepareOn(ctx context.Context, conn driver.Conn, table string, carried []string) error {
+	_, err := describeOn(ctx, conn, table, carried)
+	return err
+}
+
 // encode is write with a connection that keeps what is written.
-func (s *Sink) encode(evs []event.Event, cols []*extraColumn, token string) (SentInsert, error) {
-	if err := s.extras.fill(evs, cols); err != nil {
+func (t *table) encode(evs []event.Event, cols []*extraColumn, token string) (SentInsert, error) {
+	if err := t.extras.fill(evs, cols); err != nil {
 		return SentInsert{}, err
 	}
-	for _, c := range s.cols {
+	for _, c := range t.cols {
 		c.fill(evs)
 	}
 	defer func() {
@@ -88,9 +110,9 @@ func (s *Sink) encode(evs []event.Event, cols []*extraColumn, token string) (Sen
 			c.enc.Reset()
 		}
 	}()
-	query, inputs := s.insert, s.inputs
+	query, inputs := t.insert, t.inputs
 	if len(cols) > 0 {
-		query, inputs = s.extras.query(s.table, s.cols, s.inputs, cols)
+		query, inputs = t.extras.query(t.name, t.cols, t.inputs, cols)
 	}
 	var w recorder
 	in := &inserter{conn: &w, rev: insertRevision}
@@ -101,7 +123,7 @@ func (s *Sink) encode(evs []event.Event, cols []*extraColumn, token string) (Sen
 	if err != nil {
 		return SentInsert{}, err
 	}
-	return SentInsert{Query: query, Settings: s.insertSettings(token), Native: native}, nil
+	return SentInsert{Query: query, Settings: t.insertSettings(token), Native: native}, nil
 }
 
 // stripPacketHead takes the Data packet's code, table name and block info

@@ -370,6 +370,33 @@ func TestConformanceDeduplication(t *testing.T) {
 	}
 }
 
+// One batch's token into two tables (a batch split by destination): each
+// table stores its part, and the replay is dropped in each. ClickHouse
+// keeps what it has seen per table (docs/clickhouse-protocol.md, "One
+// token, several tables"). The second table is made as a routed one is.
+func TestConformanceDeduplicationPerTable(t *testing.T) {
+	eng, ctx := migrated(t)
+	create := migrate.EventTableCreator(topology.Layout{Topology: topology.Single}, zerolog.Nop())
+	if err := create(ctx, eng.Conn(), "events_routed"); err != nil {
+		t.Fatal(err)
+	}
+	evs := batchOf(t, nil)
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	const token = "outbox:0/16B3748.0:0/16B9F00.3"
+	for pass := range 2 { // the second pass is the replay after a crash
+		for _, table := range []string{"event_log", "events_routed"} {
+			sent, err := chsink.EncodeBatch(ctx, eng.Conn(), table, evs, token, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			insert(t, eng, sent)
+			if got := eng.Rows(t, "SELECT count() FROM "+table)[0][0].(uint64); got != rows {
+				t.Fatalf("pass %d: %s holds %d rows, want %d", pass+1, table, got, rows)
+			}
+		}
+	}
+}
+
 // Tables users already have on current servers: the relay's columns in
 // the types people choose (LowCardinality, JSON, DateTime64(3), Nullable)
 // receive the relay's values.
@@ -384,28 +411,50 @@ func TestConformanceUserTables(t *testing.T) {
 		// check reads the relay's values back, one row per event in order.
 		check string
 		want  [][]any
+		// ddl, when set, is the whole table (an application's own).
+		ddl string
 	}{
+		{name: "original system's event_log",
+			ddl: "CREATE TABLE event_log (event_type String, event_date_time DateTime64(6), environment String, event_context String, metadata_version Int32 DEFAULT 1) " +
+				"ENGINE = MergeTree() PARTITION BY toYYYYMM(event_date_time) ORDER BY (event_date_time, event_type)",
+			check: "SELECT event_type, toUnixTimestamp64Micro(event_date_time), environment, event_context, metadata_version FROM event_log ORDER BY event_date_time",
+			want: [][]any{{"user_created", at.UnixMicro(), "production", `{"user_id": 42}`, int32(1)},
+				{"user_deleted", at.Add(time.Second).UnixMicro(), "staging", `{"user_id": 7, "why": "asked"}`, int32(2)}}},
+		{name: "zoned DateTime, UInt32 version, Nullable context, no relay bookkeeping",
+			ddl: "CREATE TABLE event_log (event_type String, event_date_time DateTime('Europe/Berlin'), environment String, event_context Nullable(String), metadata_version UInt32) " +
+				"ENGINE = MergeTree ORDER BY event_date_time",
+			check: "SELECT toUnixTimestamp(event_date_time), event_context, metadata_version FROM event_log ORDER BY event_date_time",
+			want:  [][]any{{uint32(at.Unix()), `{"user_id": 42}`, uint32(1)}, {uint32(at.Add(time.Second).Unix()), `{"user_id": 7, "why": "asked"}`, uint32(2)}}},
+		{name: "LowCardinality type, JSON context, Nullable(Int32) version, zoned DateTime64(3)",
+			ddl: "CREATE TABLE event_log (event_type LowCardinality(String), event_date_time DateTime64(3, 'Asia/Tokyo'), environment String, event_context JSON, metadata_version Nullable(Int32)) " +
+				"ENGINE = MergeTree ORDER BY event_date_time",
+			check: "SELECT toString(event_type), toUnixTimestamp64Milli(event_date_time), toInt64(event_context.user_id), metadata_version FROM event_log ORDER BY event_date_time",
+			want:  [][]any{{"user_created", at.UnixMilli(), int64(42), int32(1)}, {"user_deleted", at.Add(time.Second).UnixMilli(), int64(7), int32(2)}}},
 		{"low_cardinality",
 			"event_id UUID, event_type LowCardinality(String), event_date_time DateTime64(6, 'UTC'), environment LowCardinality(Nullable(String)), event_context String, metadata_version UInt64, commit_lsn UInt64",
 			"SELECT toString(event_type), toString(environment) FROM event_log ORDER BY commit_lsn",
-			[][]any{{"user_created", "production"}, {"user_deleted", "staging"}}},
+			[][]any{{"user_created", "production"}, {"user_deleted", "staging"}}, ""},
 		{"json_context",
 			"event_id UUID, event_type String, event_date_time DateTime64(6, 'UTC'), environment String, event_context JSON, metadata_version UInt64, commit_lsn UInt64",
 			"SELECT toInt64(event_context.user_id), toString(event_context.why) FROM event_log ORDER BY commit_lsn",
-			[][]any{{int64(42), ""}, {int64(7), "asked"}}},
+			[][]any{{int64(42), ""}, {int64(7), "asked"}}, ""},
 		{"datetime64_3",
 			"event_id UUID, event_type String, event_date_time DateTime64(3), environment String, event_context String, metadata_version UInt64, commit_lsn UInt64",
 			"SELECT toUnixTimestamp64Milli(event_date_time) FROM event_log ORDER BY commit_lsn",
-			[][]any{{at.UnixMilli()}, {at.Add(time.Second).UnixMilli()}}},
+			[][]any{{at.UnixMilli()}, {at.Add(time.Second).UnixMilli()}}, ""},
 		{"nullable",
 			"event_id Nullable(UUID), event_type Nullable(String), event_date_time Nullable(DateTime64(6, 'UTC')), environment Nullable(String), event_context Nullable(String), metadata_version Nullable(UInt64), commit_lsn UInt64",
 			"SELECT event_id, event_type, event_date_time, environment, event_context, metadata_version FROM event_log ORDER BY commit_lsn",
-			[][]any{{fixedUUID, "user_created", at, "production", `{"user_id": 42}`, uint64(1)}, {uuid.Max, "user_deleted", at.Add(time.Second), "staging", `{"user_id": 7, "why": "asked"}`, uint64(2)}}},
+			[][]any{{fixedUUID, "user_created", at, "production", `{"user_id": 42}`, uint64(1)}, {uuid.Max, "user_deleted", at.Add(time.Second), "staging", `{"user_id": 7, "why": "asked"}`, uint64(2)}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eng := testenv.NewEngine(t)
 			eng.Database(t)
-			eng.Exec(t, "CREATE TABLE event_log ("+tc.columns+", relayed_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree(commit_lsn) ORDER BY commit_lsn")
+			ddl := tc.ddl
+			if ddl == "" {
+				ddl = "CREATE TABLE event_log (" + tc.columns + ", relayed_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree(commit_lsn) ORDER BY commit_lsn"
+			}
+			eng.Exec(t, ddl)
 			// As a user's profile may have it: the relay's INSERT turns it on.
 			eng.Exec(t, "SET input_format_native_allow_types_conversion = 0")
 			t.Cleanup(func() { _, _ = eng.Query("SET input_format_native_allow_types_conversion = 1", "TSV") })

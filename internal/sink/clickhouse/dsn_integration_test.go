@@ -31,7 +31,7 @@ func TestSinkURLs(t *testing.T) {
 		t.Run(strings.TrimPrefix(dsn, "clickhouse://"), func(t *testing.T) {
 			s := openSink(t, dsn)
 			for range 2 { // a new connection, then the kept one
-				if err := s.Write(context.Background(), sinkEvents(1, 3)); err != nil {
+				if err := s.Write(context.Background(), "event_log", sinkEvents(1, 3)); err != nil {
 					t.Fatalf("write through %s: %v", dsn, err)
 				}
 				written += 3

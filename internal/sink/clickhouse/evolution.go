@@ -36,10 +36,10 @@ func ParseEvolution(s string) (Evolution, error) {
 	return "", fmt.Errorf("%q: use add, fill or refuse", s)
 }
 
-// extras carries the outbox table's extra columns into event_log.
+// extras carries the outbox table's extra columns into one ClickHouse table.
 //
 // Each shape of the outbox table (an event.Columns, announced by a
-// Relation message) is resolved once against event_log: columns are
+// Relation message) is resolved once against the table: columns are
 // checked, added (EvolveAdd) or skipped (EvolveFill) before the first row
 // of that shape is inserted. A batch holding several shapes is written as
 // one INSERT whose columns are the union of theirs (one per run of them
@@ -52,7 +52,7 @@ type extras struct {
 	mode   Evolution
 	layout topology.Layout
 	caps   Caps
-	table  map[string]tableColumn // event_log's columns beyond the relay's
+	table  map[string]tableColumn // the table's columns beyond the relay's
 	plans  map[string]*plan       // by event.Columns.Key
 	last   *event.Columns         // the shape of the last event resolved
 	lastP  *plan
@@ -72,24 +72,24 @@ type plan struct {
 	targets []*extraColumn
 }
 
-func newExtras(mode Evolution, layout topology.Layout) extras {
-	return extras{mode: mode, layout: layout, table: map[string]tableColumn{}, plans: map[string]*plan{},
+func newExtras(mode Evolution, layout topology.Layout, caps Caps) extras {
+	return extras{mode: mode, layout: layout, caps: caps, table: map[string]tableColumn{}, plans: map[string]*plan{},
 		cols: map[string]*extraColumn{}, warned: map[string]bool{}, slots: map[*plan][]int{}, queries: map[string]string{}}
 }
 
 // resolveShapesLocked is resolveShapes under the schema lock (see
 // WithSchemaLock).
-func (s *Sink) resolveShapesLocked(ctx context.Context, evs []event.Event) error {
-	if s.schemaLock != nil {
-		s.schemaLock.Lock()
-		defer s.schemaLock.Unlock()
+func (t *table) resolveShapesLocked(ctx context.Context, evs []event.Event) error {
+	if mu := t.s.opts.schemaLock; mu != nil {
+		mu.Lock()
+		defer mu.Unlock()
 	}
-	return s.resolveShapes(ctx, evs)
+	return t.resolveShapes(ctx, evs)
 }
 
 // resolveShapes resolves every shape of evs not seen before.
-func (s *Sink) resolveShapes(ctx context.Context, evs []event.Event) error {
-	x := &s.extras
+func (t *table) resolveShapes(ctx context.Context, evs []event.Event) error {
+	x := &t.extras
 	for i := range evs {
 		c := evs[i].Columns
 		if c == nil || c == x.last {
@@ -98,7 +98,7 @@ func (s *Sink) resolveShapes(ctx context.Context, evs []event.Event) error {
 		p, ok := x.plans[c.Key]
 		if !ok {
 			var err error
-			if p, err = s.resolve(ctx, c); err != nil {
+			if p, err = t.resolve(ctx, c); err != nil {
 				return err
 			}
 			x.plans[c.Key] = p
@@ -118,21 +118,21 @@ func (x *extras) planOf(c *event.Columns) *plan {
 
 // resolve works out how a shape's columns are written, adding the missing
 // ones to event_log in EvolveAdd mode.
-func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error) {
-	x := &s.extras
+func (t *table) resolve(ctx context.Context, shape *event.Columns) (*plan, error) {
+	x := &t.extras
 	p := &plan{targets: make([]*extraColumn, len(shape.List))}
 	refreshed := false
 	for i, c := range shape.List {
 		if relayColumns[c.Name] {
 			return nil, refusal("outbox_event.%s (%s) has the name of a column the relay fills in %s itself. Rename it in PostgreSQL "+
 				"(ALTER TABLE outbox_event RENAME COLUMN %s TO …); "+reshapeAdvice,
-				c.Name, PGTypeName(c), s.table, pgx.Identifier{c.Name}.Sanitize())
+				c.Name, PGTypeName(c), t.name, pgx.Identifier{c.Name}.Sanitize())
 		}
 		want, mapped := MapType(c, x.caps)
 		have, exists := x.table[c.Name]
 		if !exists && !refreshed && x.mode != EvolveFill {
 			// Someone may have added it since the sink read the table.
-			if err := s.refresh(ctx); err != nil {
+			if err := t.refresh(ctx); err != nil {
 				return nil, err
 			}
 			refreshed = true
@@ -141,19 +141,19 @@ func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error)
 		if !exists {
 			switch {
 			case x.mode == EvolveFill:
-				s.warnOnce(c, "outbox_event column has no column in event_log; not written (RELAY_SCHEMA_EVOLUTION=fill)")
+				t.warnOnce(c, "outbox column has no column in the ClickHouse table; not written (RELAY_SCHEMA_EVOLUTION=fill)")
 				continue
 			case !mapped:
 				return nil, unmapped(c)
 			case x.mode == EvolveRefuse:
 				return nil, refusal("outbox_event.%s (%s) has no column in %s and RELAY_SCHEMA_EVOLUTION=refuse. Add it (ALTER TABLE %s ADD COLUMN %s %s), or run with RELAY_SCHEMA_EVOLUTION=add or fill, then restart the relay",
-					c.Name, PGTypeName(c), s.table, s.table, chsql.Ident(c.Name), want)
+					c.Name, PGTypeName(c), t.name, t.name, chsql.Ident(c.Name), want)
 			}
-			if err := s.addColumn(ctx, c.Name, want); err != nil {
+			if err := t.addColumn(ctx, c.Name, want); err != nil {
 				return nil, err
 			}
 			if have, exists = x.table[c.Name]; !exists {
-				return nil, retry.Permanent(fmt.Errorf("clickhouse: %s.%s is still missing after ALTER TABLE … ADD COLUMN", s.table, c.Name))
+				return nil, retry.Permanent(fmt.Errorf("clickhouse: %s.%s is still missing after ALTER TABLE … ADD COLUMN", t.name, c.Name))
 			}
 		}
 		if !mapped {
@@ -161,7 +161,7 @@ func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error)
 		}
 		if have.kind == "MATERIALIZED" || have.kind == "ALIAS" {
 			return nil, refusal("outbox_event.%s (%s) has a %s column of the same name in %s, which cannot be written. Drop or rename one of them, then restart the relay",
-				c.Name, PGTypeName(c), have.kind, s.table)
+				c.Name, PGTypeName(c), have.kind, t.name)
 		}
 		if !sameType(have.typ, want) {
 			return nil, refusal("outbox_event.%s is %s, which maps to %s, but %s.%s is %s: the relay does not convert between them. "+
@@ -169,11 +169,11 @@ func (s *Sink) resolve(ctx context.Context, shape *event.Columns) (*plan, error)
 				"(Changing the PostgreSQL column back to a type that maps to %s is not enough by itself: the rows written since are in the WAL with the new type; "+
 				"then also drop the relay's slot before the restart, which delivers the rows still in outbox_event from a snapshot; "+
 				"not with RELAY_MESSAGE_PREFIX: messages exist only in the slot, so make ClickHouse match)",
-				c.Name, PGTypeName(c), want, s.table, c.Name, have.typ, s.table, chsql.Ident(c.Name), want, have.typ)
+				c.Name, PGTypeName(c), want, t.name, c.Name, have.typ, t.name, chsql.Ident(c.Name), want, have.typ)
 		}
 		col, err := x.column(c, have.typ)
 		if err != nil {
-			return nil, refusal("outbox_event.%s (%s) into %s.%s %s: %v", c.Name, PGTypeName(c), s.table, c.Name, have.typ, err)
+			return nil, refusal("outbox_event.%s (%s) into %s.%s %s: %v", c.Name, PGTypeName(c), t.name, c.Name, have.typ, err)
 		}
 		p.targets[i] = col
 	}
@@ -202,12 +202,12 @@ const reshapeAdvice = "the rows written before the change are in the WAL in the 
 	"(SELECT pg_drop_replication_slot('<RELAY_SLOT>')) and restart the relay: it recreates the slot and delivers every row still in " +
 	"outbox_event from its snapshot (not with RELAY_MESSAGE_PREFIX: messages exist only in the slot)"
 
-func (s *Sink) warnOnce(c event.Column, msg string) {
-	if s.extras.warned[c.Name] {
+func (t *table) warnOnce(c event.Column, msg string) {
+	if t.extras.warned[c.Name] {
 		return
 	}
-	s.extras.warned[c.Name] = true
-	s.log.Warn().Str("column", c.Name).Str("type", PGTypeName(c)).Msg(msg)
+	t.extras.warned[c.Name] = true
+	t.s.log.Warn().Str("table", t.name).Str("column", c.Name).Str("type", PGTypeName(c)).Msg(msg)
 }
 
 // column returns the encoder of a column, one per name, ClickHouse type

@@ -148,6 +148,7 @@ func (in *inserter) writeData(cols []proto.InputColumn, rows int) error {
 		c.EncodeStart(b, in.rev)
 		data := c.Data
 		if t, ok := data.(typed); ok {
+			t.encodeNulls(b)
 			data = t.ColInput
 		}
 		if s, ok := data.(*eventStrings); ok {

@@ -24,36 +24,73 @@ var relayColumns = map[string]bool{
 // a batch costs one copy of its bytes.
 type relayColumn struct {
 	name string
-	typ  string // as the server spells it; sent with the data
-	data proto.ColInput
-	fill func(evs []event.Event) // replaces the values with evs'
+	typ  string // the type the values are in, as the server spells it
+	// nullable: the table's column is Nullable(typ); the relay sends it
+	// so, with no NULLs (every server reads that as it is).
+	nullable bool
+	// converted: the table's column wraps typ (LowCardinality, JSON) and
+	// the server converts the values (see sentType).
+	converted bool
+	data      proto.ColInput
+	fill      func(evs []event.Event) // replaces the values with evs'
 }
 
 // input is the column as the encoder takes it, typed as the server spells
 // the type (ch-go would spell DateTime64's arguments its own way).
 func (c *relayColumn) input() proto.InputColumn {
+	if c.nullable {
+		return proto.InputColumn{Name: c.name, Data: typed{ColInput: c.data, t: proto.ColumnType("Nullable(" + c.typ + ")"), nulls: true}}
+	}
 	return proto.InputColumn{Name: c.name, Data: typed{ColInput: c.data, t: proto.ColumnType(c.typ)}}
 }
 
-// typed is a column sent under the type the server announces.
+// typed is a column sent under the type the server announces; nulls: a
+// Nullable one, whose null map (all zeros) the encoder writes first.
 type typed struct {
 	proto.ColInput
-	t proto.ColumnType
+	t     proto.ColumnType
+	nulls bool
 }
 
 func (c typed) Type() proto.ColumnType { return c.t }
 
-// newColumn returns how to fill a column the relay knows; false for any
-// other (left to its DEFAULT, or the table is refused). A column in a type
-// that wraps the one the relay writes (see sentType) is sent in the
-// relay's type, for the server to convert.
-func newColumn(name, typ string) (*relayColumn, bool) {
-	typ = sentType(name, typ)
-	base := typ
-	if i := strings.IndexByte(typ, '('); i >= 0 {
-		base = typ[:i]
+// EncodeColumn writes the null map of a Nullable column, then the values.
+func (c typed) EncodeColumn(b *proto.Buffer) {
+	c.encodeNulls(b)
+	c.ColInput.EncodeColumn(b)
+}
+
+// WriteColumn is EncodeColumn for a proto.Writer.
+func (c typed) WriteColumn(w *proto.Writer) { w.ChainBuffer(c.EncodeColumn) }
+
+// encodeNulls writes a Nullable column's null map: no value is NULL.
+func (c typed) encodeNulls(b *proto.Buffer) {
+	if c.nulls {
+		b.Buf = append(b.Buf, make([]byte, c.Rows())...)
 	}
-	c := &relayColumn{name: name, typ: typ}
+}
+
+// newColumn returns how to fill a column the relay knows; false for any
+// other (left to its DEFAULT, or the table is refused). A Nullable column
+// is filled as its inner type; one in a type that wraps the one the relay
+// writes (see sentType) is sent in the relay's type, for the server to
+// convert.
+func newColumn(name, typ string) (*relayColumn, bool) {
+	nullable := false
+	if inner := unwrap(typ, "Nullable"); inner != typ {
+		nullable, typ = true, inner
+	}
+	sent := sentType(name, typ)
+	c := &relayColumn{name: name, typ: sent, nullable: nullable, converted: sent != typ}
+	if c.converted {
+		// The server converts the whole column, Nullable included.
+		c.nullable = false
+	}
+	base := sent
+	if i := strings.IndexByte(sent, '('); i >= 0 {
+		base = sent[:i]
+	}
+	typ = sent
 	switch {
 	case name == "event_id" && base == "UUID":
 		var col proto.ColUUID
@@ -105,6 +142,22 @@ func newColumn(name, typ string) (*relayColumn, bool) {
 			col = col[:0]
 			for i := range evs {
 				col = append(col, uint64(evs[i].MetadataVersion))
+			}
+		}
+	case name == "metadata_version" && base == "Int32":
+		var col proto.ColInt32
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col = col[:0]
+			for i := range evs {
+				col = append(col, int32(evs[i].MetadataVersion)) // in range: see check
+			}
+		}
+	case name == "metadata_version" && base == "UInt32":
+		var col proto.ColUInt32
+		c.data, c.fill = &col, func(evs []event.Event) {
+			col = col[:0]
+			for i := range evs {
+				col = append(col, uint32(evs[i].MetadataVersion)) // in range: see check
 			}
 		}
 	case name == "metadata_version" && base == "Int64":

@@ -46,10 +46,10 @@ func sinkEvents(first int64, n int) []event.Event {
 	return evs
 }
 
-// openSink opens a sink on dsn's event_log, closed when the test ends.
+// openSink opens a sink on dsn, closed when the test ends.
 func openSink(t *testing.T, dsn string) *chsink.Sink {
 	t.Helper()
-	s, err := chsink.Open(context.Background(), dsn, "event_log")
+	s, err := chsink.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +57,22 @@ func openSink(t *testing.T, dsn string) *chsink.Sink {
 	return s
 }
 
+// openEventLog opens a sink on dsn with event_log prepared (its columns
+// read as they are now).
+func openEventLog(t *testing.T, dsn string) *chsink.Sink {
+	t.Helper()
+	s := openSink(t, dsn)
+	if err := s.Prepare(context.Background(), "event_log", nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // proxiedSink opens a sink that reaches ClickHouse through a fault proxy.
 func proxiedSink(t *testing.T, e *testenv.Env) (*chsink.Sink, *testenv.FaultProxy) {
 	t.Helper()
 	proxy := testenv.NewFaultProxy(t, testenv.Host(t, e.ClickHouse))
-	return openSink(t, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr())), proxy
+	return openEventLog(t, testenv.ReplaceHost(t, e.ClickHouse, proxy.Addr())), proxy
 }
 
 // Three batches per connection setting, each in columns reused from the
@@ -80,16 +91,16 @@ func TestSinkWriteRoundTrip(t *testing.T) {
 				many[i].Context = bytes.Repeat([]byte{'a' + byte(i%26)}, 500)
 			}
 			want = append(want, many...)
-			if err := s.Write(ctx, want[:4]); err != nil {
+			if err := s.Write(ctx, "event_log", want[:4]); err != nil {
 				t.Fatalf("first batch: %v", err)
 			}
-			if err := s.Write(ctx, want[4:6]); err != nil {
+			if err := s.Write(ctx, "event_log", want[4:6]); err != nil {
 				t.Fatalf("second batch: %v", err)
 			}
-			if err := s.Write(ctx, want[6:]); err != nil {
+			if err := s.Write(ctx, "event_log", want[6:]); err != nil {
 				t.Fatalf("third batch: %v", err)
 			}
-			if err := s.Write(ctx, nil); err != nil {
+			if err := s.Write(ctx, "event_log", nil); err != nil {
 				t.Fatalf("empty batch: %v", err)
 			}
 			got := readEvents(ctx, t, e)
@@ -157,11 +168,11 @@ func readEvents(ctx context.Context, t *testing.T, e *testenv.Env) []event.Event
 func TestSinkWriteTableChanged(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	s := openSink(t, e.ClickHouse)
+	s := openEventLog(t, e.ClickHouse)
 	if err := e.CH.Exec(ctx, "ALTER TABLE event_log MODIFY COLUMN metadata_version Int64"); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Write(ctx, sinkEvents(1, 2))
+	err := s.Write(ctx, "event_log", sinkEvents(1, 2))
 	if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "table changed") {
 		t.Fatalf("Write = %v, want a permanent 'table changed' error", err)
 	}
@@ -175,11 +186,11 @@ func TestSinkWriteTableChanged(t *testing.T) {
 func TestSinkWriteServerException(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
-	s := openSink(t, e.ClickHouse)
+	s := openEventLog(t, e.ClickHouse)
 	if err := e.CH.Exec(ctx, "DROP TABLE event_log"); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Write(ctx, sinkEvents(1, 2))
+	err := s.Write(ctx, "event_log", sinkEvents(1, 2))
 	if err == nil || !retry.IsPermanent(err) || errors.Is(err, event.ErrRejected) || !strings.Contains(err.Error(), "event_log") {
 		t.Fatalf("Write = %v, want a permanent error naming event_log", err)
 	}
@@ -192,27 +203,27 @@ func TestSinkWriteReconnects(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	s, proxy := proxiedSink(t, e)
-	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(1, 2)); err != nil {
 		t.Fatal(err)
 	}
 	// The kept connection is closed while idle (as a server does after
 	// its idle timeout): the next write goes through on a new one.
 	proxy.Down()
 	proxy.Up()
-	if err := s.Write(ctx, sinkEvents(5, 2)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(5, 2)); err != nil {
 		t.Fatalf("write after the idle connection was closed: %v", err)
 	}
 	proxy.Down()
 	for i := range 2 {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := s.Write(wctx, sinkEvents(10, 2))
+		err := s.Write(wctx, "event_log", sinkEvents(10, 2))
 		cancel()
 		if err == nil || retry.IsPermanent(err) {
 			t.Fatalf("write %d while the server is unreachable = %v, want a retryable error", i, err)
 		}
 	}
 	proxy.Up()
-	if err := s.Write(ctx, sinkEvents(10, 2)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(10, 2)); err != nil {
 		t.Fatalf("write after the server came back: %v", err)
 	}
 	if got := len(readEvents(ctx, t, e)); got != 6 {
@@ -230,7 +241,7 @@ func TestSinkWriteHonoursContext(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := s.Write(wctx, sinkEvents(1, 2))
+	err := s.Write(wctx, "event_log", sinkEvents(1, 2))
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Write on a paused connection = %v, want the context's deadline", err)
 	}
@@ -238,7 +249,7 @@ func TestSinkWriteHonoursContext(t *testing.T) {
 		t.Errorf("Write returned after %s, long after its 500ms deadline", took)
 	}
 	proxy.Resume()
-	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(1, 2)); err != nil {
 		t.Fatalf("write after the pause: %v", err)
 	}
 }
@@ -251,7 +262,7 @@ func TestSinkWriteTLS(t *testing.T) {
 	addr := tlsProxy(t, testenv.Host(t, e.ClickHouse))
 	dsn := testenv.ReplaceHost(t, e.ClickHouse, addr) + "?secure=true&skip_verify=true"
 	s := openSink(t, dsn)
-	if err := s.Write(ctx, sinkEvents(1, 3)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(1, 3)); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(readEvents(ctx, t, e)); got != 3 {
@@ -276,14 +287,14 @@ func TestSinkWritePrivateCA(t *testing.T) {
 	client := "&tls_cert_file=" + url.QueryEscape(pki.ClientCertFile) + "&tls_key_file=" + url.QueryEscape(pki.ClientKeyFile)
 
 	s := openSink(t, base+ca+client)
-	if err := s.Write(ctx, sinkEvents(1, 3)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(1, 3)); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(readEvents(ctx, t, e)); got != 3 {
 		t.Errorf("event_log holds %d rows, want 3", got)
 	}
 	for name, dsn := range map[string]string{"without the CA": base + client, "without a client certificate": base + ca} {
-		s, err := chsink.Open(ctx, dsn, "event_log")
+		s, err := chsink.Open(ctx, dsn)
 		if err == nil {
 			_ = s.Close()
 			t.Errorf("%s: Open succeeded", name)
@@ -345,11 +356,11 @@ func TestSinkWriteSettings(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	s := openSink(t, e.ClickHouse+"?insert_deduplicate=1&max_insert_block_size=1048576")
-	if err := s.Write(ctx, sinkEvents(1, 3)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(1, 3)); err != nil {
 		t.Fatalf("write with settings: %v", err)
 	}
 	ro := openSink(t, e.ClickHouse+"?readonly=1")
-	err := ro.Write(ctx, sinkEvents(10, 3))
+	err := ro.Write(ctx, "event_log", sinkEvents(10, 3))
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "readonly") || !retry.IsPermanent(err) {
 		t.Fatalf("write with readonly=1 = %v, want the server's readonly refusal, permanent (no retry grants the right)", err)
 	}
@@ -368,7 +379,7 @@ func TestSinkHungServer(t *testing.T) {
 	e := testenv.New(t)
 	ctx := context.Background()
 	s, proxy := proxiedSink(t, e)
-	if err := s.Write(ctx, sinkEvents(1, 2)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(1, 2)); err != nil {
 		t.Fatal(err)
 	}
 	proxy.Pause()
@@ -378,8 +389,8 @@ func TestSinkHungServer(t *testing.T) {
 		want string
 		run  func() error
 	}{
-		{"write on the kept connection, then a new one", "no handshake from ClickHouse within", func() error { return s.Write(ctx, sinkEvents(3, 2)) }},
-		{"write on a new connection", "no handshake from ClickHouse within", func() error { return s.Write(ctx, sinkEvents(3, 2)) }},
+		{"write on the kept connection, then a new one", "no handshake from ClickHouse within", func() error { return s.Write(ctx, "event_log", sinkEvents(3, 2)) }},
+		{"write on a new connection", "no handshake from ClickHouse within", func() error { return s.Write(ctx, "event_log", sinkEvents(3, 2)) }},
 		{"query connection", "", func() error {
 			conn, err := chsink.Connect(ctx, hungDSN)
 			if err == nil {
@@ -401,7 +412,7 @@ func TestSinkHungServer(t *testing.T) {
 		}
 	}
 	proxy.Resume()
-	if err := s.Write(ctx, sinkEvents(3, 2)); err != nil {
+	if err := s.Write(ctx, "event_log", sinkEvents(3, 2)); err != nil {
 		t.Fatalf("write after the server answers again: %v", err)
 	}
 }
@@ -418,8 +429,9 @@ func TestSinkRefusesUnconvertedColumn(t *testing.T) {
 	if err := e.CH.Exec(ctx, "ALTER TABLE event_log MODIFY COLUMN environment LowCardinality(String)"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := chsink.Open(context.Background(), e.ClickHouse, "event_log")
+	s := openSink(t, e.ClickHouse)
+	err := s.Prepare(context.Background(), "event_log", nil)
 	if err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), "event_log.environment is LowCardinality(String)") || !strings.Contains(err.Error(), "23.3") {
-		t.Fatalf("Open = %v, want a permanent error naming event_log.environment and 23.3", err)
+		t.Fatalf("Prepare = %v, want a permanent error naming event_log.environment and 23.3", err)
 	}
 }

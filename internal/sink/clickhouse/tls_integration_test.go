@@ -39,11 +39,11 @@ func TestSinkRealTLSServer(t *testing.T) {
 	}
 	localhost := strings.Replace(dsn, "127.0.0.1:", "localhost:", 1)
 	for _, d := range []string{dsn, localhost} {
-		s, err := chsink.Open(ctx, d, "event_log")
+		s, err := chsink.Open(ctx, d)
 		if err != nil {
 			t.Fatalf("open the sink over TLS: %v", err)
 		}
-		err = s.Write(ctx, sinkEvents(1, 3))
+		err = s.Write(ctx, "event_log", sinkEvents(1, 3))
 		_ = s.Close()
 		if err != nil {
 			t.Fatalf("write over TLS: %v", err)
@@ -56,7 +56,7 @@ func TestSinkRealTLSServer(t *testing.T) {
 
 	base := "clickhouse://default@" + addr + "/default?secure=true"
 	for name, d := range map[string]string{"without a client certificate": base + ca, "trusting the system's CAs": base + client} {
-		s, err := chsink.Open(ctx, d, "event_log")
+		s, err := chsink.Open(ctx, d)
 		if err == nil {
 			_ = s.Close()
 			t.Errorf("%s: Open succeeded", name)

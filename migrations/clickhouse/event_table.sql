@@ -1,18 +1,24 @@
--- event_log: one row per outbox event, written by the relay.
+-- An event table (event_log, a table a stream names, or a routed one made
+-- on its first event): one row per outbox event, written by the relay.
+-- Rendered with .Table by `relay migrate` for each table that is missing
+-- (a table that exists is never changed: see internal/migrate), and by
+-- the relay for a routed table on first use.
 -- ReplacingMergeTree: a batch replayed after a crash repeats rows with the same
 -- sorting key (event_id included) and commit_lsn; merges keep one, and reads
--- through FINAL (or the event_log_dedup view) never show a duplicate.
+-- through FINAL (or the <table>_dedup view) never show a duplicate.
 -- Servers without DateTime64 (before 20.1) keep the microseconds in
 -- event_date_time_us.
--- Topologies (internal/topology): single and cloud create event_log as below
+-- Topologies (internal/topology): single and cloud create the table as below
 -- (Cloud makes the engine SharedReplacingMergeTree); replicated creates it
 -- ON CLUSTER as ReplicatedReplacingMergeTree; sharded creates
--- event_log_local so and event_log as a Distributed table over it, keyed by
+-- <table>_local so and <table> as a Distributed table over it, keyed by
 -- cityHash64(toString(event_id)) (18.16 cannot hash a UUID itself) so that
 -- every replay of an event lands on the shard that holds it. A replicated
 -- table remembers the last blocks inserted and drops an identical one (the
--- relay's replay after a crash).
-CREATE TABLE IF NOT EXISTS {{ table (local "event_log") }}{{ onCluster }} (
+-- relay's replay after a crash); on a single 22.2+ server
+-- non_replicated_deduplication_window does it with the relay's
+-- insert_deduplication_token.
+CREATE TABLE IF NOT EXISTS {{ table (local .Table) }}{{ onCluster }} (
     event_id           UUID,
     event_type         String,
 {{- if .DateTime64 }}
@@ -27,7 +33,7 @@ CREATE TABLE IF NOT EXISTS {{ table (local "event_log") }}{{ onCluster }} (
     commit_lsn         UInt64,
     relayed_at         DateTime('UTC') DEFAULT now()
 )
-ENGINE = {{ engine (local "event_log") "Replacing" "commit_lsn" }}
+ENGINE = {{ engine (local .Table) "Replacing" "commit_lsn" }}
 PARTITION BY toYYYYMM(event_date_time)
 ORDER BY (event_type, event_date_time, event_id)
 {{- if .Layout.OnCluster }}
@@ -37,9 +43,9 @@ SETTINGS non_replicated_deduplication_window = {{ .DedupWindow }}
 {{- end }};
 {{- if eq .Layout.Topology "sharded" }}
 
-CREATE TABLE IF NOT EXISTS {{ table "event_log" }}{{ onCluster }} AS {{ table (local "event_log") }}
-ENGINE = Distributed({{ literal .Layout.Cluster }}, {{ literal .Database }}, {{ literal (local "event_log") }}, cityHash64(toString(event_id)));
+CREATE TABLE IF NOT EXISTS {{ table .Table }}{{ onCluster }} AS {{ table (local .Table) }}
+ENGINE = Distributed({{ literal .Layout.Cluster }}, {{ literal .Database }}, {{ literal (local .Table) }}, cityHash64(toString(event_id)));
 {{- end }}
 
 -- The documented read path: each event exactly once.
-CREATE VIEW IF NOT EXISTS {{ table "event_log_dedup" }}{{ onCluster }} AS SELECT * FROM {{ table "event_log" }} FINAL;
+CREATE VIEW IF NOT EXISTS {{ table (print .Table "_dedup") }}{{ onCluster }} AS SELECT * FROM {{ table .Table }} FINAL;
