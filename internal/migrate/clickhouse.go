@@ -106,9 +106,6 @@ func ClickHouseTables(ctx context.Context, conn driver.Conn, o Options, log zero
 	if err != nil {
 		return nil, err
 	}
-	if err := conn.Exec(ctx, migrationsTableDDL(p)); err != nil {
-		return nil, fmt.Errorf("create %s: %w", chMigrationsTable, err)
-	}
 	if err := applyNumbered(ctx, conn, p, log); err != nil {
 		return nil, err
 	}
@@ -140,13 +137,18 @@ func paramsOf(ctx context.Context, conn driver.Conn, layout topology.Layout) (Pa
 	return p, nil
 }
 
-// applyNumbered applies the numbered migrations not yet recorded.
+// applyNumbered applies the numbered migrations not yet recorded. With
+// none to apply (today) it creates no schema_migrations either: a user's
+// database gets no table the relay does not need.
 func applyNumbered(ctx context.Context, conn driver.Conn, p Params, log zerolog.Logger) error {
-	applied, err := appliedVersions(ctx, conn)
-	if err != nil {
+	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/[0-9]*.sql")
+	if err != nil || len(files) == 0 {
 		return err
 	}
-	files, err := fs.Glob(migrations.ClickHouse, "clickhouse/[0-9]*.sql")
+	if err := conn.Exec(ctx, migrationsTableDDL(p)); err != nil {
+		return fmt.Errorf("create %s: %w", chMigrationsTable, err)
+	}
+	applied, err := appliedVersions(ctx, conn)
 	if err != nil {
 		return err
 	}
