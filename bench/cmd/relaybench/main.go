@@ -125,7 +125,7 @@ func parseOptions(args []string) (*options, error) {
 	quickEnv := os.Getenv("BENCH_QUICK")
 	fs := flag.NewFlagSet("relaybench", flag.ContinueOnError)
 	fs.BoolVar(&o.quick, "quick", quickEnv != "" && quickEnv != "0", "short mode (default from BENCH_QUICK)")
-	fs.IntVar(&o.runs, "runs", 0, "runs of the 512 B drain (default 3; quick 2)")
+	fs.IntVar(&o.runs, "runs", 0, "runs of the 512 B drain and of the modes, columns and streams scenarios (default 3; quick 2)")
 	fs.IntVar(&o.heavyRuns, "heavy-runs", 0, "runs of the 64 KiB drain and the resources scenarios (default 3; quick 1)")
 	fs.IntVar(&o.latRuns, "latency-runs", 0, "runs per latency scenario (default 3; quick 1)")
 	fs.StringVar(&o.relayBin, "relay", "bin/relay", "relay binary")
