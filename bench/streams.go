@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,7 +45,8 @@ func (r *Runner) Streams(ctx context.Context, d Dataset, runs int) string {
 		}
 		stats := map[bool]DrainStat{}
 		for _, three := range order {
-			st, err := r.streamsRun(ctx, d, three, fmt.Sprintf("streams-%t-%d", three, i+1))
+			profile := fmt.Sprintf("streams-%s-%d", strings.Fields(streamsName(three))[0], i+1) // streams-one-1
+			st, err := r.streamsRun(ctx, d, three, profile)
 			if err != nil {
 				r.fail(sc, i, fmt.Errorf("%s: %w", streamsName(three), err))
 				break
