@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -202,25 +201,16 @@ func exactlyOnceStorm(t *testing.T, topo topology.Topology, want int64) {
 
 	env := []string{"CH_OUTBOX_BATCH_SIZE=5000", "CH_OUTBOX_PROCESSING_FREQUENCY_SEC=0.2"}
 	start := time.Now()
-	kills := 0
 	// Kill on until the producer is done and the relay (killed) has
 	// delivered nearly everything: the drain happens under the kills too.
-	for prod.committed.Load() < want || kills < 5 || exactlyOnceBacklog(t, e) > 1000 {
+	kills := faultKillStorm(t, e, rng, env, func(kills int) bool {
 		if prod.committed.Load() >= want {
 			if _, err := prod.stop(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		p := faultStart(t, relayBin, e, env...)
-		faultHold(t, time.Duration(2000+rng.IntN(2000))*time.Millisecond, 50*time.Millisecond, func() {
-			faultAlive(t, p, fmt.Sprintf("before kill %d", kills+1))
-		})
-		if err := p.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		p.Wait(10 * time.Second)
-		kills++
-	}
+		return prod.committed.Load() < want || kills < 5 || exactlyOnceBacklog(t, e) > 1000
+	}, nil)
 	committed, err := prod.stop()
 	if err != nil {
 		t.Fatal(err)

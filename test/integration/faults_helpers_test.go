@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -395,4 +396,28 @@ func faultWaitFlushes(t *testing.T, e *testenv.Env, p *testenv.Process, n int) {
 		}
 		return nil
 	})
+}
+
+// faultKillStorm starts the relay (`relay run` of relayBin with
+// RelayEnv(settings...)) and SIGKILLs it after 2–4 s (rng), again and
+// again while more(kills) holds; started, when set, runs after each start
+// (e.g. to wait for the first start's backfill). It returns the kills.
+func faultKillStorm(t *testing.T, e *testenv.Env, rng *rand.Rand, settings []string, more func(kills int) bool, started func(p *testenv.Process, kills int)) int {
+	t.Helper()
+	kills := 0
+	for more(kills) {
+		p := faultStart(t, relayBin, e, settings...)
+		if started != nil {
+			started(p, kills)
+		}
+		faultHold(t, time.Duration(2000+rng.IntN(2000))*time.Millisecond, 50*time.Millisecond, func() {
+			faultAlive(t, p, fmt.Sprintf("before kill %d", kills+1))
+		})
+		if err := p.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		p.Wait(10 * time.Second)
+		kills++
+	}
+	return kills
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -138,23 +137,14 @@ func TestDjangoSystemAdopted(t *testing.T) {
 		}
 		return n
 	}
-	kills := 0
-	for prod.committed.Load() < want || kills < 4 || backlog() > 500 {
+	kills := faultKillStorm(t, e, rng, djangoSettings, func(kills int) bool {
 		if prod.committed.Load() >= want {
 			if _, err := prod.stop(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		p := faultStart(t, relayBin, e, djangoSettings...)
-		faultHold(t, time.Duration(2000+rng.IntN(2000))*time.Millisecond, 50*time.Millisecond, func() {
-			faultAlive(t, p, fmt.Sprintf("before kill %d", kills+1))
-		})
-		if err := p.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		p.Wait(10 * time.Second)
-		kills++
-	}
+		return prod.committed.Load() < want || kills < 4 || backlog() > 500
+	}, nil)
 	committed, err := prod.stop()
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -122,41 +121,34 @@ func streamsStorm(t *testing.T, topo topology.Topology, want int64) {
 		}
 		return n
 	}
-	kills := 0
-	for prod.committed.Load() < want || kills < 5 || backlog() > 1000 {
+	kills := faultKillStorm(t, e, rng, settings, func(kills int) bool {
 		if prod.committed.Load() >= want {
 			if _, err := prod.stop(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		p := faultStart(t, relayBin, e, settings...)
-		if kills == 0 {
-			// The first start creates the slot and delivers its snapshot
-			// (the backfill, slowed here by the routed tables made ON
-			// CLUSTER): backfilled rows carry no batch identity, and one
-			// killed mid-way is delivered again (collapsed through FINAL
-			// only; README, Exactly once). The kills start once it is done.
-			testenv.Eventually(t, 2*time.Minute, "the first start's backfill done", func() error {
-				faultAlive(t, p, "during the backfill")
-				var pending bool
-				if err := e.PG.QueryRow(ctx, `SELECT backfill_pending FROM outbox_relay_state WHERE slot = $1`, e.Slot).Scan(&pending); err != nil {
-					return err
-				}
-				if pending {
-					return errors.New("backfill pending")
-				}
-				return nil
-			})
+		return prod.committed.Load() < want || kills < 5 || backlog() > 1000
+	}, func(p *testenv.Process, kills int) {
+		if kills > 0 {
+			return
 		}
-		faultHold(t, time.Duration(2000+rng.IntN(2000))*time.Millisecond, 50*time.Millisecond, func() {
-			faultAlive(t, p, fmt.Sprintf("before kill %d", kills+1))
+		// The first start creates the slot and delivers its snapshot
+		// (the backfill, slowed here by the routed tables made ON
+		// CLUSTER): backfilled rows carry no batch identity, and one
+		// killed mid-way is delivered again (collapsed through FINAL
+		// only; README, Delivery guarantee). The kills start once it is done.
+		testenv.Eventually(t, 2*time.Minute, "the first start's backfill done", func() error {
+			faultAlive(t, p, "during the backfill")
+			var pending bool
+			if err := e.PG.QueryRow(ctx, `SELECT backfill_pending FROM outbox_relay_state WHERE slot = $1`, e.Slot).Scan(&pending); err != nil {
+				return err
+			}
+			if pending {
+				return errors.New("backfill pending")
+			}
+			return nil
 		})
-		if err := p.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		p.Wait(10 * time.Second)
-		kills++
-	}
+	})
 	committed, err := prod.stop()
 	if err != nil {
 		t.Fatal(err)
