@@ -27,15 +27,15 @@ func tableFacts(t *testing.T, eng *testenv.Engine, table string) (engine, create
 	return rows[0][0].(string), rows[0][1].(string)
 }
 
-func appliedCount(t *testing.T, eng *testenv.Engine) uint64 {
+// tableCount counts the database's tables (a second migrate adds none).
+func tableCount(t *testing.T, eng *testenv.Engine) uint64 {
 	t.Helper()
-	return eng.Rows(t, "SELECT count() FROM schema_migrations")[0][0].(uint64)
+	return eng.Rows(t, "SELECT count() FROM system.tables WHERE database = currentDatabase()")[0][0].(uint64)
 }
 
-// Single and Cloud: `relay migrate` itself (its queries, its DDL, its
-// record of what it applied) on the engine, then again (nothing to do),
-// then again with its record lost (every statement re-run: idempotent, as
-// through another shard of a cluster).
+// Single and Cloud: `relay migrate` itself (its queries, its DDL) on the
+// engine, then again (nothing to do: no table added, none recorded, as
+// no numbered migration exists).
 func TestConformanceMigrate(t *testing.T) {
 	for _, top := range []topology.Topology{topology.Single, topology.Cloud} {
 		t.Run(string(top), func(t *testing.T) {
@@ -50,13 +50,14 @@ func TestConformanceMigrate(t *testing.T) {
 				}
 			}
 			run("migrate")
-			n := appliedCount(t, eng)
+			n := tableCount(t, eng)
 			run("migrate again")
-			if again := appliedCount(t, eng); again != n {
-				t.Fatalf("a second migrate recorded %d migrations, the first %d", again, n)
+			if again := tableCount(t, eng); again != n {
+				t.Fatalf("a second migrate left %d tables, the first %d", again, n)
 			}
-			eng.Exec(t, "TRUNCATE TABLE schema_migrations")
-			run("migrate with no record")
+			if len(eng.Rows(t, "SELECT name FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations'")) != 0 {
+				t.Error("migrate made schema_migrations with no numbered migration to record")
+			}
 
 			engine, create := tableFacts(t, eng, "event_log")
 			if engine != "ReplacingMergeTree" {

@@ -30,7 +30,14 @@ type Route struct {
 	// goroutine only, in stream order: the same events get the same
 	// tables on every replay.
 	tables map[string]bool
+	// named caches the table of each value routed so far (values repeat:
+	// a lookup allocates nothing), up to maxNamed values.
+	named map[string]string
 }
+
+// maxNamed bounds Route.named: many values that sanitize alike are not
+// all remembered.
+const maxNamed = 4096
 
 // NewRoute parses a stream's ClickHouse table; existing are the tables the
 // template made before (they count toward its limit).
@@ -42,7 +49,7 @@ func NewRoute(s config.Stream, existing []string) Route {
 		return r
 	}
 	r.prefix, r.field, r.suffix = s.ClickHouseTable[:open], s.ClickHouseTable[open+1:end], s.ClickHouseTable[end+1:]
-	r.tables = map[string]bool{}
+	r.tables, r.named = map[string]bool{}, map[string]string{}
 	for _, t := range existing {
 		if r.Matches(t) {
 			r.tables[t] = true
@@ -88,6 +95,9 @@ func (r *Route) table(ev *event.Event) (string, error) {
 	default:
 		return "", fmt.Errorf("stream %q: the template %q routes by %q, which the relay cannot route by", r.Stream, r.Table, r.field)
 	}
+	if name, ok := r.named[v]; ok {
+		return name, nil
+	}
 	name := r.prefix + sanitize(v) + r.suffix
 	switch {
 	case v == "":
@@ -102,6 +112,9 @@ func (r *Route) table(ev *event.Event) (string, error) {
 				r.Stream, r.field, v, name, r.max)
 		}
 		r.tables[name] = true
+	}
+	if len(r.named) < maxNamed {
+		r.named[v] = name
 	}
 	return name, nil
 }
@@ -127,39 +140,53 @@ type part struct {
 }
 
 // route splits evs by destination table, in order of first appearance
-// (the same on every replay of the batch); the events no table can take
-// come back as rejected, for the dead letters.
+// (the same on every replay of the batch), each part in batch order; the
+// events no table can take come back as rejected, for the dead letters.
+// The parts share one new slice: two passes, one allocation, no growth.
 func (s *session) route(evs []event.Event) ([]part, []deadletter.Rejected) {
 	if len(s.routes) == 1 && !s.routes[0].Routed() {
 		return []part{{table: s.routes[0].Table, events: evs}}, nil // every event of the one stream
 	}
 	var parts []part
+	var counts []int
 	var rejected []deadletter.Rejected
 	at := map[string]int{}
+	dest := make([]int32, len(evs)) // part of each event, -1: rejected
 	for i := range evs {
 		ev := &evs[i]
 		r := &s.routes[ev.Stream]
-		if ev.Undecodable != nil { // dead-lettered by writeBatch
-			parts = appendTo(parts, at, ev.Stream, r.Table, ev)
-			continue
+		table := r.Table
+		if ev.Undecodable == nil { // undecodable ones are dead-lettered by writeBatch
+			var err error
+			if table, err = r.table(ev); err != nil {
+				rejected = append(rejected, deadletter.Rejected{Event: *ev, Err: err, Stream: r.Stream})
+				dest[i] = -1
+				continue
+			}
 		}
-		table, err := r.table(ev)
-		if err != nil {
-			rejected = append(rejected, deadletter.Rejected{Event: *ev, Err: err, Stream: r.Stream})
-			continue
+		p, ok := at[table]
+		if !ok {
+			p = len(parts)
+			at[table] = p
+			parts = append(parts, part{stream: ev.Stream, table: table})
+			counts = append(counts, 0)
 		}
-		parts = appendTo(parts, at, ev.Stream, table, ev)
+		dest[i] = int32(p)
+		counts[p]++
+	}
+	if len(parts) == 1 && len(rejected) == 0 {
+		parts[0].events = evs
+		return parts, nil
+	}
+	buf := make([]event.Event, len(evs)-len(rejected))
+	for p := range parts {
+		parts[p].events = buf[:0:counts[p]]
+		buf = buf[counts[p]:]
+	}
+	for i, p := range dest {
+		if p >= 0 {
+			parts[p].events = append(parts[p].events, evs[i])
+		}
 	}
 	return parts, rejected
-}
-
-func appendTo(parts []part, at map[string]int, stream uint16, table string, ev *event.Event) []part {
-	i, ok := at[table]
-	if !ok {
-		i = len(parts)
-		at[table] = i
-		parts = append(parts, part{stream: stream, table: table})
-	}
-	parts[i].events = append(parts[i].events, *ev)
-	return parts
 }

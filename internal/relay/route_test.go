@@ -127,3 +127,36 @@ func TestStreamsWrittenInPartsByTable(t *testing.T) {
 		g.checkBudget()
 	})
 }
+
+// BenchmarkRoute splits a batch of 10,000 events: one plain stream (no
+// split), and three streams of which one is routed into five tables.
+func BenchmarkRoute(b *testing.B) {
+	types := []string{"order.created", "order.paid", "order.shipped", "invoice.sent", "user.signed_up"}
+	evs := make([]event.Event, 10_000)
+	for i := range evs {
+		evs[i] = ev(byte(i))
+		evs[i].Stream, evs[i].Type = uint16(i%3), types[i%len(types)]
+	}
+	one := []Route{NewRoute(config.Stream{Name: "default", ClickHouseTable: "event_log"}, nil)}
+	three := []Route{
+		NewRoute(config.Stream{Name: "app", ClickHouseTable: "event_log"}, nil),
+		NewRoute(config.Stream{Name: "billing", ClickHouseTable: "billing_event_log"}, nil),
+		NewRoute(config.Stream{Name: "events", ClickHouseTable: "events_{event_type}", MaxTables: 10}, nil),
+	}
+	for _, bc := range []struct {
+		name   string
+		routes []Route
+	}{{"one-stream", one}, {"three-streams", three}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := &session{Relay: &Relay{routes: bc.routes}}
+			b.ReportAllocs()
+			for b.Loop() {
+				parts, _ := s.route(evs)
+				if len(parts) == 0 {
+					b.Fatal("no parts")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+		})
+	}
+}

@@ -43,7 +43,7 @@ func TestClusterMigrateCommand(t *testing.T) {
 		err := conn.QueryRow(ctx, `SELECT arrayStringConcat(groupArray(concat(name, ':', engine)), ' ') FROM
 			(SELECT name, engine FROM system.tables WHERE database = ? ORDER BY name)`, db).Scan(&engines)
 		_ = conn.Close()
-		want := "event_log:Distributed event_log_dedup:View event_log_local:ReplicatedReplacingMergeTree schema_migrations:ReplicatedMergeTree"
+		want := "event_log:Distributed event_log_dedup:View event_log_local:ReplicatedReplacingMergeTree"
 		if err != nil || engines != want {
 			t.Errorf("replica %d tables = %q (%v), want %q", i, engines, err, want)
 		}

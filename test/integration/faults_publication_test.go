@@ -34,7 +34,7 @@ func faultPublicationCases() []faultPublicationCase {
 				return "ALTER PUBLICATION " + pgx.Identifier{pub}.Sanitize() + " DROP TABLE outbox_event"
 			},
 			want: func(pub string) string {
-				return fmt.Sprintf(`publication "%s" does not include table "outbox_event"`, pub)
+				return fmt.Sprintf(`publication "%s" does not include table public.outbox_event`, pub)
 			},
 		},
 	}
