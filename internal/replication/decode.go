@@ -68,6 +68,8 @@ type relation struct {
 	columns *event.Columns
 	// extraSize is about how many bytes the extra values of an event take.
 	extraSize int
+	// idBuf is scratch for deriving identities (setKey).
+	idBuf []byte
 	// last holds the previous event's event_type and environment: they
 	// repeat, and reusing the string saves an allocation per event.
 	lastType, lastEnv string
@@ -348,7 +350,7 @@ func (r *relation) setKey(ev *event.Event, kind byte, oid uint32, val []byte) er
 		}
 		ev.Key = strconv.FormatInt(n, 10)
 	}
-	ev.ID = Identity(r.outbox.Schema, r.outbox.Table, ev.Key)
+	ev.ID = appendIdentity(&r.idBuf, r.outbox.Schema, r.outbox.Table, ev.Key)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"slices"
@@ -58,10 +59,25 @@ var identityNamespace = uuid.MustParse("7f3d1c52-4b8e-4f0a-9c61-2d5e8b9a0c13")
 // Identity is the event identity of the row whose key spells key in
 // table schema.name: the same on every replay, and different for the same
 // key in another table, so streams never collide in one ClickHouse table.
+// It is a name-based uuid (version 5, RFC 9562) over schema + "." + table
+// + NUL + key.
 func Identity(schema, table, key string) [16]byte {
-	b := make([]byte, 0, len(schema)+len(table)+len(key)+2)
+	var buf []byte
+	return appendIdentity(&buf, schema, table, key)
+}
+
+// appendIdentity is Identity with *buf as scratch (kept by the decoder:
+// no allocation per event).
+func appendIdentity(buf *[]byte, schema, table, key string) [16]byte {
+	b := append((*buf)[:0], identityNamespace[:]...)
 	b = append(append(append(append(append(b, schema...), '.'), table...), 0), key...)
-	return uuid.NewSHA1(identityNamespace, b)
+	*buf = b
+	sum := sha1.Sum(b)
+	var id [16]byte
+	copy(id[:], sum[:16])
+	id[6] = id[6]&0x0f | 0x50 // version 5
+	id[8] = id[8]&0x3f | 0x80 // RFC 9562 variant
+	return id
 }
 
 // keyTypes are the identity column types: a uuid is the identity itself,

@@ -3,6 +3,8 @@ package replication
 import (
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/outbox-relay/relay/internal/config"
 )
 
@@ -28,6 +30,13 @@ func TestIdentityIsStableAndPerTable(t *testing.T) {
 		if Identity(other[0], other[1], other[2]) == a {
 			t.Errorf("Identity%v = Identity(public, core_outboxevent, 42)", other)
 		}
+	}
+	if want := uuid.NewSHA1(identityNamespace, []byte("public.core_outboxevent\x0042")); a != want {
+		t.Errorf("Identity = %x, want the RFC 9562 name-based uuid %s", a, want)
+	}
+	var buf []byte
+	if allocs := testing.AllocsPerRun(100, func() { appendIdentity(&buf, "public", "core_outboxevent", "42") }); allocs != 0 {
+		t.Errorf("appendIdentity allocates %v times per event", allocs)
 	}
 	if a[6]>>4 != 5 || a[8]>>6 != 2 {
 		t.Errorf("Identity is not a version 5 RFC 4122 uuid: %x", a)
