@@ -142,16 +142,18 @@ type part struct {
 // route splits evs by destination table, in order of first appearance
 // (the same on every replay of the batch), each part in batch order; the
 // events no table can take come back as rejected, for the dead letters.
-// The parts share one new slice: two passes, one allocation, no growth.
+// It reorders evs in place (a stable partition by table, the rejected
+// last): the parts are slices of it, so no event is copied into a second
+// buffer (the batch's memory stays what the budget counted).
 func (s *session) route(evs []event.Event) ([]part, []deadletter.Rejected) {
 	if len(s.routes) == 1 && !s.routes[0].Routed() {
 		return []part{{table: s.routes[0].Table, events: evs}}, nil // every event of the one stream
 	}
 	var parts []part
-	var counts []int
+	var counts []int32
 	var rejected []deadletter.Rejected
-	at := map[string]int{}
-	dest := make([]int32, len(evs)) // part of each event, -1: rejected
+	at := map[string]int32{}
+	dest := make([]int32, len(evs)) // each event's part, -1: rejected
 	for i := range evs {
 		ev := &evs[i]
 		r := &s.routes[ev.Stream]
@@ -166,26 +168,38 @@ func (s *session) route(evs []event.Event) ([]part, []deadletter.Rejected) {
 		}
 		p, ok := at[table]
 		if !ok {
-			p = len(parts)
+			p = int32(len(parts))
 			at[table] = p
 			parts = append(parts, part{stream: ev.Stream, table: table})
 			counts = append(counts, 0)
 		}
-		dest[i] = int32(p)
+		dest[i] = p
 		counts[p]++
 	}
 	if len(parts) == 1 && len(rejected) == 0 {
 		parts[0].events = evs
 		return parts, nil
 	}
-	buf := make([]event.Event, len(evs)-len(rejected))
+	// next[p] is where part p's next event goes; the rejected follow the
+	// parts. dest becomes each event's position, then evs is permuted
+	// along its cycles.
+	next := make([]int32, len(parts)+1)
 	for p := range parts {
-		parts[p].events = buf[:0:counts[p]]
-		buf = buf[counts[p]:]
+		next[p+1] = next[p] + counts[p]
+		parts[p].events = evs[next[p] : next[p]+counts[p]]
 	}
 	for i, p := range dest {
-		if p >= 0 {
-			parts[p].events = append(parts[p].events, evs[i])
+		if p < 0 {
+			p = int32(len(parts))
+		}
+		dest[i] = next[p]
+		next[p]++
+	}
+	for i := range dest {
+		for int(dest[i]) != i {
+			j := dest[i]
+			evs[i], evs[j] = evs[j], evs[i]
+			dest[i], dest[j] = dest[j], dest[i]
 		}
 	}
 	return parts, rejected
