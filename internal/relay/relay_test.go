@@ -1603,9 +1603,12 @@ func TestBackfillEndsBeforeStreamBatchesAreRecorded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newRig(t, bigBudget)
 		g.more = []Sink{g.sink}
+		// The backfill's write waits until everything else in the bubble is
+		// blocked: the relay had every chance to record the stream's batch.
+		backfillWrites := make(chan struct{})
 		g.sink.writeBatch = func(_ context.Context, evs []event.Event, token string, _ time.Time) error {
 			if token == "" {
-				time.Sleep(time.Second) // the backfill's write is slow
+				<-backfillWrites
 			}
 			g.log.add("write %v token=%q", evIDs(evs), token)
 			return nil
@@ -1631,6 +1634,8 @@ func TestBackfillEndsBeforeStreamBatchesAreRecorded(t *testing.T) {
 		r := g.relay(batch.Policy{MaxEvents: 10, MaxAge: 10 * time.Millisecond})
 		r.batches = bl
 		x := start(t, r)
+		synctest.Wait()
+		close(backfillWrites)
 		x.until(t, flushed, "the stream's batch")
 		if err := x.stop(); err != nil {
 			t.Errorf("Run = %v", err)

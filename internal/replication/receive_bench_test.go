@@ -266,10 +266,20 @@ func fakeWalsender(ctx context.Context, ln net.Listener, n, rate int, useTLS boo
 	}
 	insert := append([]byte{'I'}, benchInsertBody(512)...)
 	start := time.Now()
+	pace := time.NewTimer(0)
+	defer pace.Stop()
+	<-pace.C
 	for i := 0; i < n; i++ {
 		if rate > 0 {
+			// Transaction i is due at start + i/rate: behind, it goes at once
+			// (the schedule catches up); the wait ends with ctx too.
 			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
-				time.Sleep(d) // the sender's own process: its pace is all it does
+				pace.Reset(d)
+				select {
+				case <-pace.C:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 		lsn := uint64(i+1) * 1000
