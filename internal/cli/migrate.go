@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -80,7 +79,7 @@ func clickHouseTables(cfg *config.Config) []string {
 	seen := map[string]bool{}
 	for _, st := range cfg.Streams() {
 		t := st.ClickHouseTable
-		if t == "" || strings.Contains(t, "{") || seen[t] {
+		if t == "" || st.Routed() || seen[t] {
 			continue
 		}
 		seen[t] = true

@@ -210,7 +210,7 @@ func preflight(ctx context.Context, cfg *config.Config, srcCfg *replication.Conf
 func prepareTables(ctx context.Context, sink *chsink.Sink, streams []config.Stream, outboxes []replication.Outbox) error {
 	carried := map[string][]string{}
 	for i, s := range streams {
-		if relay.IsTemplate(s.ClickHouseTable) {
+		if s.Routed() {
 			continue
 		}
 		cols, known := carried[s.ClickHouseTable]
@@ -398,7 +398,7 @@ func streamsAtStart(ctx context.Context, sink *chsink.Sink, streams []config.Str
 	m *metrics.Metrics, log zerolog.Logger) ([]relay.Route, error) {
 	var existing []string
 	for _, s := range streams {
-		if relay.IsTemplate(s.ClickHouseTable) {
+		if s.Routed() {
 			var err error
 			if existing, err = sink.Tables(ctx); err != nil {
 				return nil, fmt.Errorf("ClickHouse (CLICKHOUSE_URL): %w", err)

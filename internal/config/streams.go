@@ -214,3 +214,28 @@ func list(s string) []string {
 func (s *Stream) OutboxRegclass() string {
 	return pgx.Identifier(strings.Split(s.Outbox, ".")).Sanitize()
 }
+
+// Template splits a template ClickHouse table (events_{event_type}) around
+// its field: prefix, field, suffix; ok is false for a plain table.
+func (s *Stream) Template() (prefix, field, suffix string, ok bool) {
+	t := s.ClickHouseTable
+	open := strings.IndexByte(t, '{')
+	end := strings.IndexByte(t, '}')
+	if open < 0 || end < open {
+		return "", "", "", false
+	}
+	return t[:open], t[open+1 : end], t[end+1:], true
+}
+
+// Routed says the stream's ClickHouse table is a template.
+func (s *Stream) Routed() bool {
+	_, _, _, ok := s.Template()
+	return ok
+}
+
+// RoutesTo says table is one the stream's template could have made (a
+// value between its prefix and suffix).
+func (s *Stream) RoutesTo(table string) bool {
+	prefix, _, suffix, ok := s.Template()
+	return ok && len(table) > len(prefix)+len(suffix) && strings.HasPrefix(table, prefix) && strings.HasSuffix(table, suffix)
+}

@@ -427,3 +427,22 @@ func TestOverrideOfAnUnreadableFile(t *testing.T) {
 	_, err := loadStreams(t, "streams: [\n", map[string]string{"RELAY_OUTBOX_TABLE": "x"})
 	assertProblems(t, err, []string{"relay.yaml:2: "})
 }
+
+func TestStreamTemplate(t *testing.T) {
+	for table, want := range map[string]bool{"event_log": false, "events_{event_type}": true, "{event_type}": true,
+		"events_{": false, "a}b{": false} {
+		s := Stream{ClickHouseTable: table}
+		if got := s.Routed(); got != want {
+			t.Errorf("Stream{ClickHouseTable: %q}.Routed() = %t, want %t", table, got, want)
+		}
+	}
+	s := Stream{ClickHouseTable: "log_{event_type}_v1"}
+	if p, f, x, ok := s.Template(); p != "log_" || f != "event_type" || x != "_v1" || !ok {
+		t.Errorf("Template() = %q %q %q %t", p, f, x, ok)
+	}
+	for table, want := range map[string]bool{"log_a_v1": true, "log__v1": false, "log_a_v2": false, "event_log": false} {
+		if got := s.RoutesTo(table); got != want {
+			t.Errorf("RoutesTo(%q) = %t, want %t", table, got, want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package relay
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/outbox-relay/relay/internal/config"
 	"github.com/outbox-relay/relay/internal/deadletter"
@@ -43,23 +42,18 @@ const maxNamed = 4096
 // template made before (they count toward its limit).
 func NewRoute(s config.Stream, existing []string) Route {
 	r := Route{Stream: s.Name, Table: s.ClickHouseTable, max: s.MaxTables}
-	open := strings.IndexByte(s.ClickHouseTable, '{')
-	end := strings.IndexByte(s.ClickHouseTable, '}')
-	if open < 0 || end < open {
+	var ok bool
+	if r.prefix, r.field, r.suffix, ok = s.Template(); !ok {
 		return r
 	}
-	r.prefix, r.field, r.suffix = s.ClickHouseTable[:open], s.ClickHouseTable[open+1:end], s.ClickHouseTable[end+1:]
 	r.tables, r.named = map[string]bool{}, map[string]string{}
 	for _, t := range existing {
-		if r.Matches(t) {
+		if s.RoutesTo(t) {
 			r.tables[t] = true
 		}
 	}
 	return r
 }
-
-// IsTemplate says a ClickHouse table setting is a template.
-func IsTemplate(table string) bool { return strings.Contains(table, "{") }
 
 // Tables are the template's tables known so far, sorted.
 func (r *Route) Tables() []string {
@@ -73,12 +67,6 @@ func (r *Route) Tables() []string {
 
 // Routed says the route is a template.
 func (r *Route) Routed() bool { return r.field != "" }
-
-// Matches says table is one the template could have made.
-func (r *Route) Matches(table string) bool {
-	return r.Routed() && len(table) > len(r.prefix)+len(r.suffix) &&
-		strings.HasPrefix(table, r.prefix) && strings.HasSuffix(table, r.suffix)
-}
 
 // table is where ev goes, or why it cannot go anywhere (the event is
 // dead-lettered).

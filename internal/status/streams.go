@@ -78,7 +78,7 @@ type TableStatus struct {
 func gatherStreams(ctx context.Context, db DB, publication string, streams []config.Stream) ([]StreamStatus, error) {
 	out := make([]StreamStatus, len(streams))
 	for i, s := range streams {
-		st := StreamStatus{Name: s.Name, Outbox: s.Outbox, ClickHouseTable: s.ClickHouseTable, Routed: isTemplate(s.ClickHouseTable),
+		st := StreamStatus{Name: s.Name, Outbox: s.Outbox, ClickHouseTable: s.ClickHouseTable, Routed: s.Routed(),
 			Tables: []TableStatus{}}
 		if err := gatherOutbox(ctx, db, publication, s, &st); err != nil {
 			return nil, err
@@ -144,40 +144,16 @@ func gatherStreamDeadLetters(ctx context.Context, db DB, streams []StreamStatus)
 	return nil
 }
 
-// isTemplate says a ClickHouse table setting names a field in braces.
-func isTemplate(table string) bool {
-	_, _, ok := templateParts(table)
-	return ok
-}
-
-// templateParts splits a template such as events_{event_type} around its
-// field: "events_", "".
-func templateParts(tpl string) (prefix, suffix string, ok bool) {
-	i := strings.IndexByte(tpl, '{')
-	if i < 0 {
-		return "", "", false
-	}
-	j := strings.IndexByte(tpl[i:], '}')
-	if j < 0 {
-		return "", "", false
-	}
-	return tpl[:i], tpl[i+j+1:], true
-}
-
 // chTable is a table of the ClickHouse database as system.tables lists it.
 type chTable struct{ name, engine string }
 
-// routedTables are the tables of the database the template tpl routed to:
+// routedTables are the tables of the database s's template routed to:
 // those its pattern matches that can hold rows (not views), without the
 // local tables under a sharded topology's Distributed ones.
-func routedTables(tpl string, tables []chTable, layout topology.Layout) []chTable {
-	prefix, suffix, _ := templateParts(tpl)
-	matches := func(name string) bool {
-		return len(name) > len(prefix)+len(suffix) && strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix)
-	}
+func routedTables(s config.Stream, tables []chTable, layout topology.Layout) []chTable {
 	matched := map[string]bool{}
 	for _, t := range tables {
-		if matches(t.name) {
+		if s.RoutesTo(t.name) {
 			matched[t.name] = true
 		}
 	}
@@ -214,7 +190,7 @@ func gatherStreamTables(ctx context.Context, conn driver.Conn, t Target, streams
 		st := &streams[i]
 		var mine []chTable
 		if st.Routed {
-			mine = routedTables(st.ClickHouseTable, tables, t.Layout)
+			mine = routedTables(config.Stream{ClickHouseTable: st.ClickHouseTable}, tables, t.Layout)
 		} else {
 			mine = []chTable{{name: st.ClickHouseTable, engine: engines[st.ClickHouseTable]}}
 		}

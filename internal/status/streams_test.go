@@ -30,22 +30,13 @@ func TestRoutedTables(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			for _, tb := range routedTables(tt.tpl, db, tt.layout) {
+			for _, tb := range routedTables(config.Stream{ClickHouseTable: tt.tpl}, db, tt.layout) {
 				got = append(got, tb.name)
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("routedTables(%q) = %q, want %q", tt.tpl, got, tt.want)
 			}
 		})
-	}
-}
-
-func TestIsTemplate(t *testing.T) {
-	for table, want := range map[string]bool{"event_log": false, "events_{event_type}": true, "{event_type}": true,
-		"events_{": false, "a}b{": false} {
-		if got := isTemplate(table); got != want {
-			t.Errorf("isTemplate(%q) = %t, want %t", table, got, want)
-		}
 	}
 }
 
